@@ -1,0 +1,318 @@
+"""Run configuration: one validated object that every step receives.
+
+The config travels through the pipeline as a JSON string parameter, so it must
+never hold secrets: credentials come from environment variables only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file or value is wrong; the message names the key and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DemoOptions(_Strict):
+    """Knobs of the synthetic `demo:benefits` table."""
+
+    rows: int = Field(5000, ge=100, le=10_000_000)
+    month: int = Field(1, ge=1, le=36, description="1 = reference month; later months drift")
+    bias: float = Field(0.0, ge=0.0, le=1.0, description="strength of injected bias against one group")
+    seed: int = 7
+
+
+class ColumnSpec(_Strict):
+    """One column of a declared data contract."""
+
+    name: str
+    kind: Literal["numeric", "categorical"]
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+
+
+class DataConfig(_Strict):
+    """Where the data comes from and what each column means."""
+
+    source: str = Field("demo:benefits", description="path (.csv/.parquet), s3://bucket/key, or demo:benefits")
+    demo: DemoOptions = DemoOptions()
+    target: str = "needs_review"
+    numeric_features: list[str] | None = None
+    categorical_features: list[str] | None = None
+    sensitive_attributes: list[str] = Field(default_factory=list)
+    allow_sensitive_as_features: bool = False
+    pii_columns: list[str] = Field(default_factory=list)
+    contract: list[ColumnSpec] | None = Field(
+        None, description="declared data contract; when absent it is inferred on the first run and stored"
+    )
+
+    @model_validator(mode="after")
+    def _target_not_feature(self) -> DataConfig:
+        for key in ("numeric_features", "categorical_features"):
+            cols = getattr(self, key) or []
+            if self.target in cols:
+                raise ValueError(f"target {self.target!r} is also listed in data.{key}; remove it from the features")
+            pii = set(cols) & set(self.pii_columns)
+            if pii:
+                raise ValueError(f"PII column(s) {sorted(pii)} listed in data.{key}; PII is never a feature")
+        return self
+
+
+class SplitConfig(_Strict):
+    """Deterministic stratified train/valid/test split."""
+
+    valid_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
+    seed: int = 42
+
+
+class ModelConfig(_Strict):
+    """Model family and fixed parameters (tuned ones come from `tuning`)."""
+
+    family: Literal["xgboost", "logistic_regression", "random_forest"] = "xgboost"
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 42
+    n_threads: int = Field(2, ge=1, description="fixed so XGBoost `hist` is bit-for-bit reproducible")
+
+
+class ParamSpec(_Strict):
+    """One hyperparameter of the search space (Katib's parameterType vocabulary)."""
+
+    type: Literal["double", "int", "categorical"]
+    min: float | None = None
+    max: float | None = None
+    log: bool = False
+    step: float | None = None
+    values: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ParamSpec:
+        if self.type == "categorical":
+            if not self.values:
+                raise ValueError("categorical parameter needs a non-empty 'values' list, e.g. values: [a, b]")
+        else:
+            if self.min is None or self.max is None:
+                raise ValueError(f"{self.type} parameter needs 'min' and 'max', e.g. min: 0.01, max: 0.3")
+            if self.min >= self.max:
+                raise ValueError(f"min ({self.min}) must be < max ({self.max})")
+            if self.log and self.min <= 0:
+                raise ValueError(f"log scale needs min > 0, got min={self.min}")
+            if self.type == "int" and (self.min != int(self.min) or self.max != int(self.max)):
+                raise ValueError(f"int parameter needs whole-number bounds, got {self.min}..{self.max}")
+        return self
+
+
+class EarlyStopping(_Strict):
+    """Katib `medianstop` settings; locally Optuna's MedianPruner."""
+
+    algorithm: Literal["medianstop"] = "medianstop"
+    min_trials_required: int = Field(3, ge=1)
+    start_step: int = Field(5, ge=1)
+
+
+class KatibOptions(_Strict):
+    """Cluster-side settings for the Katib backend."""
+
+    namespace: str = "civicml"
+    timeout_seconds: int = Field(3600, ge=60)
+    retain: bool = False
+    cpu: str = "1"
+    memory: str = "2Gi"
+
+
+ALGORITHMS = ("random", "tpe", "multivariate-tpe", "cmaes", "grid")
+
+
+class TuningConfig(_Strict):
+    """One search space, run by Optuna locally or by Katib on a cluster."""
+
+    backend: Literal["optuna", "katib"] = "optuna"
+    algorithm: str = "tpe"
+    objective_metric: str = "roc_auc"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    max_trials: int = Field(8, ge=1, le=10_000)
+    parallel_trials: int = Field(1, ge=1)
+    max_failed_trials: int = Field(3, ge=0)
+    seed: int = 42
+    early_stopping: EarlyStopping | None = None
+    search_space: dict[str, ParamSpec] = Field(default_factory=dict)
+    katib: KatibOptions = KatibOptions()
+
+    @model_validator(mode="after")
+    def _check(self) -> TuningConfig:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {self.algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+        if self.algorithm == "cmaes":
+            continuous = [n for n, p in self.search_space.items() if p.type != "categorical"]
+            if len(continuous) < 2:
+                raise ValueError(
+                    f"cmaes needs at least two continuous (double/int) parameters, got {continuous or 'none'}"
+                )
+        if self.algorithm == "grid":
+            bad = [n for n, p in self.search_space.items() if p.type == "double" and p.step is None]
+            if bad:
+                raise ValueError(f"grid search needs 'step' on double parameters: {bad}")
+        return self
+
+
+class FairnessRule(_Strict):
+    """A fairness limit applied to every sensitive attribute."""
+
+    metric: Literal["demographic_parity_ratio", "demographic_parity_difference", "equalized_odds_difference"]
+    min: float | None = None
+    max: float | None = None
+
+
+class PolicyConfig(_Strict):
+    """Gate rules: what a model must meet before it may serve anyone."""
+
+    min_metrics: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.7})
+    max_metrics: dict[str, float] = Field(default_factory=dict)
+    use_ci_lower_bound: bool = False
+    fairness: list[FairnessRule] = Field(
+        default_factory=lambda: [FairnessRule(metric="demographic_parity_ratio", min=0.8)]
+    )
+    min_group_count: int = Field(30, ge=1)
+    non_inferiority_margin: float = Field(0.01, ge=0.0)
+    require_approval: Literal["always", "never", "borderline"] = "never"
+    borderline_margin: float = Field(0.02, ge=0.0)
+
+
+class StorageConfig(_Strict):
+    """Where artifacts and the registry live. No credentials here, ever."""
+
+    uri: str = ".civicml"
+    secret_name: str = Field("civicml-object-store", description="Kubernetes Secret with the store credentials")
+
+
+class DeployConfig(_Strict):
+    """How an approved model reaches users."""
+
+    target: Literal["local", "kubernetes"] = "local"
+    mode: Literal["replace", "challenger"] = "replace"
+    challenger_traffic: float = Field(0.1, ge=0.0, le=1.0)
+    namespace: str = "civicml"
+    name: str = "civicml-model-server"
+    image: str = "ghcr.io/civicml/civicml:0.1.0"
+    replicas: int = Field(2, ge=1)
+    rollout_timeout_seconds: int = Field(300, ge=10)
+
+
+class MonitoringConfig(_Strict):
+    """When drift or live performance should trigger retraining."""
+
+    psi_threshold: float = Field(0.25, gt=0)
+    max_drift_share: float = Field(0.3, ge=0, le=1)
+    max_metric_drop: float = Field(0.05, ge=0)
+    min_new_rows: int = Field(500, ge=0)
+    p_value: float = Field(0.01, gt=0, lt=1)
+
+
+class CardConfig(_Strict):
+    """Text for the model card that only people can write."""
+
+    title: str = "Benefit claim review model"
+    owner: str = "Data Science Unit"
+    intended_use: str = "Prioritise benefit claims for human review. Not for automated denial of benefits."
+    limitations: str = "Trained on synthetic data; not validated for use outside the claim types it was trained on."
+
+
+class RunConfig(_Strict):
+    """Everything one training run needs; serialisable to JSON for KFP parameters."""
+
+    name: str = "benefits-review"
+    task: Literal["binary_classification", "regression"] = "binary_classification"
+    data: DataConfig = DataConfig()
+    split: SplitConfig = SplitConfig()
+    model: ModelConfig = ModelConfig()
+    tuning: TuningConfig = TuningConfig()
+    policy: PolicyConfig = PolicyConfig()
+    storage: StorageConfig = StorageConfig()
+    deploy: DeployConfig = DeployConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    card: CardConfig = CardConfig()
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys) so the same config always hashes the same."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        """Parse the JSON form produced by `to_json`."""
+        return parse_config(json.loads(text), where="<json>")
+
+
+def _format_errors(err: ValidationError, where: str) -> str:
+    lines = [f"invalid config in {where}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling against civicml.yaml)"
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  - {key}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: Any, where: str = "<config>") -> RunConfig:
+    """Validate a mapping into a RunConfig.
+
+    Args:
+        raw: The parsed YAML/JSON mapping.
+        where: Where the mapping came from, for error messages.
+
+    Raises:
+        ConfigError: naming each wrong key and what is wrong with it.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid config in {where}: expected a mapping of keys, got {type(raw).__name__}")
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, where)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Load `civicml.yaml` (or defaults when no path) and apply dotted-key overrides.
+
+    Args:
+        path: YAML file; None means the built-in defaults.
+        overrides: e.g. {"data.demo.month": 3}.
+
+    Raises:
+        ConfigError: on a missing file, bad YAML or an invalid key/value.
+    """
+    raw: dict[str, Any] = {}
+    where = "<defaults>"
+    if path is not None:
+        p = Path(path)
+        where = str(p)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist; copy civicml.yaml from the repository root")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {p} is not valid YAML: {err}") from None
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"cannot override {dotted}: {part} is not a mapping")
+        node[parts[-1]] = value
+    return parse_config(raw, where)

@@ -1,0 +1,172 @@
+"""Data contract: which columns exist, their kind, range and categories.
+
+A contract is declared in the config (`data.contract`) or inferred from the first
+run's data and stored in the registry, so later runs and the model server check
+new data against the same rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from civicml.config import ColumnSpec, DataConfig
+from civicml.data.errors import DataError
+
+MAX_CATEGORIES = 200
+
+
+@dataclass
+class ContractReport:
+    """Outcome of a contract check: warnings do not stop a run, errors do."""
+
+    warnings: list[str] = field(default_factory=list)
+
+
+def _examples(values: pd.Series, n: int = 3) -> str:
+    return ", ".join(repr(v) for v in values.drop_duplicates().head(n).tolist())
+
+
+def infer_contract(df: pd.DataFrame, cfg: DataConfig) -> list[ColumnSpec]:
+    """Infer a contract from a trusted first batch of data (PII columns excluded)."""
+    specs: list[ColumnSpec] = []
+    declared_cat = set(cfg.categorical_features or [])
+    declared_num = set(cfg.numeric_features or [])
+    for col in df.columns:
+        if col in cfg.pii_columns:
+            continue
+        s = df[col]
+        numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+        if col in declared_cat:
+            numeric = False
+        elif col in declared_num:
+            numeric = True
+        nullable = bool(s.isna().any())
+        if numeric:
+            specs.append(ColumnSpec(name=col, kind="numeric", nullable=nullable))
+        else:
+            cats = sorted(str(v) for v in s.dropna().unique())
+            specs.append(
+                ColumnSpec(name=col, kind="categorical", nullable=nullable, categories=cats[:MAX_CATEGORIES])
+            )
+    return specs
+
+
+def check_target(df: pd.DataFrame, cfg: DataConfig, task: str) -> None:
+    """Check the target column exists, has no missing values, and fits the task."""
+    target = cfg.target
+    if target not in df.columns:
+        raise DataError(
+            f"target column {target!r} (data.target) is missing; the data has columns "
+            f"{list(df.columns)[:12]}; set data.target to one of them"
+        )
+    y = df[target]
+    if y.isna().any():
+        rows = y.index[y.isna()].tolist()[:5]
+        raise DataError(f"target column {target!r} has {int(y.isna().sum())} missing values (e.g. rows {rows})")
+    if task == "binary_classification":
+        classes = sorted(y.unique().tolist(), key=str)
+        if len(classes) < 2:
+            raise DataError(
+                f"target column {target!r} has one class only ({classes[0]!r} in all {len(y)} rows); "
+                "a classifier needs examples of both outcomes"
+            )
+        if len(classes) > 2:
+            raise DataError(
+                f"target column {target!r} has {len(classes)} classes (e.g. {classes[:5]}); "
+                "binary_classification needs exactly two (0/1 or two labels)"
+            )
+    elif not pd.api.types.is_numeric_dtype(y):
+        bad = y[pd.to_numeric(y, errors="coerce").isna()]
+        raise DataError(f"target column {target!r} must be numeric for regression; found e.g. {_examples(bad)}")
+
+
+def enforce_contract(df: pd.DataFrame, contract: list[ColumnSpec]) -> tuple[pd.DataFrame, ContractReport]:
+    """Check `df` against the contract and return it with canonical dtypes.
+
+    Numeric columns become float64, categorical columns become strings, so every later
+    step (and XGBoost, which rejects pandas' `str` dtype) sees the same types.
+
+    Raises:
+        DataError: naming the column, the rule and example bad values.
+    """
+    report = ContractReport()
+    out = df.copy()
+    for spec in contract:
+        col = spec.name
+        if col not in out.columns:
+            raise DataError(
+                f"column {col!r} required by the data contract is missing (rule: presence); "
+                f"add it to the data or remove it from data.contract"
+            )
+        s = out[col]
+        if not spec.nullable and s.isna().any():
+            rows = s.index[s.isna()].tolist()[:5]
+            raise DataError(
+                f"column {col!r} has {int(s.isna().sum())} missing values (rule: not nullable), e.g. rows {rows}; "
+                f"fill them or declare nullable: true in data.contract"
+            )
+        if spec.kind == "numeric":
+            if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+                conv = pd.to_numeric(s, errors="coerce")
+                bad = s[conv.isna() & s.notna()]
+                if len(bad):
+                    raise DataError(
+                        f"column {col!r} must be numeric (rule: type) but has {len(bad)} text values, "
+                        f"e.g. {_examples(bad)} in rows {bad.index[:5].tolist()}; fix those values or "
+                        f"declare the column categorical in data.contract"
+                    )
+                s = conv
+            s = s.astype("float64")
+            if spec.min is not None and (s < spec.min).any():
+                bad = s[s < spec.min]
+                raise DataError(f"column {col!r} has values below min {spec.min} (rule: range), e.g. {_examples(bad)}")
+            if spec.max is not None and (s > spec.max).any():
+                bad = s[s > spec.max]
+                raise DataError(f"column {col!r} has values above max {spec.max} (rule: range), e.g. {_examples(bad)}")
+            if np.isinf(s).any():
+                raise DataError(f"column {col!r} has infinite values (rule: finite)")
+            out[col] = s
+        else:
+            s = s.astype("string").astype(object).where(s.notna(), None)
+            if spec.categories is not None:
+                unknown = s[s.notna() & ~s.isin(spec.categories)]
+                if len(unknown):
+                    report.warnings.append(
+                        f"column {col!r} has {len(unknown)} values outside the contract's categories, "
+                        f"e.g. {_examples(unknown)}; the model treats them as unknown"
+                    )
+            out[col] = s
+    return out, report
+
+
+def feature_lists(contract: list[ColumnSpec], cfg: DataConfig) -> tuple[list[str], list[str]]:
+    """Decide the model's numeric and categorical features.
+
+    Sensitive attributes are excluded unless `data.allow_sensitive_as_features`; PII and
+    the target never are features.
+    """
+    excluded = {cfg.target, *cfg.pii_columns}
+    if not cfg.allow_sensitive_as_features:
+        excluded |= set(cfg.sensitive_attributes)
+    kinds = {c.name: c.kind for c in contract}
+    if cfg.numeric_features is not None or cfg.categorical_features is not None:
+        numeric = list(cfg.numeric_features or [])
+        categorical = list(cfg.categorical_features or [])
+        for col in numeric + categorical:
+            if col not in kinds:
+                raise DataError(f"feature {col!r} from the config is not a column of the data")
+        leaked = (set(numeric) | set(categorical)) & set(cfg.sensitive_attributes)
+        if leaked and not cfg.allow_sensitive_as_features:
+            raise DataError(
+                f"sensitive attribute(s) {sorted(leaked)} listed as features; they are used to measure fairness "
+                "only, unless data.allow_sensitive_as_features is true"
+            )
+        return numeric, categorical
+    numeric = [c.name for c in contract if c.kind == "numeric" and c.name not in excluded]
+    categorical = [c.name for c in contract if c.kind == "categorical" and c.name not in excluded]
+    if not numeric and not categorical:
+        raise DataError("no feature columns left after removing the target, PII and sensitive attributes")
+    return numeric, categorical

@@ -1,0 +1,1 @@
+"""Deployment backends (Kubernetes, local) and the pod security rules they share."""

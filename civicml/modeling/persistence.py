@@ -1,0 +1,69 @@
+"""Save and load models without pickle: XGBoost UBJ + JSON spec, scikit-learn via skops.
+
+Nothing read from storage is ever unpickled; skops loads only types on an explicit
+allow-list, so a tampered file cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from civicml.modeling.estimators import TrainedModel
+from civicml.modeling.preprocessing import FeatureSpec
+
+MODEL_META = "model.json"
+XGB_FILE = "model.ubj"
+SKOPS_FILE = "model.skops"
+# Types our sklearn pipelines contain; anything else in a .skops file is refused.
+SKOPS_ALLOWED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "collections.")
+
+
+class ModelLoadError(RuntimeError):
+    """A saved model cannot be loaded safely."""
+
+
+def save_model(model: TrainedModel, directory: str | Path) -> list[Path]:
+    """Write the model into `directory`; returns the files written (deterministic bytes)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    meta = {"family": model.family, "params": model.params, "spec": model.spec.to_dict(), "format": 1}
+    files = [d / MODEL_META]
+    files[0].write_text(json.dumps(meta, indent=2, default=str))  # no sort_keys: feature order matters
+    if model.family == "xgboost":
+        path = d / XGB_FILE
+        model.estimator.get_booster().save_model(str(path))
+    else:
+        import skops.io as sio
+
+        path = d / SKOPS_FILE
+        sio.dump(model.estimator, str(path))
+    files.append(path)
+    return files
+
+
+def load_model(directory: str | Path) -> TrainedModel:
+    """Load a model saved by `save_model` (integrity is checked by the registry before this)."""
+    d = Path(directory)
+    meta_path = d / MODEL_META
+    if not meta_path.is_file():
+        raise ModelLoadError(f"{d} is not a civicml model directory: {MODEL_META} is missing")
+    meta = json.loads(meta_path.read_text())
+    spec = FeatureSpec.from_dict(meta["spec"])
+    family = meta["family"]
+    if family == "xgboost":
+        import xgboost as xgb
+
+        cls = xgb.XGBClassifier if spec.task == "binary_classification" else xgb.XGBRegressor
+        est = cls()
+        est.load_model(str(d / XGB_FILE))
+    else:
+        import skops.io as sio
+
+        path = str(d / SKOPS_FILE)
+        untrusted = sio.get_untrusted_types(file=path)
+        refused = [t for t in untrusted if not t.startswith(SKOPS_ALLOWED_PREFIXES)]
+        if refused:
+            raise ModelLoadError(f"refusing to load {path}: it contains types outside the allow-list: {refused}")
+        est = sio.load(path, trusted=untrusted)
+    return TrainedModel(family=family, spec=spec, params=meta["params"], estimator=est)

@@ -1,0 +1,319 @@
+"""One plain function per pipeline step: the only API the KFP components call.
+
+Each step reads its inputs from paths, writes its outputs to paths and returns a
+small JSON-able summary. The same functions back the `civicml` CLI, so every stage
+runs outside KFP too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from civicml.config import ColumnSpec, RunConfig
+from civicml.data.contract import check_target, enforce_contract, feature_lists, infer_contract
+from civicml.data.errors import DataError
+from civicml.data.fingerprint import fingerprint
+from civicml.data.profile import build_profile
+from civicml.data.sources import load_table
+from civicml.data.split import split_frame
+from civicml.governance.audit import AuditLog
+from civicml.provenance import code_revision, image, library_versions
+from civicml.storage.registry import Registry, new_version_id, sha256_bytes
+from civicml.storage.store import open_store
+
+SPLITS = ("train", "valid", "test")
+
+
+def _cfg(config: RunConfig | str) -> RunConfig:
+    return config if isinstance(config, RunConfig) else RunConfig.from_json(config)
+
+
+def _registry(cfg: RunConfig) -> Registry:
+    return Registry(open_store(cfg.storage.uri))
+
+
+def _write_json(path: str | Path, obj: Any) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def _read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def load_splits(data_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """Read the train/valid/test Parquet files written by `validate_data`."""
+    d = Path(data_dir)
+    return {name: pd.read_parquet(d / f"{name}.parquet") for name in SPLITS}
+
+
+def data_info(data_dir: str | Path) -> dict[str, Any]:
+    """The `data_info.json` written by `validate_data` (features, fingerprint, version)."""
+    return _read_json(Path(data_dir) / "data_info.json")
+
+
+def validate_data(config: RunConfig | str, data_dir: str, version: str = "") -> dict[str, Any]:
+    """Load, check against the contract, drop PII, split, fingerprint and profile the data.
+
+    Args:
+        config: Run config (object or JSON).
+        data_dir: Output directory for train/valid/test Parquet, contract, profile and info.
+        version: Model version id for this run; generated when empty.
+
+    Returns:
+        Summary with `version`, `status` (`ok` or `no_new_data`), `fingerprint`, row counts
+        and contract warnings.
+
+    Raises:
+        DataError: the data breaks the contract; nothing is written to the registry.
+    """
+    cfg = _cfg(config)
+    version = version or new_version_id()
+    registry = _registry(cfg)
+    audit = AuditLog(registry.store)
+    try:
+        df = load_table(cfg.data.source, cfg.data.demo)
+        check_target(df, cfg.data, cfg.task)
+        missing_pii = [c for c in cfg.data.pii_columns if c not in df.columns]
+        df = df.drop(columns=[c for c in cfg.data.pii_columns if c in df.columns])
+        missing_sensitive = [c for c in cfg.data.sensitive_attributes if c not in df.columns]
+        if missing_sensitive:
+            raise DataError(
+                f"sensitive attribute column(s) {missing_sensitive} (data.sensitive_attributes) are missing from "
+                "the data; fairness cannot be measured without them"
+            )
+        if cfg.data.contract is not None:
+            contract, contract_origin = cfg.data.contract, "config"
+        else:
+            stored = registry.load_contract(cfg.name)
+            if stored is not None:
+                contract, contract_origin = [ColumnSpec.model_validate(c) for c in stored], "stored"
+            else:
+                contract, contract_origin = infer_contract(df, cfg.data), "inferred"
+        df, report = enforce_contract(df, contract)
+        numeric, categorical = feature_lists(contract, cfg.data)
+        keep = [*numeric, *categorical, *[c for c in cfg.data.sensitive_attributes if c not in numeric + categorical]]
+        df = df[[*dict.fromkeys([*keep, cfg.data.target])]]
+        splits = split_frame(df, cfg.data.target, cfg.split, stratify=cfg.task == "binary_classification")
+    except DataError as err:
+        audit.append("validation_failed", {"version": version, "source": cfg.data.source, "error": str(err)})
+        raise
+    fp = fingerprint(df)
+    if contract_origin == "inferred":
+        # Stored only once the data has passed every check, so a bad first batch sets no contract.
+        registry.save_contract(cfg.name, [c.model_dump(mode="json") for c in contract])
+    out = Path(data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, frame in splits.items():
+        frame.to_parquet(out / f"{name}.parquet", index=False)
+    _write_json(out / "contract.json", [c.model_dump(mode="json") for c in contract])
+    _write_json(out / "profile.json", build_profile(splits["train"], numeric, categorical, seed=cfg.split.seed))
+    champion = registry.get_alias("champion")
+    champion_fp = registry.manifest(champion).get("lineage", {}).get("data_fingerprint") if champion else None
+    status = "no_new_data" if champion_fp == fp else "ok"
+    info = {
+        "version": version,
+        "status": status,
+        "source": cfg.data.source,
+        "fingerprint": fp,
+        "rows": {k: int(len(v)) for k, v in splits.items()},
+        "numeric_features": numeric,
+        "categorical_features": categorical,
+        "sensitive_attributes": cfg.data.sensitive_attributes,
+        "dropped_pii": [c for c in cfg.data.pii_columns if c not in missing_pii],
+        "contract_origin": contract_origin,
+        "warnings": report.warnings,
+    }
+    _write_json(out / "data_info.json", info)
+    audit.append("data_validated", {k: info[k] for k in ("version", "status", "source", "fingerprint", "rows")})
+    return info
+
+
+def _spec(cfg: RunConfig, data_dir: str | Path, train: pd.DataFrame):
+    from civicml.modeling.preprocessing import FeatureSpec
+
+    info = data_info(data_dir)
+    return FeatureSpec.fit(train, cfg.data.target, cfg.task, info["numeric_features"], info["categorical_features"])
+
+
+def tune(config: RunConfig | str, data_dir: str, params_path: str, trials_html_path: str | None = None,
+         on_trial=None) -> dict[str, Any]:
+    """Search hyperparameters on train/valid with the configured backend; write the best params.
+
+    Returns:
+        The tuning result: `best_params`, `best_value`, the trials table.
+    """
+    cfg = _cfg(config)
+    splits = load_splits(data_dir)
+    spec = _spec(cfg, data_dir, splits["train"])
+    if cfg.tuning.backend == "katib":
+        from civicml.tuning.katib_backend import run_katib
+
+        result = run_katib(cfg, data_info(data_dir)["version"])
+    else:
+        from civicml.tuning.optuna_backend import run_optuna
+
+        result = run_optuna(cfg, spec, splits["train"], splits["valid"], on_trial=on_trial)
+    _write_json(params_path, result)
+    if trials_html_path:
+        from civicml.tuning.report import trials_html
+
+        Path(trials_html_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(trials_html_path).write_text(trials_html(result))
+    return result
+
+
+def train(config: RunConfig | str, data_dir: str, params_path: str | None, model_dir: str) -> dict[str, Any]:
+    """Fit the final model on train (validation rows are used only for XGBoost's eval log).
+
+    Returns:
+        `model_sha256` (over the saved files, in order) and the parameters used.
+    """
+    from civicml.modeling.estimators import build_params, fit_model
+    from civicml.modeling.persistence import save_model
+
+    cfg = _cfg(config)
+    splits = load_splits(data_dir)
+    spec = _spec(cfg, data_dir, splits["train"])
+    tuned = _read_json(params_path)["best_params"] if params_path else {}
+    params = build_params(cfg.model.family, cfg.model.params, tuned)
+    model = fit_model(cfg.model.family, spec, params, splits["train"], cfg.model.seed, cfg.model.n_threads)
+    files = save_model(model, model_dir)
+    return {"model_sha256": model_hash(model_dir), "params": params, "files": [f.name for f in files]}
+
+
+def model_hash(model_dir: str | Path) -> str:
+    """sha256 over every file of a saved model, by name, in sorted order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(Path(model_dir).rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(model_dir).as_posix().encode())
+            h.update(sha256_bytes(p.read_bytes()).encode())
+    return h.hexdigest()
+
+
+def evaluate(config: RunConfig | str, data_dir: str, model_dir: str, evaluation_path: str,
+             report_path: str | None = None) -> dict[str, Any]:
+    """Score the test split: metrics, fairness per sensitive attribute, HTML report.
+
+    Returns:
+        The evaluation document (also written to `evaluation_path`).
+    """
+    from civicml.evaluation.evaluate import evaluate_model
+    from civicml.modeling.persistence import load_model
+
+    cfg = _cfg(config)
+    splits = load_splits(data_dir)
+    model = load_model(model_dir)
+    registry = _registry(cfg)
+    evaluation = evaluate_model(cfg, model, splits["test"], registry=registry)
+    evaluation["model_sha256"] = model_hash(model_dir)
+    _write_json(evaluation_path, evaluation)
+    if report_path:
+        from civicml.evaluation.report import render_evaluation_html
+
+        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(report_path).write_text(render_evaluation_html(f"{cfg.card.title}: evaluation", evaluation))
+    return evaluation
+
+
+def gate(config: RunConfig | str, evaluation_path: str, gate_path: str) -> dict[str, Any]:
+    """Apply the policy to the evaluation; write and return the decision with every rule."""
+    from civicml.governance.policy import decide
+
+    cfg = _cfg(config)
+    result = decide(cfg.policy, _read_json(evaluation_path))
+    _write_json(gate_path, result)
+    return result
+
+
+def register(
+    config: RunConfig | str,
+    data_dir: str,
+    params_path: str | None,
+    model_dir: str,
+    evaluation_path: str,
+    gate_path: str,
+    report_path: str | None = None,
+    extra_files: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Stage every artifact of the run, then commit the version by writing its manifest last.
+
+    Returns:
+        The committed manifest.
+    """
+    cfg = _cfg(config)
+    registry = _registry(cfg)
+    info = data_info(data_dir)
+    version = info["version"]
+    evaluation = _read_json(evaluation_path)
+    decision = _read_json(gate_path)
+    artifacts: dict[str, dict[str, Any]] = {}
+    artifacts.update(registry.upload_dir(version, "model", model_dir))
+    for name in ("contract.json", "profile.json", "data_info.json"):
+        artifacts[f"data/{name}"] = registry.upload(version, f"data/{name}", (Path(data_dir) / name).read_bytes())
+    artifacts["evaluation.json"] = registry.upload(version, "evaluation.json", Path(evaluation_path).read_bytes())
+    artifacts["gate.json"] = registry.upload(version, "gate.json", Path(gate_path).read_bytes())
+    if params_path:
+        artifacts["tuning.json"] = registry.upload(version, "tuning.json", Path(params_path).read_bytes())
+    if report_path and Path(report_path).is_file():
+        artifacts["report.html"] = registry.upload(version, "report.html", Path(report_path).read_bytes())
+    for name, path in (extra_files or {}).items():
+        if path and Path(path).is_file():
+            artifacts[name] = registry.upload(version, name, Path(path).read_bytes())
+    status = {"deploy": "approved", "reject": "rejected", "pending_approval": "pending_approval"}[decision["decision"]]
+    meta = {
+        "name": cfg.name,
+        "task": cfg.task,
+        "family": cfg.model.family,
+        "status": status,
+        "model_sha256": evaluation["model_sha256"],
+        "evaluation_sha256": artifacts["evaluation.json"]["sha256"],
+        "metrics": evaluation["metrics"],
+        "gate": {"decision": decision["decision"], "reason": decision["reason"]},
+        "lineage": {
+            "data_source": info["source"],
+            "data_fingerprint": info["fingerprint"],
+            "rows": info["rows"],
+            "config": json.loads(cfg.to_json()),
+            "seeds": {"split": cfg.split.seed, "model": cfg.model.seed, "tuning": cfg.tuning.seed},
+            "n_threads": cfg.model.n_threads,
+            "code_revision": code_revision(),
+            "libraries": library_versions(),
+            "image": image(),
+        },
+    }
+    manifest = registry.commit(version, artifacts, meta)
+    AuditLog(registry.store).append(
+        "version_committed",
+        {"version": version, "model_sha256": meta["model_sha256"], "status": status, "gate": decision},
+    )
+    return manifest
+
+
+def deploy(config: RunConfig | str, version: str) -> dict[str, Any]:
+    """Deploy an approved version with the configured backend (locally: move the `champion` alias)."""
+    from civicml.deploy.local import promote
+
+    cfg = _cfg(config)
+    registry = _registry(cfg)
+    if cfg.deploy.target == "kubernetes":
+        from civicml.deploy.kubernetes import deploy_version
+
+        return deploy_version(cfg, registry, version)
+    return promote(registry, version, alias="champion", by="pipeline", reason="gate decision: deploy")
+
+
+def timed(fn, *args, **kwargs) -> tuple[Any, float]:
+    """Call `fn` and return (result, seconds)."""
+    t0 = time.perf_counter()
+    res = fn(*args, **kwargs)
+    return res, time.perf_counter() - t0

@@ -1,0 +1,1 @@
+"""civicml.tuning."""
