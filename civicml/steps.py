@@ -244,8 +244,14 @@ def register(
     gate_path: str,
     report_path: str | None = None,
     extra_files: dict[str, str] | None = None,
+    card_html_path: str | None = None,
+    card_md_path: str | None = None,
 ) -> dict[str, Any]:
     """Stage every artifact of the run, then commit the version by writing its manifest last.
+
+    The model card (HTML and Markdown) is rendered here, where the evaluation, the gate
+    decision and the lineage are all known; it is written to `card_*_path` for the KFP UI
+    and stored with the version.
 
     Returns:
         The committed manifest.
@@ -291,6 +297,15 @@ def register(
             "image": image(),
         },
     }
+    from civicml.evaluation.card import render_model_card
+
+    card_html, card_md = render_model_card({"version": version, **meta}, evaluation, decision, cfg)
+    artifacts["model_card.html"] = registry.upload(version, "model_card.html", card_html.encode())
+    artifacts["model_card.md"] = registry.upload(version, "model_card.md", card_md.encode())
+    for path, text in ((card_html_path, card_html), (card_md_path, card_md)):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
     manifest = registry.commit(version, artifacts, meta)
     AuditLog(registry.store).append(
         "version_committed",
@@ -310,6 +325,16 @@ def deploy(config: RunConfig | str, version: str) -> dict[str, Any]:
 
         return deploy_version(cfg, registry, version)
     return promote(registry, version, alias="champion", by="pipeline", reason="gate decision: deploy")
+
+
+def log_kfp_metrics(evaluation: dict[str, Any], metrics: Any, classification: Any = None) -> None:
+    """Publish the evaluation to KFP UI artifacts (`Metrics`, `ClassificationMetrics`)."""
+    for name, value in evaluation["metrics"].items():
+        metrics.log_metric(name, float(value))
+    if classification is not None and "roc" in evaluation:
+        roc = evaluation["roc"]
+        classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+        classification.log_confusion_matrix(["0", "1"], evaluation["confusion_matrix"])
 
 
 def timed(fn, *args, **kwargs) -> tuple[Any, float]:

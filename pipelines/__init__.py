@@ -1,0 +1,1 @@
+"""Pipeline definitions; `compiled/` holds the YAML users upload to the KFP UI."""

@@ -1,0 +1,11 @@
+"""`civicml` command line: one Typer app; each concern registers its commands from its own module."""
+
+from __future__ import annotations
+
+from civicml.cli import core, governance, monitoring, serving, storage, tuning
+from civicml.cli.common import app
+
+for _module in (core, storage, tuning, governance, serving, monitoring):
+    _module.register(app)
+
+__all__ = ["app"]

@@ -1,0 +1,51 @@
+"""Shared pieces of the CLI: the app, console, config loading and error handling."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="civicml",
+    help="Automated, auditable model training and evaluation on Kubeflow (and on your laptop).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_CONFIG = "civicml.yaml"
+
+
+def load_cfg(config: Path | None, overrides: dict[str, Any] | None = None):
+    """Load the config file (or `civicml.yaml` when present, else defaults)."""
+    from civicml.config import load_config
+
+    if config is None and Path(DEFAULT_CONFIG).is_file():
+        config = Path(DEFAULT_CONFIG)
+    return load_config(config, overrides)
+
+
+def friendly_errors(fn: Callable) -> Callable:
+    """Turn the library's expected errors into a red message and exit code 1 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from civicml.config import ConfigError
+        from civicml.data.errors import DataError
+        from civicml.storage.registry import RegistryError
+        from civicml.storage.store import StoreError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, DataError, RegistryError, StoreError, FileNotFoundError, ValueError) as err:
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+
+    return wrapper

@@ -1,0 +1,164 @@
+"""Core commands: `civicml run`, `civicml compile`, `civicml data demo`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from civicml.cli.common import console, err_console, friendly_errors, load_cfg
+
+STEPS = ["validate-data", "tune", "train", "evaluate", "gate", "register", "deploy"]
+COMPILED = Path("pipelines/compiled/training_pipeline.yaml")
+DEFAULT_IMAGE = "ghcr.io/civicml/civicml:0.1.0"
+
+
+def _parse_sets(sets: list[str]) -> dict[str, object]:
+    import yaml
+
+    out = {}
+    for item in sets:
+        if "=" not in item:
+            raise typer.BadParameter(f"--set expects KEY=VALUE, e.g. --set data.demo.month=3; got {item!r}")
+        key, value = item.split("=", 1)
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+@friendly_errors
+def run(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file (default: ./civicml.yaml)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set data.demo.month=3."),
+    month: Optional[int] = typer.Option(None, help="Shortcut for --set data.demo.month=M (demo data)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Compile the training pipeline and run it locally through kfp.local."""
+    from civicml.orchestration.local import failure_detail, read_manifest, run_pipeline
+
+    overrides = _parse_sets(set_)
+    if month is not None:
+        overrides["data.demo.month"] = month
+    cfg = load_cfg(config, overrides)
+    status: dict[str, str] = {}
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=False, disable=as_json) as progress:
+        bar = progress.add_task("pipeline", total=len(STEPS))
+
+        def on_event(task: str, what: str) -> None:
+            status[task] = what
+            if what == "start":
+                progress.update(bar, description=f"running [bold]{task}[/]")
+            else:
+                progress.advance(bar)
+                mark = "[green]✓[/]" if what == "SUCCESS" else "[red]✗[/]"
+                progress.console.print(f"  {mark} {task}")
+
+        result = run_pipeline(cfg, on_event=on_event)
+        progress.update(bar, completed=len(STEPS), description="done" if result.ok else "[red]failed")
+    manifest = read_manifest(cfg, result.version)
+    summary = {
+        "ok": result.ok,
+        "version": result.version,
+        "seconds": round(result.seconds, 1),
+        "log": str(result.log_path),
+        "steps": status,
+    }
+    if not result.ok:
+        summary["error"] = failure_detail(result)
+        if as_json:
+            console.print_json(json.dumps(summary))
+        else:
+            err_console.print(f"[bold red]run failed[/] ({summary['seconds']} s): {summary['error']}", soft_wrap=True)
+            err_console.print(f"full log: {result.log_path}; no model version was written")
+        sys.exit(1)
+    if manifest is None:
+        # The validate step decided there was nothing new to learn from.
+        summary["result"] = "no new data: the data fingerprint equals the champion's; no version written"
+        console.print_json(json.dumps(summary)) if as_json else console.print(f"[yellow]{summary['result']}[/]")
+        return
+    from civicml.storage.registry import Registry
+    from civicml.storage.store import open_store
+
+    store = open_store(cfg.storage.uri)
+    registry = Registry(store)
+    card_key = manifest["artifacts"].get("model_card.html", {}).get("key")
+    card = store.local_path(card_key) if card_key else None
+    summary.update(
+        {
+            "metrics": manifest["metrics"],
+            "decision": manifest["gate"]["decision"],
+            "reason": manifest["gate"]["reason"],
+            "champion": registry.get_alias("champion"),
+            "model_card": str(card) if card else f"{store.describe()}/{card_key}",
+            "store": store.describe(),
+        }
+    )
+    if as_json:
+        console.print_json(json.dumps(summary))
+        return
+    table = Table(title=f"civicml run: version {result.version}", show_header=False)
+    table.add_row("data", f"{manifest['lineage']['data_source']} ({sum(manifest['lineage']['rows'].values())} rows)")
+    table.add_row("fingerprint", manifest["lineage"]["data_fingerprint"][:23] + "…")
+    for k, v in manifest["metrics"].items():
+        table.add_row(k, f"{v:.4f}")
+    colour = {"deploy": "green", "reject": "red"}.get(summary["decision"], "yellow")
+    table.add_row("gate decision", f"[bold {colour}]{summary['decision']}[/] — {summary['reason']}")
+    table.add_row("champion", str(summary["champion"]))
+    table.add_row("time", f"{summary['seconds']} s")
+    console.print(table)
+    console.print(f"model card: {summary['model_card']}", soft_wrap=True, highlight=False)
+    console.print(f"registry:   {summary['store']}  (civicml models list)", soft_wrap=True, highlight=False)
+
+
+@friendly_errors
+def compile_(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config whose values become the defaults."),
+    image: str = typer.Option(DEFAULT_IMAGE, help="civicml image the components run in."),
+    output: Path = typer.Option(COMPILED, "--output", "-o", help="Where to write the pipeline YAML."),
+    local_only: bool = typer.Option(False, help="Omit the Kubernetes Secret/ConfigMap wiring."),
+) -> None:
+    """Compile the training pipeline to YAML for the KFP UI or `civicml submit`."""
+    from pipelines.training_pipeline import compile_training_pipeline
+
+    cfg = load_cfg(config)
+    secret = None if local_only else cfg.storage.secret_name
+    path = compile_training_pipeline(output, image=image, default_config_json=cfg.to_json(), secret_name=secret)
+    console.print(f"wrote {path} (image {image})")
+
+
+data_app = typer.Typer(help="Work with input data.", no_args_is_help=True)
+
+
+@data_app.command("demo")
+@friendly_errors
+def data_demo(
+    rows: int = typer.Option(5000, min=1, max=10_000_000, help="Number of rows."),
+    month: int = typer.Option(1, min=1, help="Month; later months drift income, claim amount and channel."),
+    bias: float = typer.Option(0.0, min=0.0, max=1.0, help="Label bias against region East (0 = none)."),
+    seed: int = typer.Option(7, help="Random seed (same seed, same bytes)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output file: .csv or .parquet."),
+) -> None:
+    """Write the synthetic benefit-claims table to a CSV or Parquet file."""
+    from civicml.data.demo import generate_benefits
+
+    if output.suffix.lower() not in (".csv", ".parquet"):
+        raise ValueError(f"--output must end in .csv or .parquet, got {output.name!r}")
+    df = generate_benefits(rows=rows, month=month, bias=bias, seed=seed)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix.lower() == ".csv":
+        df.to_csv(output, index=False)
+    else:
+        df.to_parquet(output, index=False)
+    console.print(f"wrote {len(df)} rows x {df.shape[1]} columns to {output}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the core commands to `app`."""
+    app.command("run")(run)
+    app.command("compile")(compile_)
+    app.add_typer(data_app, name="data")

@@ -1,0 +1,328 @@
+"""`civicml models ...` (the model registry) and `civicml reproduce VERSION`."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from civicml.cli.common import console, err_console, friendly_errors, load_cfg
+
+models_app = typer.Typer(
+    name="models",
+    help="Model registry: list, show, diff, verify and clean up model versions.",
+    no_args_is_help=True,
+)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: ./civicml.yaml when present).")
+StoreOpt = typer.Option(
+    None, "--store", help="Store URI (a directory or s3://bucket/prefix); wins over storage.uri and CIVICML_STORE_URI."
+)
+JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `30m`, `6h`, `2d`, `1w` or plain seconds -> seconds.
+
+    Raises:
+        ValueError: naming the bad value and the accepted forms.
+    """
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"--older-than {text!r} is not a duration; use e.g. 30m, 6h, 2d or 0 for everything")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _registry(config: Optional[Path], store: Optional[str]):
+    from civicml.storage.registry import Registry
+    from civicml.storage.store import open_store
+
+    if store:
+        return Registry(open_store(store, explicit=True))
+    return Registry(open_store(load_cfg(config).storage.uri))
+
+
+def _print_json(obj: Any) -> None:
+    # Plain stdout (not rich) so the output is machine-readable as is.
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _aliases_by_version(registry) -> dict[str, list[str]]:
+    from civicml.storage.registry import ALIASES
+
+    out: dict[str, list[str]] = {}
+    for alias in ALIASES:
+        target = registry.get_alias(alias)
+        if target:
+            out.setdefault(target, []).append(alias)
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if value is None:
+        return "-"
+    return str(value)
+
+
+@models_app.command("list")
+@friendly_errors
+def list_cmd(config: Optional[Path] = ConfigOpt, store: Optional[str] = StoreOpt, as_json: bool = JsonOpt) -> None:
+    """List committed model versions, oldest first, with status, key metrics and aliases."""
+    registry = _registry(config, store)
+    versions = registry.versions()
+    aliases = _aliases_by_version(registry)
+    if as_json:
+        _print_json([
+            {
+                "version": m["version"],
+                "created_at": m.get("created_at"),
+                "name": m.get("name"),
+                "family": m.get("family"),
+                "status": m.get("status"),
+                "aliases": aliases.get(m["version"], []),
+                "model_sha256": m.get("model_sha256"),
+                "metrics": m.get("metrics", {}),
+            }
+            for m in versions
+        ])
+        return
+    if not versions:
+        console.print(f"no model versions in {registry.store.describe()} yet; run `civicml run` to train one")
+        return
+    metric_names = [k for k in ("roc_auc", "f1", "rmse") if any(k in m.get("metrics", {}) for m in versions)]
+    table = Table(title=f"model versions in {registry.store.describe()}")
+    for col in ("version", "created", "family", "status", *metric_names, "aliases", "model sha256"):
+        table.add_column(col)
+    for m in versions:
+        table.add_row(
+            m["version"], m.get("created_at", ""), m.get("family", ""), m.get("status", ""),
+            *[_fmt(m.get("metrics", {}).get(k)) for k in metric_names],
+            ", ".join(aliases.get(m["version"], [])), (m.get("model_sha256") or "")[:12],
+        )
+    console.print(table)
+
+
+@models_app.command("show")
+@friendly_errors
+def show_cmd(
+    version: str = typer.Argument(..., help="Version id, or the alias champion/challenger."),
+    config: Optional[Path] = ConfigOpt,
+    store: Optional[str] = StoreOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Show one version: lineage, metrics, gate decision, artifacts and alias moves."""
+    from civicml.storage.registry import ALIASES
+
+    registry = _registry(config, store)
+    man = registry.manifest(version)
+    if as_json:
+        _print_json(man)
+        return
+    v = man["version"]
+    aliases = _aliases_by_version(registry).get(v, [])
+    lin = man.get("lineage", {})
+    console.print(f"[bold]{v}[/]  {man.get('name', '')}  {man.get('family', '')}  status={man.get('status')}"
+                  + (f"  aliases={','.join(aliases)}" if aliases else ""), highlight=False)
+    console.print(f"created {man.get('created_at')}  model sha256 {man.get('model_sha256')}", highlight=False)
+    gate = man.get("gate", {})
+    console.print(f"gate: {gate.get('decision')} — {gate.get('reason', '')}", highlight=False)
+    metrics = Table(title="metrics (test split)")
+    metrics.add_column("metric")
+    metrics.add_column("value")
+    for k, val in sorted(man.get("metrics", {}).items()):
+        if not isinstance(val, (dict, list)):
+            metrics.add_row(k, _fmt(val))
+    console.print(metrics)
+    lineage = Table(title="lineage")
+    lineage.add_column("input")
+    lineage.add_column("recorded")
+    for key in ("data_source", "data_fingerprint", "rows", "seeds", "n_threads", "code_revision", "image"):
+        lineage.add_row(key, json.dumps(lin.get(key)) if isinstance(lin.get(key), dict) else _fmt(lin.get(key)))
+    libs = lin.get("libraries", {})
+    lineage.add_row("libraries", ", ".join(f"{k} {val}" for k, val in sorted(libs.items())))
+    console.print(lineage)
+    arts = Table(title="artifacts")
+    for col in ("name", "bytes", "sha256"):
+        arts.add_column(col)
+    for name, entry in sorted(man["artifacts"].items()):
+        arts.add_row(name, str(entry.get("size", "")), entry["sha256"][:16])
+    console.print(arts)
+    for alias in ALIASES:
+        moves = [mv for mv in registry.alias_history(alias) if v in (mv.get("from"), mv.get("to"))]
+        for mv in moves:
+            console.print(f"{alias}: {mv['from'] or '-'} -> {mv['to'] or '-'} by {mv['by']} at {mv['at']}"
+                          f" ({mv.get('reason', '')})", highlight=False)
+
+
+@models_app.command("diff")
+@friendly_errors
+def diff_cmd(
+    a: str = typer.Argument(..., help="First version (or alias)."),
+    b: str = typer.Argument(..., help="Second version (or alias)."),
+    config: Optional[Path] = ConfigOpt,
+    store: Optional[str] = StoreOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """What differs between two versions: metrics, data, config, code, libraries, artifacts."""
+    from civicml.storage.registry import diff_manifests
+
+    registry = _registry(config, store)
+    diff = diff_manifests(registry.manifest(a), registry.manifest(b))
+    if as_json:
+        _print_json(diff)
+        return
+    console.print(f"[bold]{diff['a']}[/] vs [bold]{diff['b']}[/]", highlight=False)
+    empty = True
+    for section in ("summary", "metrics", "lineage", "config", "artifacts"):
+        rows = diff[section]
+        if not rows:
+            continue
+        empty = False
+        table = Table(title=section)
+        for col in ("key", diff["a"], diff["b"], *(["delta"] if section == "metrics" else [])):
+            table.add_column(col)
+        for row in rows:
+            cells = [row["key"], _fmt(row["a"]), _fmt(row["b"])]
+            if section == "metrics":
+                cells.append(_fmt(row.get("delta")))
+            table.add_row(*cells)
+        console.print(table)
+    if empty:
+        console.print("no differences")
+
+
+def _audit_mismatches(registry, manifests: list[dict[str, Any]]) -> dict[str, str]:
+    """Versions whose manifest model hash differs from the one the audit log recorded at commit."""
+    from civicml.governance.audit import AuditLog
+
+    committed = {
+        r["payload"].get("version"): r["payload"].get("model_sha256")
+        for r in AuditLog(registry.store).records()
+        if r.get("event") == "version_committed"
+    }
+    out = {}
+    for man in manifests:
+        recorded = committed.get(man["version"])
+        if recorded and recorded != man.get("model_sha256"):
+            out[man["version"]] = (
+                f"manifest of version {man['version']}: model_sha256 {str(man.get('model_sha256'))[:16]}… differs "
+                f"from the audit log's commit record {recorded[:16]}…; the manifest was edited after commit"
+            )
+    return out
+
+
+@models_app.command("verify")
+@friendly_errors
+def verify_cmd(
+    version: Optional[str] = typer.Argument(None, help="One version (or alias); all versions when omitted."),
+    config: Optional[Path] = ConfigOpt,
+    store: Optional[str] = StoreOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Check every artifact's sha256 against its manifest; exit 1 on any mismatch."""
+    registry = _registry(config, store)
+    manifests = [registry.manifest(version)] if version else registry.versions()
+    audit = _audit_mismatches(registry, manifests)
+    results = []
+    for man in manifests:
+        problems = registry.verify(man["version"])
+        if man["version"] in audit:
+            problems.append(audit[man["version"]])
+        results.append({"version": man["version"], "artifacts": len(man["artifacts"]), "problems": problems})
+    bad = [r for r in results if r["problems"]]
+    if as_json:
+        _print_json({"ok": not bad, "versions": results})
+    else:
+        for r in results:
+            if r["problems"]:
+                err_console.print(f"[bold red]FAIL[/] {r['version']}", highlight=False)
+                for p in r["problems"]:
+                    err_console.print(f"  - {p}", highlight=False, soft_wrap=True)
+            else:
+                console.print(f"[green]ok[/]   {r['version']} ({r['artifacts']} artifacts)", highlight=False)
+        if not results:
+            console.print(f"no model versions in {registry.store.describe()}")
+        elif bad:
+            err_console.print(f"{len(bad)} of {len(results)} version(s) failed verification", highlight=False)
+        else:
+            console.print(f"all {len(results)} version(s) verified")
+    if bad:
+        raise typer.Exit(1)
+
+
+@models_app.command("gc")
+@friendly_errors
+def gc_cmd(
+    older_than: str = typer.Option("1h", "--older-than", help="Only staging data untouched this long (30m, 6h, 2d; 0 = all)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; remove nothing."),
+    config: Optional[Path] = ConfigOpt,
+    store: Optional[str] = StoreOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Remove staging data of runs that never committed (failed or killed runs)."""
+    seconds = parse_duration(older_than)
+    registry = _registry(config, store)
+    if dry_run:
+        found = registry.abandoned_staging(seconds)
+    else:
+        found = registry.gc_staging(seconds)
+        if found:
+            from civicml.governance.audit import AuditLog
+
+            AuditLog(registry.store).append("staging_removed", {"versions": found, "older_than_seconds": seconds})
+    if as_json:
+        _print_json({"dry_run": dry_run, "versions": found})
+        return
+    verb = "would remove" if dry_run else "removed"
+    if found:
+        console.print(f"{verb} abandoned staging data of {len(found)} run(s): {', '.join(found)}", highlight=False)
+    else:
+        console.print(f"no abandoned staging data older than {older_than}")
+
+
+@friendly_errors
+def reproduce_cmd(
+    version: str = typer.Argument(..., help="Version id, or the alias champion/challenger."),
+    config: Optional[Path] = ConfigOpt,
+    store: Optional[str] = StoreOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Retrain a version from its recorded lineage and check the model hash is identical (exit 1 if not)."""
+    from civicml.reproduce import reproduce
+
+    registry = _registry(config, store)
+    man = registry.manifest(version)
+    with console.status(f"retraining {man['version']} from its lineage…"):
+        result = reproduce(registry, man["version"])
+    if as_json:
+        _print_json(result)
+    else:
+        colour = "green" if result["identical"] else "red"
+        console.print(f"[bold {colour}]{result['verdict']}[/]", highlight=False)
+        console.print(f"recorded   model sha256 {result['recorded_model_sha256']}", highlight=False)
+        console.print(f"reproduced model sha256 {result['reproduced_model_sha256']}", highlight=False)
+        if result["differences"]:
+            table = Table(title="recorded inputs that differ now")
+            for col in ("input", "key", "recorded", "current"):
+                table.add_column(col)
+            for d in result["differences"]:
+                table.add_row(d["input"], d["key"], _fmt(d["recorded"]), _fmt(d["current"]))
+            console.print(table)
+    if not result["identical"]:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `models ...` and `reproduce` to `app`."""
+    app.add_typer(models_app, name="models")
+    app.command("reproduce")(reproduce_cmd)

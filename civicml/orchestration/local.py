@@ -1,0 +1,158 @@
+"""Run the compiled training pipeline on this machine through `kfp.local`.
+
+There is no separate local implementation of any step: the same compiled YAML that a
+cluster runs is loaded and executed by `kfp.local.SubprocessRunner(use_venv=False)`
+in the current environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from civicml.config import RunConfig
+
+LOCAL_IMAGE = "civicml:local"
+_TASK_START = re.compile(r"Executing task '([\w-]+)'")
+_TASK_END = re.compile(r"Task '([\w-]+)' finished with status (\S+)")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass
+class LocalRun:
+    """What a local run produced."""
+
+    version: str
+    ok: bool
+    log_path: Path
+    seconds: float
+    step_seconds: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+class _ProgressTee(io.TextIOBase):
+    """Copies kfp.local's output to a log file and reports task starts/ends as they happen."""
+
+    def __init__(self, log, on_event: Callable[[str, str], None] | None):
+        self.log = log
+        self.on_event = on_event
+        self.buf = ""
+
+    def write(self, s: str) -> int:
+        self.log.write(s)
+        self.buf += s
+        while "\n" in self.buf:
+            line, self.buf = self.buf.split("\n", 1)
+            clean = _ANSI.sub("", line)
+            if self.on_event:
+                if m := _TASK_START.search(clean):
+                    self.on_event(m.group(1), "start")
+                elif m := _TASK_END.search(clean):
+                    self.on_event(m.group(1), m.group(2))
+        return len(s)
+
+    def flush(self) -> None:
+        self.log.flush()
+
+
+def compile_to(path: Path, cfg: RunConfig, image: str = LOCAL_IMAGE) -> Path:
+    """Compile the training pipeline with `cfg` as the default config."""
+    from pipelines.training_pipeline import compile_training_pipeline
+
+    return compile_training_pipeline(path, image=image, default_config_json=cfg.to_json())
+
+
+def run_pipeline(
+    cfg: RunConfig,
+    version: str = "",
+    workdir: str | Path | None = None,
+    on_event: Callable[[str, str], None] | None = None,
+    pipeline_yaml: str | Path | None = None,
+) -> LocalRun:
+    """Compile (unless `pipeline_yaml` is given) and execute the training pipeline locally.
+
+    Args:
+        cfg: Run config; passed to the pipeline as its `config_json` parameter.
+        version: Version id for the new model; generated when empty.
+        workdir: Where kfp.local keeps step outputs and the run log (default: `<store>/runs`
+            for a local store, else a temp dir).
+        on_event: Callback `(task_name, "start" | "SUCCESS" | "FAILURE")` for progress.
+        pipeline_yaml: A compiled pipeline to run instead of compiling one.
+
+    Returns:
+        A LocalRun with the version id, success flag, log path and per-step seconds.
+    """
+    from kfp import components, local
+
+    from civicml.storage.registry import new_version_id
+    from civicml.storage.store import resolve_store_uri
+
+    version = version or new_version_id()
+    if workdir is None:
+        uri = resolve_store_uri(cfg.storage.uri)
+        workdir = Path(uri) / "runs" if "://" not in uri else Path(tempfile.mkdtemp(prefix="civicml-run-"))
+    workdir = Path(workdir).resolve()
+    run_dir = workdir / version
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if pipeline_yaml is None:
+        pipeline_yaml = compile_to(run_dir / "pipeline.yaml", cfg)
+    pipeline = components.load_component_from_file(str(pipeline_yaml))
+
+    starts: dict[str, float] = {}
+    step_seconds: dict[str, float] = {}
+
+    def event(task: str, what: str) -> None:
+        now = time.perf_counter()
+        if what == "start":
+            starts[task] = now
+        elif task in starts:
+            step_seconds[task] = now - starts[task]
+        if on_event:
+            on_event(task, what)
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir / "outputs"),
+               raise_on_error=True)
+    log_path = run_dir / "kfp-local.log"
+    t0 = time.perf_counter()
+    ok, error = True, None
+    with open(log_path, "w") as log:
+        tee = _ProgressTee(log, event)
+        try:
+            with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
+                pipeline(config_json=cfg.to_json(), version=version)
+        except RuntimeError as err:
+            ok, error = False, _ANSI.sub("", str(err))
+        finally:
+            # kfp.local keeps global state; reset so a later init in this process starts clean.
+            from kfp.local import config as local_config
+
+            local_config.LocalExecutionConfig.instance = None
+    return LocalRun(version=version, ok=ok, log_path=log_path, seconds=time.perf_counter() - t0,
+                    step_seconds=step_seconds, error=error)
+
+
+def failure_detail(run: LocalRun, limit: int = 1) -> str:
+    """The most useful lines of a failed run's log: the final exception message of the failed step."""
+    text = _ANSI.sub("", run.log_path.read_text(errors="replace"))
+    hits = re.findall(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$", text, flags=re.M)
+    if not hits:
+        return run.error or "pipeline failed; see " + str(run.log_path)
+    return "\n".join(f"{name}: {msg}" for name, msg in hits[-limit:])
+
+
+def read_manifest(cfg: RunConfig, version: str) -> dict[str, Any] | None:
+    """The committed manifest of `version`, or None when the run committed nothing."""
+    from civicml.storage.registry import Registry, RegistryError
+    from civicml.storage.store import open_store
+
+    try:
+        return Registry(open_store(cfg.storage.uri)).manifest(version)
+    except RegistryError:
+        return None
