@@ -51,6 +51,19 @@ def new_version_id() -> str:
     return datetime.now(timezone.utc).strftime("v%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
+def tree_hash(files: dict[str, str]) -> str:
+    """sha256 over `{relative path: sha256}` in path order: a saved model directory's identity.
+
+    The same definition as `civicml.steps.model_hash` (which hashes files on disk), so a
+    manifest's `model_sha256` can be re-derived from its `model/` entries without downloading.
+    """
+    h = hashlib.sha256()
+    for name in sorted(files, key=lambda n: Path(n).parts):
+        h.update(name.encode())
+        h.update(files[name].encode())
+    return h.hexdigest()
+
+
 class Registry:
     """Versions, aliases and artifacts of one project in one store."""
 
@@ -94,7 +107,7 @@ class Registry:
         out = []
         for key in self.store.list("versions/"):
             if key.endswith("/manifest.json"):
-                out.append(json.loads(self.store.get_bytes(key)))
+                out.append(self._parse_manifest(key, self.store.get_bytes(key)))
         return sorted(out, key=lambda m: (m.get("created_at", ""), m["version"]))
 
     def manifest(self, version: str) -> dict[str, Any]:
@@ -104,13 +117,23 @@ class Registry:
             if target is None:
                 raise RegistryError(f"alias {version!r} is not set; no model has been promoted to it yet")
             version = target
+        key = f"versions/{version}/manifest.json"
         try:
-            return json.loads(self.store.get_bytes(f"versions/{version}/manifest.json"))
+            return self._parse_manifest(key, self.store.get_bytes(key))
         except FileNotFoundError:
             known = [m["version"] for m in self.versions()][-5:]
             raise RegistryError(
                 f"no model version {version!r} in {self.store.describe()}; recent versions: {known or 'none'}"
             ) from None
+
+    def _parse_manifest(self, key: str, data: bytes) -> dict[str, Any]:
+        try:
+            man = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise IntegrityError(f"manifest {key} in {self.store.describe()} is not valid JSON ({err}); it was damaged") from None
+        if not isinstance(man, dict) or man.get("schema") != MANIFEST_SCHEMA or "artifacts" not in man:
+            raise IntegrityError(f"{key} in {self.store.describe()} is not a {MANIFEST_SCHEMA} manifest")
+        return man
 
     def read_artifact(self, version: str, name: str) -> bytes:
         """Read an artifact and check its sha256 against the manifest.
@@ -118,7 +141,9 @@ class Registry:
         Raises:
             IntegrityError: the stored bytes do not match the manifest.
         """
-        man = self.manifest(version)
+        return self._read_entry(self.manifest(version), name)
+
+    def _read_entry(self, man: dict[str, Any], name: str) -> bytes:
         entry = man["artifacts"].get(name)
         if entry is None:
             raise RegistryError(f"version {man['version']} has no artifact {name!r}; it has {sorted(man['artifacts'])}")
@@ -145,18 +170,29 @@ class Registry:
         for name in names:
             target = dest / name[len(prefix) + 1 :]
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self.read_artifact(man["version"], name))
+            target.write_bytes(self._read_entry(man, name))
         return dest
 
     def verify(self, version: str) -> list[str]:
-        """Check every artifact of a version; return the problems (empty when all verify)."""
+        """Check every artifact of a version; return the problems (empty when all verify).
+
+        Besides each artifact's sha256 this checks that the manifest's `model_sha256` is the
+        hash of the `model/` files it lists, so an edited manifest entry is caught too.
+        """
         problems = []
         man = self.manifest(version)
         for name in sorted(man["artifacts"]):
             try:
-                self.read_artifact(man["version"], name)
+                self._read_entry(man, name)
             except IntegrityError as err:
                 problems.append(str(err))
+        model_files = {n[len("model/") :]: e["sha256"] for n, e in man["artifacts"].items() if n.startswith("model/")}
+        recorded = man.get("model_sha256")
+        if model_files and recorded and tree_hash(model_files) != recorded:
+            problems.append(
+                f"manifest of version {man['version']}: model_sha256 {recorded[:16]}… is not the hash of the model "
+                f"files it lists ({tree_hash(model_files)[:16]}…); the manifest was edited after commit"
+            )
         return problems
 
     # -- aliases ---------------------------------------------------------------
@@ -199,18 +235,18 @@ class Registry:
         self.store.put_bytes(f"contracts/{name}.json", json.dumps(contract, indent=2).encode())
 
     def abandoned_staging(self, min_age_seconds: float = 0.0) -> list[str]:
-        """Staging version ids that were never committed (and are older than `min_age_seconds`)."""
+        """Staging version ids that were never committed and untouched for `min_age_seconds`.
+
+        Age is measured from the newest object of each staging prefix, so a run that is
+        still uploading (and may yet commit) is never counted as abandoned.
+        """
         committed = {m["version"] for m in self.versions()}
-        staged = {k.split("/")[1] for k in self.store.list("staging/")}
-        out = []
-        for version in sorted(staged - committed):
-            try:
-                stamp = datetime.strptime(version[1:16], "%Y%m%d-%H%M%S").replace(tzinfo=timezone.utc).timestamp()
-            except ValueError:
-                stamp = 0.0
-            if time.time() - stamp >= min_age_seconds:
-                out.append(version)
-        return out
+        newest: dict[str, float] = {}
+        for obj in self.store.list_info("staging/"):
+            version = obj.key.split("/")[1]
+            newest[version] = max(newest.get(version, 0.0), obj.modified)
+        now = time.time()
+        return sorted(v for v, stamp in newest.items() if v not in committed and now - stamp >= min_age_seconds)
 
     def gc_staging(self, min_age_seconds: float = 3600.0) -> list[str]:
         """Delete staging data of runs that never committed; return the removed version ids."""
@@ -219,3 +255,60 @@ class Registry:
             for key in self.store.list(f"staging/{version}/"):
                 self.store.delete(key)
         return removed
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as `{dotted.key: leaf}`; lists stay leaves (compared whole)."""
+    if isinstance(obj, dict) and obj:
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): obj}
+
+
+def dict_diff(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
+    """Leaves that differ between two nested dicts: `[{key, a, b}]` (missing sides are None)."""
+    fa, fb = _flatten(a), _flatten(b)
+    return [
+        {"key": key, "a": fa.get(key), "b": fb.get(key)}
+        for key in sorted(set(fa) | set(fb))
+        if fa.get(key) != fb.get(key)
+    ]
+
+
+def diff_manifests(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """What differs between two versions: identity, metrics, lineage, config and artifacts.
+
+    Returns:
+        `{"a", "b", "summary": [...], "metrics": [...], "lineage": [...], "config": [...],
+        "artifacts": [...]}`; each list holds `{key, a, b}` rows (metrics add `delta`).
+    """
+    summary_keys = ("status", "family", "task", "model_sha256", "created_at")
+    summary = [{"key": k, "a": a.get(k), "b": b.get(k)} for k in summary_keys if a.get(k) != b.get(k)]
+    if a.get("gate", {}).get("decision") != b.get("gate", {}).get("decision"):
+        summary.append({"key": "gate.decision", "a": a.get("gate", {}).get("decision"),
+                        "b": b.get("gate", {}).get("decision")})
+    metrics = []
+    for row in dict_diff(a.get("metrics", {}), b.get("metrics", {})):
+        va, vb = row["a"], row["b"]
+        numeric = isinstance(va, (int, float)) and isinstance(vb, (int, float))
+        metrics.append({**row, "delta": (vb - va) if numeric else None})
+    la = {k: v for k, v in a.get("lineage", {}).items() if k != "config"}
+    lb = {k: v for k, v in b.get("lineage", {}).items() if k != "config"}
+    artifacts = []
+    names = sorted(set(a.get("artifacts", {})) | set(b.get("artifacts", {})))
+    for name in names:
+        sa = a.get("artifacts", {}).get(name, {}).get("sha256")
+        sb = b.get("artifacts", {}).get(name, {}).get("sha256")
+        if sa != sb:
+            artifacts.append({"key": name, "a": sa, "b": sb})
+    return {
+        "a": a["version"],
+        "b": b["version"],
+        "summary": summary,
+        "metrics": metrics,
+        "lineage": dict_diff(la, lb),
+        "config": dict_diff(a.get("lineage", {}).get("config", {}), b.get("lineage", {}).get("config", {})),
+        "artifacts": artifacts,
+    }

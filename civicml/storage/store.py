@@ -9,11 +9,21 @@ from __future__ import annotations
 import os
 import tempfile
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 
 class StoreError(RuntimeError):
     """The object store cannot be reached or refused an operation (message has no secrets)."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object: key, size in bytes and last-modified time (UNIX seconds)."""
+
+    key: str
+    size: int
+    modified: float
 
 
 class Store(ABC):
@@ -40,6 +50,10 @@ class Store(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object at `key` (no error when absent)."""
+
+    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+        """Like `list`, with size and modification time (backends override this with one call)."""
+        return [ObjectInfo(key, len(self.get_bytes(key)), 0.0) for key in self.list(prefix)]
 
     def put_file(self, key: str, path: str | Path) -> None:
         """Upload a local file."""
@@ -79,9 +93,15 @@ class LocalStore(Store):
 
     def put_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write to a temp file in the same directory, then rename: atomic on POSIX.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Write to a temp file in the same directory, then rename: atomic on POSIX.
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        except OSError as err:
+            raise StoreError(
+                f"cannot write {key!r} to the store directory {self.root}: {err.strerror}; "
+                "check storage.uri and the directory's permissions"
+            ) from None
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -115,8 +135,24 @@ class LocalStore(Store):
                     keys.append(key)
         return sorted(keys)
 
+    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+        out = []
+        for key in self.list(prefix):
+            st = (self.root / key).stat()
+            out.append(ObjectInfo(key, st.st_size, st.st_mtime))
+        return out
+
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        # Drop directories left empty so `list` and `ls` show only live data.
+        parent = path.parent
+        while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+            try:
+                parent.rmdir()
+            except OSError:  # a concurrent writer just put something there: keep it
+                break
+            parent = parent.parent
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
@@ -127,13 +163,17 @@ def resolve_store_uri(configured: str | None = None) -> str:
     return os.environ.get("CIVICML_STORE_URI") or configured or ".civicml"
 
 
-def open_store(uri: str | None = None) -> Store:
+def open_store(uri: str | None = None, explicit: bool = False) -> Store:
     """Open the store at `uri` (`./dir`, `file:///dir` or `s3://bucket/prefix`).
 
     Args:
         uri: From `storage.uri`; `CIVICML_STORE_URI` overrides it when set.
+        explicit: `uri` was given on purpose (e.g. a `--store` flag) and wins over the environment.
+
+    Raises:
+        StoreError: the URI is not a directory path or s3:// URI, or S3 settings are missing.
     """
-    uri = resolve_store_uri(uri)
+    uri = uri if explicit and uri else resolve_store_uri(uri)
     if uri.startswith("s3://"):
         from civicml.storage.s3 import S3Store
 

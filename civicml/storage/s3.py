@@ -1,0 +1,391 @@
+"""S3 backend of the object store, on the `minio` client (MinIO, SeaweedFS or any S3-compatible store).
+
+Where the store is comes from the URI (`s3://bucket/prefix`) and the environment;
+credentials come from the environment only, never from the config:
+
+    CIVICML_S3_ENDPOINT   host:port or URL (http:// means plain HTTP); AWS_ENDPOINT_URL_S3 /
+                          AWS_ENDPOINT_URL are read when it is unset
+    CIVICML_S3_SECURE     true/false: use TLS (overrides the URL scheme); default true
+    CIVICML_S3_REGION     region (AWS_REGION / AWS_DEFAULT_REGION); default us-east-1
+    MINIO_ACCESS_KEY / MINIO_SECRET_KEY, or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+                          (+ AWS_SESSION_TOKEN)
+
+On a cluster those variables come from a Kubernetes Secret (`storage.secret_name`),
+mapped into every pipeline task with `secret_env_mapping()`.
+
+Every error leaves this module as `StoreError` (or `FileNotFoundError` for a missing
+key) with a message that names the endpoint, bucket and remedy and never a credential.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+from civicml.storage.store import ObjectInfo, Store, StoreError, _check_key
+
+T = TypeVar("T")
+
+ENV_ENDPOINT = "CIVICML_S3_ENDPOINT"
+ENV_SECURE = "CIVICML_S3_SECURE"
+ENV_REGION = "CIVICML_S3_REGION"
+ACCESS_KEY_VARS = ("MINIO_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
+SECRET_KEY_VARS = ("MINIO_SECRET_KEY", "AWS_SECRET_ACCESS_KEY")
+
+# S3 error codes that mean "try again": throttling and server-side hiccups.
+TRANSIENT_CODES = frozenset(
+    {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed", "XMinioServerNotInitialized"}
+)
+CREDENTIAL_CODES = frozenset(
+    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken", "InvalidSecurity"}
+)
+
+
+def secret_env_mapping() -> dict[str, str]:
+    """Keys of the store's Kubernetes Secret mapped to the environment variables this module reads.
+
+    Used when compiling for a cluster:
+    `kfp.kubernetes.use_secret_as_env(task, secret_name=cfg.storage.secret_name,
+    secret_key_to_env=secret_env_mapping())`. The Secret's keys are named like the variables
+    (the convention of KFP's own `mlpipeline-minio-artifact` Secret uses `accesskey`/`secretkey`;
+    create ours with `kubectl create secret generic civicml-object-store
+    --from-literal=MINIO_ACCESS_KEY=... --from-literal=MINIO_SECRET_KEY=...`).
+    """
+    return {"MINIO_ACCESS_KEY": "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY": "MINIO_SECRET_KEY"}
+
+
+def _truthy(value: str, var: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise StoreError(f"{var}={value!r} is not a boolean; use true or false")
+
+
+def _first_env(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Connection settings for one S3 endpoint (repr never shows the credentials)."""
+
+    endpoint: str
+    secure: bool
+    region: str
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls) -> S3Settings:
+        """Read the endpoint, TLS flag, region and credentials from the environment.
+
+        Raises:
+            StoreError: no endpoint or no credentials are set (the message names the variables).
+        """
+        raw = _first_env((ENV_ENDPOINT, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"))
+        if not raw:
+            raise StoreError(
+                f"the store is an s3:// URI but {ENV_ENDPOINT} is not set; set it to the S3 endpoint, "
+                "e.g. CIVICML_S3_ENDPOINT=minio-service.kubeflow:9000 (add CIVICML_S3_SECURE=false for plain HTTP)"
+            )
+        secure = True
+        endpoint = raw.strip().rstrip("/")
+        if "://" in endpoint:
+            scheme, _, endpoint = endpoint.partition("://")
+            if scheme not in ("http", "https"):
+                raise StoreError(f"{ENV_ENDPOINT}={raw!r}: unsupported scheme {scheme!r}; use http:// or https://")
+            secure = scheme == "https"
+        if not endpoint or "/" in endpoint:
+            raise StoreError(
+                f"{ENV_ENDPOINT}={raw!r} is not host[:port]; give e.g. minio-service.kubeflow:9000 "
+                "(the bucket belongs in storage.uri, s3://bucket/prefix)"
+            )
+        if os.environ.get(ENV_SECURE):
+            secure = _truthy(os.environ[ENV_SECURE], ENV_SECURE)
+        access = _first_env(ACCESS_KEY_VARS)
+        secret = _first_env(SECRET_KEY_VARS)
+        if not access or not secret:
+            raise StoreError(
+                f"no credentials for the object store at {endpoint}: set MINIO_ACCESS_KEY and MINIO_SECRET_KEY "
+                "(or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) in the environment; on a cluster they come "
+                "from the Kubernetes Secret named by storage.secret_name"
+            )
+        region = _first_env((ENV_REGION, "AWS_REGION", "AWS_DEFAULT_REGION")) or "us-east-1"
+        token = os.environ.get("AWS_SESSION_TOKEN") or None
+        return cls(endpoint, secure, region, access, secret, token)
+
+    def redact(self, text: str) -> str:
+        """`text` with every credential value replaced by `***` (defence in depth for messages)."""
+        for secret in (self.secret_key, self.session_token, self.access_key):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split `s3://bucket/some/prefix` into (`bucket`, `some/prefix/`); the prefix may be empty.
+
+    Raises:
+        StoreError: the URI has no bucket.
+    """
+    if not uri.startswith("s3://"):
+        raise StoreError(f"not an S3 URI: {uri!r}; expected s3://bucket/prefix")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise StoreError(f"S3 URI {uri!r} has no bucket; expected s3://bucket/prefix")
+    prefix = prefix.strip("/")
+    return bucket, (prefix + "/") if prefix else ""
+
+
+class S3Store(Store):
+    """Objects under `s3://bucket/prefix/` on an S3-compatible server.
+
+    Args:
+        bucket: Bucket name; it must exist (the store never creates buckets: that is an
+            operator's decision about versioning, lifecycle and access).
+        prefix: Key prefix inside the bucket (`civicml/`), may be empty.
+        settings: Endpoint and credentials; from the environment when None.
+        attempts: Tries per operation for transient failures (connection refused/reset,
+            timeouts, 5xx, SlowDown), with exponential backoff.
+        backoff: First backoff in seconds (doubled per retry).
+        connect_timeout: Seconds to wait for a TCP connection, per attempt.
+        read_timeout: Seconds to wait for a response, per attempt.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        settings: S3Settings | None = None,
+        attempts: int = 3,
+        backoff: float = 0.25,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 30.0,
+    ):
+        from minio import Minio
+
+        self.settings = settings or S3Settings.from_env()
+        self.bucket = bucket
+        self.prefix = (prefix.strip("/") + "/") if prefix.strip("/") else ""
+        self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
+        self._bucket_checked = False
+        # urllib3 retries stay off: this class retries whole operations itself with backoff, so an
+        # unreachable endpoint fails in a few seconds instead of minio's default 5 retries x 5 minutes.
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+            retries=urllib3.Retry(total=0, connect=0, read=0, redirect=0, status=0),
+            maxsize=10,
+        )
+        s = self.settings
+        try:
+            self.client = Minio(
+                s.endpoint,
+                access_key=s.access_key,
+                secret_key=s.secret_key,
+                session_token=s.session_token,
+                secure=s.secure,
+                region=s.region,
+                http_client=http,
+            )
+        except ValueError as err:
+            raise StoreError(f"invalid S3 endpoint {s.endpoint!r} ({ENV_ENDPOINT}): {s.redact(str(err))}") from None
+
+    @classmethod
+    def from_uri(cls, uri: str, **kwargs: Any) -> S3Store:
+        """Open `s3://bucket/prefix` with settings from the environment."""
+        bucket, prefix = parse_s3_uri(uri)
+        return cls(bucket, prefix, **kwargs)
+
+    def describe(self) -> str:
+        scheme = "https" if self.settings.secure else "http"
+        return f"{self.uri} (endpoint {scheme}://{self.settings.endpoint})"
+
+    # -- error handling ------------------------------------------------------------
+    def _error(self, action: str, err: Exception) -> StoreError:
+        """One clear, credential-free StoreError for a non-transient failure."""
+        from minio.error import InvalidResponseError, S3Error, ServerError
+
+        where = self.describe()
+        if isinstance(err, S3Error):
+            if err.code == "NoSuchBucket":
+                return self._no_bucket()
+            if err.code in CREDENTIAL_CODES:
+                msg = (
+                    f"the object store at {where} refused the credentials while trying to {action} ({err.code}); "
+                    "check MINIO_ACCESS_KEY / MINIO_SECRET_KEY (or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and "
+                    f"that the user may read and write bucket {self.bucket!r}"
+                )
+            else:
+                msg = f"the object store at {where} refused to {action}: {err.code}: {err.message}"
+        elif isinstance(err, ServerError):
+            msg = f"the object store at {where} failed to {action}: HTTP {err.status_code} after {self.attempts} attempts"
+        elif isinstance(err, InvalidResponseError):
+            msg = (
+                f"the endpoint {where} did not answer like an S3 server while trying to {action}; "
+                f"check {ENV_ENDPOINT} (host:port of MinIO/S3) and {ENV_SECURE}"
+            )
+        elif isinstance(err, (Urllib3HTTPError, OSError)):
+            reason = getattr(err, "reason", None) or err
+            msg = (
+                f"cannot reach the object store at {where} to {action} after {self.attempts} attempts "
+                f"({type(reason).__name__}: {_short(reason)}); is the server running and {ENV_ENDPOINT} right?"
+            )
+        else:
+            msg = f"object store error at {where} while trying to {action}: {type(err).__name__}: {err}"
+        return StoreError(self.settings.redact(msg))
+
+    def _no_bucket(self) -> StoreError:
+        return StoreError(
+            f"bucket {self.bucket!r} does not exist at {self.describe()}; create it (e.g. "
+            f"`mc mb --with-versioning ALIAS/{self.bucket}`) or fix storage.uri / CIVICML_STORE_URI"
+        )
+
+    def _transient(self, err: Exception) -> bool:
+        from minio.error import S3Error, ServerError
+
+        if isinstance(err, S3Error):
+            return err.code in TRANSIENT_CODES
+        if isinstance(err, ServerError):
+            return err.status_code >= 500 or err.status_code == 429
+        return isinstance(err, (Urllib3HTTPError, ConnectionError, TimeoutError))
+
+    def _call(self, action: str, fn: Callable[[], T], missing_ok: bool = False) -> T:
+        """Run `fn` with retries on transient failures; map everything else to StoreError.
+
+        A missing key raises FileNotFoundError (the Store contract) unless `missing_ok`,
+        in which case the S3Error is re-raised for the caller to interpret.
+        """
+        from minio.error import InvalidResponseError, MinioException, S3Error
+
+        delay = self.backoff
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return fn()
+            except S3Error as err:
+                if err.code == "NoSuchKey":
+                    if missing_ok:
+                        raise
+                    raise FileNotFoundError(f"no object {err.object_name or ''!r} in store {self.uri}") from None
+                last: Exception = err
+            except (MinioException, InvalidResponseError, Urllib3HTTPError, OSError) as err:
+                last = err
+            if attempt == self.attempts or not self._transient(last):
+                break
+            time.sleep(delay)
+            delay *= 2
+        raise self._error(action, last) from None
+
+    def _check_bucket(self) -> None:
+        """Fail once, clearly, when the bucket is missing or the credentials are refused."""
+        if self._bucket_checked:
+            return
+        if not self._call(f"check bucket {self.bucket!r}", lambda: self.client.bucket_exists(self.bucket)):
+            raise self._no_bucket()
+        self._bucket_checked = True
+
+    def _key(self, key: str) -> str:
+        return self.prefix + _check_key(key)
+
+    # -- Store interface --------------------------------------------------------------
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._check_bucket()
+        name = self._key(key)
+        # S3 PUT is atomic: readers see the old object or the new one, never a part.
+        self._call(
+            f"write {name}",
+            lambda: self.client.put_object(self.bucket, name, io.BytesIO(data), len(data)),
+        )
+
+    def put_file(self, key: str, path: str | Path) -> None:
+        self._check_bucket()
+        name = self._key(key)
+        self._call(f"upload {name}", lambda: self.client.fput_object(self.bucket, name, str(path)))
+
+    def get_bytes(self, key: str) -> bytes:
+        self._check_bucket()
+        name = self._key(key)
+
+        def read() -> bytes:
+            resp = self.client.get_object(self.bucket, name)
+            try:
+                return resp.read()
+            finally:
+                resp.close()
+                resp.release_conn()
+
+        try:
+            return self._call(f"read {name}", read)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no object {key!r} in store {self.uri}") from None
+
+    def get_file(self, key: str, path: str | Path) -> Path:
+        self._check_bucket()
+        name = self._key(key)
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._call(f"download {name}", lambda: self.client.fget_object(self.bucket, name, str(p)))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no object {key!r} in store {self.uri}") from None
+        return p
+
+    def exists(self, key: str) -> bool:
+        from minio.error import S3Error
+
+        self._check_bucket()
+        name = self._key(key)
+        try:
+            self._call(f"check {name}", lambda: self.client.stat_object(self.bucket, name), missing_ok=True)
+        except S3Error:
+            return False
+        return True
+
+    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+        self._check_bucket()
+        full = self.prefix + prefix
+
+        def listing() -> list[ObjectInfo]:
+            out = []
+            for obj in self.client.list_objects(self.bucket, prefix=full, recursive=True):
+                if obj.is_dir or obj.is_delete_marker:
+                    continue
+                stamp = obj.last_modified.timestamp() if obj.last_modified else 0.0
+                out.append(ObjectInfo(obj.object_name[len(self.prefix) :], int(obj.size or 0), stamp))
+            return out
+
+        return sorted(self._call(f"list {full or '/'}", listing), key=lambda o: o.key)
+
+    def list(self, prefix: str = "") -> list[str]:
+        return [o.key for o in self.list_info(prefix)]
+
+    def delete(self, key: str) -> None:
+        self._check_bucket()
+        name = self._key(key)
+        # In a versioned bucket this adds a delete marker; older object versions stay until the
+        # bucket's lifecycle rule expires them (see docs/storage.md).
+        self._call(f"delete {name}", lambda: self.client.remove_object(self.bucket, name))
+
+
+def _short(reason: object) -> str:
+    """The useful tail of a urllib3 reason (`[Errno 111] Connection refused`), without the URL."""
+    text = str(reason)
+    marker = "): "
+    if marker in text:
+        text = text.rsplit(marker, 1)[-1]
+    return text.strip("\"' )")
