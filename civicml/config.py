@@ -207,6 +207,12 @@ class DeployConfig(_Strict):
     image: str = "ghcr.io/civicml/civicml:0.1.0"
     replicas: int = Field(2, ge=1)
     rollout_timeout_seconds: int = Field(300, ge=10)
+    poll_seconds: float = Field(2.0, gt=0, description="how often the rollout status is read")
+    port: int = Field(8080, ge=1024, le=65535, description="container port (non-root: above 1023)")
+    cpu: str = "250m"
+    memory: str = "512Mi"
+    cpu_limit: str = "1"
+    memory_limit: str = "1Gi"
 
 
 class MonitoringConfig(_Strict):

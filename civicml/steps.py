@@ -314,17 +314,33 @@ def register(
     return manifest
 
 
-def deploy(config: RunConfig | str, version: str) -> dict[str, Any]:
-    """Deploy an approved version with the configured backend (locally: move the `champion` alias)."""
+def deploy(config: RunConfig | str, version: str, by: str = "pipeline") -> dict[str, Any]:
+    """Deploy an approved version with the configured backend.
+
+    Locally the `champion` alias moves; with `deploy.mode: challenger` and an existing champion the
+    version becomes the `challenger` and receives `deploy.challenger_traffic` of the requests instead.
+    Replacing the champion ends any running A/B test (challenger cleared, weights back to 0).
+    On Kubernetes the same choice is made by `civicml.deploy.kubernetes.deploy_version` after the rollout.
+    """
     from civicml.deploy.local import promote
+    from civicml.serving.routing import CHALLENGER, CHAMPION, set_weights
 
     cfg = _cfg(config)
     registry = _registry(cfg)
     if cfg.deploy.target == "kubernetes":
         from civicml.deploy.kubernetes import deploy_version
 
-        return deploy_version(cfg, registry, version)
-    return promote(registry, version, alias="champion", by="pipeline", reason="gate decision: deploy")
+        return deploy_version(cfg, registry, version, by=by)
+    champion = registry.get_alias(CHAMPION)
+    if cfg.deploy.mode == "challenger" and champion not in (None, version):
+        result = promote(registry, version, alias=CHALLENGER, by=by, reason="gate decision: deploy as challenger")
+        set_weights(registry, cfg.deploy.challenger_traffic, by=by, reason=f"challenger {version} deployed")
+        return {**result, "challenger_share": cfg.deploy.challenger_traffic}
+    result = promote(registry, version, alias=CHAMPION, by=by, reason="gate decision: deploy")
+    if registry.get_alias(CHALLENGER):
+        registry.set_alias(CHALLENGER, None, by=by, reason=f"{version} replaced the champion")
+        set_weights(registry, 0.0, by=by, reason=f"{version} deployed as champion")
+    return result
 
 
 def log_kfp_metrics(evaluation: dict[str, Any], metrics: Any, classification: Any = None) -> None:

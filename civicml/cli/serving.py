@@ -1,9 +1,218 @@
-"""CLI commands for serving (registered on the main app)."""
+"""Serving commands: `civicml serve`, `civicml ab ...`, `civicml deploy`, `civicml rollback`."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from civicml.cli.common import console, err_console, friendly_errors, load_cfg
+
+ab_app = typer.Typer(help="Champion/challenger A/B test: weights, report, promotion.", no_args_is_help=True)
+
+_CONFIG = typer.Option(None, "--config", "-c", help="Config file (default: ./civicml.yaml).")
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(1)
+
+
+def _registry(cfg):
+    from civicml.storage.registry import Registry
+    from civicml.storage.store import open_store
+
+    return Registry(open_store(cfg.storage.uri))
+
+
+def _actor() -> str:
+    from civicml.governance.audit import default_actor
+
+    return default_actor()
+
+
+@friendly_errors
+def serve(
+    port: int = typer.Option(8080, "--port", "-p", help="TCP port to listen on."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 in a container)."),
+    config: Optional[Path] = _CONFIG,
+) -> None:
+    """Serve the champion (and challenger, when set) over HTTP until SIGTERM/Ctrl-C."""
+    from civicml.serving.app import ServingError, run_server
+
+    cfg = load_cfg(config)
+    try:
+        run_server(cfg, host=host, port=port)
+    except ServingError as err:
+        _fail(f"{err}")
+
+
+@friendly_errors
+def set_weights_cmd(
+    challenger_share: float = typer.Option(..., "--challenger-share", help="Fraction of traffic for the challenger, 0..1."),
+    reason: str = typer.Option("manual change", "--reason", help="Why (kept in the audit log)."),
+    config: Optional[Path] = _CONFIG,
+) -> None:
+    """Set the share of traffic the challenger receives (audited)."""
+    from civicml.serving.routing import set_weights
+
+    routing = set_weights(_registry(load_cfg(config)), challenger_share, by=_actor(), reason=reason)
+    console.print(f"challenger {routing.challenger} now receives {routing.challenger_share:.1%} of traffic "
+                  f"(champion {routing.champion}); running servers pick it up within 30 s")
+
+
+@friendly_errors
+def report_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    alpha: float = typer.Option(0.05, help="Significance level of the sequential test."),
+    min_samples: int = typer.Option(100, "--min-samples", help="Labelled predictions needed per arm."),
+    config: Optional[Path] = _CONFIG,
+) -> None:
+    """Compare champion and challenger on predictions joined with feedback."""
+    from rich.table import Table
+
+    from civicml.monitoring.ab import ab_report
+
+    rep = ab_report(_registry(load_cfg(config)), alpha=alpha, min_samples=min_samples)
+    if as_json:
+        console.print_json(json.dumps(rep))
+        return
+    table = Table(title="A/B report")
+    for col in ("arm", "version", "predictions", "positive rate", "labelled", "accuracy"):
+        table.add_column(col)
+    for arm, m in rep["arms"].items():
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        table.add_row(arm, str(m["version"]), str(m["count"]), fmt(m["positive_rate"]), str(m["labelled"]),
+                      fmt(m["accuracy"]))
+    console.print(table)
+    z, s = rep["z_test"], rep["msprt"]
+    if z["z"] is not None:
+        console.print(f"two-proportion z-test (fixed horizon): diff {z['diff']:+.3f}, z = {z['z']:.3f}, "
+                      f"p = {z['p_value']:.4f}")
+    console.print(f"mSPRT (always valid, tau={s['tau']}): Lambda = {s['lambda']:.3f}, p = {s['p_value']:.4f}")
+    console.print(f"recommendation: [bold]{rep['recommendation']}[/] — {rep['reason']}")
+
+
+@friendly_errors
+def promote_cmd(
+    reason: str = typer.Option("A/B test result", "--reason", help="Why (kept in the audit log)."),
+    config: Optional[Path] = _CONFIG,
+) -> None:
+    """Make the challenger the champion, clear the challenger and send it no traffic (audited)."""
+    from civicml.deploy.local import promote
+    from civicml.serving.routing import CHALLENGER, set_weights
+
+    cfg = load_cfg(config)
+    registry = _registry(cfg)
+    challenger = registry.get_alias(CHALLENGER)
+    if challenger is None:
+        _fail("there is no challenger to promote; deploy one with `civicml deploy VERSION --as challenger`")
+    who = _actor()
+    if cfg.deploy.target == "kubernetes":
+        from civicml.deploy.kubernetes import DeployError, deploy_version
+
+        try:
+            deploy_version(cfg, registry, challenger, mode="replace", by=who)
+        except DeployError as err:
+            _fail(str(err))
+    else:
+        promote(registry, challenger, alias="champion", by=who, reason=reason)
+        registry.set_alias(CHALLENGER, None, by=who, reason=f"{challenger} promoted to champion")
+        set_weights(registry, 0.0, by=who, reason=f"{challenger} promoted to champion")
+    console.print(f"{challenger} is now the champion; no challenger is set")
+
+
+def _default_version(registry) -> str:
+    approved = [m["version"] for m in registry.versions() if m.get("status") == "approved"]
+    if not approved:
+        _fail("no approved model version to deploy; pass a VERSION or run the pipeline first")
+    return approved[-1]
+
+
+@friendly_errors
+def deploy_cmd(
+    version: Optional[str] = typer.Argument(None, help="Model version (default: the newest approved one)."),
+    target: Optional[str] = typer.Option(None, "--target", help="local | kubernetes (default: deploy.target)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the Kubernetes objects as YAML; apply nothing."),
+    as_: Optional[str] = typer.Option(None, "--as", help="`challenger` to deploy beside the champion."),
+    config: Optional[Path] = _CONFIG,
+) -> None:
+    """Deploy a model version as champion (or as challenger with --as challenger)."""
+    from civicml import steps
+    from civicml.deploy.kubernetes import DeployError, deploy_version, to_yaml
+
+    cfg = load_cfg(config)
+    if target not in (None, "local", "kubernetes"):
+        _fail(f"--target must be local or kubernetes, got {target!r}")
+    if as_ not in (None, "challenger", "champion"):
+        _fail(f"--as must be challenger (or champion), got {as_!r}")
+    updates = {}
+    if target:
+        updates["target"] = target
+    if as_:
+        updates["mode"] = "challenger" if as_ == "challenger" else "replace"
+    cfg = cfg.model_copy(update={"deploy": cfg.deploy.model_copy(update=updates)})
+    registry = _registry(cfg)
+    version = version or _default_version(registry)
+    status = registry.manifest(version).get("status")
+    if status == "rejected":
+        _fail(f"version {version} was rejected by the gate ({registry.manifest(version).get('gate', {}).get('reason')});"
+              " it cannot be deployed")
+    if dry_run:
+        if cfg.deploy.target != "kubernetes":
+            _fail("--dry-run prints Kubernetes objects; use it with --target kubernetes")
+        result = deploy_version(cfg, registry, version, dry_run=True)
+        sys.stdout.write(to_yaml(result["objects"]))
+        return
+    try:
+        result = steps.deploy(cfg, version, by=_actor())
+    except DeployError as err:
+        _fail(str(err))
+    result = {k: v for k, v in result.items() if k != "objects"}
+    console.print_json(json.dumps(result, default=str))
+
+
+@friendly_errors
+def rollback_cmd(
+    reason: str = typer.Option("manual rollback", "--reason", help="Why (kept in the audit log)."),
+    config: Optional[Path] = _CONFIG,
+) -> None:
+    """Serve the previous champion again (and stop any challenger)."""
+    from civicml.deploy.local import promote
+    from civicml.serving.routing import CHALLENGER, CHAMPION, set_weights
+
+    cfg = load_cfg(config)
+    registry = _registry(cfg)
+    current = registry.get_alias(CHAMPION)
+    previous = next((m["from"] for m in reversed(registry.alias_history(CHAMPION))
+                     if m["to"] == current and m["from"] and m["from"] != current), None)
+    if current is None or previous is None:
+        _fail(f"nothing to roll back to: the champion alias ({current}) has no earlier version in its history")
+    who = _actor()
+    if cfg.deploy.target == "kubernetes":
+        from civicml.deploy.kubernetes import DeployError, deploy_version
+
+        try:
+            deploy_version(cfg, registry, previous, mode="replace", by=who)
+        except DeployError as err:
+            _fail(str(err))
+    else:
+        promote(registry, previous, alias=CHAMPION, by=who, reason=f"rollback from {current}: {reason}")
+        if registry.get_alias(CHALLENGER):
+            registry.set_alias(CHALLENGER, None, by=who, reason=f"rollback to {previous}")
+        set_weights(registry, 0.0, by=who, reason=f"rollback to {previous}")
+    console.print(f"rolled back: champion is {previous} again (was {current})")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
+    app.command("serve")(serve)
+    app.command("deploy")(deploy_cmd)
+    app.command("rollback")(rollback_cmd)
+    ab_app.command("set-weights")(set_weights_cmd)
+    ab_app.command("report")(report_cmd)
+    ab_app.command("promote")(promote_cmd)
+    app.add_typer(ab_app, name="ab")

@@ -1,0 +1,163 @@
+"""A/B analysis of champion vs challenger from the server's prediction and feedback logs.
+
+Predictions and feedback are joined on (request_id, row). Per arm we report the
+number of predictions, the positive-prediction rate, the number of labelled
+predictions and their accuracy. Two tests compare the challenger's accuracy with
+the champion's:
+
+- a two-proportion z-test (pooled), valid only if you look once at a sample size
+  fixed in advance;
+- an always-valid mixture sequential probability ratio test (mSPRT; Johari,
+  Pekelis & Walsh, "Always Valid Inference", 2017) for the difference of
+  proportions, using the normal approximation and a N(0, tau^2) mixing
+  distribution. Its p-value is the running minimum of 1/Lambda_n over the
+  feedback sequence, so checking the report every day does not inflate the false
+  positive rate. The recommendation is driven by this test.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from civicml.serving.predlog import FEEDBACK, PREDICTIONS, read_log
+from civicml.serving.routing import CHALLENGER, CHAMPION
+from civicml.storage.registry import Registry
+
+PROMOTE, KEEP, ROLL_BACK = "promote", "keep", "roll back"
+
+
+def two_proportion_ztest(x1: int, n1: int, x2: int, n2: int) -> dict[str, float | None]:
+    """Pooled two-sided z-test of p2 - p1.
+
+    Returns:
+        `diff`, `z` and `p_value` (z = 0 and p = 1 when the pooled variance is 0; None when an arm is empty).
+    """
+    if n1 == 0 or n2 == 0:
+        return {"diff": None, "z": None, "p_value": None}
+    p1, p2 = x1 / n1, x2 / n2
+    pool = (x1 + x2) / (n1 + n2)
+    se = math.sqrt(pool * (1 - pool) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return {"diff": p2 - p1, "z": 0.0, "p_value": 1.0}
+    z = (p2 - p1) / se
+    return {"diff": p2 - p1, "z": z, "p_value": float(2 * stats.norm.sf(abs(z)))}
+
+
+def msprt_lambda(x1: np.ndarray, n1: np.ndarray, x2: np.ndarray, n2: np.ndarray, tau: float,
+                 burn_in: int = 30) -> np.ndarray:
+    """Mixture likelihood ratio Lambda for the difference of two proportions (vectorised over prefixes).
+
+    Uses theta_hat = p2 - p1 with variance V = p1(1-p1)/n1 + p2(1-p2)/n2 and a N(0, tau^2)
+    mixture: Lambda = sqrt(V / (V + tau^2)) * exp(tau^2 theta_hat^2 / (2 V (V + tau^2))).
+    Prefixes where V is 0 or an arm has fewer than `burn_in` observations get Lambda = 1 (no
+    evidence): the normal approximation is unreliable for tiny samples (p_hat of 0 or 1 gives V ~ 0).
+    """
+    x1, n1, x2, n2 = (np.asarray(a, dtype="float64") for a in (x1, n1, x2, n2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p1, p2 = x1 / n1, x2 / n2
+        v = p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2
+        t2 = tau * tau
+        lam = np.sqrt(v / (v + t2)) * np.exp(t2 * (p2 - p1) ** 2 / (2 * v * (v + t2)))
+    ok = (n1 >= max(burn_in, 1)) & (n2 >= max(burn_in, 1)) & (v > 0) & np.isfinite(lam)
+    return np.where(ok, lam, 1.0)
+
+
+def msprt(sequence: pd.DataFrame, tau: float = 0.1, burn_in: int = 30) -> dict[str, float]:
+    """Always-valid test over a sequence of labelled outcomes in arrival order.
+
+    Args:
+        sequence: Rows with `arm` (`champion`/`challenger`) and `correct` (0/1), in arrival order.
+        tau: Standard deviation of the mixing distribution (the effect sizes you expect).
+        burn_in: Observations each arm needs before a prefix counts as evidence.
+
+    Returns:
+        `lambda` at the end, `p_value` (always valid: running min of 1/Lambda, capped at 1) and `n`.
+    """
+    a = (sequence["arm"] == CHAMPION).to_numpy()
+    b = (sequence["arm"] == CHALLENGER).to_numpy()
+    c = sequence["correct"].to_numpy(dtype="float64")
+    lam = msprt_lambda(np.cumsum(c * a), np.cumsum(a), np.cumsum(c * b), np.cumsum(b), tau, burn_in)
+    if len(lam) == 0:
+        return {"lambda": 1.0, "p_value": 1.0, "n": 0}
+    p = float(min(1.0, np.min(1.0 / lam)))
+    return {"lambda": float(lam[-1]), "p_value": p, "n": int(len(lam))}
+
+
+def join_logs(predictions: list[dict[str, Any]], feedback: list[dict[str, Any]]) -> pd.DataFrame:
+    """Predictions (one row per (request_id, row)) with their latest feedback outcome, if any."""
+    cols = ["request_id", "row", "arm", "version", "ts", "prediction", "score"]
+    preds = pd.DataFrame([{k: r.get(k, 0 if k == "row" else None) for k in cols} for r in predictions], columns=cols)
+    preds = preds.drop_duplicates(["request_id", "row"], keep="last")
+    fb_cols = ["request_id", "row", "outcome", "ts"]
+    fb = pd.DataFrame([{k: r.get(k, 0 if k == "row" else None) for k in fb_cols} for r in feedback], columns=fb_cols)
+    fb["order"] = np.arange(len(fb))
+    # A corrected outcome replaces the earlier one; arrival order breaks ties in timestamps.
+    fb = fb.sort_values(["ts", "order"], kind="stable").drop_duplicates(["request_id", "row"], keep="last")
+    fb = fb.rename(columns={"ts": "feedback_ts"})
+    return preds.merge(fb, on=["request_id", "row"], how="left")
+
+
+def ab_report(registry: Registry, champion: str | None = None, challenger: str | None = None,
+              alpha: float = 0.05, tau: float = 0.1, min_samples: int = 100) -> dict[str, Any]:
+    """Per-arm figures, both tests and a recommendation for the current (or given) experiment.
+
+    Args:
+        registry: Registry whose store holds `logs/predictions` and `logs/feedback`.
+        champion: Champion version to analyse; the `champion` alias when None.
+        challenger: Challenger version; the `challenger` alias when None.
+        alpha: Significance level of the sequential test.
+        tau: mSPRT mixing standard deviation.
+        min_samples: Labelled predictions each arm needs before any recommendation other than keep.
+
+    Returns:
+        `arms` (per-arm count, positive_rate, labelled, accuracy), `z_test`, `msprt` and
+        `recommendation` with a `reason`.
+    """
+    from civicml.serving.routing import current_routing
+
+    routing = current_routing(registry)
+    champion = champion or routing.champion
+    challenger = challenger or routing.challenger
+    joined = join_logs(read_log(registry.store, PREDICTIONS), read_log(registry.store, FEEDBACK))
+    versions = {CHAMPION: champion, CHALLENGER: challenger}
+    arms: dict[str, dict[str, Any]] = {}
+    parts = []
+    for arm, version in versions.items():
+        rows = joined[(joined["arm"] == arm) & (joined["version"] == version)] if version else joined.iloc[0:0]
+        labelled = rows[rows["outcome"].notna()].copy()
+        labelled["correct"] = (labelled["prediction"].astype("float64") == labelled["outcome"].astype("float64")
+                               ).astype("int64")
+        parts.append(labelled)
+        arms[arm] = {
+            "version": version,
+            "count": int(len(rows)),
+            "positive_rate": float(rows["prediction"].astype("float64").mean()) if len(rows) else None,
+            "labelled": int(len(labelled)),
+            "correct": int(labelled["correct"].sum()),
+            "accuracy": float(labelled["correct"].mean()) if len(labelled) else None,
+        }
+    a, b = arms[CHAMPION], arms[CHALLENGER]
+    z = two_proportion_ztest(a["correct"], a["labelled"], b["correct"], b["labelled"])
+    seq = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["arm", "correct", "feedback_ts"])
+    seq = seq.sort_values("feedback_ts", kind="stable") if len(seq) else seq
+    sequential = msprt(seq, tau) if len(seq) else {"lambda": 1.0, "p_value": 1.0, "n": 0}
+    if not challenger:
+        rec, reason = KEEP, "no challenger is deployed"
+    elif min(a["labelled"], b["labelled"]) < min_samples:
+        rec, reason = KEEP, (f"not enough feedback yet: {a['labelled']} champion and {b['labelled']} challenger "
+                             f"labelled predictions, need {min_samples} each")
+    elif sequential["p_value"] < alpha:
+        better = b["accuracy"] > a["accuracy"]
+        rec = PROMOTE if better else ROLL_BACK
+        reason = (f"challenger accuracy {b['accuracy']:.3f} vs champion {a['accuracy']:.3f}; always-valid "
+                  f"p = {sequential['p_value']:.4f} < {alpha}")
+    else:
+        rec, reason = KEEP, (f"no significant difference yet (always-valid p = {sequential['p_value']:.4f} >= "
+                             f"{alpha}); keep collecting feedback")
+    return {"arms": arms, "z_test": z, "msprt": {**sequential, "tau": tau, "alpha": alpha},
+            "recommendation": rec, "reason": reason, "min_samples": min_samples}

@@ -1,0 +1,161 @@
+"""Prediction and feedback logs, written to the store in batches with group commit.
+
+Durability choice: *flush before acknowledging* (group commit), not a local
+write-ahead file. A request's log records are queued, the flusher writes the
+queue as one JSON-lines object when it reaches `max_records` or every
+`interval_seconds`, and only then does the request get its response. So:
+
+- every acknowledged prediction is already in the store — no local state to
+  replay, which matters on a cluster where the pod's disk (an `emptyDir` under a
+  read-only root filesystem) disappears with the pod after a SIGKILL;
+- an unreachable store means predictions are refused (503) rather than served
+  unlogged: for decisions about people, a decision without evidence is worse
+  than no decision;
+- the cost is latency (up to one interval plus one PUT), shared by the batch.
+
+On shutdown (uvicorn's lifespan exit, after in-flight requests finished) the
+flusher drains whatever is left. Objects are named
+`logs/<kind>/<YYYY-MM-DD>/<server-id>-<seq>.jsonl`; the server id is unique per
+process so replicas and restarts never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import socket
+from datetime import datetime, timezone
+from typing import Any
+
+from civicml.storage.store import Store
+
+log = logging.getLogger("civicml.serving")
+
+PREDICTIONS = "predictions"
+FEEDBACK = "feedback"
+LOG_PREFIX = "logs"
+
+
+class LogUnavailable(RuntimeError):
+    """The log could not be written; the request must not be acknowledged."""
+
+
+def new_server_id() -> str:
+    """Host (pod) name plus a random suffix: unique per process."""
+    host = os.environ.get("HOSTNAME") or socket.gethostname() or "server"
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in host)[:40]
+    return f"{safe}-{secrets.token_hex(3)}"
+
+
+class BatchLog:
+    """One kind of log (predictions or feedback) with group-commit flushing."""
+
+    def __init__(self, store: Store, kind: str, server_id: str, max_records: int = 256,
+                 interval_seconds: float = 0.01, retries: int = 2):
+        self.store = store
+        self.kind = kind
+        self.server_id = server_id
+        self.max_records = max_records
+        self.interval = interval_seconds
+        self.retries = retries
+        self._pending: list[tuple[list[dict[str, Any]], asyncio.Future]] = []
+        self._count = 0
+        self._seq = 0
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._closed = False
+        self.written_objects: list[str] = []
+
+    async def start(self) -> None:
+        """Start the background flusher (inside the running event loop)."""
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"civicml-{self.kind}-flusher")
+
+    async def write(self, records: list[dict[str, Any]]) -> None:
+        """Queue records and return once they are durably in the store.
+
+        Raises:
+            LogUnavailable: the store write failed (after retries) or the log is closed.
+        """
+        if self._closed or self._task is None:
+            raise LogUnavailable(f"{self.kind} log is closed; the server is shutting down")
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending.append((records, fut))
+        self._count += len(records)
+        if self._count >= self.max_records and self._wake is not None:
+            self._wake.set()
+        await fut
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while not self._closed:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending, self._count = self._pending, [], 0
+        lines = [json.dumps(r, sort_keys=True, default=str) for records, _ in batch for r in records]
+        self._seq += 1
+        day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        key = f"{LOG_PREFIX}/{self.kind}/{day}/{self.server_id}-{self._seq:08d}.jsonl"
+        data = ("\n".join(lines) + "\n").encode()
+        error: Exception | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                await asyncio.to_thread(self.store.put_bytes, key, data)
+                error = None
+                break
+            except Exception as err:  # noqa: BLE001 - any store failure must fail the waiting requests, not the loop
+                error = err
+                log.warning("writing %s failed (attempt %d): %s", key, attempt + 1, err)
+                await asyncio.sleep(0.05 * (attempt + 1))
+        if error is None:
+            self.written_objects.append(key)
+        for _, fut in batch:
+            if fut.done():
+                continue
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(LogUnavailable(f"could not write the {self.kind} log to "
+                                                 f"{self.store.describe()}: {error}"))
+
+    async def close(self) -> None:
+        """Stop the flusher and write everything still queued."""
+        self._closed = True
+        if self._task is not None:
+            if self._wake is not None:
+                self._wake.set()
+            await self._task
+            self._task = None
+        await self._flush()
+
+
+def read_log(store: Store, kind: str) -> list[dict[str, Any]]:
+    """Every record of one log kind, in object order (date, server, sequence).
+
+    Raises:
+        ValueError: a log object holds a line that is not JSON (names the object and line).
+    """
+    out = []
+    for key in store.list(f"{LOG_PREFIX}/{kind}/"):
+        if not key.endswith(".jsonl"):
+            continue
+        for n, line in enumerate(store.get_bytes(key).decode().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise ValueError(f"log object {key} line {n} is not valid JSON; it was modified or truncated") \
+                    from None
+    return out
