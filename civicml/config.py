@@ -7,11 +7,12 @@ never hold secrets: credentials come from environment variables only.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -110,7 +111,32 @@ class ParamSpec(_Strict):
                 raise ValueError(f"log scale needs min > 0, got min={self.min}")
             if self.type == "int" and (self.min != int(self.min) or self.max != int(self.max)):
                 raise ValueError(f"int parameter needs whole-number bounds, got {self.min}..{self.max}")
+            if self.step is not None:
+                if self.step <= 0 or self.step > self.max - self.min:
+                    raise ValueError(f"step ({self.step}) must be > 0 and <= max - min ({self.max - self.min})")
+                if self.log:
+                    raise ValueError("a log-scale parameter cannot have a step; drop 'step' or set log: false")
+                if self.type == "int" and self.step != int(self.step):
+                    raise ValueError(f"int parameter needs a whole-number step, got {self.step}")
+        if self.values is not None and self.type != "categorical":
+            raise ValueError(f"'values' is only for categorical parameters; this one is {self.type}")
+        if self.values is not None:
+            if len({str(v) for v in self.values}) != len(self.values):
+                raise ValueError(f"categorical values must be distinct (as text, which is how Katib passes them): "
+                                 f"{self.values}")
+            if any(not isinstance(v, (str, int, float, bool)) for v in self.values):
+                raise ValueError(f"categorical values must be strings, numbers or booleans, got {self.values}")
         return self
+
+    def grid_size(self) -> int | None:
+        """How many points this parameter contributes to a grid (None: not griddable, i.e. double without step)."""
+        if self.type == "categorical":
+            return len(self.values or [])
+        if self.type == "int":
+            return int((int(self.max) - int(self.min)) // int(self.step or 1)) + 1
+        if self.step is None:
+            return None
+        return int((self.max - self.min) / self.step + 1e-9) + 1
 
 
 class EarlyStopping(_Strict):
@@ -149,37 +175,93 @@ class TuningConfig(_Strict):
     search_space: dict[str, ParamSpec] = Field(default_factory=dict)
     katib: KatibOptions = KatibOptions()
 
+    @field_validator("algorithm")
+    @classmethod
+    def _known_algorithm(cls, value: str) -> str:
+        if value not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {value!r}; choose one of {', '.join(ALGORITHMS)}")
+        return value
+
+    @field_validator("search_space")
+    @classmethod
+    def _param_names(cls, value: dict[str, ParamSpec]) -> dict[str, ParamSpec]:
+        # Names become Katib `${trialParameters.NAME}` placeholders and CLI flags.
+        for name in value:
+            if not _PARAM_NAME.fullmatch(name):
+                raise ValueError(f"parameter name {name!r} must be letters, digits and '_' (e.g. learning_rate)")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> TuningConfig:
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {self.algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
-        if self.algorithm == "cmaes":
-            continuous = [n for n, p in self.search_space.items() if p.type != "categorical"]
-            if len(continuous) < 2:
-                raise ValueError(
-                    f"cmaes needs at least two continuous (double/int) parameters, got {continuous or 'none'}"
-                )
-        if self.algorithm == "grid":
-            bad = [n for n, p in self.search_space.items() if p.type == "double" and p.step is None]
-            if bad:
-                raise ValueError(f"grid search needs 'step' on double parameters: {bad}")
+        # An empty space means "the model family's default", checked when resolved
+        # (civicml.modeling.search_space.space_for), where the family is known.
+        if self.search_space:
+            check_space_for_algorithm(self.algorithm, self.search_space, self.max_trials)
         return self
 
 
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_space_for_algorithm(algorithm: str, space: dict[str, ParamSpec], max_trials: int) -> None:
+    """Raise ValueError when `space` cannot be searched by `algorithm` (the same rules Katib applies)."""
+    if algorithm == "cmaes":
+        continuous = [n for n, p in space.items() if p.type != "categorical"]
+        if len(continuous) < 2:
+            raise ValueError(
+                f"algorithm cmaes needs at least two continuous (double/int) parameters in search_space, "
+                f"got {continuous or 'none'}; add one or choose tpe"
+            )
+    if algorithm == "grid":
+        bad = [n for n, p in space.items() if p.grid_size() is None]
+        if bad:
+            raise ValueError(f"algorithm grid needs 'step' on every double parameter (and no log scale): {bad}")
+        combos = 1
+        for p in space.values():
+            combos *= p.grid_size() or 1
+        if max_trials > combos:
+            raise ValueError(
+                f"algorithm grid: max_trials ({max_trials}) exceeds the {combos} grid points; Katib rejects "
+                f"this, lower max_trials to {combos} or refine the grid"
+            )
+
+
+# Metric names a policy may use, by direction (mirrors civicml.evaluation.metrics; config sits below it).
+HIGHER_IS_BETTER_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "r2")
+LOWER_IS_BETTER_METRICS = ("log_loss", "brier", "mse", "rmse", "mae")
+
+
 class FairnessRule(_Strict):
-    """A fairness limit applied to every sensitive attribute."""
+    """A fairness limit applied to every sensitive attribute (or to `attributes` only).
+
+    Example (the four-fifths rule): `{metric: demographic_parity_ratio, min: 0.8}`.
+    """
 
     metric: Literal["demographic_parity_ratio", "demographic_parity_difference", "equalized_odds_difference"]
     min: float | None = None
     max: float | None = None
+    attributes: list[str] | None = Field(None, description="restrict the rule to these attributes; default all")
+
+    @model_validator(mode="after")
+    def _bound(self) -> FairnessRule:
+        if self.min is None and self.max is None:
+            raise ValueError(f"fairness rule on {self.metric} needs 'min' or 'max', e.g. {{metric: {self.metric}, "
+                             + ("min: 0.8}" if self.metric.endswith("ratio") else "max: 0.1}"))
+        return self
 
 
 class PolicyConfig(_Strict):
-    """Gate rules: what a model must meet before it may serve anyone."""
+    """Gate rules: what a model must meet before it may serve anyone.
 
-    min_metrics: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.7})
+    `min_metrics` None means the task default: `{roc_auc: 0.7}` for classification,
+    `{r2: 0.0}` (better than predicting the mean) for regression.
+    """
+
+    min_metrics: dict[str, float] | None = None
     max_metrics: dict[str, float] = Field(default_factory=dict)
-    use_ci_lower_bound: bool = False
+    use_ci_lower_bound: bool = Field(
+        False, description="judge min_metrics on the 95% CI lower bound (max_metrics on the upper bound)"
+    )
     fairness: list[FairnessRule] = Field(
         default_factory=lambda: [FairnessRule(metric="demographic_parity_ratio", min=0.8)]
     )

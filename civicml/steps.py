@@ -143,8 +143,19 @@ def _spec(cfg: RunConfig, data_dir: str | Path, train: pd.DataFrame):
 
 
 def tune(config: RunConfig | str, data_dir: str, params_path: str, trials_html_path: str | None = None,
-         on_trial=None) -> dict[str, Any]:
+         on_trial=None, trials_md_path: str | None = None) -> dict[str, Any]:
     """Search hyperparameters on train/valid with the configured backend; write the best params.
+
+    With `tuning.backend: katib` the train/valid split (and the config) is first uploaded
+    to `staging/<version>/tuning-data/` in the store, where every trial Job reads it.
+
+    Args:
+        config: Run config (object or JSON).
+        data_dir: Directory written by `validate_data`.
+        params_path: Where the result JSON goes (`best_params` is what `train` uses).
+        trials_html_path: Optional HTML trials table (KFP UI artifact).
+        on_trial: Progress callback `(done, total)` (Optuna only).
+        trials_md_path: Optional Markdown trials table.
 
     Returns:
         The tuning result: `best_params`, `best_value`, the trials table.
@@ -153,19 +164,25 @@ def tune(config: RunConfig | str, data_dir: str, params_path: str, trials_html_p
     splits = load_splits(data_dir)
     spec = _spec(cfg, data_dir, splits["train"])
     if cfg.tuning.backend == "katib":
-        from civicml.tuning.katib_backend import run_katib
+        from civicml.tuning.katib_backend import require_shared_store, run_katib
+        from civicml.tuning.trial import upload_tuning_data
 
-        result = run_katib(cfg, data_info(data_dir)["version"])
+        version = data_info(data_dir)["version"]
+        store = open_store(cfg.storage.uri)
+        require_shared_store(store.uri)
+        upload_tuning_data(cfg, data_dir, version, store)
+        result = run_katib(cfg, version)
     else:
         from civicml.tuning.optuna_backend import run_optuna
 
         result = run_optuna(cfg, spec, splits["train"], splits["valid"], on_trial=on_trial)
     _write_json(params_path, result)
-    if trials_html_path:
-        from civicml.tuning.report import trials_html
+    from civicml.tuning.report import trials_html, trials_markdown
 
-        Path(trials_html_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(trials_html_path).write_text(trials_html(result))
+    for path, text in ((trials_html_path, trials_html), (trials_md_path, trials_markdown)):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text(result))
     return result
 
 

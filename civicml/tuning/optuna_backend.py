@@ -1,4 +1,16 @@
-"""Local hyperparameter search with Optuna, using Katib's algorithm names."""
+"""Local hyperparameter search with Optuna, using Katib's algorithm names.
+
+Katib algorithm -> Optuna sampler (the same samplers Katib's own Optuna suggestion
+service uses, so a search behaves alike in both places):
+
+    random -> RandomSampler, tpe -> TPESampler, multivariate-tpe -> TPESampler(multivariate=True),
+    cmaes -> CmaEsSampler, grid -> GridSampler;  early stopping medianstop -> MedianPruner.
+
+Every sampler is seeded with `tuning.seed`. Trials run one at a time (`n_jobs=1`)
+whatever `tuning.parallel_trials` says: parallel trials finish in a timing-dependent
+order, which changes what the sampler has seen when it proposes the next point, so
+the search would no longer be reproducible. `parallel_trials` applies to Katib only.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +20,10 @@ import pandas as pd
 
 from civicml.config import ParamSpec, RunConfig
 from civicml.modeling.preprocessing import FeatureSpec
-from civicml.modeling.search_space import space_for
-from civicml.tuning.objective import train_and_score
+from civicml.modeling.search_space import grid_values, space_for
+from civicml.tuning.objective import TuningError, make_round_observer, n_rounds, per_round_metric, train_and_score
+
+__all__ = ["grid_values", "make_sampler", "make_pruner", "run_optuna", "suggest"]
 
 
 def make_sampler(algorithm: str, seed: int, space: dict[str, ParamSpec]):
@@ -29,20 +43,16 @@ def make_sampler(algorithm: str, seed: int, space: dict[str, ParamSpec]):
     raise ValueError(f"unknown algorithm {algorithm!r}")
 
 
-def grid_values(space: dict[str, ParamSpec]) -> dict[str, list[Any]]:
-    """Explicit grid for GridSampler (double needs `step`, int uses step or 1)."""
-    import numpy as np
+def make_pruner(cfg: RunConfig):
+    """MedianPruner for `early_stopping: medianstop` (Katib's settings, same meaning), else no pruning."""
+    import optuna
 
-    grid: dict[str, list[Any]] = {}
-    for name, p in space.items():
-        if p.type == "categorical":
-            grid[name] = list(p.values or [])
-        elif p.type == "int":
-            step = int(p.step or 1)
-            grid[name] = list(range(int(p.min), int(p.max) + 1, step))
-        else:
-            grid[name] = [float(v) for v in np.arange(p.min, p.max + 1e-12, p.step)]
-    return grid
+    es = cfg.tuning.early_stopping
+    if es is None:
+        return optuna.pruners.NopPruner()
+    # Katib's start_step counts reported values from 1; Optuna's warm-up counts steps
+    # (boosting rounds, numbered from 0) to skip, so start_step=5 prunes from the 5th round on.
+    return optuna.pruners.MedianPruner(n_startup_trials=es.min_trials_required, n_warmup_steps=es.start_step - 1)
 
 
 def suggest(trial, space: dict[str, ParamSpec]) -> dict[str, Any]:
@@ -68,52 +78,98 @@ def run_optuna(
     """Run the configured search and return best params, best value and a trials table.
 
     Args:
-        cfg: Run config (`tuning` section: algorithm, budget, space, seed).
+        cfg: Run config (`tuning` section: algorithm, budget, space, seed, early stopping).
         spec: Feature spec fitted on train.
         train: Training rows.
         valid: Validation rows the objective is measured on.
-        on_trial: Progress callback `(done, total)`.
+        on_trial: Progress callback `(done, total)`, called after every trial.
+
+    Returns:
+        ``backend``, ``algorithm``, ``objective_metric``, ``direction``, ``best_params``,
+        ``best_value``, ``trials`` (one row per trial: number, state, value, rounds, params),
+        and ``rounds_run``/``rounds_full`` (boosting rounds run vs. what the same trials
+        would have run without pruning; equal when nothing was pruned).
+
+    Raises:
+        TuningError: every trial failed, or more than `max_failed_trials` failed.
     """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t = cfg.tuning
-    space = space_for(cfg.model.family, t.search_space)
-    sampler = make_sampler(t.algorithm, t.seed, space)
-    pruner = (
-        optuna.pruners.MedianPruner(
-            n_startup_trials=t.early_stopping.min_trials_required, n_warmup_steps=t.early_stopping.start_step
-        )
-        if t.early_stopping
-        else optuna.pruners.NopPruner()
+    space = space_for(cfg.model.family, t.search_space, t.algorithm, t.max_trials)
+    round_metric = per_round_metric(cfg)
+    study = optuna.create_study(
+        direction=t.direction, sampler=make_sampler(t.algorithm, t.seed, space), pruner=make_pruner(cfg)
     )
-    study = optuna.create_study(direction=t.direction, sampler=sampler, pruner=pruner)
+    failures: list[str] = []
 
     def objective(trial) -> float:
         params = suggest(trial, space)
-        metrics = train_and_score(cfg, spec, params, train, valid)
+        callbacks = None
+        observer = None
+        if round_metric is not None:
+
+            def on_round(step: int, value: float) -> None:
+                trial.report(value, step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at round {step + 1}")
+
+            observer = make_round_observer(round_metric, on_round)
+            callbacks = [observer]
+        try:
+            metrics = train_and_score(cfg, spec, params, train, valid, callbacks=callbacks)
+        finally:
+            if observer is not None:
+                trial.set_user_attr("rounds", observer.rounds)
         for name, value in metrics.items():
             trial.set_user_attr(name, value)
         if t.objective_metric not in metrics:
             raise ValueError(f"objective metric {t.objective_metric!r} not among {sorted(metrics)}")
         return metrics[t.objective_metric]
 
-    def _cb(study, trial) -> None:
+    def after_trial(study, trial) -> None:
+        if trial.state == optuna.trial.TrialState.FAIL:
+            failures.append(f"trial {trial.number}: {trial.system_attrs.get('fail_reason', 'failed')}")
+            if len(failures) > t.max_failed_trials:
+                study.stop()
         if on_trial:
             on_trial(len(study.trials), t.max_trials)
 
-    study.optimize(objective, n_trials=t.max_trials, callbacks=[_cb], catch=(ValueError,))
-    rows = []
-    for tr in study.trials:
-        rows.append({"number": tr.number, "state": tr.state.name, "value": tr.value, **tr.params})
-    completed = [tr for tr in study.trials if tr.state.name == "COMPLETE"]
+    # n_jobs=1 on purpose: see the module docstring (reproducibility over wall time).
+    study.optimize(objective, n_trials=t.max_trials, n_jobs=1, callbacks=[after_trial], catch=(ValueError,))
+    if len(failures) > t.max_failed_trials:
+        raise TuningError(
+            f"{len(failures)} tuning trials failed (tuning.max_failed_trials = {t.max_failed_trials}); "
+            f"first: {failures[0]}"
+        )
+    completed = [tr for tr in study.trials if tr.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
-        raise RuntimeError(f"all {len(study.trials)} tuning trials failed; see the trials table")
+        raise TuningError(f"all {len(study.trials)} tuning trials failed or were pruned; see the trials table")
+    rows = []
+    rounds_run = rounds_full = 0
+    for tr in study.trials:
+        rounds = tr.user_attrs.get("rounds")
+        row: dict[str, Any] = {"number": tr.number, "state": tr.state.name, "value": tr.value}
+        if tr.state == optuna.trial.TrialState.PRUNED and tr.intermediate_values:
+            # A pruned trial's value is its last reported round, shown for context only.
+            row["value"] = tr.intermediate_values[max(tr.intermediate_values)]
+        if rounds is not None:
+            row["rounds"] = rounds
+            rounds_run += rounds
+            rounds_full += n_rounds(cfg, tr.params)
+        rows.append({**row, **tr.params})
     return {
         "backend": "optuna",
         "algorithm": t.algorithm,
         "objective_metric": t.objective_metric,
+        "direction": t.direction,
+        "seed": t.seed,
         "best_params": study.best_params,
         "best_value": study.best_value,
+        "best_trial": study.best_trial.number,
         "trials": rows,
+        "pruned": sum(1 for r in rows if r["state"] == "PRUNED"),
+        "rounds_run": rounds_run,
+        "rounds_full": rounds_full,
     }

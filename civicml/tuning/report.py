@@ -29,3 +29,34 @@ def trials_html(result: dict[str, Any]) -> str:
         f"<p>Best {html.escape(str(result.get('objective_metric')))} = {cell(result.get('best_value'))} with {best}</p>"
         f"<table><caption>All trials</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></body></html>"
     )
+
+
+def _columns(trials: list[dict[str, Any]]) -> list[str]:
+    cols: list[str] = []
+    for t in trials:
+        for k in t:
+            if k not in cols:
+                cols.append(k)
+    return cols
+
+
+def trials_markdown(result: dict[str, Any]) -> str:
+    """Render the tuning result as Markdown: a summary line and one table row per trial."""
+    trials = result.get("trials", [])
+    cols = _columns(trials)
+
+    def cell(v: Any) -> str:
+        text = f"{v:.5g}" if isinstance(v, float) else ("—" if v is None else str(v))
+        return text.replace("|", "\\|")
+
+    best = ", ".join(f"{k}={cell(v)}" for k, v in result.get("best_params", {}).items())
+    lines = [
+        f"**Tuning** ({result.get('backend')} / {result.get('algorithm')}): best "
+        f"{result.get('objective_metric')} = {cell(result.get('best_value'))} with {best}",
+        "",
+    ]
+    if cols:
+        lines.append("| " + " | ".join(cols) + " |")
+        lines.append("|" + "---|" * len(cols))
+        lines.extend("| " + " | ".join(cell(t.get(c)) for c in cols) + " |" for t in trials)
+    return "\n".join(lines) + "\n"

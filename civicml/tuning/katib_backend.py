@@ -1,0 +1,467 @@
+"""Hyperparameter search on a cluster: a Katib Experiment whose trials run `civicml trial`.
+
+The Experiment is built with the Katib project's own typed models
+(`kubeflow_katib_api`, pydantic) and sent as a plain dict through the `kubernetes`
+client's CustomObjectsApi; the `kubeflow-katib` SDK is not used (it pins protobuf<5,
+which cannot live beside kfp 2.17). Everything that would reach the API server is
+produced by `build_experiment` so that it can be validated offline; `submit_and_wait`
+is the thin, stand-in-tested edge.
+
+Each trial is a batch/v1 Job in the civicml image running
+``civicml trial --version V --param name=${trialParameters.name} ...``. It reads the
+train/valid split that the tune step uploaded to ``staging/<version>/tuning-data/``
+(see `civicml.tuning.trial`) with the store credentials from the Kubernetes Secret
+`storage.secret_name`, trains one candidate and prints ``name=value`` metric lines for
+Katib's StdOut collector. The pod meets the Pod Security Standard "restricted".
+
+Algorithm names are Katib's own (random, tpe, multivariate-tpe, cmaes, grid), all served
+by Katib's Optuna suggestion service with `random_state` = `tuning.seed`; early stopping
+`medianstop` takes `min_trials_required` and `start_step`. Katib runs
+`tuning.parallel_trials` trials at once, so unlike the local Optuna backend its
+search is not bit-for-bit reproducible.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from hashlib import sha256
+from typing import Any, Callable
+
+import yaml
+
+from civicml.config import ParamSpec, RunConfig
+from civicml.deploy.security import restricted_container_security_context, restricted_pod_security_context
+from civicml.evaluation.metrics import CLASSIFICATION_HEADLINE, REGRESSION_HEADLINE
+from civicml.modeling.search_space import coerce_params, space_for
+from civicml.storage.store import resolve_store_uri
+from civicml.tuning.objective import TuningError
+
+GROUP = "kubeflow.org"
+VERSION = "v1beta1"
+PLURAL = "experiments"
+TRIAL_PLURAL = "trials"
+
+#: Every (apiGroup, resource, verbs) this module calls; the Role
+#: `civicml-pipeline-runner` in manifests/base/role.yaml must grant exactly these.
+K8S_PERMISSIONS: list[tuple[str, str, tuple[str, ...]]] = [
+    (GROUP, PLURAL, ("create", "get", "delete")),
+    # The per-trial table (parameters, state, value) for the tuning report.
+    (GROUP, TRIAL_PLURAL, ("list",)),
+]
+
+PRIMARY_CONTAINER = "trial"
+SERVICE_ACCOUNT = "civicml-pipeline-runner"
+#: ConfigMap with the store endpoint settings (manifests/base/configmap.yaml).
+SETTINGS_CONFIGMAP = "civicml-settings"
+#: Katib's defaults for a batch/v1 Job trial, spelled out so the template does not
+#: depend on the admission webhook filling them in.
+JOB_SUCCESS_CONDITION = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
+JOB_FAILURE_CONDITION = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
+EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
+
+
+class KatibError(TuningError):
+    """The Katib Experiment could not be created, failed, or did not finish in time."""
+
+
+def experiment_name(cfg: RunConfig, version: str) -> str:
+    """A DNS-1123 name for the run's Experiment, short enough for Katib's trial and Job names.
+
+    Katib names trials `<experiment>-<8 chars>` and Jobs after their trial, and Job
+    names become pod labels (at most 63 characters), so the name is capped at 40.
+    """
+    raw = re.sub(r"[^a-z0-9-]+", "-", f"{cfg.name}-{version}".lower()).strip("-") or "civicml"
+    if len(raw) <= 40:
+        return raw
+    digest = sha256(raw.encode()).hexdigest()[:8]
+    return f"{raw[:31].rstrip('-')}-{digest}"
+
+
+def _metric_names(cfg: RunConfig) -> list[str]:
+    headline = CLASSIFICATION_HEADLINE if cfg.task == "binary_classification" else REGRESSION_HEADLINE
+    return [m for m in headline if m != cfg.tuning.objective_metric]
+
+
+def _bound(spec: ParamSpec, value: float | None) -> str:
+    return str(int(value)) if spec.type == "int" else repr(float(value))
+
+
+def _feasible_space(spec: ParamSpec) -> dict[str, Any]:
+    if spec.type == "categorical":
+        return {"list": [str(v) for v in spec.values or []]}
+    out: dict[str, Any] = {"min": _bound(spec, spec.min), "max": _bound(spec, spec.max)}
+    if spec.step is not None:
+        out["step"] = _bound(spec, spec.step)
+    if spec.log:
+        out["distribution"] = "logUniform"
+    return out
+
+
+def require_shared_store(uri: str) -> None:
+    """Refuse a store that trial pods cannot reach (anything but `s3://`).
+
+    Raises:
+        KatibError: naming the URI and how to point civicml at the cluster's object store.
+    """
+    if not uri.startswith("s3://"):
+        raise KatibError(
+            f"tuning.backend katib needs an object store the trial pods can reach, but the store is {uri!r} "
+            "(a local directory); set storage.uri or CIVICML_STORE_URI to s3://BUCKET/PREFIX "
+            "(the civicml-settings ConfigMap does this on a cluster)"
+        )
+
+
+def trial_job(cfg: RunConfig, version: str, space: dict[str, ParamSpec]) -> dict[str, Any]:
+    """The batch/v1 Job every trial runs, with `${trialParameters.NAME}` placeholders.
+
+    Args:
+        cfg: Run config (image, store, Secret name, trial resources).
+        version: The run's version; the trial downloads `staging/<version>/tuning-data/`.
+        space: The resolved search space (one `--param` per parameter).
+    """
+    k = cfg.tuning.katib
+    args = ["trial", "--version", version]
+    for name in space:
+        args += ["--param", f"{name}=${{trialParameters.{name}}}"]
+
+    def secret_env(key: str) -> dict[str, Any]:
+        return {"name": key, "valueFrom": {"secretKeyRef": {"name": cfg.storage.secret_name, "key": key}}}
+
+    container = {
+        "name": PRIMARY_CONTAINER,
+        "image": cfg.deploy.image,
+        "imagePullPolicy": "IfNotPresent",
+        # Katib's StdOut collector wraps `command` in a shell that tees stdout to its log,
+        # so the entrypoint must be in `command`, not only in the image.
+        "command": ["civicml"],
+        "args": args,
+        "env": [
+            # The store the tune step uploaded the split to (its own resolved URI).
+            {"name": "CIVICML_STORE_URI", "value": resolve_store_uri(cfg.storage.uri)},
+            secret_env("MINIO_ACCESS_KEY"),
+            secret_env("MINIO_SECRET_KEY"),
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+        ],
+        # Endpoint settings (CIVICML_S3_ENDPOINT, ...); optional so a plain namespace still works.
+        "envFrom": [{"configMapRef": {"name": SETTINGS_CONFIGMAP, "optional": True}}],
+        "resources": {
+            "requests": {"cpu": k.cpu, "memory": k.memory},
+            "limits": {"cpu": k.cpu, "memory": k.memory},
+        },
+        "securityContext": restricted_container_security_context(),
+        # The root filesystem is read-only; the split is downloaded to /tmp.
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "spec": {
+            # A failed trial is Katib's to count (maxFailedTrialCount), not the Job's to retry.
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {
+                    "labels": {"app.kubernetes.io/part-of": "civicml", "app.kubernetes.io/component": "katib-trial"},
+                    # An Istio sidecar never exits, so the Job would never complete.
+                    "annotations": {"sidecar.istio.io/inject": "false"},
+                },
+                "spec": {
+                    "serviceAccountName": SERVICE_ACCOUNT,
+                    "restartPolicy": "Never",
+                    "securityContext": restricted_pod_security_context(),
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def build_experiment(cfg: RunConfig, version: str):
+    """Build the run's Katib Experiment with the `kubeflow_katib_api` models.
+
+    Returns:
+        A `V1beta1Experiment`; `experiment_body` turns it into the dict sent to the API.
+
+    Raises:
+        ConfigError: the resolved search space cannot be searched by the algorithm.
+    """
+    from kubeflow_katib_api import models as m
+
+    t = cfg.tuning
+    space = space_for(cfg.model.family, t.search_space, t.algorithm, t.max_trials)
+    metrics = _metric_names(cfg)
+    early = None
+    if t.early_stopping is not None:
+        early = m.V1beta1EarlyStoppingSpec(
+            algorithm_name=t.early_stopping.algorithm,
+            algorithm_settings=[
+                m.V1beta1EarlyStoppingSetting(name="min_trials_required", value=str(t.early_stopping.min_trials_required)),
+                m.V1beta1EarlyStoppingSetting(name="start_step", value=str(t.early_stopping.start_step)),
+            ],
+        )
+    spec = m.V1beta1ExperimentSpec(
+        objective=m.V1beta1ObjectiveSpec(
+            type=t.direction,
+            objective_metric_name=t.objective_metric,
+            additional_metric_names=metrics,
+            # "latest": the trial prints the final model's value last (after any per-round values).
+            metric_strategies=[m.V1beta1MetricStrategy(name=n, value="latest") for n in [t.objective_metric, *metrics]],
+        ),
+        algorithm=m.V1beta1AlgorithmSpec(
+            algorithm_name=t.algorithm,
+            algorithm_settings=[m.V1beta1AlgorithmSetting(name="random_state", value=str(t.seed))],
+        ),
+        early_stopping=early,
+        parallel_trial_count=t.parallel_trials,
+        max_trial_count=t.max_trials,
+        max_failed_trial_count=t.max_failed_trials,
+        metrics_collector_spec=m.V1beta1MetricsCollectorSpec(collector=m.V1beta1CollectorSpec(kind="StdOut")),
+        parameters=[
+            m.V1beta1ParameterSpec(
+                name=name, parameter_type=p.type, feasible_space=m.V1beta1FeasibleSpace(**_feasible_space(p))
+            )
+            for name, p in space.items()
+        ],
+        trial_template=m.V1beta1TrialTemplate(
+            primary_container_name=PRIMARY_CONTAINER,
+            success_condition=JOB_SUCCESS_CONDITION,
+            failure_condition=JOB_FAILURE_CONDITION,
+            trial_parameters=[
+                m.V1beta1TrialParameterSpec(name=name, reference=name, description=f"{p.type} hyperparameter {name}")
+                for name, p in space.items()
+            ],
+            trial_spec=trial_job(cfg, version, space),
+        ),
+    )
+    return m.V1beta1Experiment(
+        api_version=f"{GROUP}/{VERSION}",
+        kind="Experiment",
+        metadata=m.IoK8sApimachineryPkgApisMetaV1ObjectMeta(
+            name=experiment_name(cfg, version),
+            namespace=t.katib.namespace,
+            labels={"app.kubernetes.io/part-of": "civicml", "civicml.io/version": _label_value(version)},
+        ),
+        spec=spec,
+    )
+
+
+def _label_value(text: str) -> str:
+    value = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63].strip("-_.")
+    return value or "unknown"
+
+
+def experiment_body(experiment) -> dict[str, Any]:
+    """The JSON-ready dict sent to the API server (camelCase keys, no None values)."""
+    from kubernetes.client import ApiClient
+
+    return ApiClient().sanitize_for_serialization(experiment.to_dict())
+
+
+def experiment_yaml(cfg: RunConfig, version: str) -> str:
+    """The Experiment as YAML, for `civicml tune --backend katib --dry-run`."""
+    return yaml.safe_dump(experiment_body(build_experiment(cfg, version)), sort_keys=False)
+
+
+def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+
+
+def _api_error(action: str, namespace: str, name: str, err: Exception) -> KatibError:
+    status = getattr(err, "status", None)
+    reason = getattr(err, "reason", "") or type(err).__name__
+    hint = {
+        403: f"the service account lacks RBAC for {GROUP}/{PLURAL} in namespace {namespace} "
+        "(apply manifests/base/role.yaml)",
+        404: f"no {GROUP}/{VERSION} {PLURAL} API, or namespace {namespace} is missing: is Katib installed?",
+        409: f"an Experiment named {name} already exists in {namespace}; delete it or use a new version",
+    }.get(status, "check the Katib controller and the API server")
+    return KatibError(f"could not {action} Katib Experiment {namespace}/{name}: HTTP {status} {reason}; {hint}")
+
+
+def submit_and_wait(
+    api: Any,
+    body: dict[str, Any],
+    *,
+    timeout_seconds: float,
+    retain: bool = False,
+    poll_seconds: float = 15.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    on_poll: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Create the Experiment, poll it until it succeeds, fails or times out, then clean up.
+
+    Args:
+        api: A `kubernetes.client.CustomObjectsApi` (or a stand-in with the same methods).
+        body: `experiment_body(build_experiment(...))`.
+        timeout_seconds: Give up (and raise) after this long.
+        retain: Keep the Experiment (and its trials) afterwards instead of deleting it.
+        poll_seconds: Pause between `get` calls (no watch: one verb fewer in the Role).
+        clock: Monotonic clock (injected by tests).
+        sleep: Sleep function (injected by tests).
+        on_poll: Called with the Experiment's status after every poll (progress).
+
+    Returns:
+        The final Experiment object and its Trials (as dicts, from the API).
+
+    Raises:
+        KatibError: the API refused the Experiment, the Experiment failed, or it timed out.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    name = body["metadata"]["name"]
+    namespace = body["metadata"]["namespace"]
+    try:
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    except ApiException as err:
+        raise _api_error("create", namespace, name, err) from None
+    try:
+        start = clock()
+        while True:
+            try:
+                obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            except ApiException as err:
+                raise _api_error("read", namespace, name, err) from None
+            status = obj.get("status") or {}
+            if on_poll:
+                on_poll(status)
+            conditions = _conditions(obj)
+            if "Failed" in conditions:
+                c = conditions["Failed"]
+                raise KatibError(
+                    f"Katib Experiment {namespace}/{name} failed: {c.get('reason', '?')}: {c.get('message', '')} "
+                    f"(trials succeeded {status.get('trialsSucceeded', 0)}, failed {status.get('trialsFailed', 0)}: "
+                    f"{', '.join(status.get('failedTrialList') or []) or 'none listed'}); "
+                    f"see `kubectl -n {namespace} logs job/<trial>` for a failed trial"
+                )
+            if "Succeeded" in conditions:
+                return obj, _list_trials(api, namespace, name)
+            if clock() - start >= timeout_seconds:
+                raise KatibError(
+                    f"Katib Experiment {namespace}/{name} did not finish within {timeout_seconds:g}s "
+                    f"(tuning.katib.timeout_seconds): trials succeeded {status.get('trialsSucceeded', 0)}, "
+                    f"running {status.get('trialsRunning', 0)}, pending {status.get('trialsPending', 0)}; "
+                    "raise the timeout or lower tuning.max_trials"
+                )
+            sleep(poll_seconds)
+    finally:
+        if not retain:
+            try:
+                api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            except ApiException as err:
+                if getattr(err, "status", None) != 404:
+                    raise _api_error("delete", namespace, name, err) from None
+
+
+def _list_trials(api: Any, namespace: str, name: str) -> list[dict[str, Any]]:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        listed = api.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, TRIAL_PLURAL, label_selector=f"{EXPERIMENT_LABEL}={name}"
+        )
+    except ApiException:
+        # The table is a report; the optimum comes from the Experiment itself.
+        return []
+    return list(listed.get("items") or [])
+
+
+def _metric_value(metrics: list[Any] | None, name: str) -> float | None:
+    for metric in metrics or []:
+        if metric.name == name:
+            raw = metric.latest if metric.latest not in (None, "") else metric.max
+            try:
+                return float(raw)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+_TRIAL_STATES = ("Succeeded", "Failed", "EarlyStopped", "Killed", "MetricsUnavailable", "Running", "Created")
+
+
+def result_from_experiment(cfg: RunConfig, obj: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """Turn a finished Experiment (and its Trials) into the same result shape as `run_optuna`.
+
+    Raises:
+        KatibError: the Experiment has no optimal trial, or its parameters are not in the space.
+    """
+    from kubeflow_katib_api.models import V1beta1Experiment, V1beta1Trial
+
+    t = cfg.tuning
+    space = space_for(cfg.model.family, t.search_space)
+    exp = V1beta1Experiment.from_dict(obj)
+    name = exp.metadata.name if exp.metadata else "?"
+    optimal = exp.status.current_optimal_trial if exp.status else None
+    if optimal is None or not optimal.best_trial_name:
+        raise KatibError(f"Katib Experiment {name} finished without a successful trial; no parameters to use")
+    assigned = {a.name: a.value for a in optimal.parameter_assignments or []}
+    try:
+        best_params = coerce_params(space, assigned)
+    except ValueError as err:
+        raise KatibError(f"Katib's best trial {optimal.best_trial_name} has parameters outside the space: {err}") from None
+    best_value = _metric_value(optimal.observation.metrics if optimal.observation else None, t.objective_metric)
+    if best_value is None:
+        raise KatibError(f"Katib's best trial {optimal.best_trial_name} reported no {t.objective_metric}")
+
+    parsed = [V1beta1Trial.from_dict(item) for item in trials]
+    parsed.sort(key=lambda tr: (str(tr.metadata.creation_timestamp or ""), tr.metadata.name or ""))
+    rows = []
+    for number, tr in enumerate(parsed):
+        true_types = {c.type for c in (tr.status.conditions or []) if c.status == "True"} if tr.status else set()
+        state = next((s for s in _TRIAL_STATES if s in true_types), "Unknown")
+        params = {a.name: a.value for a in (tr.spec.parameter_assignments or [])} if tr.spec else {}
+        try:
+            params = coerce_params(space, params)
+        except ValueError:
+            pass  # shown as Katib reported it
+        value = _metric_value(tr.status.observation.metrics if tr.status and tr.status.observation else None,
+                              t.objective_metric)
+        rows.append({"number": number, "name": tr.metadata.name, "state": state.upper(), "value": value, **params})
+    return {
+        "backend": "katib",
+        "algorithm": t.algorithm,
+        "objective_metric": t.objective_metric,
+        "direction": t.direction,
+        "seed": t.seed,
+        "experiment": name,
+        "best_trial": optimal.best_trial_name,
+        "best_params": best_params,
+        "best_value": best_value,
+        "trials": rows,
+    }
+
+
+def _default_api():
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.CustomObjectsApi()
+
+
+def run_katib(cfg: RunConfig, version: str, api: Any = None, on_poll=None) -> dict[str, Any]:
+    """Run the configured search as a Katib Experiment and return the `run_optuna`-shaped result.
+
+    The tuning split must already be in the store (`civicml.tuning.trial.upload_tuning_data`;
+    the pipeline's tune step does this first).
+
+    Args:
+        cfg: Run config (`tuning`, `tuning.katib`, `deploy.image`, `storage`).
+        version: The run's version id (names the Experiment; trials read its tuning data).
+        api: CustomObjectsApi; default: in-cluster config, else the local kubeconfig.
+        on_poll: Progress callback with the Experiment status after each poll.
+
+    Raises:
+        KatibError: creation refused, Experiment failed, or timeout.
+    """
+    require_shared_store(resolve_store_uri(cfg.storage.uri))
+    body = experiment_body(build_experiment(cfg, version))
+    api = api if api is not None else _default_api()
+    k = cfg.tuning.katib
+    obj, trials = submit_and_wait(api, body, timeout_seconds=k.timeout_seconds, retain=k.retain, on_poll=on_poll)
+    return result_from_experiment(cfg, obj, trials)
