@@ -1,9 +1,150 @@
-"""CLI commands for governance (registered on the main app)."""
+"""`civicml approve|reject VERSION` (human decisions) and `civicml audit show|verify`."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
+from rich.table import Table
+
+from civicml.cli.common import console, err_console, friendly_errors, load_cfg
+
+audit_app = typer.Typer(name="audit", help="The hash-chained audit log: show it, verify it.", no_args_is_help=True)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: ./civicml.yaml when present).")
+StoreOpt = typer.Option(
+    None, "--store", help="Store URI (a directory or s3://bucket/prefix); wins over storage.uri and CIVICML_STORE_URI."
+)
+
+
+def _cfg_and_registry(config: Optional[Path], store: Optional[str]):
+    from civicml.storage.registry import Registry
+    from civicml.storage.store import open_store
+
+    cfg = load_cfg(config)
+    registry = Registry(open_store(store, explicit=True) if store else open_store(cfg.storage.uri))
+    return cfg, registry
+
+
+def _decide(decision: str, version: str, by: str, role: str, reason: str, model_sha256: Optional[str],
+            config: Optional[Path], store: Optional[str], no_deploy: bool) -> None:
+    from civicml.governance.approval import record_decision
+
+    cfg, registry = _cfg_and_registry(config, store)
+    record = record_decision(registry, version, decision, by, role, reason, expected_model_sha256=model_sha256)
+    console.print(
+        f"[bold]{record['version']}[/] {decision} by {record['by']} ({record['role']}); bound to model "
+        f"{record['model_sha256'][:16]}… and evaluation {record['evaluation_sha256'][:16]}…",
+        highlight=False,
+    )
+    if decision != "approved" or no_deploy:
+        return
+    if cfg.deploy.target == "kubernetes":
+        from civicml import steps
+
+        result = steps.deploy(cfg, record["version"])
+    else:
+        from civicml.deploy.local import promote
+
+        result = promote(registry, record["version"], alias="champion", by=record["by"],
+                         reason=f"approved by {record['by']} ({record['role']}): {record['reason']}")
+    console.print(f"deployed: {json.dumps(result, default=str)}", highlight=False)
+
+
+def approve(
+    version: str = typer.Argument(..., help="Version id awaiting approval (see `civicml models list`)."),
+    by: str = typer.Option(..., "--by", help="Your name."),
+    role: str = typer.Option(..., "--role", help="Your role, e.g. 'service owner'."),
+    reason: str = typer.Option(..., "--reason", help="Why you approve (recorded in the audit log)."),
+    model_sha256: Optional[str] = typer.Option(
+        None, "--model-sha256", help="Model hash you reviewed (>= 12 hex digits, from the model card); must match."
+    ),
+    no_deploy: bool = typer.Option(False, "--no-deploy", help="Record the approval only; deploy later."),
+    config: Optional[Path] = ConfigOpt,
+    store: Optional[str] = StoreOpt,
+) -> None:
+    """Approve a pending version, bound to its model and evaluation hashes, then deploy it."""
+    friendly_errors(_decide)("approved", version, by, role, reason, model_sha256, config, store, no_deploy)
+
+
+def reject(
+    version: str = typer.Argument(..., help="Version id awaiting approval."),
+    by: str = typer.Option(..., "--by", help="Your name."),
+    role: str = typer.Option(..., "--role", help="Your role."),
+    reason: str = typer.Option(..., "--reason", help="Why you reject (recorded in the audit log)."),
+    model_sha256: Optional[str] = typer.Option(None, "--model-sha256", help="Model hash you reviewed; must match."),
+    config: Optional[Path] = ConfigOpt,
+    store: Optional[str] = StoreOpt,
+) -> None:
+    """Reject a pending version (it will never be deployed)."""
+    friendly_errors(_decide)("rejected", version, by, role, reason, model_sha256, config, store, True)
+
+
+def _summary(payload: dict[str, Any], width: int = 90) -> str:
+    keys = ("version", "decision", "status", "alias", "to", "by", "reason", "error")
+    parts = [f"{k}={payload[k]}" for k in keys if k in payload and not isinstance(payload[k], dict)]
+    text = ", ".join(parts) or json.dumps(payload, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@audit_app.command("show")
+def audit_show(
+    as_json: bool = typer.Option(False, "--json", help="Print the records as JSON lines."),
+    limit: int = typer.Option(20, "--limit", "-n", min=0, help="Show the last N records (0 = all)."),
+    config: Optional[Path] = ConfigOpt,
+    store: Optional[str] = StoreOpt,
+) -> None:
+    """Show the latest audit records (who did what, when)."""
+
+    @friendly_errors
+    def body() -> None:
+        from civicml.governance.audit import AuditLog
+
+        _, registry = _cfg_and_registry(config, store)
+        records = AuditLog(registry.store).records()
+        shown = records[-limit:] if limit else records
+        if as_json:
+            for r in shown:
+                sys.stdout.write(json.dumps(r, sort_keys=True, default=str) + "\n")
+            return
+        table = Table(title=f"audit log ({len(shown)} of {len(records)} records)")
+        for col in ("seq", "at", "event", "actor", "details"):
+            table.add_column(col)
+        for r in shown:
+            table.add_row(str(r.get("seq")), str(r.get("at")), str(r.get("event")), str(r.get("actor")),
+                          _summary(r.get("payload") or {}))
+        console.print(table)
+
+    body()
+
+
+@audit_app.command("verify")
+def audit_verify(config: Optional[Path] = ConfigOpt, store: Optional[str] = StoreOpt) -> None:
+    """Check the hash chain; exit 1 naming the first bad record when any was edited, deleted, inserted or moved."""
+
+    @friendly_errors
+    def body() -> None:
+        from civicml.governance.audit import AuditLog
+
+        _, registry = _cfg_and_registry(config, store)
+        result = AuditLog(registry.store).check()
+        if not result["ok"]:
+            err_console.print(f"[bold red]audit log TAMPERED:[/] {result['message']}", highlight=False,
+                              soft_wrap=True)
+            sys.exit(1)
+        console.print(f"[green]OK[/] {result['message']}", highlight=False)
+        if result["head_hash"]:
+            console.print(f"head hash (keep a copy elsewhere to detect a full rewrite): {result['head_hash']}",
+                          highlight=False, soft_wrap=True)
+
+    body()
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
+    app.command("approve")(approve)
+    app.command("reject")(reject)
+    app.add_typer(audit_app, name="audit")

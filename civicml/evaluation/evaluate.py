@@ -1,4 +1,4 @@
-"""Evaluate a trained model on the test split: metrics, fairness, and the champion comparison."""
+"""Evaluate a trained model on the test split: metrics with CIs, fairness, explanations, champion comparison."""
 
 from __future__ import annotations
 
@@ -7,28 +7,49 @@ from typing import Any
 import pandas as pd
 
 from civicml.config import RunConfig
+from civicml.evaluation.compare import compare_with_champion
+from civicml.evaluation.explain import global_importance
 from civicml.evaluation.fairness import fairness_report
 from civicml.evaluation.metrics import evaluate_predictions
 from civicml.modeling.estimators import TrainedModel
 
+THRESHOLD = 0.5
+N_RESAMPLES = 1000
 
-def evaluate_model(cfg: RunConfig, model: TrainedModel, test: pd.DataFrame, registry=None) -> dict[str, Any]:
+
+def evaluate_model(cfg: RunConfig, model: TrainedModel, test: pd.DataFrame, registry=None,
+                   n_resamples: int = N_RESAMPLES) -> dict[str, Any]:
     """Build the evaluation document for `model` on `test`.
 
+    The document holds everything the gate and the model card need: `metrics`,
+    `confidence_intervals` (95 % bootstrap, seeded by `split.seed`), curves
+    (`roc`, `pr`, `calibration`, `confusion_matrix`) or `residuals`, `fairness`
+    per sensitive attribute, `feature_importance`, and `champion_comparison`
+    when a champion exists.
+
     Args:
-        cfg: Run config (task, sensitive attributes, policy.min_group_count).
+        cfg: Run config (task, sensitive attributes, policy).
         model: The challenger.
         test: Test rows with target and sensitive attributes.
         registry: When given and a champion exists, the champion is scored on the same rows.
+        n_resamples: Bootstrap resamples for CIs and the champion comparison.
     """
     spec = model.spec
+    seed = cfg.split.seed
     y = spec.encode_target(test[spec.target])
     score = model.score(test)
-    doc: dict[str, Any] = {"task": cfg.task, "n_test": int(len(test)), "threshold": 0.5}
-    doc.update(evaluate_predictions(cfg.task, y, score))
-    if cfg.task == "binary_classification" and cfg.data.sensitive_attributes:
-        y_pred = (score >= 0.5).astype(int)
-        doc["fairness"] = fairness_report(
-            y, y_pred, test[cfg.data.sensitive_attributes], min_group_count=cfg.policy.min_group_count
-        )
+    doc: dict[str, Any] = {"task": cfg.task, "family": model.family, "n_test": int(len(test)),
+                           "threshold": THRESHOLD if cfg.task == "binary_classification" else None,
+                           "features": spec.features}
+    doc.update(evaluate_predictions(cfg.task, y, score, THRESHOLD, n_resamples=n_resamples, seed=seed))
+    attrs = [a for a in cfg.data.sensitive_attributes if a in test.columns]
+    if cfg.task == "binary_classification" and attrs:
+        y_pred = (score >= THRESHOLD).astype(int)
+        doc["fairness"] = fairness_report(y, y_pred, test[attrs], min_group_count=cfg.policy.min_group_count)
+    doc["feature_importance"] = global_importance(model, test, seed=seed)
+    if registry is not None:
+        comparison = compare_with_champion(model, test, registry, cfg.policy.non_inferiority_margin,
+                                           n_resamples=n_resamples, seed=seed, threshold=THRESHOLD)
+        if comparison is not None:
+            doc["champion_comparison"] = comparison
     return doc

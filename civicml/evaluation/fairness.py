@@ -1,4 +1,21 @@
-"""Group fairness per sensitive attribute, computed with fairlearn."""
+"""Group fairness per sensitive attribute, computed with fairlearn.
+
+Small groups. A group with fewer than `min_group_count` test rows is *suppressed*:
+its rates are withheld from reports (they are noise at that size and could
+identify people) and it is listed under `suppressed_groups`, never silently
+dropped — its count is always shown.
+
+Decision (documented for reviewers): the disparity measures that the gate uses
+(`demographic_parity_difference`, `demographic_parity_ratio`,
+`equalized_odds_difference`) are computed over the **reportable groups only**
+(count >= min_group_count). Including a 5-row group would let one or two
+predictions swing the ratio from 1.0 to 0.0 and make the gate fail or pass at
+random. Because excluding a group could also hide a real harm, the values over
+all groups are reported too (`*_all_groups`), and the gate marks a fairness rule
+on an attribute with suppressed groups as borderline (see `governance.policy`),
+so a human looks at it when approval is required for borderline cases. When
+fewer than two groups are reportable the disparity is `None` (not assessable).
+"""
 
 from __future__ import annotations
 
@@ -9,18 +26,56 @@ import pandas as pd
 from fairlearn.metrics import (
     MetricFrame,
     count,
-    demographic_parity_difference,
-    demographic_parity_ratio,
-    equalized_odds_difference,
     false_positive_rate,
     selection_rate,
     true_positive_rate,
 )
 from sklearn.metrics import precision_score
 
+RATES = ("selection_rate", "tpr", "fpr", "precision")
+DISPARITIES = ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference")
+MISSING_GROUP = "<missing>"
+
 
 def _precision(y_true, y_pred) -> float:
     return precision_score(y_true, y_pred, zero_division=0)
+
+
+METRICS = {
+    "count": count,
+    "selection_rate": selection_rate,
+    "tpr": true_positive_rate,
+    "fpr": false_positive_rate,
+    "precision": _precision,
+}
+
+
+def _frame(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, name: str) -> MetricFrame:
+    return MetricFrame(metrics=METRICS, y_true=y_true, y_pred=y_pred, sensitive_features=pd.Series(groups, name=name))
+
+
+def _disparities(mf: MetricFrame) -> dict[str, float | None]:
+    """fairlearn's between-groups disparities, read from one MetricFrame.
+
+    Same definitions as `demographic_parity_difference/ratio` and `equalized_odds_difference`
+    (agg="worst_case"), which each build their own MetricFrame; reusing ours avoids
+    recomputing every group three times (tests check the values are equal).
+    """
+    if len(mf.by_group) < 2:
+        return {k: None for k in DISPARITIES}
+    diff = mf.difference(method="between_groups")
+    ratio = mf.ratio(method="between_groups")
+    return {
+        "demographic_parity_difference": float(diff["selection_rate"]),
+        "demographic_parity_ratio": float(ratio["selection_rate"]),
+        "equalized_odds_difference": float(max(diff["tpr"], diff["fpr"])),
+    }
+
+
+def group_labels(column: pd.Series) -> np.ndarray:
+    """Sensitive-attribute values as strings, with missing values as their own group `<missing>`."""
+    s = column.astype(object)
+    return np.where(s.isna().to_numpy(), MISSING_GROUP, s.astype(str).to_numpy())
 
 
 def fairness_report(
@@ -28,41 +83,48 @@ def fairness_report(
 ) -> dict[str, Any]:
     """Per-group rates and disparity measures for each sensitive attribute.
 
-    Groups smaller than `min_group_count` are flagged `suppressed` (their rates are
-    withheld from reports) but still counted, never silently dropped.
+    Args:
+        y_true: 0/1 labels.
+        y_pred: 0/1 predictions (at the evaluation threshold).
+        sensitive: One column per sensitive attribute, aligned with `y_true`.
+        min_group_count: Groups with fewer rows are suppressed (see the module docstring).
+
+    Returns:
+        `{attribute: {groups: {group: {count, suppressed, selection_rate, tpr, fpr, precision}},
+        suppressed_groups, reportable_groups, min_group_count, <disparities>, <disparities>_all_groups,
+        assessable}}`; rates of suppressed groups are None.
     """
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
     out: dict[str, Any] = {}
     for attr in sensitive.columns:
-        groups = sensitive[attr].astype(str).fillna("<missing>").to_numpy()
-        mf = MetricFrame(
-            metrics={
-                "count": count,
-                "selection_rate": selection_rate,
-                "tpr": true_positive_rate,
-                "fpr": false_positive_rate,
-                "precision": _precision,
-            },
-            y_true=y_true,
-            y_pred=y_pred,
-            sensitive_features=groups,
-        )
-        by = mf.by_group
-        per_group = {}
-        for g, row in by.iterrows():
+        groups = group_labels(sensitive[attr])
+        mf = _frame(y_true, y_pred, groups, attr)
+        per_group: dict[str, dict[str, Any]] = {}
+        for g, row in mf.by_group.iterrows():
             n = int(row["count"])
             suppressed = n < min_group_count
             per_group[str(g)] = {
                 "count": n,
                 "suppressed": suppressed,
-                **{k: (None if suppressed else float(row[k])) for k in ("selection_rate", "tpr", "fpr", "precision")},
+                **{k: (None if suppressed else float(row[k])) for k in RATES},
             }
+        suppressed_groups = sorted(g for g, v in per_group.items() if v["suppressed"])
+        reportable = sorted(g for g, v in per_group.items() if not v["suppressed"])
+        everyone = _disparities(mf)
+        if suppressed_groups:
+            keep = np.isin(groups, reportable)
+            headline = _disparities(_frame(y_true[keep], y_pred[keep], groups[keep], attr)) if reportable else \
+                {k: None for k in DISPARITIES}
+        else:
+            headline = everyone
         out[attr] = {
             "groups": per_group,
-            "suppressed_groups": [g for g, v in per_group.items() if v["suppressed"]],
-            "demographic_parity_difference": float(
-                demographic_parity_difference(y_true, y_pred, sensitive_features=groups)
-            ),
-            "demographic_parity_ratio": float(demographic_parity_ratio(y_true, y_pred, sensitive_features=groups)),
-            "equalized_odds_difference": float(equalized_odds_difference(y_true, y_pred, sensitive_features=groups)),
+            "suppressed_groups": suppressed_groups,
+            "reportable_groups": reportable,
+            "min_group_count": min_group_count,
+            "assessable": headline["demographic_parity_ratio"] is not None,
+            **headline,
+            **{f"{k}_all_groups": v for k, v in everyone.items()},
         }
     return out

@@ -1,4 +1,14 @@
-"""Headline metrics, computed with scikit-learn's metric functions."""
+"""Headline metrics, curves and bootstrap confidence intervals.
+
+Point estimates come from scikit-learn's metric functions. The bootstrap cannot
+call scikit-learn 1000 times per metric within budget (≈5 ms per `roc_auc_score`
+call on 20k rows), so it evaluates the same formulas on *resample weights*: a
+bootstrap resample is a vector of multinomial counts `w` over the original rows,
+and every metric here is a weighted sum (confusion counts, ranks for ROC-AUC,
+cumulative precision/recall for average precision). With `w = 1` these formulas
+reproduce scikit-learn exactly, and `tests/unit/test_metrics.py` checks that
+each resample's value equals scikit-learn's on the materialised resample.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +16,44 @@ from typing import Any
 
 import numpy as np
 from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
 
-CLASSIFICATION_HEADLINE = ("accuracy", "precision", "recall", "f1", "roc_auc")
+CLASSIFICATION_HEADLINE = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss", "brier")
 REGRESSION_HEADLINE = ("mse", "rmse", "mae", "r2")
+# Metrics that get a bootstrap CI (the headline ones a gate may use).
+CI_METRICS = {
+    "binary_classification": ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "brier", "log_loss"),
+    "regression": ("rmse", "mae", "r2"),
+}
+LOWER_IS_BETTER = frozenset({"mse", "rmse", "mae", "log_loss", "brier"})
+KNOWN_METRICS = frozenset(CLASSIFICATION_HEADLINE) | frozenset(REGRESSION_HEADLINE)
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """Accuracy, precision, recall, F1 (at `threshold`) and ROC-AUC."""
+    """Threshold metrics (accuracy, precision, recall, F1) and ranking/probability metrics.
+
+    Args:
+        y_true: 0/1 labels.
+        proba: Predicted probability of class 1.
+        threshold: Probability at or above which a row is predicted 1.
+
+    Returns:
+        accuracy, precision, recall, f1, roc_auc, pr_auc (average precision), log_loss and
+        brier (Brier score). ROC-AUC and PR-AUC are NaN when the labels hold one class only.
+    """
+    y_true = np.asarray(y_true)
+    proba = np.asarray(proba, dtype="float64")
     y_pred = (proba >= threshold).astype(int)
+    both = len(np.unique(y_true)) > 1
     return {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
         "precision": float(skm.precision_score(y_true, y_pred, zero_division=0)),
         "recall": float(skm.recall_score(y_true, y_pred, zero_division=0)),
         "f1": float(skm.f1_score(y_true, y_pred, zero_division=0)),
-        "roc_auc": float(skm.roc_auc_score(y_true, proba)) if len(np.unique(y_true)) > 1 else float("nan"),
+        "roc_auc": float(skm.roc_auc_score(y_true, proba)) if both else float("nan"),
+        "pr_auc": float(skm.average_precision_score(y_true, proba)) if both else float("nan"),
+        "log_loss": float(skm.log_loss(y_true, proba, labels=[0, 1])),
+        "brier": float(skm.brier_score_loss(y_true, proba, pos_label=1)),
     }
 
 
@@ -28,18 +62,76 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     mse = float(skm.mean_squared_error(y_true, y_pred))
     return {
         "mse": mse,
-        "rmse": float(np.sqrt(mse)),
+        "rmse": float(skm.root_mean_squared_error(y_true, y_pred)),
         "mae": float(skm.mean_absolute_error(y_true, y_pred)),
         "r2": float(skm.r2_score(y_true, y_pred)),
     }
 
 
+def residual_summary(y_true: np.ndarray, y_pred: np.ndarray, bins: int = 20) -> dict[str, Any]:
+    """Distribution of residuals (actual − predicted) for regression reports.
+
+    Returns:
+        mean, std, quantiles (5/25/50/75/95 %), max_abs, and a histogram (`edges`, `counts`).
+    """
+    r = np.asarray(y_true, dtype="float64") - np.asarray(y_pred, dtype="float64")
+    q = np.quantile(r, [0.05, 0.25, 0.5, 0.75, 0.95])
+    counts, edges = np.histogram(r, bins=bins)
+    return {
+        "mean": float(r.mean()),
+        "std": float(r.std(ddof=1)) if len(r) > 1 else 0.0,
+        "quantiles": {"p05": float(q[0]), "p25": float(q[1]), "p50": float(q[2]), "p75": float(q[3]), "p95": float(q[4])},
+        "max_abs": float(np.abs(r).max()),
+        "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+    }
+
+
+def _thin(n: int, max_points: int) -> np.ndarray:
+    return np.unique(np.linspace(0, n - 1, min(max_points, n)).astype(int))
+
+
 def roc_curve_points(y_true: np.ndarray, proba: np.ndarray, max_points: int = 101) -> dict[str, list[float]]:
     """ROC curve thinned to at most `max_points` points (for the KFP UI and reports)."""
     fpr, tpr, thr = skm.roc_curve(y_true, proba)
-    idx = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).astype(int))
+    idx = _thin(len(fpr), max_points)
     thr = np.where(np.isinf(thr), 1.0, thr)
     return {"fpr": fpr[idx].tolist(), "tpr": tpr[idx].tolist(), "thresholds": thr[idx].tolist()}
+
+
+def pr_curve_points(y_true: np.ndarray, proba: np.ndarray, max_points: int = 101) -> dict[str, Any]:
+    """Precision-recall curve thinned to at most `max_points` points, with the positive rate (chance level)."""
+    precision, recall, thr = skm.precision_recall_curve(y_true, proba)
+    idx = _thin(len(precision), max_points)
+    thr = np.append(thr, 1.0)  # precision/recall have one more point than thresholds
+    return {
+        "precision": precision[idx].tolist(),
+        "recall": recall[idx].tolist(),
+        "thresholds": thr[idx].tolist(),
+        "positive_rate": float(np.mean(y_true)),
+    }
+
+
+def calibration_bins(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 10) -> dict[str, Any]:
+    """Reliability diagram data: mean predicted vs observed positive rate per probability bin.
+
+    Uses scikit-learn's `calibration_curve` (uniform bins); empty bins are omitted and
+    each kept bin carries its row count. `ece` is the expected calibration error
+    (count-weighted mean |observed − predicted|).
+    """
+    observed, predicted = calibration_curve(y_true, proba, n_bins=n_bins, strategy="uniform")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # Same binning rule as calibration_curve (right-closed interior edges via searchsorted).
+    which = np.searchsorted(edges[1:-1], proba)
+    counts = np.bincount(which, minlength=n_bins)
+    counts = counts[counts > 0]
+    ece = float(np.sum(counts * np.abs(observed - predicted)) / max(counts.sum(), 1))
+    return {
+        "predicted": predicted.tolist(),
+        "observed": observed.tolist(),
+        "count": counts.astype(int).tolist(),
+        "n_bins": n_bins,
+        "ece": ece,
+    }
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> list[list[int]]:
@@ -47,13 +139,171 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> list[list[int]]:
     return skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).tolist()
 
 
-def evaluate_predictions(task: str, y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
-    """All metrics and curves for one set of predictions."""
+# -- bootstrap ----------------------------------------------------------------------------------------
+
+
+def resample_weights(n: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Multinomial bootstrap counts: row b says how often each of the `n` rows is drawn in resample b.
+
+    Drawing indices and counting them (rather than `rng.multinomial`) keeps the weights
+    identical to materialising `y[idx]` with `idx = rng.integers(0, n, n)`.
+    """
+    idx = rng.integers(0, n, size=(n_resamples, n))
+    offsets = (np.arange(n_resamples) * n)[:, None]
+    return np.bincount((idx + offsets).ravel(), minlength=n_resamples * n).reshape(n_resamples, n).astype("float64")
+
+
+def _group_sums(w_sorted: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    return np.add.reduceat(w_sorted, starts, axis=1)
+
+
+def _log_loss_terms(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    eps = np.finfo(p.dtype).eps
+    p = np.clip(p, eps, 1 - eps)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def weighted_classification(y: np.ndarray, proba: np.ndarray, W: np.ndarray, threshold: float = 0.5,
+                            which: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Classification metrics for each row of the weight matrix `W` (shape resamples × rows).
+
+    Equal to scikit-learn's functions on the resampled arrays (ties in scores handled
+    the same way: ROC-AUC counts a tie as one half, average precision steps at each
+    distinct threshold).
+    """
+    which = which or CI_METRICS["binary_classification"]
+    y = np.asarray(y).astype("float64")
+    p = np.asarray(proba, dtype="float64")
+    pred = (p >= threshold).astype("float64")
+    n_w = W.sum(axis=1)
+    out: dict[str, np.ndarray] = {}
+    tp = W @ (y * pred)
+    fp = W @ ((1 - y) * pred)
+    fn = W @ (y * (1 - pred))
+    tn = n_w - tp - fp - fn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if "accuracy" in which:
+            out["accuracy"] = (tp + tn) / n_w
+        if "precision" in which:
+            out["precision"] = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        if "recall" in which:
+            out["recall"] = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        if "f1" in which:
+            out["f1"] = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+        if "brier" in which:
+            out["brier"] = (W @ (p - y) ** 2) / n_w
+        if "log_loss" in which:
+            out["log_loss"] = (W @ _log_loss_terms(y, p)) / n_w
+        if "roc_auc" in which or "pr_auc" in which:
+            order = np.argsort(p, kind="mergesort")
+            ps, ys = p[order], y[order]
+            starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
+            Ws = W[:, order]
+            pos_u = _group_sums(Ws * ys, starts)  # weight of positives at each distinct score (ascending)
+            neg_u = _group_sums(Ws * (1 - ys), starts)
+            n_pos = pos_u.sum(axis=1)
+            n_neg = neg_u.sum(axis=1)
+            if "roc_auc" in which:
+                neg_below = np.cumsum(neg_u, axis=1) - neg_u
+                auc = (pos_u * (neg_below + 0.5 * neg_u)).sum(axis=1) / (n_pos * n_neg)
+                out["roc_auc"] = np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+            if "pr_auc" in which:
+                # Thresholds descending: cumulative TP/FP at "score >= t".
+                tp_c = np.cumsum(pos_u[:, ::-1], axis=1)
+                fp_c = np.cumsum(neg_u[:, ::-1], axis=1)
+                prec = np.where(tp_c + fp_c > 0, tp_c / (tp_c + fp_c), 0.0)
+                rec = tp_c / n_pos[:, None]
+                d_rec = np.diff(np.concatenate([np.zeros((len(W), 1)), rec], axis=1), axis=1)
+                ap = (d_rec * prec).sum(axis=1)
+                out["pr_auc"] = np.where((n_pos > 0) & (n_neg > 0), ap, np.nan)
+    return out
+
+
+def weighted_regression(y: np.ndarray, pred: np.ndarray, W: np.ndarray,
+                        which: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Regression metrics for each row of the weight matrix `W`; equal to scikit-learn's on the resamples."""
+    which = which or CI_METRICS["regression"]
+    y = np.asarray(y, dtype="float64")
+    r = y - np.asarray(pred, dtype="float64")
+    n_w = W.sum(axis=1)
+    sse = W @ (r * r)
+    out: dict[str, np.ndarray] = {}
+    if "mse" in which:
+        out["mse"] = sse / n_w
+    if "rmse" in which:
+        out["rmse"] = np.sqrt(sse / n_w)
+    if "mae" in which:
+        out["mae"] = (W @ np.abs(r)) / n_w
+    if "r2" in which:
+        sst = W @ (y * y) - (W @ y) ** 2 / n_w
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["r2"] = np.where(sst > 0, 1 - sse / sst, np.nan)
+    return out
+
+
+def bootstrap_intervals(task: str, y_true: np.ndarray, score: np.ndarray, n_resamples: int = 1000,
+                        level: float = 0.95, seed: int = 0, threshold: float = 0.5,
+                        chunk: int = 100) -> dict[str, dict[str, float]]:
+    """Percentile bootstrap confidence intervals for the headline metrics.
+
+    Args:
+        task: `binary_classification` or `regression`.
+        y_true: Labels (0/1) or values.
+        score: Probabilities (classification) or predictions (regression).
+        n_resamples: Number of bootstrap resamples (1000 by default).
+        level: Coverage, e.g. 0.95.
+        seed: Seed of the resampling; the same seed gives the same intervals.
+        threshold: Classification threshold for the threshold metrics.
+        chunk: Resamples evaluated at once (bounds memory at chunk × rows floats).
+
+    Returns:
+        `{metric: {"low", "high", "level", "n_resamples"}}`; metrics that are undefined in
+        more than half of the resamples (e.g. a single-class test set) are left out.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(y_true)
+    collected: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n_resamples, chunk):
+        W = resample_weights(n, min(chunk, n_resamples - start), rng)
+        vals = (weighted_classification(y_true, score, W, threshold) if task == "binary_classification"
+                else weighted_regression(y_true, score, W))
+        for k, v in vals.items():
+            collected.setdefault(k, []).append(v)
+    alpha = (1 - level) / 2
+    out: dict[str, dict[str, float]] = {}
+    for k, parts in collected.items():
+        v = np.concatenate(parts)
+        v = v[np.isfinite(v)]
+        if len(v) < n_resamples / 2:
+            continue
+        lo, hi = np.quantile(v, [alpha, 1 - alpha])
+        out[k] = {"low": float(lo), "high": float(hi), "level": level, "n_resamples": int(len(v))}
+    return out
+
+
+def evaluate_predictions(task: str, y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5,
+                         n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """All metrics, curves and confidence intervals for one set of predictions.
+
+    Returns:
+        For classification: `metrics`, `confidence_intervals`, `roc`, `pr`, `calibration`,
+        `confusion_matrix`. For regression: `metrics`, `confidence_intervals`, `residuals`.
+    """
+    y_true = np.asarray(y_true)
+    score = np.asarray(score, dtype="float64")
+    cis = bootstrap_intervals(task, y_true, score, n_resamples=n_resamples, seed=seed, threshold=threshold) \
+        if n_resamples > 0 else {}
     if task == "binary_classification":
         y_pred = (score >= threshold).astype(int)
-        return {
+        doc: dict[str, Any] = {
             "metrics": classification_metrics(y_true, score, threshold),
-            "roc": roc_curve_points(y_true, score),
+            "confidence_intervals": cis,
             "confusion_matrix": confusion(y_true, y_pred),
+            "calibration": calibration_bins(y_true, score),
         }
-    return {"metrics": regression_metrics(y_true, score)}
+        if len(np.unique(y_true)) > 1:
+            doc["roc"] = roc_curve_points(y_true, score)
+            doc["pr"] = pr_curve_points(y_true, score)
+        return doc
+    return {"metrics": regression_metrics(y_true, score), "confidence_intervals": cis,
+            "residuals": residual_summary(y_true, score)}

@@ -1,16 +1,158 @@
-"""Policy gate: turn an evaluation into `deploy`, `reject` or `pending_approval`, rule by rule."""
+"""Policy gate: turn an evaluation into `deploy`, `reject` or `pending_approval`, rule by rule.
+
+Every rule yields a record with its threshold, the measured value and a verdict:
+
+* `pass` / `fail` — measured and compared with the threshold;
+* `not_assessable` — the rule applies but could not be measured (a metric the
+  task does not produce or whose CI is undefined, a disparity with fewer than two
+  reportable groups, a champion that could not be scored). A machine cannot
+  judge it, so a human must: the decision is at least `pending_approval`;
+* `not_measured` — a fairness rule that no sensitive attribute was configured
+  for. Shown so that a reader sees fairness was *not* checked; it does not
+  change the decision (the config author chose to measure nothing).
+
+A passing rule is *borderline* when it passes by less than `borderline_margin`
+(in the metric's own units), when a fairness attribute has suppressed small
+groups, or when a champion comparison is inconclusive (the CI of the difference
+straddles `-non_inferiority_margin`).
+
+Decision, in order: any `fail` → `reject`; `require_approval: always` or any
+`not_assessable` → `pending_approval`; `require_approval: borderline` and any
+borderline rule → `pending_approval`; otherwise `deploy`.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from civicml.config import PolicyConfig
+from civicml.config import LOWER_IS_BETTER_METRICS, PolicyConfig
 
-LOWER_IS_BETTER = {"mse", "rmse", "mae", "log_loss", "brier"}
+LOWER_IS_BETTER = frozenset(LOWER_IS_BETTER_METRICS)
+TASK_DEFAULT_MIN_METRICS = {"binary_classification": {"roc_auc": 0.7}, "regression": {"r2": 0.0}}
+PASS, FAIL, NOT_ASSESSABLE, NOT_MEASURED = "pass", "fail", "not_assessable", "not_measured"
 
 
-def _rule(rule: str, threshold: Any, value: Any, passed: bool, margin: float | None = None) -> dict[str, Any]:
-    return {"rule": rule, "threshold": threshold, "value": value, "passed": bool(passed), "margin": margin}
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def _rule(rule: str, kind: str, threshold: Any, value: Any, verdict: str, *, margin: float | None = None,
+          borderline: bool = False, detail: str = "", **extra: Any) -> dict[str, Any]:
+    return {
+        "rule": rule,
+        "kind": kind,
+        "threshold": threshold,
+        "value": value,
+        "verdict": verdict,
+        "passed": verdict in (PASS, NOT_MEASURED),
+        "margin": margin,
+        "borderline": bool(borderline),
+        "detail": detail,
+        **extra,
+    }
+
+
+def _compare(label: str, kind: str, value: float | None, bound: float, lower_bound: bool, policy: PolicyConfig,
+             missing_detail: str, **extra: Any) -> dict[str, Any]:
+    if value is None:
+        return _rule(label, kind, bound, None, NOT_ASSESSABLE, detail=missing_detail, **extra)
+    margin = (value - bound) if lower_bound else (bound - value)
+    ok = margin >= 0
+    return _rule(label, kind, bound, value, PASS if ok else FAIL, margin=margin,
+                 borderline=ok and margin < policy.borderline_margin, **extra)
+
+
+def _metric_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
+    task = evaluation.get("task", "binary_classification")
+    metrics = evaluation.get("metrics", {})
+    cis = evaluation.get("confidence_intervals", {})
+    min_metrics = policy.min_metrics if policy.min_metrics is not None else TASK_DEFAULT_MIN_METRICS.get(task, {})
+    rules = []
+    for name, bound, is_min in [*((n, b, True) for n, b in min_metrics.items()),
+                                *((n, b, False) for n, b in policy.max_metrics.items())]:
+        op = ">=" if is_min else "<="
+        label = f"{name} {op} {bound}"
+        extra = {"metric": name, "point_estimate": _num(metrics.get(name))}
+        if name not in metrics:
+            rules.append(_rule(label, "metric", bound, None, FAIL, metric=name,
+                               detail=f"{name} is not computed for task {task}; computed: {sorted(metrics)}. "
+                                      f"Change policy.{'min' if is_min else 'max'}_metrics"))
+            continue
+        value = _num(metrics.get(name))
+        missing = f"{name} is undefined on the test rows (e.g. only one class present)"
+        if policy.use_ci_lower_bound:
+            side = "low" if is_min else "high"
+            label = f"{name} (95% CI {'lower' if is_min else 'upper'} bound) {op} {bound}"
+            value = _num(cis.get(name, {}).get(side))
+            missing = f"no bootstrap CI for {name} (undefined in most resamples); cannot judge its {side} bound"
+        rules.append(_compare(label, "metric", value, bound, is_min, policy, missing, **extra))
+    return rules
+
+
+def _fairness_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
+    fairness = evaluation.get("fairness") or {}
+    rules = []
+    for fr in policy.fairness:
+        attrs = [a for a in fairness if fr.attributes is None or a in fr.attributes]
+        if not attrs:
+            if evaluation.get("task", "binary_classification") == "binary_classification":
+                rules.append(_rule(f"{fr.metric} (no sensitive attribute)", "fairness",
+                                   fr.min if fr.min is not None else fr.max, None, NOT_MEASURED, metric=fr.metric,
+                                   detail="fairness not measured: set data.sensitive_attributes to check it"))
+            continue
+        for attr in attrs:
+            rep = fairness[attr]
+            value = _num(rep.get(fr.metric))
+            suppressed = rep.get("suppressed_groups") or []
+            missing = (f"fewer than two groups of {attr} have >= {rep.get('min_group_count')} test rows "
+                       f"(suppressed: {suppressed})")
+            for bound, is_min in ((fr.min, True), (fr.max, False)):
+                if bound is None:
+                    continue
+                r = _compare(f"{fr.metric}[{attr}] {'>=' if is_min else '<='} {bound}", "fairness", value, bound,
+                             is_min, policy, missing, metric=fr.metric, attribute=attr, suppressed_groups=suppressed)
+                if suppressed and r["verdict"] == PASS:
+                    r["borderline"] = True
+                    r["detail"] = (f"groups {suppressed} have fewer than {rep.get('min_group_count')} test rows and "
+                                   "are excluded from this measure; a person should review them")
+                rules.append(r)
+    return rules
+
+
+def _champion_rule(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
+    comp = evaluation.get("champion_comparison")
+    if not comp:
+        return []
+    margin = policy.non_inferiority_margin
+    champ = comp.get("champion_version")
+    if comp.get("skipped"):
+        return [_rule(f"no significant regression vs champion {champ}", "champion", -margin, None, NOT_ASSESSABLE,
+                      detail=f"comparison skipped: {comp['skipped']}", champion_version=champ)]
+    label = (f"no significant regression vs champion {champ}: {comp['metric']} improvement 95% CI upper bound "
+             f">= -{margin}")
+    hi, lo = _num(comp.get("ci_high")), _num(comp.get("ci_low"))
+    # Recomputed from the CI with this policy's margin so the gate never trusts a stale flag.
+    worse = hi is not None and hi < -margin
+    inconclusive = lo is not None and lo < -margin and not worse
+    if hi is None or lo is None:
+        return [_rule(f"no significant regression vs champion {champ}", "champion", -margin, None, NOT_ASSESSABLE,
+                      detail=f"the {comp.get('metric')} difference is undefined on the test rows",
+                      champion_version=champ)]
+    detail = (f"{comp['metric']}: challenger {comp['challenger']:.4f}, champion {comp['champion']:.4f}, "
+              f"improvement {comp['difference']:+.4f} (95% CI {lo:+.4f} to {hi:+.4f})")
+    if inconclusive:
+        detail += f"; non-inferiority not shown (CI lower bound below -{margin})"
+    return [_rule(label, "champion", -margin, hi, FAIL if worse else PASS,
+                  margin=None if hi is None else hi + margin, borderline=inconclusive, detail=detail,
+                  metric=comp["metric"], champion_version=champ, difference=comp["difference"], ci_low=lo,
+                  mcnemar_p=comp.get("mcnemar_p"))]
 
 
 def decide(policy: PolicyConfig, evaluation: dict[str, Any]) -> dict[str, Any]:
@@ -18,62 +160,32 @@ def decide(policy: PolicyConfig, evaluation: dict[str, Any]) -> dict[str, Any]:
 
     Args:
         policy: `policy:` section of the config.
-        evaluation: Output of the evaluate step (metrics, fairness, optional CIs and champion comparison).
+        evaluation: Output of the evaluate step (metrics, CIs, fairness, optional champion comparison).
+
+    Returns:
+        `{decision, reason, rules, failed, borderline, not_assessable, policy}`; see the module docstring.
     """
-    metrics = evaluation["metrics"]
-    cis = evaluation.get("confidence_intervals", {})
-    rules: list[dict[str, Any]] = []
-    for name, minimum in policy.min_metrics.items():
-        value = metrics.get(name)
-        label = f"{name} >= {minimum}"
-        if policy.use_ci_lower_bound and name in cis:
-            value = cis[name]["low"]
-            label = f"{name} (95% CI lower bound) >= {minimum}"
-        if value is None:
-            rules.append(_rule(label, minimum, None, False))
-        else:
-            rules.append(_rule(label, minimum, value, value >= minimum, value - minimum))
-    for name, maximum in policy.max_metrics.items():
-        value = metrics.get(name)
-        label = f"{name} <= {maximum}"
-        rules.append(_rule(label, maximum, value, value is not None and value <= maximum,
-                           None if value is None else maximum - value))
-    for rule in policy.fairness:
-        for attr, rep in evaluation.get("fairness", {}).items():
-            value = rep.get(rule.metric)
-            ok = value is not None
-            if rule.min is not None:
-                ok = ok and value >= rule.min
-                rules.append(_rule(f"{rule.metric}[{attr}] >= {rule.min}", rule.min, value, ok,
-                                   None if value is None else value - rule.min))
-            if rule.max is not None:
-                ok2 = value is not None and value <= rule.max
-                rules.append(_rule(f"{rule.metric}[{attr}] <= {rule.max}", rule.max, value, ok2,
-                                   None if value is None else rule.max - value))
-    comparison = evaluation.get("champion_comparison")
-    if comparison:
-        rules.append(
-            _rule(
-                f"no significant regression vs champion {comparison['champion_version']} "
-                f"(margin {policy.non_inferiority_margin})",
-                -policy.non_inferiority_margin,
-                comparison["difference"],
-                not comparison["significantly_worse"],
-                comparison["difference"] + policy.non_inferiority_margin,
-            )
-        )
-    failed = [r for r in rules if not r["passed"]]
-    borderline = [
-        r for r in rules if r["passed"] and r["margin"] is not None and r["margin"] < policy.borderline_margin
-    ]
+    rules = [*_metric_rules(policy, evaluation), *_fairness_rules(policy, evaluation),
+             *_champion_rule(policy, evaluation)]
+    failed = [r["rule"] for r in rules if r["verdict"] == FAIL]
+    unknown = [r["rule"] for r in rules if r["verdict"] == NOT_ASSESSABLE]
+    borderline = [r["rule"] for r in rules if r["verdict"] == PASS and r["borderline"]]
     if failed:
-        decision = "reject"
-        reason = "failed: " + "; ".join(r["rule"] for r in failed)
+        decision, reason = "reject", "failed: " + "; ".join(failed)
     elif policy.require_approval == "always":
         decision, reason = "pending_approval", "policy requires human approval for every version"
+    elif unknown:
+        decision, reason = "pending_approval", "could not be assessed, a person must judge: " + "; ".join(unknown)
     elif policy.require_approval == "borderline" and borderline:
-        decision = "pending_approval"
-        reason = "within the borderline margin: " + "; ".join(r["rule"] for r in borderline)
+        decision, reason = "pending_approval", "borderline, a person must judge: " + "; ".join(borderline)
     else:
         decision, reason = "deploy", "all rules passed"
-    return {"decision": decision, "reason": reason, "rules": rules}
+    return {
+        "decision": decision,
+        "reason": reason,
+        "rules": rules,
+        "failed": failed,
+        "borderline": borderline,
+        "not_assessable": unknown,
+        "policy": policy.model_dump(mode="json"),
+    }

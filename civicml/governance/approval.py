@@ -1,0 +1,178 @@
+"""Human approval of a version the gate sent to `pending_approval`.
+
+A decision (approve or reject) is bound to exactly what the approver reviewed:
+the model's hash and the evaluation report's hash. Before recording it, every
+stored artifact of the version is re-verified against its manifest
+(`Registry.verify`), the model hash is recomputed from the stored model files,
+and the evaluation report's hash is recomputed and must match the manifest and
+point at the same model. Any mismatch refuses the decision.
+
+Manifests are immutable, so the decision is stored as its own object,
+`approvals/<version>.json`; a version can be decided once. Every decision and
+every refusal is appended to the audit log. Deploying an approved version is
+the caller's job (the CLI), because deploy backends sit beside this layer.
+
+Race: two people approving the same version at the same instant could both pass
+the "no earlier decision" check (the store has no create-if-absent); the audit
+log keeps both attempts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from civicml.governance.audit import AuditLog
+from civicml.storage.registry import IntegrityError, Registry, RegistryError, sha256_bytes, utcnow
+
+APPROVALS_PREFIX = "approvals/"
+Decision = Literal["approved", "rejected"]
+
+
+class ApprovalError(RegistryError):
+    """An approval or rejection was refused; the message says why and what to do."""
+
+
+def approval_key(version: str) -> str:
+    """Object key of a version's approval record."""
+    return f"{APPROVALS_PREFIX}{version}.json"
+
+
+def get_decision(registry: Registry, version: str) -> dict[str, Any] | None:
+    """The recorded human decision for `version`, or None."""
+    try:
+        return json.loads(registry.store.get_bytes(approval_key(version)))
+    except FileNotFoundError:
+        return None
+
+
+def effective_status(registry: Registry, version: str) -> str:
+    """The version's status after any human decision (`approved`/`rejected` override `pending_approval`)."""
+    status = registry.manifest(version).get("status", "unknown")
+    decision = get_decision(registry, version)
+    if status == "pending_approval" and decision is not None:
+        return decision["decision"]
+    return status
+
+
+def stored_model_hash(registry: Registry, version: str) -> str:
+    """Recompute the model hash from the stored `model/*` artifacts (same recipe as `steps.model_hash`)."""
+    man = registry.manifest(version)
+    h = hashlib.sha256()
+    names = sorted(n for n in man["artifacts"] if n.startswith("model/"))
+    if not names:
+        raise ApprovalError(f"version {version} has no stored model files; it cannot be approved")
+    for name in names:
+        h.update(name[len("model/"):].encode())
+        h.update(sha256_bytes(registry.read_artifact(version, name)).encode())
+    return h.hexdigest()
+
+
+def check_bindings(registry: Registry, version: str, expected_model_sha256: str | None = None) -> dict[str, Any]:
+    """Re-verify the version's artifacts and the hashes an approval is bound to.
+
+    Args:
+        registry: The registry.
+        version: Version id.
+        expected_model_sha256: Optional hash (or a prefix of at least 12 hex digits) the approver
+            reviewed, e.g. copied from the model card.
+
+    Returns:
+        `{model_sha256, evaluation_sha256, gate}` when everything matches.
+
+    Raises:
+        ApprovalError: an artifact fails verification or a hash does not match.
+    """
+    man = registry.manifest(version)
+    problems = registry.verify(version)
+    if problems:
+        raise ApprovalError(f"refusing: version {version} failed its integrity check: " + "; ".join(problems))
+    model_sha = stored_model_hash(registry, version)
+    if model_sha != man.get("model_sha256"):
+        raise ApprovalError(f"refusing: the stored model of {version} hashes to {model_sha[:16]}…, but the "
+                            f"manifest records {str(man.get('model_sha256'))[:16]}…")
+    try:
+        eval_bytes = registry.read_artifact(version, "evaluation.json")
+    except IntegrityError as err:
+        raise ApprovalError(f"refusing: {err}") from None
+    eval_sha = sha256_bytes(eval_bytes)
+    if eval_sha != man.get("evaluation_sha256"):
+        raise ApprovalError(f"refusing: evaluation report of {version} hashes to {eval_sha[:16]}…, the manifest "
+                            f"records {str(man.get('evaluation_sha256'))[:16]}…")
+    evaluation = json.loads(eval_bytes)
+    if evaluation.get("model_sha256") != model_sha:
+        raise ApprovalError(f"refusing: the evaluation report of {version} describes model "
+                            f"{str(evaluation.get('model_sha256'))[:16]}…, not the stored model {model_sha[:16]}…")
+    if expected_model_sha256 is not None:
+        exp = expected_model_sha256.strip().lower()
+        if len(exp) < 12 or not model_sha.startswith(exp):
+            raise ApprovalError(
+                f"refusing: you reviewed model {exp[:16]}…, but version {version} is model {model_sha[:16]}… — "
+                "re-read the model card of this version (use at least 12 hex digits of model_sha256)"
+            )
+    gate = json.loads(registry.read_artifact(version, "gate.json")) if "gate.json" in man["artifacts"] else {}
+    return {"model_sha256": model_sha, "evaluation_sha256": eval_sha, "gate": gate}
+
+
+def record_decision(registry: Registry, version: str, decision: Decision, by: str, role: str, reason: str,
+                    expected_model_sha256: str | None = None) -> dict[str, Any]:
+    """Record a human approval or rejection of a pending version, bound to its hashes; audited.
+
+    Args:
+        registry: The registry.
+        version: Version id awaiting approval.
+        decision: `approved` or `rejected`.
+        by: Name of the person deciding.
+        role: Their role (e.g. "service owner").
+        reason: Why — shown in the model's history and the audit log.
+        expected_model_sha256: Optional hash prefix the person reviewed (see `check_bindings`).
+
+    Returns:
+        The stored approval record.
+
+    Raises:
+        ApprovalError: the version is not pending, was already decided, fails verification,
+            or a field is empty. The refusal is audited.
+    """
+    audit = AuditLog(registry.store)
+    try:
+        if decision not in ("approved", "rejected"):
+            raise ApprovalError(f"decision must be 'approved' or 'rejected', got {decision!r}")
+        fields = {"--by": by, "--role": role, "--reason": reason}
+        empty = [k for k, v in fields.items() if not (v or "").strip()]
+        if empty:
+            raise ApprovalError(f"{', '.join(empty)} must not be empty: an approval names who decided, in what role "
+                                "and why (e.g. --by 'A. Jones' --role 'service owner' --reason 'fairness reviewed')")
+        man = registry.manifest(version)
+        version = man["version"]
+        status = man.get("status")
+        if status != "pending_approval":
+            raise ApprovalError(f"refusing: version {version} is not awaiting approval (its status is {status!r}; "
+                                "only versions the gate sent to pending_approval can be approved or rejected)")
+        earlier = get_decision(registry, version)
+        if earlier is not None:
+            raise ApprovalError(f"refusing: version {version} was already {earlier['decision']} by {earlier['by']} "
+                                f"({earlier['role']}) at {earlier['at']}; a decision is final — retrain for a new "
+                                "version")
+        bound = check_bindings(registry, version, expected_model_sha256)
+    except ApprovalError as err:
+        audit.append("approval_refused", {"version": version, "decision": decision, "by": by, "role": role,
+                                          "error": str(err)}, actor=by or None)
+        raise
+    record = {
+        "version": version,
+        "decision": decision,
+        "by": by.strip(),
+        "role": role.strip(),
+        "reason": reason.strip(),
+        "at": utcnow(),
+        "model_sha256": bound["model_sha256"],
+        "evaluation_sha256": bound["evaluation_sha256"],
+        "gate_decision": bound["gate"].get("decision"),
+        "gate_reason": bound["gate"].get("reason"),
+    }
+    registry.store.put_bytes(approval_key(version), json.dumps(record, indent=2, sort_keys=True).encode())
+    entry = audit.append("approval_recorded", record, actor=record["by"])
+    record["audit_hash"] = entry["hash"]
+    return record
