@@ -270,6 +270,22 @@ class PolicyConfig(_Strict):
     require_approval: Literal["always", "never", "borderline"] = "never"
     borderline_margin: float = Field(0.02, ge=0.0)
 
+    @model_validator(mode="after")
+    def _metric_names(self) -> PolicyConfig:
+        for name in self.min_metrics or {}:
+            if name in LOWER_IS_BETTER_METRICS:
+                raise ValueError(f"{name} is lower-is-better: put it under policy.max_metrics, not min_metrics")
+            if name not in HIGHER_IS_BETTER_METRICS:
+                raise ValueError(f"unknown metric {name!r} in policy.min_metrics; use one of "
+                                 f"{', '.join(HIGHER_IS_BETTER_METRICS)}")
+        for name in self.max_metrics:
+            if name in HIGHER_IS_BETTER_METRICS:
+                raise ValueError(f"{name} is higher-is-better: put it under policy.min_metrics, not max_metrics")
+            if name not in LOWER_IS_BETTER_METRICS:
+                raise ValueError(f"unknown metric {name!r} in policy.max_metrics; use one of "
+                                 f"{', '.join(LOWER_IS_BETTER_METRICS)}")
+        return self
+
 
 class StorageConfig(_Strict):
     """Where artifacts and the registry live. No credentials here, ever."""
@@ -312,8 +328,11 @@ class CardConfig(_Strict):
 
     title: str = "Benefit claim review model"
     owner: str = "Data Science Unit"
+    contact: str | None = Field(None, description="where to report a problem with the model, e.g. an email")
     intended_use: str = "Prioritise benefit claims for human review. Not for automated denial of benefits."
+    out_of_scope: str | None = Field(None, description="uses the model must not be put to")
     limitations: str = "Trained on synthetic data; not validated for use outside the claim types it was trained on."
+    ethical_considerations: str | None = None
 
 
 class RunConfig(_Strict):

@@ -219,7 +219,11 @@ def model_hash(model_dir: str | Path) -> str:
 
 def evaluate(config: RunConfig | str, data_dir: str, model_dir: str, evaluation_path: str,
              report_path: str | None = None) -> dict[str, Any]:
-    """Score the test split: metrics, fairness per sensitive attribute, HTML report.
+    """Score the test split and audit it (`evaluation_done`).
+
+    The document holds metrics with 95% bootstrap CIs, curves (ROC, PR, calibration,
+    confusion matrix) or residuals, fairness per sensitive attribute, feature importance
+    and the champion comparison; see `civicml.evaluation.evaluate.evaluate_model`.
 
     Returns:
         The evaluation document (also written to `evaluation_path`).
@@ -232,8 +236,22 @@ def evaluate(config: RunConfig | str, data_dir: str, model_dir: str, evaluation_
     model = load_model(model_dir)
     registry = _registry(cfg)
     evaluation = evaluate_model(cfg, model, splits["test"], registry=registry)
+    evaluation["version"] = data_info(data_dir)["version"]
     evaluation["model_sha256"] = model_hash(model_dir)
     _write_json(evaluation_path, evaluation)
+    comparison = evaluation.get("champion_comparison") or {}
+    AuditLog(registry.store).append("evaluation_done", {
+        "version": evaluation["version"],
+        "model_sha256": evaluation["model_sha256"],
+        "n_test": evaluation["n_test"],
+        "metrics": evaluation["metrics"],
+        "confidence_intervals": evaluation.get("confidence_intervals", {}),
+        "fairness": {a: {k: r.get(k) for k in ("demographic_parity_ratio", "equalized_odds_difference",
+                                                 "suppressed_groups")}
+                     for a, r in (evaluation.get("fairness") or {}).items()},
+        "champion": {k: comparison.get(k) for k in ("champion_version", "difference", "ci_low", "ci_high",
+                                                    "skipped") if k in comparison},
+    })
     if report_path:
         from civicml.evaluation.report import render_evaluation_html
 
@@ -247,8 +265,16 @@ def gate(config: RunConfig | str, evaluation_path: str, gate_path: str) -> dict[
     from civicml.governance.policy import decide
 
     cfg = _cfg(config)
-    result = decide(cfg.policy, _read_json(evaluation_path))
+    evaluation = _read_json(evaluation_path)
+    result = decide(cfg.policy, evaluation)
     _write_json(gate_path, result)
+    AuditLog(_registry(cfg).store).append("gate_decided", {
+        "version": evaluation.get("version"),
+        "model_sha256": evaluation.get("model_sha256"),
+        "decision": result["decision"],
+        "reason": result["reason"],
+        "rules": [{k: r[k] for k in ("rule", "threshold", "value", "verdict")} for r in result["rules"]],
+    })
     return result
 
 
