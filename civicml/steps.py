@@ -256,7 +256,7 @@ def evaluate(config: RunConfig | str, data_dir: str, model_dir: str, evaluation_
         from civicml.evaluation.report import render_evaluation_html
 
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(report_path).write_text(render_evaluation_html(f"{cfg.card.title}: evaluation", evaluation))
+        Path(report_path).write_text(render_evaluation_html(f"{cfg.card.title}: evaluation", evaluation, cfg=cfg))
     return evaluation
 
 
