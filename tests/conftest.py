@@ -30,6 +30,37 @@ class S3Server:
     server: object
     host: str
     port: int
+    access_key: str = TEST_ACCESS_KEY
+    secret_key: str = TEST_SECRET_KEY
+    stopped: bool = False
+
+    def stop(self) -> None:
+        """Stop serving (idempotent); requests then fail with connection refused."""
+        if not self.stopped:
+            self.server.stop()
+            self.stopped = True
+
+    def env(self, uri: str) -> dict[str, str]:
+        """The environment that makes civicml use store `uri` on this server (as a cluster's Secret/env do)."""
+        return {
+            "CIVICML_STORE_URI": uri,
+            "CIVICML_S3_ENDPOINT": self.url,
+            "CIVICML_S3_SECURE": "false",
+            "CIVICML_S3_REGION": "us-east-1",
+            "MINIO_ACCESS_KEY": self.access_key,
+            "MINIO_SECRET_KEY": self.secret_key,
+        }
+
+    def make_bucket(self, bucket: str):
+        """Create `bucket` with versioning enabled; return a minio client for direct checks."""
+        from minio import Minio
+        from minio.versioningconfig import ENABLED, VersioningConfig
+
+        client = Minio(self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False,
+                       region="us-east-1")
+        client.make_bucket(bucket)
+        client.set_bucket_versioning(bucket, VersioningConfig(ENABLED))
+        return client
 
     @property
     def endpoint(self) -> str:
@@ -65,38 +96,35 @@ def start_s3_server() -> S3Server:
 
 @pytest.fixture(scope="session")
 def s3_server():
-    """One S3 server for the test session."""
+    """One S3 server for the test session. Do not stop it: use `private_s3_server` for that."""
     srv = start_s3_server()
     yield srv
-    srv.server.stop()
+    srv.stop()
 
 
-def make_bucket(server: S3Server, bucket: str):
-    """Create `bucket` with versioning enabled; return the minio client used."""
-    from minio import Minio
-    from minio.versioningconfig import ENABLED, VersioningConfig
+@pytest.fixture
+def private_s3_server():
+    """An S3 server of this test's own, which the test may stop (e.g. to test an unreachable store)."""
+    srv = start_s3_server()
+    yield srv
+    srv.stop()
 
-    client = Minio(server.endpoint, access_key=TEST_ACCESS_KEY, secret_key=TEST_SECRET_KEY, secure=False,
-                   region="us-east-1")
-    client.make_bucket(bucket)
-    client.set_bucket_versioning(bucket, VersioningConfig(ENABLED))
-    return client
+
+def use_s3_store(monkeypatch, server: S3Server, uri: str) -> None:
+    """Point civicml at store `uri` on `server` for this test (AWS_* variables are cleared)."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
+                "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in server.env(uri).items():
+        monkeypatch.setenv(var, value)
 
 
 @pytest.fixture
 def s3_env(s3_server, monkeypatch) -> S3Env:
-    """A fresh versioned bucket and the environment that makes civicml use it as its store."""
+    """A fresh versioned bucket on `s3_server` and the environment that makes civicml use it as its store."""
     bucket = f"civicml-test-{uuid.uuid4().hex[:12]}"
-    client = make_bucket(s3_server, bucket)
+    client = s3_server.make_bucket(bucket)
     prefix = "registry"
     uri = f"s3://{bucket}/{prefix}"
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
-                "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("CIVICML_STORE_URI", uri)
-    monkeypatch.setenv("CIVICML_S3_ENDPOINT", s3_server.url)
-    monkeypatch.setenv("CIVICML_S3_SECURE", "false")
-    monkeypatch.setenv("CIVICML_S3_REGION", "us-east-1")
-    monkeypatch.setenv("MINIO_ACCESS_KEY", TEST_ACCESS_KEY)
-    monkeypatch.setenv("MINIO_SECRET_KEY", TEST_SECRET_KEY)
+    use_s3_store(monkeypatch, s3_server, uri)
     return S3Env(s3_server, bucket, prefix, uri, client)

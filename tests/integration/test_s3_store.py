@@ -1,0 +1,291 @@
+"""The S3 store against a real S3 server over HTTP (moto on loopback) with the real `minio` client.
+
+Covers: the pipeline's steps writing a whole version into a versioned bucket, a run that
+dies mid-upload leaving nothing visible, tampering caught on load and by `models verify`,
+transient-error retries, and clear credential-free errors for a missing bucket, refused
+credentials and a stopped server.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from civicml import steps
+from civicml.cli import storage as storage_cli
+from civicml.config import load_config
+from civicml.governance.audit import AuditLog
+from civicml.storage.registry import IntegrityError, Registry, RegistryError
+from civicml.storage.s3 import S3Store
+from civicml.storage.store import Store, StoreError, open_store
+
+
+FAST = {
+    "data.demo.rows": 1200,
+    "model.n_threads": 1,
+    "model.params": {"n_estimators": 25, "max_depth": 3},
+    "tuning.max_trials": 1,
+    "tuning.search_space": {"learning_rate": {"type": "double", "min": 0.05, "max": 0.3}},
+}
+
+
+def _cli(*args: str):
+    app = typer.Typer()
+    storage_cli.register(app)
+    return CliRunner().invoke(app, list(args))
+
+
+def run_steps(cfg, work: Path, report: bool = False) -> dict:
+    """validate -> tune -> train -> evaluate -> gate -> register, as the pipeline does; returns the manifest."""
+    w = str(work)
+    steps.validate_data(cfg, f"{w}/data")
+    steps.tune(cfg, f"{w}/data", f"{w}/params.json")
+    steps.train(cfg, f"{w}/data", f"{w}/params.json", f"{w}/model")
+    steps.evaluate(cfg, f"{w}/data", f"{w}/model", f"{w}/eval.json", f"{w}/report.html" if report else None)
+    steps.gate(cfg, f"{w}/eval.json", f"{w}/gate.json")
+    return register_as(cfg, work, None)
+
+
+def register_as(cfg, work: Path, version: str | None) -> dict:
+    """Run the register step on a finished run's files, optionally under another version id.
+
+    Re-registering the same trained files as a new version is a cheap way to get a second
+    committed version (training is what takes time).
+    """
+    w = str(work)
+    if version:
+        info_path = work / "data" / "data_info.json"
+        info = json.loads(info_path.read_text())
+        info["version"] = version
+        info_path.write_text(json.dumps(info))
+    report = f"{w}/report.html" if (work / "report.html").is_file() else None
+    return steps.register(cfg, f"{w}/data", f"{w}/params.json", f"{w}/model", f"{w}/eval.json", f"{w}/gate.json",
+                          report)
+
+
+def _bucket_objects(env) -> dict[str, bytes]:
+    out = {}
+    for obj in env.client.list_objects(env.bucket, prefix=env.prefix + "/", recursive=True):
+        resp = env.client.get_object(env.bucket, obj.object_name)
+        try:
+            out[obj.object_name[len(env.prefix) + 1:]] = resp.read()
+        finally:
+            resp.close()
+            resp.release_conn()
+    return out
+
+
+def test_roundtrip_on_a_versioned_bucket(s3_env):
+    store = open_store(".civicml-not-used")  # CIVICML_STORE_URI points at the bucket
+    assert isinstance(store, S3Store) and store.uri == s3_env.uri
+    assert env_has_versioning(s3_env)
+    store.put_bytes("a/one.json", b"1")
+    store.put_bytes("a/two.json", b"22")
+    store.put_bytes("ab/three", b"333")
+    assert store.get_bytes("a/two.json") == b"22"
+    assert store.exists("a/one.json") and not store.exists("a/none")
+    assert store.list("a/") == ["a/one.json", "a/two.json"]
+    assert [(o.key, o.size) for o in store.list_info("a")] == [("a/one.json", 1), ("a/two.json", 2), ("ab/three", 3)]
+    store.put_bytes("a/one.json", b"replaced")
+    assert store.get_bytes("a/one.json") == b"replaced"
+    store.delete("a/one.json")
+    assert store.list("a/") == ["a/two.json"]
+    with pytest.raises(FileNotFoundError, match="no object 'a/one.json'"):
+        store.get_bytes("a/one.json")
+    # Keys live under the URI's prefix, and only there.
+    names = {o.object_name for o in s3_env.client.list_objects(s3_env.bucket, recursive=True)}
+    assert names == {"registry/a/two.json", "registry/ab/three"}
+    assert s3_env.server.secret_key not in store.describe() and s3_env.server.access_key not in store.describe()
+
+
+def env_has_versioning(env) -> bool:
+    return env.client.get_bucket_versioning(env.bucket).status == "Enabled"
+
+
+def test_steps_write_a_complete_verified_version_to_the_bucket(s3_env, tmp_path):
+    cfg = load_config(None, FAST)
+    man = run_steps(cfg, tmp_path, report=True)
+    version = man["version"]
+    objects = _bucket_objects(s3_env)
+    assert f"versions/{version}/manifest.json" in objects
+    assert json.loads(objects[f"versions/{version}/manifest.json"])["model_sha256"] == man["model_sha256"]
+    assert {"model/model.ubj", "model/model.json", "tuning.json", "evaluation.json", "data/contract.json",
+            "report.html"} <= set(
+        man["artifacts"]
+    )
+    from civicml.storage.registry import sha256_bytes
+
+    for name, entry in man["artifacts"].items():
+        assert sha256_bytes(objects[entry["key"]]) == entry["sha256"], name
+    reg = Registry(open_store())
+    assert reg.verify(version) == []
+    assert steps.deploy(cfg, version)["version"] == version
+    assert reg.get_alias("champion") == version
+    res = _cli("models", "verify")
+    assert res.exit_code == 0, res.output
+
+
+class FailingStore(Store):
+    """Wraps a real store and fails the (n+1)-th put, like a run killed mid-upload."""
+
+    def __init__(self, inner: Store, fail_after: int):
+        self.inner, self.fail_after, self.puts = inner, fail_after, 0
+        self.uri = inner.uri
+
+    def put_bytes(self, key, data):
+        if key.startswith("staging/"):
+            self.puts += 1
+            if self.puts > self.fail_after:
+                raise StoreError("injected failure: connection lost during upload")
+        self.inner.put_bytes(key, data)
+
+    def get_bytes(self, key):
+        return self.inner.get_bytes(key)
+
+    def exists(self, key):
+        return self.inner.exists(key)
+
+    def list(self, prefix=""):
+        return self.inner.list(prefix)
+
+    def list_info(self, prefix=""):
+        return self.inner.list_info(prefix)
+
+    def delete(self, key):
+        self.inner.delete(key)
+
+
+def test_run_failing_mid_upload_leaves_no_version_and_no_alias_move(s3_env, tmp_path, monkeypatch):
+    cfg = load_config(None, FAST)
+    first = run_steps(cfg, tmp_path)
+    steps.deploy(cfg, first["version"])
+    reg = Registry(open_store())
+    history = reg.alias_history("champion")
+    audit_before = len(AuditLog(reg.store).records())
+
+    failing = FailingStore(open_store(), fail_after=3)
+    with monkeypatch.context() as m:
+        m.setattr(steps, "open_store", lambda uri=None: failing)
+        with pytest.raises(StoreError, match="injected failure"):
+            register_as(cfg, tmp_path, "v-second")
+    assert failing.puts == 4  # three artifacts reached the bucket before the failure
+    assert len(reg.store.list("staging/v-second/")) == 3
+    assert [m["version"] for m in reg.versions()] == [first["version"]]
+    with pytest.raises(RegistryError, match="no model version 'v-second'"):
+        reg.manifest("v-second")
+    assert reg.get_alias("champion") == first["version"] and reg.alias_history("champion") == history
+    assert len(AuditLog(reg.store).records()) == audit_before  # no commit was recorded
+    assert reg.abandoned_staging(0) == ["v-second"]
+    assert _cli("models", "list", "--json").output.count('"version"') == 1
+
+    # The retried step (same version id) overwrites the partial upload and commits.
+    second = register_as(cfg, tmp_path, "v-second")
+    assert [m["version"] for m in reg.versions()] == [first["version"], "v-second"]
+    assert reg.verify(second["version"]) == [] and reg.abandoned_staging(0) == []
+
+    # Leftovers of a run that never came back are removed by gc, committed data is not.
+    failing = FailingStore(open_store(), fail_after=2)
+    with monkeypatch.context() as m:
+        m.setattr(steps, "open_store", lambda uri=None: failing)
+        with pytest.raises(StoreError):
+            register_as(cfg, tmp_path, "v-killed")
+    res = _cli("models", "gc", "--older-than", "0")
+    assert res.exit_code == 0 and "v-killed" in res.output
+    assert reg.store.list("staging/v-killed/") == []
+    assert _cli("models", "verify").exit_code == 0
+
+
+def test_tampered_artifact_refused_on_load_and_by_models_verify(s3_env, tmp_path):
+    cfg = load_config(None, FAST)
+    good = run_steps(cfg, tmp_path)
+    bad = register_as(cfg, tmp_path, "v-tampered")
+    key = f"{s3_env.prefix}/{bad['artifacts']['model/model.ubj']['key']}"
+    s3_env.client.put_object(s3_env.bucket, key, io.BytesIO(b"not the model"), 13)  # a new object version
+    reg = Registry(open_store())
+    with pytest.raises(IntegrityError, match="'model/model.ubj' of version v-tampered failed its integrity check"):
+        reg.fetch_prefix(bad["version"], "model", tmp_path / "load")
+    with pytest.raises(IntegrityError):
+        reg.read_artifact(bad["version"], "model/model.ubj")
+    res = _cli("models", "verify")
+    assert res.exit_code == 1
+    assert "FAIL v-tampered" in res.output and f"ok   {good['version']}" in res.output
+    assert _cli("models", "verify", good["version"]).exit_code == 0
+    assert _cli("models", "verify", "v-tampered").exit_code == 1
+    from civicml.deploy.local import promote
+
+    with pytest.raises(RegistryError, match="refusing to promote"):
+        promote(reg, bad["version"])
+    assert reg.get_alias("champion") is None
+
+
+def test_transient_errors_are_retried(s3_env, monkeypatch):
+    from minio.error import ServerError
+
+    store = open_store()
+    real = store.client.put_object
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) < 3:
+            raise ServerError("server failed with HTTP status code 503", 503)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store.client, "put_object", flaky)
+    store.backoff = 0.01
+    store.put_bytes("k", b"v")
+    assert len(calls) == 3 and store.get_bytes("k") == b"v"
+    calls.clear()
+    store.attempts = 2
+    with pytest.raises(StoreError, match="failed to write registry/k: HTTP 503 after 2 attempts"):
+        store.put_bytes("k", b"v")
+
+
+def test_missing_bucket_is_one_clear_error(s3_env, monkeypatch):
+    monkeypatch.setenv("CIVICML_STORE_URI", "s3://no-such-bucket-here/p")
+    store = open_store()
+    with pytest.raises(StoreError, match="bucket 'no-such-bucket-here' does not exist at s3://no-such-bucket-here/p"):
+        store.list("versions/")
+    res = _cli("models", "list")
+    assert res.exit_code == 1 and "does not exist" in res.output and "Traceback" not in res.output
+
+
+def test_refused_credentials_never_reveal_the_secret(s3_env, monkeypatch):
+    import moto.settings
+
+    # Moto accepts any signature unless authentication is switched on; switch it on for this test only.
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+    secret = "Sup3r-S3cret-Value-Never-Printed"
+    monkeypatch.setenv("MINIO_ACCESS_KEY", "AKIAUNKNOWNKEY000001")
+    monkeypatch.setenv("MINIO_SECRET_KEY", secret)
+    with pytest.raises(StoreError) as exc:
+        open_store().get_bytes("versions/x/manifest.json")
+    msg = str(exc.value)
+    assert "refused the credentials" in msg and "MINIO_ACCESS_KEY" in msg
+    assert secret not in msg and "AKIAUNKNOWNKEY000001" not in msg
+    assert exc.value.__cause__ is None and exc.value.__suppress_context__
+    res = _cli("models", "list")
+    assert res.exit_code == 1 and "refused the credentials" in res.output
+    assert secret not in res.output and "Traceback" not in res.output
+
+
+def test_stopped_server_is_a_clear_error_not_a_traceback(private_s3_server, monkeypatch):
+    srv = private_s3_server
+    srv.make_bucket("civicml-stopped")
+    for var, value in srv.env("s3://civicml-stopped/r").items():
+        monkeypatch.setenv(var, value)
+    open_store().put_bytes("x", b"1")
+    srv.stop()
+    store = open_store()
+    store.backoff = 0.01
+    with pytest.raises(StoreError, match=f"cannot reach the object store at s3://civicml-stopped/r \\(endpoint "
+                                         f"{srv.url}\\) .* after 3 attempts .*Connection refused"):
+        store.get_bytes("x")
+    res = _cli("models", "list")
+    assert res.exit_code == 1 and "cannot reach the object store" in res.output
+    assert "Traceback" not in res.output and srv.secret_key not in res.output
