@@ -16,6 +16,7 @@ from civicml.config import ColumnSpec, DataConfig
 from civicml.data.errors import DataError
 
 MAX_CATEGORIES = 200
+NUMERIC_SHARE = 0.9
 
 
 @dataclass
@@ -39,6 +40,11 @@ def infer_contract(df: pd.DataFrame, cfg: DataConfig) -> list[ColumnSpec]:
             continue
         s = df[col]
         numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+        if not numeric and s.notna().any():
+            # A column that is almost all numbers is numeric with a few typos ("n/a", "12,5"),
+            # not a category per distinct value: call it numeric so the typos are reported.
+            parsed = pd.to_numeric(s.dropna(), errors="coerce")
+            numeric = parsed.notna().mean() >= NUMERIC_SHARE
         if col in declared_cat:
             numeric = False
         elif col in declared_num:
@@ -115,7 +121,7 @@ def enforce_contract(df: pd.DataFrame, contract: list[ColumnSpec]) -> tuple[pd.D
                 if len(bad):
                     raise DataError(
                         f"column {col!r} must be numeric (rule: type) but has {len(bad)} text values, "
-                        f"e.g. {_examples(bad)} in rows {bad.index[:5].tolist()}; fix those values or "
+                        f"e.g. {_examples(bad)} in rows {bad.index[:5].tolist()} (0-based data rows); fix those values or "
                         f"declare the column categorical in data.contract"
                     )
                 s = conv

@@ -13,6 +13,7 @@ import re
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -66,7 +67,10 @@ def compile_to(path: Path, cfg: RunConfig, image: str = LOCAL_IMAGE) -> Path:
     """Compile the training pipeline with `cfg` as the default config."""
     from pipelines.training_pipeline import compile_training_pipeline
 
-    return compile_training_pipeline(path, image=image, default_config_json=cfg.to_json())
+    # The same Secret/ConfigMap wiring as the cluster YAML: kfp.local ignores platform config.
+    return compile_training_pipeline(
+        path, image=image, default_config_json=cfg.to_json(), secret_name=cfg.storage.secret_name
+    )
 
 
 def run_pipeline(
@@ -125,7 +129,10 @@ def run_pipeline(
     with open(log_path, "w") as log:
         tee = _ProgressTee(log, event)
         try:
-            with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
+            with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee), warnings.catch_warnings():
+                # kfp.local warns that a non-"python" image name may lack dependencies; with
+                # use_venv=False the steps run in this environment, which has them all.
+                warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
                 pipeline(config_json=cfg.to_json(), version=version)
         except RuntimeError as err:
             ok, error = False, _ANSI.sub("", str(err))

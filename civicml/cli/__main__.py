@@ -1,0 +1,5 @@
+"""`python -m civicml.cli` runs the CLI."""
+
+from civicml.cli import app
+
+app()

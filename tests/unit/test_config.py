@@ -1,0 +1,50 @@
+"""RunConfig loading: defaults, the example file, and clear errors naming the key."""
+
+from pathlib import Path
+
+import pytest
+
+from civicml.config import ConfigError, RunConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_example_config_loads_and_round_trips():
+    cfg = load_config(ROOT / "civicml.yaml")
+    assert cfg.data.source == "demo:benefits"
+    assert "claimant_name" in cfg.data.pii_columns
+    assert RunConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_dotted_overrides_apply():
+    cfg = load_config(ROOT / "civicml.yaml", {"data.demo.month": 4, "model.family": "random_forest"})
+    assert cfg.data.demo.month == 4 and cfg.model.family == "random_forest"
+
+
+@pytest.mark.parametrize(
+    "text, key, problem",
+    [
+        ("model: {family: svm}", "model.family", "xgboost"),
+        ("data: {sorce: x.csv}", "data.sorce", "unknown key"),
+        ("split: {test_fraction: 0.9}", "split.test_fraction", "less than 0.5"),
+        ("tuning: {algorithm: bayes}", "tuning", "unknown algorithm 'bayes'"),
+        ("tuning: {search_space: {lr: {type: double, min: 1, max: 0.1}}}", "tuning.search_space.lr", "min (1.0) must be < max"),
+        ("data: {target: y, numeric_features: [y]}", "data", "also listed"),
+    ],
+)
+def test_bad_config_names_key_and_problem(tmp_path, text, key, problem):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert key in msg and problem in msg and str(path) in msg
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
