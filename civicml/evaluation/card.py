@@ -30,9 +30,9 @@ VERDICT_WORDS = {"pass": "✓ PASS", "fail": "✗ FAIL", "not_assessable": "? NO
                  "not_measured": "– NOT MEASURED"}
 DECISION_WORDS = {"deploy": "DEPLOY", "reject": "REJECT", "pending_approval": "PENDING HUMAN APPROVAL"}
 METRIC_LABELS = {
-    "accuracy": "Accuracy", "precision": "Precision", "recall": "Recall", "f1": "F1 score", "roc_auc": "ROC-AUC",
-    "pr_auc": "PR-AUC (average precision)", "log_loss": "Log loss", "brier": "Brier score", "mse": "MSE",
-    "rmse": "RMSE", "mae": "MAE", "r2": "R²",
+    "roc_auc": "ROC-AUC", "pr_auc": "PR-AUC (average precision)", "accuracy": "Accuracy", "precision": "Precision",
+    "recall": "Recall", "f1": "F1 score", "log_loss": "Log loss", "brier": "Brier score", "rmse": "RMSE",
+    "mae": "MAE", "r2": "R²", "mse": "MSE",
 }
 CSS = """
 :root{color-scheme:light}
@@ -179,7 +179,7 @@ def _pr_plot(ev: dict[str, Any]) -> _Plot | None:
             label=f"model (average precision {ap:.3f})")
     ax.axhline(pr["positive_rate"], color=GREY, linestyle="--", label=f"chance (positive rate {pr['positive_rate']:.3f})")
     ax.set(xlabel="Recall", ylabel="Precision", title="Precision–recall curve", xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="upper right")
+    ax.legend(loc="lower left")
     alt = (f"Precision-recall curve: precision against recall. Average precision {ap:.3f}"
            f"{_ci_text(ev.get('confidence_intervals', {}), 'pr_auc')}; the dashed line is chance level, the "
            f"positive rate {pr['positive_rate']:.3f}.")
@@ -335,7 +335,10 @@ class _Doc:
 def _metric_rows(ev: dict[str, Any]) -> list[list[Any]]:
     cis = ev.get("confidence_intervals", {})
     rows = []
-    for name, value in ev.get("metrics", {}).items():
+    metrics = ev.get("metrics", {})
+    # Headline order (JSON files store keys sorted), then anything else.
+    order = [m for m in METRIC_LABELS if m in metrics] + [m for m in metrics if m not in METRIC_LABELS]
+    for name, value in ((m, metrics[m]) for m in order):
         ci = cis.get(name, {})
         rows.append([METRIC_LABELS.get(name, name), value, ci.get("low"), ci.get("high")])
     return rows

@@ -76,7 +76,10 @@ def residual_summary(y_true: np.ndarray, y_pred: np.ndarray, bins: int = 20) -> 
     """
     r = np.asarray(y_true, dtype="float64") - np.asarray(y_pred, dtype="float64")
     q = np.quantile(r, [0.05, 0.25, 0.5, 0.75, 0.95])
-    counts, edges = np.histogram(r, bins=bins)
+    lo, hi = float(r.min()), float(r.max())
+    if hi - lo <= 1e-9 * max(1.0, abs(lo)):  # (near-)constant residuals: numpy cannot split a zero range
+        lo, hi = lo - 0.5, hi + 0.5
+    counts, edges = np.histogram(r, bins=bins, range=(lo, hi))
     return {
         "mean": float(r.mean()),
         "std": float(r.std(ddof=1)) if len(r) > 1 else 0.0,

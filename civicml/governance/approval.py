@@ -134,6 +134,7 @@ def record_decision(registry: Registry, version: str, decision: Decision, by: st
     Raises:
         ApprovalError: the version is not pending, was already decided, fails verification,
             or a field is empty. The refusal is audited.
+        RegistryError: the version does not exist (also audited).
     """
     audit = AuditLog(registry.store)
     try:
@@ -156,7 +157,7 @@ def record_decision(registry: Registry, version: str, decision: Decision, by: st
                                 f"({earlier['role']}) at {earlier['at']}; a decision is final — retrain for a new "
                                 "version")
         bound = check_bindings(registry, version, expected_model_sha256)
-    except ApprovalError as err:
+    except RegistryError as err:  # includes ApprovalError and unknown versions
         audit.append("approval_refused", {"version": version, "decision": decision, "by": by, "role": role,
                                           "error": str(err)}, actor=by or None)
         raise

@@ -1,0 +1,120 @@
+"""Human approval: bound to the model and evaluation hashes, once per version, audited, then deployed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from civicml.cli import app
+from civicml.data.demo import CATEGORICAL, NUMERIC, TARGET, generate_benefits
+from civicml.governance.approval import (
+    ApprovalError,
+    effective_status,
+    get_decision,
+    record_decision,
+    stored_model_hash,
+)
+from civicml.governance.audit import AuditLog
+from civicml.modeling.estimators import fit_model
+from civicml.modeling.persistence import save_model
+from civicml.modeling.preprocessing import FeatureSpec
+from civicml.steps import model_hash
+from civicml.storage.registry import Registry, sha256_bytes
+from civicml.storage.store import LocalStore
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    df = generate_benefits(rows=600, seed=2)
+    spec = FeatureSpec.fit(df, TARGET, "binary_classification", NUMERIC, CATEGORICAL)
+    model = fit_model("xgboost", spec, {"n_estimators": 5, "max_depth": 2}, df, 1, 1)
+    d = tmp_path_factory.mktemp("model")
+    save_model(model, d)
+    return d
+
+
+def _version(registry: Registry, version: str, model_dir, status="pending_approval", eval_model_sha=None):
+    sha = model_hash(model_dir)
+    arts = registry.upload_dir(version, "model", model_dir)
+    ev = json.dumps({"metrics": {"roc_auc": 0.8}, "model_sha256": eval_model_sha or sha}).encode()
+    arts["evaluation.json"] = registry.upload(version, "evaluation.json", ev)
+    gate = {"decision": "pending_approval", "reason": "borderline: roc_auc >= 0.78", "rules": []}
+    arts["gate.json"] = registry.upload(version, "gate.json", json.dumps(gate).encode())
+    registry.commit(version, arts, {"status": status, "model_sha256": sha, "evaluation_sha256": sha256_bytes(ev)})
+    return sha
+
+
+@pytest.fixture
+def registry(tmp_path):
+    return Registry(LocalStore(tmp_path / "store"))
+
+
+def test_approval_is_bound_to_hashes_stored_once_and_audited(registry, model_dir):
+    sha = _version(registry, "v1", model_dir)
+    assert stored_model_hash(registry, "v1") == sha
+    rec = record_decision(registry, "v1", "approved", "A. Jones", "service owner", "fairness reviewed")
+    assert rec["model_sha256"] == sha and rec["evaluation_sha256"] == registry.manifest("v1")["evaluation_sha256"]
+    assert get_decision(registry, "v1")["by"] == "A. Jones"
+    assert effective_status(registry, "v1") == "approved"
+    last = AuditLog(registry.store).records()[-1]
+    assert last["event"] == "approval_recorded" and last["actor"] == "A. Jones" and last["payload"]["version"] == "v1"
+    with pytest.raises(ApprovalError, match="already approved by A. Jones"):
+        record_decision(registry, "v1", "rejected", "B. Smith", "auditor", "second thoughts")
+    assert AuditLog(registry.store).verify()[0]
+
+
+def test_tampered_model_is_refused_and_the_refusal_audited(registry, model_dir):
+    _version(registry, "v1", model_dir)
+    key = registry.manifest("v1")["artifacts"]["model/model.ubj"]["key"]
+    registry.store.put_bytes(key, registry.store.get_bytes(key) + b"x")
+    with pytest.raises(ApprovalError, match="integrity"):
+        record_decision(registry, "v1", "approved", "A. Jones", "owner", "ok")
+    assert get_decision(registry, "v1") is None
+    assert AuditLog(registry.store).records()[-1]["event"] == "approval_refused"
+
+
+def test_wrong_reviewed_hash_and_mismatched_evaluation_are_refused(registry, model_dir):
+    _version(registry, "v1", model_dir)
+    with pytest.raises(ApprovalError, match="you reviewed model 000000000000"):
+        record_decision(registry, "v1", "approved", "A", "owner", "ok", expected_model_sha256="0" * 64)
+    _version(registry, "v2", model_dir, eval_model_sha="f" * 64)
+    with pytest.raises(ApprovalError, match="evaluation report of v2 describes model ffff"):
+        record_decision(registry, "v2", "approved", "A", "owner", "ok")
+
+
+def test_only_pending_versions_with_named_people_can_be_decided(registry, model_dir):
+    _version(registry, "v1", model_dir, status="approved")
+    with pytest.raises(ApprovalError, match="not awaiting approval"):
+        record_decision(registry, "v1", "approved", "A", "owner", "ok")
+    _version(registry, "v2", model_dir)
+    with pytest.raises(ApprovalError, match="--reason must not be empty"):
+        record_decision(registry, "v2", "approved", "A", "owner", "  ")
+
+
+def test_cli_approve_deploys_locally_and_reject_does_not(tmp_path, monkeypatch, model_dir):
+    monkeypatch.chdir(tmp_path)
+    store = str(tmp_path / "store")
+    registry = Registry(LocalStore(store))
+    sha = _version(registry, "v1", model_dir)
+    _version(registry, "v2", model_dir)
+    runner = CliRunner()
+    wrong = runner.invoke(app, ["approve", "v1", "--by", "A. Jones", "--role", "owner", "--reason", "ok",
+                                "--model-sha256", "abcdefabcdef", "--store", store])
+    assert wrong.exit_code == 1 and "refusing" in wrong.output
+    ok = runner.invoke(app, ["approve", "v1", "--by", "A. Jones", "--role", "owner", "--reason", "reviewed",
+                             "--model-sha256", sha[:16], "--store", store])
+    assert ok.exit_code == 0, ok.output
+    assert registry.get_alias("champion") == "v1"
+    assert registry.alias_history("champion")[-1]["by"] == "A. Jones"
+    again = runner.invoke(app, ["approve", "v1", "--by", "B", "--role", "owner", "--reason", "x", "--store", store])
+    assert again.exit_code == 1 and "already approved" in again.output
+    rej = runner.invoke(app, ["reject", "v2", "--by", "C. Lee", "--role", "auditor", "--reason", "bias", "--store",
+                              store])
+    assert rej.exit_code == 0 and effective_status(registry, "v2") == "rejected"
+    assert registry.get_alias("champion") == "v1"
+    missing = runner.invoke(app, ["approve", "v9", "--by", "A", "--role", "r", "--reason", "x", "--store", store])
+    assert missing.exit_code == 1 and "no model version 'v9'" in missing.output
+    events = [r["event"] for r in AuditLog(registry.store).records()]
+    assert events.count("approval_recorded") == 2 and "alias_moved" in events and events.count("approval_refused") == 3

@@ -1,0 +1,96 @@
+"""Fairness values equal fairlearn's; small groups are suppressed and flagged, never dropped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fairlearn.metrics import (
+    MetricFrame,
+    demographic_parity_difference,
+    demographic_parity_ratio,
+    equalized_odds_difference,
+    false_positive_rate,
+    selection_rate,
+    true_positive_rate,
+)
+
+from civicml.config import ColumnSpec, DataConfig
+from civicml.data.contract import feature_lists
+from civicml.data.errors import DataError
+from civicml.evaluation.fairness import fairness_report
+
+
+@pytest.fixture
+def preds():
+    rng = np.random.default_rng(0)
+    n = 2000
+    region = rng.choice(["North", "South", "East", "Tiny"], size=n, p=[0.4, 0.35, 0.245, 0.005])
+    y = rng.integers(0, 2, n)
+    # Group East is selected far more often: a disparity the measures must see.
+    p_sel = np.where(region == "East", 0.7, 0.3)
+    y_pred = (rng.random(n) < p_sel).astype(int)
+    sex = rng.choice(["F", "M"], size=n)
+    return y, y_pred, pd.DataFrame({"region": region, "sex": sex})
+
+
+def test_values_equal_fairlearn_when_no_group_is_suppressed(preds):
+    y, y_pred, sens = preds
+    rep = fairness_report(y, y_pred, sens[["sex"]], min_group_count=30)["sex"]
+    g = sens["sex"].to_numpy()
+    assert rep["suppressed_groups"] == []
+    assert rep["demographic_parity_difference"] == pytest.approx(demographic_parity_difference(y, y_pred, sensitive_features=g))
+    assert rep["demographic_parity_ratio"] == pytest.approx(demographic_parity_ratio(y, y_pred, sensitive_features=g))
+    assert rep["equalized_odds_difference"] == pytest.approx(equalized_odds_difference(y, y_pred, sensitive_features=g))
+    mf = MetricFrame(metrics={"sr": selection_rate, "tpr": true_positive_rate, "fpr": false_positive_rate},
+                     y_true=y, y_pred=y_pred, sensitive_features=g)
+    for group in ("F", "M"):
+        assert rep["groups"][group]["selection_rate"] == pytest.approx(mf.by_group.loc[group, "sr"])
+        assert rep["groups"][group]["tpr"] == pytest.approx(mf.by_group.loc[group, "tpr"])
+        assert rep["groups"][group]["fpr"] == pytest.approx(mf.by_group.loc[group, "fpr"])
+        assert rep["groups"][group]["count"] == int((g == group).sum())
+
+
+def test_small_group_is_suppressed_flagged_and_excluded_from_headline_disparity(preds):
+    y, y_pred, sens = preds
+    rep = fairness_report(y, y_pred, sens[["region"]], min_group_count=30)["region"]
+    tiny = rep["groups"]["Tiny"]
+    assert tiny["suppressed"] is True and tiny["count"] == int((sens["region"] == "Tiny").sum()) > 0
+    assert tiny["selection_rate"] is None and tiny["tpr"] is None
+    assert rep["suppressed_groups"] == ["Tiny"]
+    keep = sens["region"].to_numpy() != "Tiny"
+    g = sens["region"].to_numpy()
+    assert rep["demographic_parity_ratio"] == pytest.approx(
+        demographic_parity_ratio(y[keep], y_pred[keep], sensitive_features=g[keep]))
+    assert rep["equalized_odds_difference"] == pytest.approx(
+        equalized_odds_difference(y[keep], y_pred[keep], sensitive_features=g[keep]))
+    assert rep["demographic_parity_ratio_all_groups"] == pytest.approx(
+        demographic_parity_ratio(y, y_pred, sensitive_features=g))
+    assert rep["demographic_parity_ratio"] < 0.6  # East's bias is visible
+
+
+def test_missing_values_form_their_own_group_and_one_group_is_not_assessable():
+    y = np.array([0, 1] * 50)
+    y_pred = np.array([1, 0] * 50)
+    sens = pd.DataFrame({"a": [None] * 40 + ["x"] * 60, "b": ["x"] * 95 + ["y"] * 5})
+    rep = fairness_report(y, y_pred, sens, min_group_count=30)
+    assert set(rep["a"]["groups"]) == {"<missing>", "x"}
+    assert rep["b"]["reportable_groups"] == ["x"]
+    assert rep["b"]["assessable"] is False and rep["b"]["demographic_parity_ratio"] is None
+
+
+CONTRACT = [ColumnSpec(name=n, kind="numeric") for n in ("income", "claims")] + [
+    ColumnSpec(name=n, kind="categorical") for n in ("region", "sex", "channel", "name")
+] + [ColumnSpec(name="target", kind="numeric")]
+
+
+def test_sensitive_attributes_are_not_features_unless_allowed():
+    cfg = DataConfig(target="target", sensitive_attributes=["region", "sex"], pii_columns=["name"])
+    numeric, categorical = feature_lists(CONTRACT, cfg)
+    assert numeric == ["income", "claims"] and categorical == ["channel"]
+    allowed = DataConfig(target="target", sensitive_attributes=["region", "sex"], pii_columns=["name"],
+                         allow_sensitive_as_features=True)
+    assert set(feature_lists(CONTRACT, allowed)[1]) == {"region", "sex", "channel"}
+    explicit = DataConfig(target="target", sensitive_attributes=["region"], categorical_features=["region"])
+    with pytest.raises(DataError, match="sensitive attribute"):
+        feature_lists(CONTRACT, explicit)

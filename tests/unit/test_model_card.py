@@ -1,0 +1,123 @@
+"""Model card: self-contained, accessible HTML (alt text with numbers, real tables, headings in order) + Markdown."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from civicml.config import RunConfig
+from civicml.data.demo import CATEGORICAL, NUMERIC, TARGET, generate_benefits
+from civicml.evaluation.card import render_model_card
+from civicml.evaluation.evaluate import evaluate_model
+from civicml.governance.policy import decide
+from civicml.modeling.estimators import fit_model
+from civicml.modeling.preprocessing import FeatureSpec
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.tables = 0
+        self.captions = 0
+        self.headings: list[int] = []
+        self.th_without_scope = 0
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append((tag, a))
+        if tag == "table":
+            self.tables += 1
+        if tag == "caption":
+            self.captions += 1
+        if re.fullmatch(r"h[1-6]", tag):
+            self.headings.append(int(tag[1]))
+        if tag == "th" and a.get("scope") not in ("col", "row"):
+            self.th_without_scope += 1
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def card():
+    cfg = RunConfig.model_validate({
+        "data": {"sensitive_attributes": ["sex", "region"]},
+        "policy": {"min_metrics": {"roc_auc": 0.99}, "min_group_count": 30},
+        "card": {"contact": "ml@example.org", "out_of_scope": "Automated denial."},
+    })
+    df = generate_benefits(rows=2500, bias=1.0, seed=9)
+    train, test = df.iloc[:1800], df.iloc[1800:]
+    spec = FeatureSpec.fit(train, TARGET, "binary_classification", NUMERIC, CATEGORICAL)
+    model = fit_model("xgboost", spec, {"n_estimators": 30, "max_depth": 3}, train, 1, 1)
+    ev = evaluate_model(cfg, model, test, registry=None, n_resamples=200)
+    ev["model_sha256"] = "ab" * 32
+    gate = decide(cfg.policy, json.loads(json.dumps(ev)))
+    manifest = {"version": "v-test", "name": "benefits", "task": cfg.task, "family": "xgboost",
+                "model_sha256": "ab" * 32,
+                "lineage": {"data_source": "demo:benefits", "data_fingerprint": "sha256:123", "rows": {"train": 1800},
+                            "config": json.loads(cfg.to_json()), "seeds": {"split": 42}, "code_revision": "abc",
+                            "libraries": {"xgboost": "3.2"}, "image": "local"}}
+    html_text, md = render_model_card(manifest, ev, gate, cfg)
+    return ev, gate, html_text, md
+
+
+def test_evaluation_keeps_the_plot_data(card):
+    ev, *_ = card
+    for key in ("roc", "pr", "calibration", "confusion_matrix", "feature_importance", "fairness",
+                "confidence_intervals"):
+        assert ev[key], key
+    json.dumps(ev)
+
+
+def test_html_is_self_contained_and_accessible(card):
+    ev, gate, html_text, _ = card
+    assert html_text.startswith("<!doctype html>") and '<html lang="en">' in html_text
+    p = _Collect()
+    p.feed(html_text)
+    imgs = [a for t, a in p.tags if t == "img"]
+    assert len(imgs) >= 6  # ROC, PR, calibration, confusion, fairness x2, importance
+    for a in imgs:
+        assert a["src"].startswith("data:image/png;base64,")
+        assert len(a.get("alt", "")) > 40 and re.search(r"\d\.\d", a["alt"]), a.get("alt")
+    auc = ev["metrics"]["roc_auc"]
+    assert any(f"ROC-AUC {auc:.3f}" in a["alt"] for a in imgs)
+    assert not re.search(r'(src|href)="(https?:)?//', html_text)  # nothing loaded from elsewhere
+    assert p.tables == p.captions and p.tables >= 8
+    assert p.th_without_scope == 0
+    assert p.headings[0] == 1 and p.headings.count(1) == 1
+    assert all(b - a <= 1 for a, b in zip(p.headings, p.headings[1:])), p.headings
+    text = " ".join(p.text)
+    # Verdicts are words, not only colours.
+    assert "FAIL" in text and "PASS" in text and "REJECT" in text
+    assert "roc_auc >= 0.99" in text and "ml@example.org" in text and "Automated denial." in text
+    assert "sha256:123" in text and "Prioritise benefit claims" in text
+
+
+def test_markdown_mirrors_the_card(card):
+    ev, gate, _, md = card
+    assert md.startswith("# Model card:")
+    assert "## Gate decision" in md and "**Decision: REJECT**" in md
+    assert "| roc_auc >= 0.99 |" in md and "✗ FAIL" in md
+    assert "*Figure — ROC curve:*" in md and "data:image" not in md
+    assert "## Fairness" in md and "### By region" in md
+
+
+def test_regression_card_and_evaluation_only_report():
+    from civicml.evaluation.report import render_evaluation_html
+    from civicml.evaluation.metrics import evaluate_predictions
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=300)
+    ev = {"task": "regression", "n_test": 300, **evaluate_predictions("regression", y, y + rng.normal(0, .2, 300),
+                                                                      n_resamples=50)}
+    html_text, md = render_model_card({"version": "r1", "task": "regression"}, ev, None, RunConfig())
+    assert "Histogram of residuals" in html_text and "Residual summary" in md
+    assert "The policy gate has not run" in md
+    page = render_evaluation_html("Evaluation", ev)
+    assert "<title>Evaluation" in page
