@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import tempfile
 import time
 import uuid
@@ -86,6 +87,9 @@ def _load_version(registry: Registry, version: str, arm: str, workdir: Path) -> 
     try:
         model_dir = registry.fetch_prefix(version, "model", workdir / version / "model")
         model = load_model(model_dir)
+        if model.family == "xgboost":
+            # Requests are parallel already; OpenMP threads per tiny batch only contend for the cores.
+            model.estimator.set_params(n_jobs=1)
         manifest = registry.manifest(version)
         if "data/contract.json" in manifest["artifacts"]:
             contract = [ColumnSpec.model_validate(c) for c in json.loads(registry.read_artifact(version,
@@ -158,6 +162,21 @@ async def _json_body(request: Request) -> Any:
         pos = getattr(err, "pos", 0)
         raise _invalid([{"type": "json_invalid", "loc": ["body", pos], "msg": "JSON decode error",
                          "input": {}, "ctx": {"error": str(err)}}]) from None
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """Echoed input made JSON-safe: Python's parser accepts NaN/Infinity/1e999, JSON output does not."""
+    if depth > 20:
+        return "..."
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v, depth + 1) for v in value]
+    return repr(value)
 
 
 def _tag(request: Request, served: ServedModel) -> None:
@@ -237,9 +256,7 @@ def create_app(state: ServingState) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        from fastapi.encoders import jsonable_encoder
-
-        return JSONResponse({"detail": jsonable_encoder(exc.errors()), **_envelope(request)}, status_code=422)
+        return JSONResponse({"detail": _json_safe(list(exc.errors())), **_envelope(request)}, status_code=422)
 
     @app.exception_handler(LogUnavailable)
     async def log_down(request: Request, exc: LogUnavailable):
@@ -407,13 +424,16 @@ def create_app(state: ServingState) -> FastAPI:
         spec = state.models[CHAMPION].model.spec
         encoded: float | int | None = None
         if spec.task == "binary_classification":
-            labels = {str(c): i for i, c in enumerate(spec.classes)}
-            if isinstance(outcome, bool) or str(outcome) not in labels or isinstance(outcome, (dict, list)):
+            # Classes may be stored as 0.0/1.0 or as labels: match by value, then by text ("1" for 1).
+            match = [i for i, c in enumerate(spec.classes)
+                     if isinstance(outcome, (int, float, str)) and not isinstance(outcome, bool)
+                     and (outcome == c or str(outcome) == str(c))]
+            if not match:
                 errors.append({"type": "literal_error", "loc": ["body", "outcome"], "input": None,
                                "msg": f"outcome must be one of the model's classes {spec.classes}"})
             else:
-                encoded = labels[str(outcome)]
-        elif isinstance(outcome, (int, float)) and not isinstance(outcome, bool):
+                encoded = match[0]
+        elif isinstance(outcome, (int, float)) and not isinstance(outcome, bool) and math.isfinite(outcome):
             encoded = float(outcome)
         else:
             errors.append({"type": "float_type", "loc": ["body", "outcome"], "input": None,
@@ -422,7 +442,7 @@ def create_app(state: ServingState) -> FastAPI:
         if extra:
             errors.append({"type": "extra_forbidden", "loc": ["body", extra[0]], "input": None,
                            "msg": "unknown field; send request_id, outcome and optionally row"})
-        if rid in recent:
+        if isinstance(rid, str) and rid in recent:
             request.state.arm, request.state.version = recent[rid]
         if errors:
             raise _invalid(errors)
