@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -20,7 +20,7 @@ StoreOpt = typer.Option(
 )
 
 
-def _cfg_and_registry(config: Optional[Path], store: Optional[str]):
+def _cfg_and_registry(config: Path | None, store: str | None):
     from civicml.storage.registry import Registry
     from civicml.storage.store import open_store
 
@@ -29,8 +29,8 @@ def _cfg_and_registry(config: Optional[Path], store: Optional[str]):
     return cfg, registry
 
 
-def _decide(decision: str, version: str, by: str, role: str, reason: str, model_sha256: Optional[str],
-            config: Optional[Path], store: Optional[str], no_deploy: bool) -> None:
+def _decide(decision: str, version: str, by: str, role: str, reason: str, model_sha256: str | None,
+            config: Path | None, store: str | None, no_deploy: bool) -> None:
     from civicml.governance.approval import record_decision
 
     cfg, registry = _cfg_and_registry(config, store)
@@ -42,10 +42,11 @@ def _decide(decision: str, version: str, by: str, role: str, reason: str, model_
     )
     if decision != "approved" or no_deploy:
         return
-    if cfg.deploy.target == "kubernetes":
+    if cfg.deploy.target == "kubernetes" or cfg.deploy.mode == "challenger":
+        # The configured backend decides (rollout on a cluster, challenger alias + traffic share locally).
         from civicml import steps
 
-        result = steps.deploy(cfg, record["version"])
+        result = steps.deploy(cfg, record["version"], by=record["by"])
     else:
         from civicml.deploy.local import promote
 
@@ -59,12 +60,12 @@ def approve(
     by: str = typer.Option(..., "--by", help="Your name."),
     role: str = typer.Option(..., "--role", help="Your role, e.g. 'service owner'."),
     reason: str = typer.Option(..., "--reason", help="Why you approve (recorded in the audit log)."),
-    model_sha256: Optional[str] = typer.Option(
+    model_sha256: str | None = typer.Option(
         None, "--model-sha256", help="Model hash you reviewed (>= 12 hex digits, from the model card); must match."
     ),
     no_deploy: bool = typer.Option(False, "--no-deploy", help="Record the approval only; deploy later."),
-    config: Optional[Path] = ConfigOpt,
-    store: Optional[str] = StoreOpt,
+    config: Path | None = ConfigOpt,
+    store: str | None = StoreOpt,
 ) -> None:
     """Approve a pending version, bound to its model and evaluation hashes, then deploy it."""
     friendly_errors(_decide)("approved", version, by, role, reason, model_sha256, config, store, no_deploy)
@@ -75,9 +76,9 @@ def reject(
     by: str = typer.Option(..., "--by", help="Your name."),
     role: str = typer.Option(..., "--role", help="Your role."),
     reason: str = typer.Option(..., "--reason", help="Why you reject (recorded in the audit log)."),
-    model_sha256: Optional[str] = typer.Option(None, "--model-sha256", help="Model hash you reviewed; must match."),
-    config: Optional[Path] = ConfigOpt,
-    store: Optional[str] = StoreOpt,
+    model_sha256: str | None = typer.Option(None, "--model-sha256", help="Model hash you reviewed; must match."),
+    config: Path | None = ConfigOpt,
+    store: str | None = StoreOpt,
 ) -> None:
     """Reject a pending version (it will never be deployed)."""
     friendly_errors(_decide)("rejected", version, by, role, reason, model_sha256, config, store, True)
@@ -94,8 +95,8 @@ def _summary(payload: dict[str, Any], width: int = 90) -> str:
 def audit_show(
     as_json: bool = typer.Option(False, "--json", help="Print the records as JSON lines."),
     limit: int = typer.Option(20, "--limit", "-n", min=0, help="Show the last N records (0 = all)."),
-    config: Optional[Path] = ConfigOpt,
-    store: Optional[str] = StoreOpt,
+    config: Path | None = ConfigOpt,
+    store: str | None = StoreOpt,
 ) -> None:
     """Show the latest audit records (who did what, when)."""
 
@@ -122,7 +123,7 @@ def audit_show(
 
 
 @audit_app.command("verify")
-def audit_verify(config: Optional[Path] = ConfigOpt, store: Optional[str] = StoreOpt) -> None:
+def audit_verify(config: Path | None = ConfigOpt, store: str | None = StoreOpt) -> None:
     """Check the hash chain; exit 1 naming the first bad record when any was edited, deleted, inserted or moved."""
 
     @friendly_errors

@@ -278,12 +278,14 @@ def _importance_plot(imp: dict[str, Any], top: int = 15) -> _Plot | None:
 
 
 def _residual_plot(ev: dict[str, Any]) -> _Plot | None:
+    import numpy as np
+
     res = ev.get("residuals")
     if not res:
         return None
     fig, ax = _fig()
     edges, counts = res["histogram"]["edges"], res["histogram"]["counts"]
-    ax.bar(edges[:-1], counts, width=[b - a for a, b in zip(edges[:-1], edges[1:])], align="edge", color=BLUE,
+    ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=BLUE,
            edgecolor="#1a1a1a", hatch="..")
     ax.axvline(0, color=GREY, linestyle="--", label="zero error")
     ax.set(xlabel="residual (actual − predicted)", ylabel="rows", title="Residuals")

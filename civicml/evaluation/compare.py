@@ -91,7 +91,7 @@ def paired_comparison(task: str, y: np.ndarray, challenger_score: np.ndarray, ch
         "ci_low": lo,
         "ci_high": hi,
         "level": level,
-        "n_resamples": int(len(d)),
+        "n_resamples": len(d),
         "margin": margin,
         "significantly_worse": hi is not None and hi < -margin,
         "non_inferior": lo is not None and lo >= -margin,

@@ -38,7 +38,7 @@ def evaluate_model(cfg: RunConfig, model: TrainedModel, test: pd.DataFrame, regi
     seed = cfg.split.seed
     y = spec.encode_target(test[spec.target])
     score = model.score(test)
-    doc: dict[str, Any] = {"task": cfg.task, "family": model.family, "n_test": int(len(test)),
+    doc: dict[str, Any] = {"task": cfg.task, "family": model.family, "n_test": len(test),
                            "threshold": THRESHOLD if cfg.task == "binary_classification" else None,
                            "features": spec.features}
     doc.update(evaluate_predictions(cfg.task, y, score, THRESHOLD, n_resamples=n_resamples, seed=seed))

@@ -82,7 +82,7 @@ def global_importance(model: TrainedModel, df: pd.DataFrame, seed: int = 0, max_
         method = f"permutation importance (scikit-learn, {n_repeats} repeats, scoring {scoring})"
         unit = "decrease in ROC-AUC" if model.task == "binary_classification" else "increase in RMSE"
     feats.sort(key=lambda d: d["importance"], reverse=True)
-    return {"method": method, "unit": unit, "n_rows": int(len(df)), "features": feats}
+    return {"method": method, "unit": unit, "n_rows": len(df), "features": feats}
 
 
 def _value(v: Any) -> Any:

@@ -280,7 +280,7 @@ def bootstrap_intervals(task: str, y_true: np.ndarray, score: np.ndarray, n_resa
         if len(v) < n_resamples / 2:
             continue
         lo, hi = np.quantile(v, [alpha, 1 - alpha])
-        out[k] = {"low": float(lo), "high": float(hi), "level": level, "n_resamples": int(len(v))}
+        out[k] = {"low": float(lo), "high": float(hi), "level": level, "n_resamples": len(v)}
     return out
 
 

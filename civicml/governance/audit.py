@@ -34,8 +34,8 @@ import getpass
 import hashlib
 import json
 import os
-from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from civicml.storage.registry import utcnow
 from civicml.storage.store import Store

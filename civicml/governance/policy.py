@@ -118,10 +118,17 @@ def _fairness_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[di
                     continue
                 r = _compare(f"{fr.metric}[{attr}] {'>=' if is_min else '<='} {bound}", "fairness", value, bound,
                              is_min, policy, missing, metric=fr.metric, attribute=attr, suppressed_groups=suppressed)
+                rates = {g: v.get("selection_rate") for g, v in (rep.get("groups") or {}).items()
+                         if v.get("selection_rate") is not None}
+                if fr.metric.startswith("demographic_parity") and rates and r["verdict"] != NOT_ASSESSABLE:
+                    lo, hi = min(rates, key=rates.get), max(rates, key=rates.get)
+                    r["detail"] = (f"selection rate lowest in {lo} ({rates[lo]:.3f}), highest in {hi} "
+                                   f"({rates[hi]:.3f})")
                 if suppressed and r["verdict"] == PASS:
                     r["borderline"] = True
-                    r["detail"] = (f"groups {suppressed} have fewer than {rep.get('min_group_count')} test rows and "
-                                   "are excluded from this measure; a person should review them")
+                    note = (f"groups {suppressed} have fewer than {rep.get('min_group_count')} test rows and are "
+                            "excluded from this measure; a person should review them")
+                    r["detail"] = f"{r['detail']}; {note}" if r["detail"] else note
                 rules.append(r)
     return rules
 

@@ -76,7 +76,7 @@ def test_evaluation_keeps_the_plot_data(card):
 
 
 def test_html_is_self_contained_and_accessible(card):
-    ev, gate, html_text, _ = card
+    ev, _gate, html_text, _ = card
     assert html_text.startswith("<!doctype html>") and '<html lang="en">' in html_text
     p = _Collect()
     p.feed(html_text)
@@ -100,7 +100,7 @@ def test_html_is_self_contained_and_accessible(card):
 
 
 def test_markdown_mirrors_the_card(card):
-    ev, gate, _, md = card
+    _ev, _gate, _, md = card
     assert md.startswith("# Model card:")
     assert "## Gate decision" in md and "**Decision: REJECT**" in md
     assert "| roc_auc >= 0.99 |" in md and "✗ FAIL" in md
@@ -108,9 +108,21 @@ def test_markdown_mirrors_the_card(card):
     assert "## Fairness" in md and "### By region" in md
 
 
+def test_champion_comparison_and_pending_approval_are_shown(card):
+    ev, _gate, _, _ = card
+    ev = {**ev, "champion_comparison": {
+        "champion_version": "v0", "metric": "roc_auc", "challenger": 0.80, "champion": 0.81, "difference": -0.01,
+        "ci_low": -0.03, "ci_high": 0.01, "margin": 0.01, "significantly_worse": False, "non_inferior": False,
+        "mcnemar_p": 0.2}}
+    gate = decide(RunConfig.model_validate({"policy": {"require_approval": "always", "fairness": []}}).policy, ev)
+    html_text, md = render_model_card({"version": "v1"}, ev, gate, RunConfig())
+    assert "PENDING HUMAN APPROVAL" in html_text and "civicml approve v1" in md
+    assert "-0.0300 to 0.0100" in md and "McNemar exact p-value" in md
+
+
 def test_regression_card_and_evaluation_only_report():
-    from civicml.evaluation.report import render_evaluation_html
     from civicml.evaluation.metrics import evaluate_predictions
+    from civicml.evaluation.report import render_evaluation_html
 
     rng = np.random.default_rng(0)
     y = rng.normal(size=300)

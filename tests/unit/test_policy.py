@@ -174,5 +174,7 @@ def test_demo_data_with_injected_bias_fails_the_region_fairness_rule(tmp_path):
     result = steps.gate(cfg, str(tmp_path / "ev.json"), str(tmp_path / "gate.json"))
     assert result["decision"] == "reject"
     assert result["failed"] == ["demographic_parity_ratio[region] >= 0.8"]
+    region_rule = next(r for r in result["rules"] if r["rule"].startswith("demographic_parity_ratio[region]"))
+    assert "highest in East" in region_rule["detail"]
     events = [json.loads(line)["event"] for line in (tmp_path / "store/audit/log.jsonl").read_text().splitlines()]
     assert events[-2:] == ["evaluation_done", "gate_decided"]
