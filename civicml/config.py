@@ -314,13 +314,50 @@ class DeployConfig(_Strict):
 
 
 class MonitoringConfig(_Strict):
-    """When drift or live performance should trigger retraining."""
+    """When drift or live performance should trigger retraining, and where retraining runs.
 
-    psi_threshold: float = Field(0.25, gt=0)
+    A feature counts as drifted when its two-sample test rejects at `p_value` *and* its PSI
+    reaches `feature_psi` (the 0.1 "moderate" band): with thousands of rows a test alone
+    flags differences too small to matter. Retraining is triggered when the drifted share
+    reaches `max_drift_share`, any PSI reaches `psi_threshold` (the 0.25 "major" band) or a
+    live metric falls more than `max_metric_drop` below the version's test value.
+    """
+
+    psi_threshold: float = Field(0.25, gt=0, description="PSI at or above this triggers retraining ('major' band)")
+    feature_psi: float = Field(0.1, gt=0, description="minimum PSI for a feature to count as drifted ('moderate')")
     max_drift_share: float = Field(0.3, ge=0, le=1)
     max_metric_drop: float = Field(0.05, ge=0)
-    min_new_rows: int = Field(500, ge=0)
+    performance_metric: str | None = Field(None, description="metric watched live; default roc_auc (r2 for regression)")
+    min_new_rows: int = Field(500, ge=0, description="fewer window rows than this never trigger retraining")
+    min_feedback_rows: int = Field(200, ge=1, description="labelled rows needed before live performance is judged")
     p_value: float = Field(0.01, gt=0, lt=1)
+    window_source: str = Field(
+        "", description="what to compare with the reference: 'serving-log' (the model server's prediction log), a "
+                        "data source (path, s3://, demo:...) for a new batch, or '' for data.source"
+    )
+    window_days: float = Field(7.0, ge=0, description="serving-log window: the last N days (0 = the whole log)")
+    retrain_target: Literal["auto", "local", "kfp"] = Field(
+        "auto", description="where retraining runs: kfp when a KFP host is set (kfp_host or KFP_HOST), else local"
+    )
+    kfp_host: str | None = Field(None, description="KFP API endpoint; env KFP_HOST wins; token from env KFP_TOKEN")
+    kfp_experiment: str = "civicml"
+    service_account: str = "civicml-pipeline-runner"
+
+    @field_validator("performance_metric")
+    @classmethod
+    def _known_metric(cls, value: str | None) -> str | None:
+        if value is not None and value not in HIGHER_IS_BETTER_METRICS + LOWER_IS_BETTER_METRICS:
+            raise ValueError(f"unknown metric {value!r}; use one of "
+                             f"{', '.join(HIGHER_IS_BETTER_METRICS + LOWER_IS_BETTER_METRICS)}")
+        return value
+
+    @field_validator("kfp_host")
+    @classmethod
+    def _no_credentials_in_host(cls, value: str | None) -> str | None:
+        # The config travels as a pipeline parameter: a URL with user:password@ would leak a secret.
+        if value and "@" in value.split("://", 1)[-1].split("/", 1)[0]:
+            raise ValueError("kfp_host must not contain credentials (user:password@); set KFP_TOKEN instead")
+        return value
 
 
 class CardConfig(_Strict):

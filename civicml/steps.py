@@ -401,3 +401,220 @@ def timed(fn, *args, **kwargs) -> tuple[Any, float]:
     t0 = time.perf_counter()
     res = fn(*args, **kwargs)
     return res, time.perf_counter() - t0
+
+
+# -- monitoring (drift, live performance, retrain trigger) ---------------------------------------------------
+
+SERVING_LOG = "serving-log"
+
+
+def _monitored_version(registry: Registry, version: str) -> str:
+    from civicml.storage.registry import RegistryError
+
+    if version:
+        return version
+    champion = registry.get_alias("champion")
+    if not champion:
+        raise RegistryError("no version given and no champion yet: train and deploy a model first "
+                            "(civicml run), or pass --version")
+    return champion
+
+
+def batch_fingerprint(cfg: RunConfig, registry: Registry, df: pd.DataFrame) -> str | None:
+    """The fingerprint `validate_data` would record for this batch, or None when it breaks the contract.
+
+    Mirrors validate_data's preparation (PII dropped, contract enforced, model columns kept) so
+    the monitor can tell "same data as the champion" without starting a run; the training
+    pipeline's own check remains the authority.
+    """
+    try:
+        df = df.drop(columns=[c for c in cfg.data.pii_columns if c in df.columns])
+        if cfg.data.contract is not None:
+            contract = cfg.data.contract
+        else:
+            stored = registry.load_contract(cfg.name)
+            contract = [ColumnSpec.model_validate(c) for c in stored] if stored else infer_contract(df, cfg.data)
+        df, _ = enforce_contract(df, contract)
+        numeric, categorical = feature_lists(contract, cfg.data)
+        keep = [*numeric, *categorical, *[c for c in cfg.data.sensitive_attributes if c not in numeric + categorical]]
+        df = df[[*dict.fromkeys([*keep, cfg.data.target])]]
+    except (DataError, KeyError):
+        return None
+    # validate_data fingerprints the rows after a stratified split reorders nothing: same frame, same hash.
+    return fingerprint(df)
+
+
+def monitor_drift(config: RunConfig | str, version: str, drift_path: str,
+                  performance_path: str | None = None, source: str | None = None) -> dict[str, Any]:
+    """Measure drift of a window against a version's reference profile, and its live performance.
+
+    Args:
+        config: Run config.
+        version: The model version to compare with; "" means the champion.
+        drift_path: Where to write the drift document (JSON).
+        performance_path: Where to write the live-performance document (JSON).
+        source: The window: `serving-log` for the model server's prediction log (last
+            `monitoring.window_days`), a data source (path, s3://, demo:...) for a new batch;
+            None/"" means `monitoring.window_source`, else `data.source`.
+
+    Returns:
+        The drift document, with `version`, `source`, `window_kind`, `fingerprint` and
+        `champion_fingerprint` added.
+
+    Raises:
+        RegistryError: no such version (or no champion when `version` is empty).
+    """
+    from civicml.monitoring.drift import compute_drift, read_log_records, window_from_predictions
+    from civicml.monitoring.performance import join_feedback, live_performance
+
+    cfg = _cfg(config)
+    registry = _registry(cfg)
+    version = _monitored_version(registry, version)
+    manifest = registry.manifest(version)
+    profile = json.loads(registry.read_artifact(version, "data/profile.json"))
+    source = source or cfg.monitoring.window_source or cfg.data.source
+    messages: list[str] = []
+    new_fp = None
+    if source == SERVING_LOG:
+        predictions, warn = read_log_records(registry.store, "predictions", cfg.monitoring.window_days)
+        messages += warn
+        if not predictions:
+            messages.append("the serving log has no predictions in the window yet (logs/predictions/ in "
+                            f"{registry.store.describe()}); is the model server running and logging?")
+        window = window_from_predictions(predictions)
+        kind = "serving_log"
+    else:
+        predictions = None
+        window = load_table(source, cfg.data.demo)
+        new_fp = batch_fingerprint(cfg, registry, window)
+        if new_fp is None:
+            messages.append(f"the batch {source} breaks the data contract; a training run on it would stop at "
+                            "validate-data")
+        kind = "data_batch"
+    drift = compute_drift(profile, window, cfg.monitoring, source=source)
+    drift["messages"] = messages + drift["messages"]
+    champion = registry.get_alias("champion")
+    champion_fp = registry.manifest(champion).get("lineage", {}).get("data_fingerprint") if champion else None
+    drift.update(version=version, window_kind=kind, fingerprint=new_fp, champion_fingerprint=champion_fp)
+    _write_json(drift_path, drift)
+    if performance_path:
+        if predictions is None:
+            predictions, warn = read_log_records(registry.store, "predictions", cfg.monitoring.window_days)
+        feedback, warn_fb = read_log_records(registry.store, "feedback", cfg.monitoring.window_days)
+        joined = join_feedback(predictions, feedback, version=version)
+        perf = live_performance(joined, cfg.task, manifest.get("metrics", {}), cfg.monitoring, seed=cfg.split.seed)
+        perf["version"] = version
+        _write_json(performance_path, perf)
+    return drift
+
+
+def monitor_trigger(config: RunConfig | str, drift_path: str, performance_path: str | None,
+                    decision_path: str) -> dict[str, Any]:
+    """Apply the retrain policy to the measurements; write the decision and audit it (`retrain_decision`)."""
+    from civicml.monitoring.trigger import decide_retrain, record_decision
+
+    cfg = _cfg(config)
+    drift = _read_json(drift_path)
+    perf = _read_json(performance_path) if performance_path and Path(performance_path).is_file() else None
+    decision = decide_retrain(cfg.monitoring, drift, perf, new_fingerprint=drift.get("fingerprint")
+                              if drift.get("window_kind") == "data_batch" else None,
+                              champion_fingerprint=drift.get("champion_fingerprint"))
+    decision.update(version=drift.get("version"), source=drift.get("source"))
+    record_decision(_registry(cfg).store, decision, {"version": drift.get("version"), "source": drift.get("source"),
+                                                     "window_rows": drift.get("window_rows"),
+                                                     "drift_share": drift["summary"]["drift_share"],
+                                                     "max_psi": drift["summary"]["max_psi"]})
+    _write_json(decision_path, decision)
+    return decision
+
+
+def monitor_report(config: RunConfig | str, drift_path: str, performance_path: str | None,
+                   decision_path: str | None, report_path: str) -> str:
+    """Render the HTML drift report (per-feature charts with alt text and tables); returns its path."""
+    from civicml.monitoring.report import render_drift_html
+
+    cfg = _cfg(config)
+    drift = _read_json(drift_path)
+    perf = _read_json(performance_path) if performance_path and Path(performance_path).is_file() else None
+    decision = _read_json(decision_path) if decision_path and Path(decision_path).is_file() else None
+    html_text = render_drift_html(drift, perf, decision, title=f"{cfg.card.title}: drift report",
+                                  version=drift.get("version"))
+    Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(report_path).write_text(html_text)
+    return report_path
+
+
+def retrain_target(cfg: RunConfig) -> str:
+    """`kfp` or `local`: where a triggered retraining runs (see monitoring.retrain_target)."""
+    from civicml.orchestration.kfp_client import kfp_host
+
+    if cfg.monitoring.retrain_target != "auto":
+        return cfg.monitoring.retrain_target
+    return "kfp" if kfp_host(cfg) else "local"
+
+
+def _run_training_locally(cfg: RunConfig) -> dict[str, Any]:
+    """Run the training pipeline through `civicml run` in a child process; return its JSON summary.
+
+    A child process because this step itself may run inside a KFP executor, where
+    `_KFP_RUNTIME=true` makes `kfp.dsl` load only its runtime half and kfp.local cannot
+    start; the child gets a clean environment (minus that flag) and the same store.
+    """
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    env = {k: v for k, v in os.environ.items() if k != "_KFP_RUNTIME"}
+    with tempfile.TemporaryDirectory(prefix="civicml-retrain-") as tmp:
+        # JSON is YAML: the whole config, so the child trains exactly what the monitor decided.
+        cfg_path = Path(tmp) / "retrain-config.yaml"
+        cfg_path.write_text(cfg.to_json())
+        proc = subprocess.run([sys.executable, "-m", "civicml.cli", "run", "--config", str(cfg_path), "--json"],
+                              capture_output=True, text=True, env=env, check=False)
+    try:
+        summary = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        return {"ok": False, "error": f"civicml run exited with {proc.returncode}: " + " | ".join(tail)}
+    summary["ok"] = bool(summary.get("ok")) and proc.returncode == 0
+    summary["committed"] = "metrics" in summary
+    return {k: summary.get(k) for k in ("ok", "version", "committed", "decision", "result", "error", "log")
+            if k in summary}
+
+
+def monitor_retrain(config: RunConfig | str, drift_path: str) -> dict[str, Any]:
+    """Retrain on the new data: run the training pipeline locally, or submit it to KFP.
+
+    A data-batch window trains on that batch; a serving-log window (no labels) trains on
+    `data.source`. The training pipeline itself stops with `no_new_data` when the data
+    is what the champion was trained on.
+
+    Raises:
+        RuntimeError: the local training run failed (the message has the failing step's error).
+    """
+    cfg = _cfg(config)
+    drift = _read_json(drift_path)
+    source = drift["source"] if drift.get("window_kind") == "data_batch" else cfg.data.source
+    train_cfg = RunConfig.model_validate({**cfg.model_dump(mode="json"),
+                                          "data": {**cfg.data.model_dump(mode="json"), "source": source}})
+    target = retrain_target(cfg)
+    audit = AuditLog(_registry(cfg).store)
+    if target == "kfp":
+        import tempfile
+
+        from civicml.orchestration.kfp_client import compile_pipeline, submit_run
+        from civicml.provenance import image
+
+        with tempfile.TemporaryDirectory() as tmp:
+            # Compiled here, in the image, so the submitted run uses this very image.
+            yaml_path = compile_pipeline("training", Path(tmp) / "training_pipeline.yaml", train_cfg, image())
+            sub = submit_run(train_cfg, "training", yaml_path)
+        result = {"target": "kfp", "run_id": sub.id, "host": sub.host, "source": source}
+    else:
+        result = {"target": "local", "source": source, **_run_training_locally(train_cfg)}
+        if not result["ok"]:
+            audit.append("retrain_failed", result)
+            raise RuntimeError(f"retraining on {source} failed: {result.get('error')} (log: {result.get('log')})")
+    audit.append("retrain_started" if target == "kfp" else "retrain_finished", result)
+    return result

@@ -1,0 +1,340 @@
+"""Submit runs and recurring runs to a Kubeflow Pipelines cluster.
+
+The request bodies are built here as `kfp_server_api` models (`V2beta1Run`,
+`V2beta1RecurringRun`) and checked by a round trip through `kfp_server_api.ApiClient`
+(serialise, deserialise, serialise again: a field the API does not know would be
+dropped and fail the check). The calls to the cluster are a few lines around
+`kfp.Client(host=..., existing_token=$KFP_TOKEN)`, so everything but the HTTP call is
+tested as data.
+
+KFP schedules with robfig/cron in its 6-field form, seconds first
+(`SEC MIN HOUR DOM MONTH DOW`, e.g. `0 0 2 * * *` = 02:00 daily). A classic 5-field
+expression is accepted and converted by prepending `0` seconds; the conversion is
+reported so nobody is surprised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from civicml.config import RunConfig
+
+KFP_HOST_ENV = "KFP_HOST"
+KFP_TOKEN_ENV = "KFP_TOKEN"
+PIPELINES = ("training", "monitoring")
+COMPILED_DIR = Path("pipelines/compiled")
+
+
+class CronError(ValueError):
+    """A cron expression KFP would reject; the message names the field and shows a valid example."""
+
+
+class SubmitError(RuntimeError):
+    """A run could not be submitted (no host, bad pipeline file, cluster refused)."""
+
+
+# name, min, max, aliases (robfig/cron: months JAN-DEC, weekdays SUN-SAT, Sunday = 0)
+_FIELDS = (
+    ("seconds", 0, 59, {}),
+    ("minutes", 0, 59, {}),
+    ("hours", 0, 23, {}),
+    ("day of month", 1, 31, {}),
+    ("month", 1, 12, {m: i + 1 for i, m in enumerate(
+        ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])}),
+    ("day of week", 0, 6, {d: i for i, d in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])}),
+)
+_DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_EVERY = re.compile(r"@every\s+((\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+)")
+_EXAMPLE = "'0 0 2 * * *' (02:00 every day) or '0 30 6 * * 1-5' (06:30 on weekdays)"
+
+
+@dataclass
+class Cron:
+    """A validated KFP cron expression and how it was derived."""
+
+    expression: str
+    original: str
+    note: str = ""
+
+
+def _value(token: str, name: str, lo: int, hi: int, aliases: dict[str, int], expr: str) -> int:
+    t = token.upper()
+    if t in aliases:
+        return aliases[t]
+    if not t.isdigit():
+        raise CronError(f"cron {expr!r}: {name} value {token!r} is not a number"
+                        + (f" or one of {', '.join(aliases)}" if aliases else "") + f"; e.g. {_EXAMPLE}")
+    v = int(t)
+    if not lo <= v <= hi:
+        hint = " (Sunday is 0; 7 is not accepted by KFP)" if name == "day of week" and v == 7 else ""
+        raise CronError(f"cron {expr!r}: {name} value {v} is outside {lo}-{hi}{hint}")
+    return v
+
+
+def _check_field(text: str, name: str, lo: int, hi: int, aliases: dict[str, int], expr: str) -> None:
+    for part in text.split(","):
+        if not part:
+            raise CronError(f"cron {expr!r}: empty item in the {name} field {text!r}")
+        rng, _, step = part.partition("/")
+        if step and (not step.isdigit() or int(step) == 0):
+            raise CronError(f"cron {expr!r}: step {step!r} in the {name} field must be a positive number")
+        if rng in ("*", "?"):
+            if rng == "?" and name not in ("day of month", "day of week"):
+                raise CronError(f"cron {expr!r}: '?' is only allowed in day of month or day of week, not {name}")
+            continue
+        a, dash, b = rng.partition("-")
+        start = _value(a, name, lo, hi, aliases, expr)
+        if dash:
+            end = _value(b, name, lo, hi, aliases, expr)
+            if end < start:
+                raise CronError(f"cron {expr!r}: range {rng!r} in the {name} field runs backwards")
+
+
+def parse_cron(expression: str) -> Cron:
+    """Validate a cron expression for a KFP recurring run, converting the 5-field form.
+
+    Accepts KFP's 6-field form (`SEC MIN HOUR DOM MONTH DOW`), the classic 5-field form
+    (converted by prepending `0` seconds), and robfig/cron descriptors (`@daily`,
+    `@every 6h`, ...).
+
+    Raises:
+        CronError: naming the bad field and value, with a valid example.
+    """
+    expr = " ".join((expression or "").split())
+    if not expr:
+        raise CronError(f"empty cron expression; give e.g. {_EXAMPLE}")
+    if expr.startswith("@"):
+        if expr in _DESCRIPTORS or _EVERY.fullmatch(expr):
+            return Cron(expr, expression)
+        raise CronError(f"unknown cron descriptor {expr!r}; use one of {', '.join(_DESCRIPTORS)} or "
+                        "'@every <duration>' such as '@every 6h'")
+    fields = expr.split(" ")
+    note = ""
+    if len(fields) == 5:
+        converted = "0 " + expr
+        note = (f"converted the 5-field cron {expr!r} to KFP's 6-field form {converted!r} "
+                "(KFP's first field is seconds)")
+        fields = converted.split(" ")
+        expr = converted
+    elif len(fields) != 6:
+        raise CronError(f"cron {expression!r} has {len(fields)} field(s); KFP expects 6 "
+                        f"(seconds minutes hours day-of-month month day-of-week), e.g. {_EXAMPLE}")
+    for text, (name, lo, hi, aliases) in zip(fields, _FIELDS):
+        _check_field(text, name, lo, hi, aliases, expression)
+    return Cron(expr, expression, note)
+
+
+# -- request bodies ---------------------------------------------------------------------------------------
+
+
+def pipeline_spec_from_yaml(path: str | Path) -> dict[str, Any]:
+    """The `pipeline_spec` object of a run request, read from a compiled pipeline YAML.
+
+    Parsed through the KFP protobuf messages (so a malformed file fails here, not on the
+    cluster) and shaped like kfp.Client does: the bare PipelineSpec, or
+    `{pipeline_spec, platform_spec}` when the YAML carries Kubernetes settings (secrets
+    as env, ConfigMaps).
+
+    Raises:
+        SubmitError: the file is missing or not a compiled pipeline.
+    """
+    import yaml
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    p = Path(path)
+    if not p.is_file():
+        raise SubmitError(f"compiled pipeline {p} does not exist; run `civicml compile` first")
+    try:
+        docs = [d for d in yaml.safe_load_all(p.read_text()) if d is not None]
+        spec = json_format.ParseDict(docs[0], pipeline_spec_pb2.PipelineSpec())
+        platform = pipeline_spec_pb2.PlatformSpec()
+        for extra in docs[1:]:
+            json_format.ParseDict(extra, platform)
+    except (yaml.YAMLError, json_format.ParseError, IndexError, TypeError) as err:
+        raise SubmitError(f"{p} is not a compiled KFP pipeline: {err}") from None
+    spec_dict = json_format.MessageToDict(spec)
+    if platform == pipeline_spec_pb2.PlatformSpec():
+        return spec_dict
+    return {"pipeline_spec": spec_dict, "platform_spec": json_format.MessageToDict(platform)}
+
+
+def pipeline_parameters(spec: dict[str, Any]) -> set[str]:
+    """Names of the pipeline's input parameters (from `root.inputDefinitions`)."""
+    root = spec.get("pipeline_spec", spec).get("root", {})
+    return set(root.get("inputDefinitions", {}).get("parameters", {}))
+
+
+def run_parameters(cfg: RunConfig, spec: dict[str, Any], version: str = "") -> dict[str, Any]:
+    """Runtime parameters: the config as JSON (never secrets) and, when the pipeline takes it, a version.
+
+    Raises:
+        SubmitError: the pipeline does not take `config_json`.
+    """
+    names = pipeline_parameters(spec)
+    if "config_json" not in names:
+        raise SubmitError(f"the pipeline takes parameters {sorted(names)}, not config_json; is it a civicml pipeline?")
+    params: dict[str, Any] = {"config_json": cfg.to_json()}
+    if "version" in names:
+        params["version"] = version
+    return params
+
+
+def _display_name(cfg: RunConfig, pipeline: str, suffix: str = "") -> str:
+    return f"{cfg.name}-{pipeline}{suffix}"
+
+
+def build_run_request(cfg: RunConfig, pipeline: str, pipeline_yaml: str | Path, experiment_id: str | None = None,
+                      version: str = ""):
+    """A `V2beta1Run` for one run of a compiled pipeline."""
+    import kfp_server_api
+
+    spec = pipeline_spec_from_yaml(pipeline_yaml)
+    return kfp_server_api.V2beta1Run(
+        experiment_id=experiment_id,
+        display_name=_display_name(cfg, pipeline, f"-{version}" if version else ""),
+        description=f"civicml {pipeline} pipeline, submitted by `civicml submit`",
+        pipeline_spec=spec,
+        runtime_config=kfp_server_api.V2beta1RuntimeConfig(parameters=run_parameters(cfg, spec, version)),
+        service_account=cfg.monitoring.service_account,
+    )
+
+
+def build_recurring_run_request(cfg: RunConfig, pipeline: str, pipeline_yaml: str | Path, cron: str,
+                                experiment_id: str | None = None):
+    """A `V2beta1RecurringRun`: cron trigger, one run at a time, no backfill of missed runs.
+
+    Returns:
+        (request, Cron) — the Cron carries the note when a 5-field expression was converted.
+    """
+    import kfp_server_api
+
+    parsed = parse_cron(cron)
+    spec = pipeline_spec_from_yaml(pipeline_yaml)
+    body = kfp_server_api.V2beta1RecurringRun(
+        experiment_id=experiment_id,
+        display_name=_display_name(cfg, pipeline, "-recurring"),
+        description=f"civicml {pipeline} pipeline on cron '{parsed.expression}', created by `civicml schedule`",
+        pipeline_spec=spec,
+        runtime_config=kfp_server_api.V2beta1RuntimeConfig(parameters=run_parameters(cfg, spec)),
+        service_account=cfg.monitoring.service_account,
+        # The API carries max_concurrency as an int64 string.
+        max_concurrency="1",
+        no_catchup=True,
+        mode=kfp_server_api.RecurringRunMode.ENABLE,
+        trigger=kfp_server_api.V2beta1Trigger(cron_schedule=kfp_server_api.V2beta1CronSchedule(cron=parsed.expression)),
+    )
+    return body, parsed
+
+
+class _Response:
+    """The minimal response object `ApiClient.deserialize` reads (`.data`)."""
+
+    def __init__(self, data: str):
+        self.data = data
+
+
+def to_json_dict(body: Any) -> dict[str, Any]:
+    """The JSON body kfp_server_api would send for a model."""
+    import kfp_server_api
+
+    return kfp_server_api.ApiClient().sanitize_for_serialization(body)
+
+
+def validate_request(body: Any) -> dict[str, Any]:
+    """Round-trip a request through `kfp_server_api.ApiClient` and return its JSON form.
+
+    Raises:
+        SubmitError: the body does not survive deserialisation into its own model unchanged.
+    """
+    import kfp_server_api
+
+    client = kfp_server_api.ApiClient()
+    data = client.sanitize_for_serialization(body)
+    model = type(body).__name__
+    try:
+        back = client.deserialize(_Response(json.dumps(data)), model)
+    except (ValueError, TypeError) as err:
+        raise SubmitError(f"{model} request is not valid for the KFP API: {err}") from None
+    again = client.sanitize_for_serialization(back)
+    if again != data:
+        lost = sorted(set(data) ^ set(again))
+        raise SubmitError(f"{model} request changed in a round trip through kfp_server_api (fields {lost}); "
+                          "it would not reach the cluster as built")
+    return data
+
+
+# -- the thin cluster calls -----------------------------------------------------------------------------------
+
+
+def kfp_host(cfg: RunConfig, host: str | None = None) -> str | None:
+    """The KFP endpoint: explicit `host`, else env KFP_HOST, else `monitoring.kfp_host`."""
+    return host or os.environ.get(KFP_HOST_ENV) or cfg.monitoring.kfp_host
+
+
+def default_pipeline_yaml(pipeline: str) -> Path:
+    """Where `civicml compile` writes a pipeline."""
+    if pipeline not in PIPELINES:
+        raise SubmitError(f"unknown pipeline {pipeline!r}; choose one of {', '.join(PIPELINES)}")
+    return COMPILED_DIR / f"{pipeline}_pipeline.yaml"
+
+
+def compile_pipeline(pipeline: str, output: str | Path, cfg: RunConfig, image: str) -> Path:
+    """Compile the training or monitoring pipeline with `cfg` as its default config and the cluster wiring."""
+    if pipeline == "training":
+        from pipelines.training_pipeline import compile_training_pipeline as compile_fn
+    elif pipeline == "monitoring":
+        from pipelines.monitoring_pipeline import compile_monitoring_pipeline as compile_fn
+    else:
+        raise SubmitError(f"unknown pipeline {pipeline!r}; choose one of {', '.join(PIPELINES)}")
+    return compile_fn(output, image=image, default_config_json=cfg.to_json(), secret_name=cfg.storage.secret_name)
+
+
+@dataclass
+class Submitted:
+    """What the cluster answered."""
+
+    kind: str
+    id: str
+    host: str
+    request: dict[str, Any] = field(default_factory=dict)
+
+
+def _client(cfg: RunConfig, host: str | None):
+    import kfp
+
+    endpoint = kfp_host(cfg, host)
+    if not endpoint:
+        raise SubmitError(f"no KFP endpoint: pass --host, set {KFP_HOST_ENV} or monitoring.kfp_host in the config "
+                          "(e.g. http://ml-pipeline-ui.kubeflow:80)")
+    # The token comes from the environment only; it is never part of a request body or the config.
+    return kfp.Client(host=endpoint, existing_token=os.environ.get(KFP_TOKEN_ENV) or None), endpoint
+
+
+def submit_run(cfg: RunConfig, pipeline: str, pipeline_yaml: str | Path | None = None, host: str | None = None,
+               version: str = "") -> Submitted:
+    """Submit one run of a compiled pipeline to the cluster."""
+    client, endpoint = _client(cfg, host)
+    experiment = client.create_experiment(cfg.monitoring.kfp_experiment)
+    body = build_run_request(cfg, pipeline, pipeline_yaml or default_pipeline_yaml(pipeline),
+                             experiment.experiment_id, version)
+    data = validate_request(body)
+    res = client.runs.run_service_create_run(run=body)
+    return Submitted("run", res.run_id, endpoint, data)
+
+
+def schedule_run(cfg: RunConfig, pipeline: str, cron: str, pipeline_yaml: str | Path | None = None,
+                 host: str | None = None) -> Submitted:
+    """Create a recurring run of a compiled pipeline on the cluster."""
+    client, endpoint = _client(cfg, host)
+    experiment = client.create_experiment(cfg.monitoring.kfp_experiment)
+    body, _ = build_recurring_run_request(cfg, pipeline, pipeline_yaml or default_pipeline_yaml(pipeline), cron,
+                                          experiment.experiment_id)
+    data = validate_request(body)
+    res = client.recurring_runs.recurring_run_service_create_recurring_run(recurring_run=body)
+    return Submitted("recurring_run", res.recurring_run_id, endpoint, data)

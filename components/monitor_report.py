@@ -1,0 +1,18 @@
+"""Component: the HTML drift report (per-feature charts with alt text and tables)."""
+
+from kfp.dsl import HTML, Artifact, Input, Output
+
+from components._factory import make_component
+
+
+def monitor_report(config_json: str, drift: Input[Artifact], performance: Input[Artifact],
+                   decision_record: Input[Artifact], report: Output[HTML]) -> None:
+    """Render the drift report for the KFP UI."""
+    from civicml import steps
+
+    steps.monitor_report(config_json, drift.path, performance.path, decision_record.path, report.path)
+
+
+def component(image: str):
+    """The KFP component for this step, on `image`."""
+    return make_component(monitor_report, image)
