@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich import box
 from rich.table import Table
 
 from civicml.cli.common import console, err_console, friendly_errors, load_cfg
@@ -99,15 +100,18 @@ def list_cmd(config: Optional[Path] = ConfigOpt, store: Optional[str] = StoreOpt
     if not versions:
         console.print(f"no model versions in {registry.store.describe()} yet; run `civicml run` to train one")
         return
-    metric_names = [k for k in ("roc_auc", "f1", "rmse") if any(k in m.get("metrics", {}) for m in versions)]
-    table = Table(title=f"model versions in {registry.store.describe()}")
-    for col in ("version", "created", "family", "status", *metric_names, "aliases", "model sha256"):
-        table.add_column(col)
+    metric_names = [k for k in ("roc_auc", "rmse") if any(k in m.get("metrics", {}) for m in versions)]
+    table = Table(title=f"model versions in {registry.store.describe()}", box=box.SIMPLE_HEAD)
+    # Version ids are what users copy into other commands: never truncate them.
+    table.add_column("version", no_wrap=True, min_width=max(len(m["version"]) for m in versions))
+    table.add_column("created (UTC)", no_wrap=True)
+    for col in ("status", *metric_names, "aliases"):
+        table.add_column(col, no_wrap=True)
     for m in versions:
         table.add_row(
-            m["version"], m.get("created_at", ""), m.get("family", ""), m.get("status", ""),
+            m["version"], m.get("created_at", "")[:16].replace("T", " "), m.get("status", ""),
             *[_fmt(m.get("metrics", {}).get(k)) for k in metric_names],
-            ", ".join(aliases.get(m["version"], [])), (m.get("model_sha256") or "")[:12],
+            ", ".join(aliases.get(m["version"], [])),
         )
     console.print(table)
 

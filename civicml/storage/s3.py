@@ -131,7 +131,9 @@ class S3Settings:
     def redact(self, text: str) -> str:
         """`text` with every credential value replaced by `***` (defence in depth for messages)."""
         for secret in (self.secret_key, self.session_token, self.access_key):
-            if secret:
+            # Values this short are not real credentials (MinIO needs 8+ character secrets), and
+            # replacing them would mangle every message.
+            if secret and len(secret) >= 6:
                 text = text.replace(secret, "***")
         return text
 

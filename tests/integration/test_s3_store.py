@@ -289,3 +289,32 @@ def test_stopped_server_is_a_clear_error_not_a_traceback(private_s3_server, monk
     res = _cli("models", "list")
     assert res.exit_code == 1 and "cannot reach the object store" in res.output
     assert "Traceback" not in res.output and srv.secret_key not in res.output
+
+
+@pytest.mark.slow
+def test_whole_pipeline_through_kfp_local_on_the_s3_store(s3_env, tmp_path, monkeypatch):
+    from kfp.local import config as local_config
+
+    from civicml.orchestration.local import failure_detail, run_pipeline
+
+    local_config.LocalExecutionConfig.instance = None
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, {**FAST, "policy.fairness": [], "policy.min_metrics": {"roc_auc": 0.5}})
+    assert "s3://" not in cfg.to_json()  # the pipeline parameter carries no store location or secret
+    try:
+        run = run_pipeline(cfg, workdir=tmp_path / "runs")
+    finally:
+        local_config.LocalExecutionConfig.instance = None
+    assert run.ok, failure_detail(run)
+    objects = _bucket_objects(s3_env)
+    man = json.loads(objects[f"versions/{run.version}/manifest.json"])
+    from civicml.storage.registry import sha256_bytes
+
+    assert {"model/model.ubj", "evaluation.json", "gate.json", "data/data_info.json"} <= set(man["artifacts"])
+    for name, entry in man["artifacts"].items():
+        assert sha256_bytes(objects[entry["key"]]) == entry["sha256"], name
+    reg = Registry(open_store())
+    assert reg.verify(run.version) == [] and reg.get_alias("champion") == run.version
+    log = run.log_path.read_text()
+    assert s3_env.server.secret_key not in log
+    assert _cli("models", "verify").exit_code == 0
