@@ -311,6 +311,8 @@ class DeployConfig(_Strict):
     memory: str = "512Mi"
     cpu_limit: str = "1"
     memory_limit: str = "1Gi"
+    log_flush_seconds: float = Field(0.01, gt=0, le=10, description="longest a prediction waits for its log batch")
+    log_batch_records: int = Field(256, ge=1, description="a log batch is written once it holds this many records")
 
 
 class MonitoringConfig(_Strict):

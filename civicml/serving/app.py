@@ -121,7 +121,8 @@ def load_state(cfg: RunConfig, registry: Registry, workdir: str | Path | None = 
     models = {CHAMPION: _load_version(registry, routing.champion, CHAMPION, work)}
     if routing.challenger:
         models[CHALLENGER] = _load_version(registry, routing.challenger, CHALLENGER, work)
-    return ServingState(model_name=cfg.name, models=models, routing=routing, registry=registry)
+    return ServingState(model_name=cfg.name, models=models, routing=routing, registry=registry,
+                        flush_records=cfg.deploy.log_batch_records, flush_interval=cfg.deploy.log_flush_seconds)
 
 
 class _Metrics:

@@ -101,3 +101,40 @@ def test_routing_file_pins_versions(tmp_path, monkeypatch):
     monkeypatch.setenv(ROUTING_FILE_ENV, str(tmp_path / "missing.json"))
     with pytest.raises(RegistryError, match="does not exist"):
         current_routing(reg)
+
+
+def test_cli_challenger_lifecycle(tmp_path, monkeypatch):
+    """deploy --as challenger -> ab set-weights -> ab report -> ab promote -> rollback, all audited."""
+    from typer.testing import CliRunner
+
+    from civicml.cli import app
+
+    monkeypatch.delenv(ROUTING_FILE_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CIVICML_STORE_URI", str(tmp_path / "store"))
+    monkeypatch.setenv("CIVICML_ACTOR", "carol")
+    reg = _registry_with_versions(tmp_path, "v1", "v2")
+    reg.commit("v0", {}, {"status": "rejected", "gate": {"reason": "auc too low"}})
+    run = CliRunner().invoke
+    assert run(app, ["deploy", "v1"]).exit_code == 0
+    assert reg.get_alias(CHAMPION) == "v1"
+    res = run(app, ["deploy", "v0"])
+    assert res.exit_code == 1 and "rejected" in res.output
+    assert run(app, ["deploy", "v2", "--as", "challenger"]).exit_code == 0
+    assert (reg.get_alias(CHAMPION), reg.get_alias(CHALLENGER)) == ("v1", "v2")
+    assert current_routing(reg).challenger_share == 0.1  # deploy.challenger_traffic default
+    res = run(app, ["ab", "set-weights", "--challenger-share", "1.5"])
+    assert res.exit_code == 1 and "between 0 and 1" in res.output
+    assert run(app, ["ab", "set-weights", "--challenger-share", "0.4"]).exit_code == 0
+    assert current_routing(reg).challenger_share == 0.4
+    res = run(app, ["ab", "report", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["recommendation"] == "keep"
+    assert run(app, ["ab", "promote"]).exit_code == 0
+    r = current_routing(reg)
+    assert (r.champion, r.challenger, r.challenger_share) == ("v2", None, 0.0)
+    assert run(app, ["rollback"]).exit_code == 0
+    assert reg.get_alias(CHAMPION) == "v1"
+    records = AuditLog(reg.store).records()
+    assert {"alias_moved", "routing_changed"} <= {r["event"] for r in records}
+    assert records[-1]["actor"] == "carol"
+    assert AuditLog(reg.store).verify()[0]
