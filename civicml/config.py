@@ -112,7 +112,7 @@ class ParamSpec(_Strict):
             if self.type == "int" and (self.min != int(self.min) or self.max != int(self.max)):
                 raise ValueError(f"int parameter needs whole-number bounds, got {self.min}..{self.max}")
             if self.step is not None:
-                if self.step <= 0 or self.step > self.max - self.min:
+                if self.step <= 0 or self.step > (self.max - self.min) * (1 + 1e-9):
                     raise ValueError(f"step ({self.step}) must be > 0 and <= max - min ({self.max - self.min})")
                 if self.log:
                     raise ValueError("a log-scale parameter cannot have a step; drop 'step' or set log: false")
