@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -38,7 +37,7 @@ def _actor() -> str:
 def serve(
     port: int = typer.Option(8080, "--port", "-p", help="TCP port to listen on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 in a container)."),
-    config: Optional[Path] = _CONFIG,
+    config: Path | None = _CONFIG,
 ) -> None:
     """Serve the champion (and challenger, when set) over HTTP until SIGTERM/Ctrl-C."""
     from civicml.serving.app import ServingError, run_server
@@ -54,7 +53,7 @@ def serve(
 def set_weights_cmd(
     challenger_share: float = typer.Option(..., "--challenger-share", help="Fraction of traffic for the challenger, 0..1."),
     reason: str = typer.Option("manual change", "--reason", help="Why (kept in the audit log)."),
-    config: Optional[Path] = _CONFIG,
+    config: Path | None = _CONFIG,
 ) -> None:
     """Set the share of traffic the challenger receives (audited)."""
     from civicml.serving.routing import set_weights
@@ -69,7 +68,7 @@ def report_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     alpha: float = typer.Option(0.05, help="Significance level of the sequential test."),
     min_samples: int = typer.Option(100, "--min-samples", help="Labelled predictions needed per arm."),
-    config: Optional[Path] = _CONFIG,
+    config: Path | None = _CONFIG,
 ) -> None:
     """Compare champion and challenger on predictions joined with feedback."""
     from rich.table import Table
@@ -84,7 +83,7 @@ def report_cmd(
     for col in ("arm", "version", "predictions", "positive rate", "labelled", "accuracy"):
         table.add_column(col)
     for arm, m in rep["arms"].items():
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"
         table.add_row(arm, str(m["version"]), str(m["count"]), fmt(m["positive_rate"]), str(m["labelled"]),
                       fmt(m["accuracy"]))
     console.print(table)
@@ -99,7 +98,7 @@ def report_cmd(
 @friendly_errors
 def promote_cmd(
     reason: str = typer.Option("A/B test result", "--reason", help="Why (kept in the audit log)."),
-    config: Optional[Path] = _CONFIG,
+    config: Path | None = _CONFIG,
 ) -> None:
     """Make the challenger the champion, clear the challenger and send it no traffic (audited)."""
     from civicml.deploy.local import promote
@@ -134,11 +133,11 @@ def _default_version(registry) -> str:
 
 @friendly_errors
 def deploy_cmd(
-    version: Optional[str] = typer.Argument(None, help="Model version (default: the newest approved one)."),
-    target: Optional[str] = typer.Option(None, "--target", help="local | kubernetes (default: deploy.target)."),
+    version: str | None = typer.Argument(None, help="Model version (default: the newest approved one)."),
+    target: str | None = typer.Option(None, "--target", help="local | kubernetes (default: deploy.target)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the Kubernetes objects as YAML; apply nothing."),
-    as_: Optional[str] = typer.Option(None, "--as", help="`challenger` to deploy beside the champion."),
-    config: Optional[Path] = _CONFIG,
+    as_: str | None = typer.Option(None, "--as", help="`challenger` to deploy beside the champion."),
+    config: Path | None = _CONFIG,
 ) -> None:
     """Deploy a model version as champion (or as challenger with --as challenger)."""
     from civicml import steps
@@ -178,7 +177,7 @@ def deploy_cmd(
 @friendly_errors
 def rollback_cmd(
     reason: str = typer.Option("manual rollback", "--reason", help="Why (kept in the audit log)."),
-    config: Optional[Path] = _CONFIG,
+    config: Path | None = _CONFIG,
 ) -> None:
     """Serve the previous champion again (and stop any challenger)."""
     from civicml.deploy.local import promote

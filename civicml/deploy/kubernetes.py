@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from civicml.config import RunConfig
 from civicml.deploy.local import promote
@@ -26,7 +27,14 @@ from civicml.deploy.security import (
     restricted_violations,
 )
 from civicml.governance.audit import AuditLog
-from civicml.serving.routing import CHALLENGER, CHAMPION, ROUTING_FILE_ENV, Routing, current_routing, set_weights
+from civicml.serving.routing import (
+    CHALLENGER,
+    CHAMPION,
+    ROUTING_FILE_ENV,
+    Routing,
+    current_routing,
+    set_weights,
+)
 from civicml.storage.registry import Registry, RegistryError
 from civicml.storage.store import resolve_store_uri
 

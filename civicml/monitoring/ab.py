@@ -85,7 +85,7 @@ def msprt(sequence: pd.DataFrame, tau: float = 0.1, burn_in: int = 30) -> dict[s
     if len(lam) == 0:
         return {"lambda": 1.0, "p_value": 1.0, "n": 0}
     p = float(min(1.0, np.min(1.0 / lam)))
-    return {"lambda": float(lam[-1]), "p_value": p, "n": int(len(lam))}
+    return {"lambda": float(lam[-1]), "p_value": p, "n": len(lam)}
 
 
 def join_logs(predictions: list[dict[str, Any]], feedback: list[dict[str, Any]]) -> pd.DataFrame:
@@ -135,9 +135,9 @@ def ab_report(registry: Registry, champion: str | None = None, challenger: str |
         parts.append(labelled)
         arms[arm] = {
             "version": version,
-            "count": int(len(rows)),
+            "count": len(rows),
             "positive_rate": float(rows["prediction"].astype("float64").mean()) if len(rows) else None,
-            "labelled": int(len(labelled)),
+            "labelled": len(labelled),
             "correct": int(labelled["correct"].sum()),
             "accuracy": float(labelled["correct"].mean()) if len(labelled) else None,
         }

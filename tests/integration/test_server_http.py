@@ -153,7 +153,7 @@ def test_same_key_same_arm(client):
 
 
 def test_v2_metadata_and_infer_shape(built, client):
-    cfg, reg, champion, _ = built
+    cfg = built[0]
     meta = client.get(f"/v2/models/{cfg.name}").json()
     assert sorted(i["name"] for i in meta["inputs"]) == sorted(NUMERIC + CATEGORICAL)
     assert {i["datatype"] for i in meta["inputs"]} == {"FP64", "BYTES"}
@@ -265,7 +265,7 @@ def test_metrics_count_predictions_per_arm(client):
 
 
 def test_feedback_joined_gives_hand_computed_report(built, tmp_path):
-    cfg, reg, champion, challenger = built
+    cfg, reg = built[0], built[1]
     # A copy of the registry without the other tests' logs: only this test's traffic is analysed.
     shutil.copytree(reg.store.root, tmp_path / "store", ignore=shutil.ignore_patterns("logs"))
     fresh = Registry(LocalStore(tmp_path / "store"))
@@ -316,3 +316,14 @@ def test_tampered_model_refuses_to_start(built, tmp_path):
     empty = Registry(LocalStore(tmp_path / "empty"))
     with pytest.raises(ServingError, match="no champion"):
         load_state(cfg, empty, tmp_path / "work2")
+
+
+def test_predict_with_explanations(client):
+    recs, _ = _records(2)
+    r = client.post("/predict?explain=true", json={"records": [{k: x[k] for k in NUMERIC + CATEGORICAL} for x in recs]})
+    assert r.status_code == 200, r.text
+    for item in r.json()["predictions"]:
+        feats = [e["feature"] for e in item["explanation"]]
+        assert feats and set(feats) <= set(NUMERIC + CATEGORICAL)
+        contribs = [abs(e["contribution"]) for e in item["explanation"]]
+        assert contribs == sorted(contribs, reverse=True)
