@@ -16,8 +16,9 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from civicml import steps
 from civicml.config import ColumnSpec, ConfigError, RunConfig, parse_config

@@ -6,7 +6,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich import box
@@ -42,7 +42,7 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def _registry(config: Optional[Path], store: Optional[str]):
+def _registry(config: Path | None, store: str | None):
     from civicml.storage.registry import Registry
     from civicml.storage.store import open_store
 
@@ -77,7 +77,7 @@ def _fmt(value: Any) -> str:
 
 @models_app.command("list")
 @friendly_errors
-def list_cmd(config: Optional[Path] = ConfigOpt, store: Optional[str] = StoreOpt, as_json: bool = JsonOpt) -> None:
+def list_cmd(config: Path | None = ConfigOpt, store: str | None = StoreOpt, as_json: bool = JsonOpt) -> None:
     """List committed model versions, oldest first, with status, key metrics and aliases."""
     registry = _registry(config, store)
     versions = registry.versions()
@@ -120,8 +120,8 @@ def list_cmd(config: Optional[Path] = ConfigOpt, store: Optional[str] = StoreOpt
 @friendly_errors
 def show_cmd(
     version: str = typer.Argument(..., help="Version id, or the alias champion/challenger."),
-    config: Optional[Path] = ConfigOpt,
-    store: Optional[str] = StoreOpt,
+    config: Path | None = ConfigOpt,
+    store: str | None = StoreOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Show one version: lineage, metrics, gate decision, artifacts and alias moves."""
@@ -173,8 +173,8 @@ def show_cmd(
 def diff_cmd(
     a: str = typer.Argument(..., help="First version (or alias)."),
     b: str = typer.Argument(..., help="Second version (or alias)."),
-    config: Optional[Path] = ConfigOpt,
-    store: Optional[str] = StoreOpt,
+    config: Path | None = ConfigOpt,
+    store: str | None = StoreOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """What differs between two versions: metrics, data, config, code, libraries, artifacts."""
@@ -228,9 +228,9 @@ def _audit_mismatches(registry, manifests: list[dict[str, Any]]) -> dict[str, st
 @models_app.command("verify")
 @friendly_errors
 def verify_cmd(
-    version: Optional[str] = typer.Argument(None, help="One version (or alias); all versions when omitted."),
-    config: Optional[Path] = ConfigOpt,
-    store: Optional[str] = StoreOpt,
+    version: str | None = typer.Argument(None, help="One version (or alias); all versions when omitted."),
+    config: Path | None = ConfigOpt,
+    store: str | None = StoreOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Check every artifact's sha256 against its manifest; exit 1 on any mismatch."""
@@ -269,8 +269,8 @@ def verify_cmd(
 def gc_cmd(
     older_than: str = typer.Option("1h", "--older-than", help="Only staging data untouched this long (30m, 6h, 2d; 0 = all)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; remove nothing."),
-    config: Optional[Path] = ConfigOpt,
-    store: Optional[str] = StoreOpt,
+    config: Path | None = ConfigOpt,
+    store: str | None = StoreOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Remove staging data of runs that never committed (failed or killed runs)."""
@@ -297,8 +297,8 @@ def gc_cmd(
 @friendly_errors
 def reproduce_cmd(
     version: str = typer.Argument(..., help="Version id, or the alias champion/challenger."),
-    config: Optional[Path] = ConfigOpt,
-    store: Optional[str] = StoreOpt,
+    config: Path | None = ConfigOpt,
+    store: str | None = StoreOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Retrain a version from its recorded lineage and check the model hash is identical (exit 1 if not)."""

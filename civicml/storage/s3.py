@@ -22,9 +22,10 @@ from __future__ import annotations
 import io
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3HTTPError

@@ -178,8 +178,7 @@ def open_store(uri: str | None = None, explicit: bool = False) -> Store:
         from civicml.storage.s3 import S3Store
 
         return S3Store.from_uri(uri)
-    if uri.startswith("file://"):
-        uri = uri[len("file://") :]
+    uri = uri.removeprefix("file://")
     if "://" in uri:
         raise StoreError(f"unsupported store URI {uri!r}: use a directory path or s3://bucket/prefix")
     return LocalStore(uri)

@@ -71,7 +71,7 @@ def store(trained, tmp_path, monkeypatch) -> Path:
 
 
 def test_reproduce_gives_the_identical_model_hash(trained, store):
-    _, man, csv = trained
+    _, man, _ = trained
     reg = Registry(open_store(str(store)))
     keys_before = reg.store.list()
 

@@ -24,7 +24,6 @@ from civicml.storage.registry import IntegrityError, Registry, RegistryError
 from civicml.storage.s3 import S3Store
 from civicml.storage.store import Store, StoreError, open_store
 
-
 FAST = {
     "data.demo.rows": 1200,
     "model.n_threads": 1,
