@@ -367,12 +367,18 @@ def _fairness_section(doc: _Doc, ev: dict[str, Any], gate: dict[str, Any] | None
         doc.table(f"Outcomes by {attr} (suppressed groups' rates withheld)",
                   ["group", "rows", "selection rate", "true positive rate", "false positive rate", "precision",
                    "status"], rows, numeric={1, 2, 3, 4, 5})
-        drows = [[label, rep.get(key), rep.get(f"{key}_all_groups")] for key, label in (
+        cis = rep.get("confidence_intervals") or {}
+
+        def _ci(key: str, cis: dict[str, Any] = cis) -> str:
+            c = cis.get(key)
+            return f"{c['low']:.4f} to {c['high']:.4f}" if c else "—"
+
+        drows = [[label, rep.get(key), _ci(key), rep.get(f"{key}_all_groups")] for key, label in (
             ("demographic_parity_ratio", "demographic parity ratio (min/max selection rate)"),
             ("demographic_parity_difference", "demographic parity difference (max−min selection rate)"),
             ("equalized_odds_difference", "equalized odds difference (max of TPR and FPR gaps)"))]
         doc.table(f"Disparity measures for {attr}", ["measure", "reportable groups (used by the gate)",
-                                                     "all groups"], drows, numeric={1, 2})
+                                                     "95% CI (bootstrap)", "all groups"], drows, numeric={1, 2, 3})
         doc.figure(_fairness_plot(attr, rep))
 
 

@@ -45,7 +45,8 @@ def evaluate_model(cfg: RunConfig, model: TrainedModel, test: pd.DataFrame, regi
     attrs = [a for a in cfg.data.sensitive_attributes if a in test.columns]
     if cfg.task == "binary_classification" and attrs:
         y_pred = (score >= THRESHOLD).astype(int)
-        doc["fairness"] = fairness_report(y, y_pred, test[attrs], min_group_count=cfg.policy.min_group_count)
+        doc["fairness"] = fairness_report(y, y_pred, test[attrs], min_group_count=cfg.policy.min_group_count,
+                                          n_resamples=n_resamples, seed=seed)
     doc["feature_importance"] = global_importance(model, test, seed=seed)
     if registry is not None:
         comparison = compare_with_champion(model, test, registry, cfg.policy.non_inferiority_margin,

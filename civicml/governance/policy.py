@@ -124,6 +124,12 @@ def _fairness_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[di
                     lo, hi = min(rates, key=rates.get), max(rates, key=rates.get)
                     r["detail"] = (f"selection rate lowest in {lo} ({rates[lo]:.3f}), highest in {hi} "
                                    f"({rates[hi]:.3f})")
+                ci = (rep.get("confidence_intervals") or {}).get(fr.metric)
+                if ci and r["verdict"] != NOT_ASSESSABLE:
+                    # Context for the reviewer; the verdict stays on the point value (the rule's definition).
+                    text = f"95% CI {ci['low']:.3f} to {ci['high']:.3f}"
+                    r["ci"] = {"low": ci["low"], "high": ci["high"]}
+                    r["detail"] = f"{r['detail']}; {text}" if r["detail"] else text
                 if suppressed and r["verdict"] == PASS:
                     r["borderline"] = True
                     note = (f"groups {suppressed} have fewer than {rep.get('min_group_count')} test rows and are "

@@ -51,6 +51,21 @@ def test_values_equal_fairlearn_when_no_group_is_suppressed(preds):
         assert rep["groups"][group]["count"] == int((g == group).sum())
 
 
+def test_bootstrap_disparities_equal_fairlearn_and_bracket_the_estimate(preds):
+    from civicml.evaluation.fairness import weighted_disparities
+
+    y, y_pred, sens = preds
+    g = sens["sex"].to_numpy()
+    unit = weighted_disparities(y, y_pred, g, np.ones((1, len(y))))
+    assert unit["demographic_parity_ratio"][0] == pytest.approx(demographic_parity_ratio(y, y_pred, sensitive_features=g))
+    assert unit["equalized_odds_difference"][0] == pytest.approx(
+        equalized_odds_difference(y, y_pred, sensitive_features=g))
+    rep = fairness_report(y, y_pred, sens[["region"]], n_resamples=200, seed=1)["region"]
+    ci = rep["confidence_intervals"]["demographic_parity_ratio"]
+    assert ci["low"] <= rep["demographic_parity_ratio"] <= ci["high"] and ci["level"] == 0.95
+    assert rep == fairness_report(y, y_pred, sens[["region"]], n_resamples=200, seed=1)["region"]
+
+
 def test_small_group_is_suppressed_flagged_and_excluded_from_headline_disparity(preds):
     y, y_pred, sens = preds
     rep = fairness_report(y, y_pred, sens[["region"]], min_group_count=30)["region"]
