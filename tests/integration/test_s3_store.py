@@ -317,3 +317,16 @@ def test_whole_pipeline_through_kfp_local_on_the_s3_store(s3_env, tmp_path, monk
     log = run.log_path.read_text()
     assert s3_env.server.secret_key not in log
     assert _cli("models", "verify").exit_code == 0
+
+
+def test_data_source_read_from_the_bucket(s3_env):
+    from civicml.data.demo import generate_benefits
+    from civicml.data.errors import DataError
+    from civicml.data.sources import load_table
+
+    body = generate_benefits(rows=200, month=1, bias=0.0, seed=1).to_csv(index=False).encode()
+    s3_env.client.put_object(s3_env.bucket, "incoming/claims.csv", io.BytesIO(body), len(body))
+    df = load_table(f"s3://{s3_env.bucket}/incoming/claims.csv")
+    assert len(df) == 200 and "needs_review" in df.columns
+    with pytest.raises(DataError, match="does not exist in the object store"):
+        load_table(f"s3://{s3_env.bucket}/incoming/missing.csv")
