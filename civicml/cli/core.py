@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -45,8 +46,10 @@ def run(
         overrides["data.demo.month"] = month
     cfg = load_cfg(config, overrides)
     status: dict[str, str] = {}
+    # Bound to the real stderr now: run_pipeline redirects sys.stdout/stderr into the run log.
+    progress_console = Console(file=sys.stderr)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=False, disable=as_json) as progress:
+                  console=progress_console, transient=False, disable=as_json) as progress:
         bar = progress.add_task("pipeline", total=len(STEPS))
 
         def on_event(task: str, what: str) -> None:
