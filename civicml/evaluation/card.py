@@ -45,6 +45,8 @@ caption{text-align:left;font-weight:600;padding:.3em 0}
 th,td{border:1px solid #767676;padding:.3em .6em;text-align:left;vertical-align:top}
 th{background:#f0f0f0}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+td[class^="verdict-"]{white-space:nowrap}
+table.rules td:last-child{width:34%}
 .verdict-pass{color:#0a6b0a;font-weight:700}.verdict-fail{color:#b00020;font-weight:700}
 .verdict-not_assessable,.verdict-not_measured{color:#7a4b00;font-weight:700}
 .decision{border:3px solid #1a1a1a;padding:.6em 1em;margin:1em 0;font-size:1.1em}
@@ -80,7 +82,7 @@ def _e(v: Any) -> str:
 
 
 def _table(caption: str, headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None,
-           row_header: bool = True) -> str:
+           row_header: bool = True, cls: str = "") -> str:
     numeric = numeric or set()
     head = "".join(f'<th scope="col">{html.escape(h)}</th>' for h in headers)
     body = []
@@ -95,7 +97,8 @@ def _table(caption: str, headers: list[str], rows: list[list[Any]], numeric: set
                 cls = ' class="num"' if i in numeric else (f' class="{raw.cls}"' if raw and raw.cls else "")
                 cells.append(f"<td{cls}>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return (f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
+    klass = f' class="{cls}"' if cls else ""
+    return (f"<table{klass}><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
@@ -323,8 +326,9 @@ class _Doc:
         self.h.append(f"<p{c}>{html.escape(text)}</p>")
         self.m.append(text + "\n")
 
-    def table(self, caption: str, headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None) -> None:
-        self.h.append(_table(caption, headers, rows, numeric))
+    def table(self, caption: str, headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None,
+              cls: str = "") -> None:
+        self.h.append(_table(caption, headers, rows, numeric, cls=cls))
         self.m.append(f"\n*{caption}*\n\n" + _md_table(headers, rows) + "\n")
 
     def figure(self, p: _Plot | None) -> None:
@@ -395,7 +399,7 @@ def _gate_section(doc: _Doc, gate: dict[str, Any] | None) -> None:
                                                                                  else "fail")),
              "yes" if r.get("borderline") else "no", r.get("detail") or ""] for r in gate.get("rules", [])]
     doc.table("Every gate rule: threshold, measured value and verdict",
-              ["rule", "threshold", "measured", "verdict", "borderline", "detail"], rows, numeric={1, 2})
+              ["rule", "threshold", "measured", "verdict", "borderline", "detail"], rows, numeric={1, 2}, cls="rules")
     pol = gate.get("policy") or {}
     if pol:
         doc.para(f"Human approval policy: {pol.get('require_approval')}; borderline margin "
