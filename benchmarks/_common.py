@@ -1,0 +1,149 @@
+"""Helpers shared by the benchmark scripts: machine facts, subprocess timing, statistics, configs.
+
+The benchmark scripts are run as files (`python benchmarks/<name>.py`), so this module is
+importable from them as `_common` (Python puts the script's directory on the path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "benchmarks"
+PY = sys.executable
+CIVICML = str(Path(PY).with_name("civicml"))
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The current environment without store overrides, so each run uses its own tmp store."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIVICML_")}
+    env.update(extra)
+    return env
+
+
+def bench_config(dest_dir: Path, rows: int, trials: int, base: Path = REPO / "civicml.yaml", **sections: Any) -> Path:
+    """Write a copy of the repo's civicml.yaml with `rows`/`trials` set and a store inside `dest_dir`."""
+    cfg = yaml.safe_load(base.read_text())
+    cfg["data"]["demo"]["rows"] = rows
+    cfg["tuning"]["max_trials"] = trials
+    cfg["storage"]["uri"] = str(dest_dir / ".civicml")
+    for key, value in sections.items():
+        cfg.setdefault(key, {}).update(value)
+    path = dest_dir / "civicml.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def timed_run(cmd: list[str], cwd: Path | None = None, timeout: float = 3600, env: dict | None = None) -> tuple[float, str]:
+    """Run `cmd` to completion; return (wall seconds, stdout). Raises with stderr's tail on failure."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env or clean_env())
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}:\n{proc.stderr[-3000:]}\n{proc.stdout[-2000:]}")
+    return seconds, proc.stdout
+
+
+def last_json(stdout: str) -> Any:
+    """The last JSON document printed on stdout (scripts may print progress before it)."""
+    text = stdout.strip()
+    for start in [i for i, ch in enumerate(text) if ch in "{["]:
+        try:
+            return json.loads(text[start:])
+        except json.JSONDecodeError:
+            continue
+    raise ValueError(f"no JSON found in output: {text[-500:]!r}")
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    """Median, min, max, IQR and n of a sample."""
+    v = sorted(float(x) for x in values)
+    if not v:
+        return {"n": 0}
+    q = statistics.quantiles(v, n=4, method="inclusive") if len(v) > 1 else [v[0], v[0], v[0]]
+    return {"n": len(v), "median": statistics.median(v), "min": v[0], "max": v[-1], "q1": q[0], "q3": q[2],
+            "values": v}
+
+
+def fmt(s: dict[str, Any], unit: str = "", digits: int = 2) -> str:
+    """`median [min–max] (n=…)` for a summary."""
+    if not s.get("n"):
+        return "n/a"
+    f = f"{{:.{digits}f}}"
+    if s["n"] == 1:
+        return f"{f.format(s['median'])}{unit} (n=1)"
+    return f"{f.format(s['median'])}{unit} [{f.format(s['min'])}–{f.format(s['max'])}] (n={s['n']})"
+
+
+def verdict(ok: bool | None) -> str:
+    """MET / MISSED / n/a."""
+    return "n/a" if ok is None else ("MET" if ok else "MISSED")
+
+
+def load_average() -> list[float]:
+    """1/5/15-minute load averages (noise indicator)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, RAM, OS, Python, civicml git sha and key library versions."""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                ram = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "civicml"], cwd=REPO,
+                                    capture_output=True, text=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        sha, dirty = "unknown", False
+    from importlib.metadata import PackageNotFoundError, version
+
+    libs = {}
+    for name in ("civicml", "kfp", "xgboost-cpu", "xgboost", "scikit-learn", "optuna", "fairlearn", "pandas", "numpy",
+                 "pyarrow", "fastapi", "uvicorn", "httpx"):
+        try:
+            libs[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "ram_gb": ram, "os": platform.platform(),
+        "python": platform.python_version(), "civicml_sha": sha + ("-dirty" if dirty else ""), "libraries": libs,
+    }
+
+
+def fresh_dir(prefix: str) -> Path:
+    """A new temp directory (callers remove it with `shutil.rmtree`)."""
+    return Path(tempfile.mkdtemp(prefix=f"civicml-bench-{prefix}-"))
+
+
+def rmtree(path: Path) -> None:
+    """Remove a temp directory, ignoring what is already gone."""
+    shutil.rmtree(path, ignore_errors=True)
