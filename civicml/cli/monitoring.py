@@ -1,9 +1,212 @@
-"""CLI commands for monitoring (registered on the main app)."""
+"""Monitoring commands: `civicml monitor`, `civicml schedule`, `civicml submit`."""
 
 from __future__ import annotations
 
+import json
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
 import typer
+from rich.table import Table
+
+from civicml.cli.common import console, err_console, friendly_errors, load_cfg
+
+DEFAULT_IMAGE = "ghcr.io/civicml/civicml:0.1.0"
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(1)
+
+
+@friendly_errors
+def monitor(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file (default: ./civicml.yaml)."),
+    data: Optional[str] = typer.Option(None, "--data", help="New data batch to check: path, s3://..., demo:..."),
+    from_serving_log: bool = typer.Option(False, "--from-serving-log",
+                                          help="Check the model server's prediction log (last monitoring.window_days)."),
+    version: str = typer.Option("", "--version", help="Model version to compare with (default: the champion)."),
+    retrain: bool = typer.Option(False, "--retrain", help="Retrain when the policy says so (locally: the training "
+                                                           "pipeline on the new data; with a KFP host: a cluster run)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Measure drift and live performance against a model version; decide (and optionally start) retraining.
+
+    The window is --data, the serving log with --from-serving-log, else monitoring.window_source
+    (else data.source). The drift report, measurements and decision are stored under
+    `monitoring/<time>/` in the store; the decision is in the audit log as `retrain_decision`.
+    """
+    from civicml import steps
+    from civicml.storage.store import open_store
+
+    if data and from_serving_log:
+        raise typer.BadParameter("give either --data SOURCE or --from-serving-log, not both")
+    cfg = load_cfg(config)
+    source = steps.SERVING_LOG if from_serving_log else (data or "")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    with tempfile.TemporaryDirectory(prefix="civicml-monitor-") as tmp:
+        t = Path(tmp)
+        drift = steps.monitor_drift(cfg, version, str(t / "drift.json"), str(t / "performance.json"), source=source)
+        decision = steps.monitor_trigger(cfg, str(t / "drift.json"), str(t / "performance.json"),
+                                         str(t / "decision.json"))
+        steps.monitor_report(cfg, str(t / "drift.json"), str(t / "performance.json"), str(t / "decision.json"),
+                             str(t / "report.html"))
+        store = open_store(cfg.storage.uri)
+        prefix = f"monitoring/{stamp}-{drift['version']}"
+        for name in ("drift.json", "performance.json", "decision.json", "report.html"):
+            store.put_file(f"{prefix}/{name}", t / name)
+        perf = json.loads((t / "performance.json").read_text())
+        report_at = store.local_path(f"{prefix}/report.html") or f"{store.describe()}/{prefix}/report.html"
+        summary = {
+            "version": drift["version"],
+            "source": drift["source"],
+            "window_rows": drift["window_rows"],
+            "drift": {name: {"psi": f.get("psi"), "band": f.get("psi_band"), "p_value": f.get("p_value"),
+                             "drifted": f["drifted"], "status": f["status"]} for name, f in drift["features"].items()},
+            "drift_share": drift["summary"]["drift_share"],
+            "drifted": drift["summary"]["drifted"],
+            "performance": {"status": perf["status"], "rows": perf["rows"], "metric": perf["metric"],
+                            "live": perf["metrics"].get(perf["metric"]), "drop": perf.get("watched_drop")},
+            "decision": decision["decision"],
+            "reason": decision["reason"],
+            "messages": drift["messages"],
+            "report": str(report_at),
+        }
+        if retrain and decision["decision"] == "retrain":
+            if not as_json:
+                err_console.print(f"retraining on {drift['source'] if drift['window_kind'] == 'data_batch' else cfg.data.source} …")
+            try:
+                summary["retrain"] = steps.monitor_retrain(cfg, str(t / "drift.json"))
+            except RuntimeError as err:
+                _fail(f"{err}; the decision and report are stored under {prefix}")
+    if as_json:
+        console.print_json(json.dumps(summary, default=str))
+        return
+    table = Table(title=f"drift of {summary['source']} against {summary['version']} ({summary['window_rows']} rows)")
+    for col in ("feature", "PSI", "band", "p-value", "drifted"):
+        table.add_column(col)
+    for name, f in summary["drift"].items():
+        if f["status"] != "ok":
+            table.add_row(name, "—", f["status"], "—", "—")
+            continue
+        table.add_row(name, f"{f['psi']:.3f}", f["band"], f"{f['p_value']:.3g}" if f["p_value"] is not None else "—",
+                      "[bold red]yes[/]" if f["drifted"] else "no")
+    console.print(table)
+    for m in summary["messages"]:
+        err_console.print(f"[yellow]note:[/] {m}", highlight=False, soft_wrap=True)
+    p = summary["performance"]
+    if p["status"] == "ok":
+        drop = f" (drop vs test: {p['drop']:+.4f})" if p["drop"] is not None else ""
+        console.print(f"live {p['metric']}: {p['live']:.4f} over {p['rows']} labelled predictions{drop}")
+    else:
+        console.print(f"live performance: {p['rows']} labelled predictions; not judged yet")
+    colour = "yellow" if summary["decision"] == "retrain" else "green"
+    console.print(f"decision: [bold {colour}]{summary['decision']}[/] — {summary['reason']}", soft_wrap=True)
+    if "retrain" in summary:
+        console.print(f"retraining: {json.dumps(summary['retrain'], default=str)}", soft_wrap=True, highlight=False)
+    elif summary["decision"] == "retrain":
+        console.print("run again with --retrain to start the training pipeline on this data")
+    console.print(f"report: {summary['report']}", soft_wrap=True, highlight=False)
+
+
+def _pipeline_file(pipeline: str, pipeline_file: Optional[Path], cfg, image: str, tmp: Path) -> Path:
+    """The compiled pipeline to send: the given file, else pipelines/compiled/, else compiled now."""
+    from civicml.orchestration.kfp_client import compile_pipeline, default_pipeline_yaml
+
+    if pipeline_file is not None:
+        return pipeline_file
+    default = default_pipeline_yaml(pipeline)
+    if default.is_file():
+        return default
+    err_console.print(f"{default} not found; compiling the {pipeline} pipeline with image {image}")
+    return compile_pipeline(pipeline, tmp / default.name, cfg, image)
+
+
+def _cluster_call(fn, *args, **kwargs):
+    """Run a KFP client call; turn connection and API errors into one clear message."""
+    from civicml.orchestration.kfp_client import SubmitError
+
+    try:
+        return fn(*args, **kwargs)
+    except SubmitError as err:
+        _fail(str(err))
+    except Exception as err:  # noqa: BLE001 - kfp/urllib3 raise many types; all mean "the cluster said no"
+        _fail(f"the KFP API refused or could not be reached: {type(err).__name__}: {str(err)[:300]} — check --host / "
+              "KFP_HOST and KFP_TOKEN")
+
+
+PIPELINE_HELP = "Which pipeline: training or monitoring."
+
+
+@friendly_errors
+def schedule(
+    pipeline: str = typer.Option(..., "--pipeline", help=PIPELINE_HELP),
+    cron: str = typer.Option(..., "--cron", help="When: KFP's 6-field cron 'SEC MIN HOUR DOM MON DOW' (e.g. "
+                                                 "'0 0 2 * * *'); a 5-field cron is converted."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the recurring-run request instead of sending it."),
+    host: Optional[str] = typer.Option(None, "--host", help="KFP endpoint (default: env KFP_HOST, then "
+                                                              "monitoring.kfp_host)."),
+    pipeline_file: Optional[Path] = typer.Option(None, "--pipeline-file", help="Compiled pipeline YAML."),
+    image: str = typer.Option(DEFAULT_IMAGE, help="Image for compiling when no compiled YAML exists."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config sent as the config_json parameter."),
+) -> None:
+    """Create a KFP recurring run (one run at a time, no backfill) of the training or monitoring pipeline."""
+    from civicml.orchestration.kfp_client import (
+        build_recurring_run_request,
+        default_pipeline_yaml,
+        schedule_run,
+        validate_request,
+    )
+
+    _cluster_call(default_pipeline_yaml, pipeline)  # rejects an unknown pipeline name before any work
+    cfg = load_cfg(config)
+    with tempfile.TemporaryDirectory(prefix="civicml-schedule-") as tmp:
+        path = _pipeline_file(pipeline, pipeline_file, cfg, image, Path(tmp))
+        if dry_run:
+            body, parsed = _cluster_call(build_recurring_run_request, cfg, pipeline, path, cron)
+            if parsed.note:
+                err_console.print(f"note: {parsed.note}", highlight=False, soft_wrap=True)
+            request = _cluster_call(validate_request, body)
+            console.print_json(json.dumps({"pipeline": pipeline, "pipeline_file": str(path),
+                                           "experiment": cfg.monitoring.kfp_experiment,
+                                           "recurring_run": request}))
+            return
+        sub = _cluster_call(schedule_run, cfg, pipeline, cron, path, host)
+    console.print(f"created recurring run {sub.id} of the {pipeline} pipeline on {sub.host} "
+                  f"(cron '{sub.request['trigger']['cron_schedule']['cron']}')")
+
+
+@friendly_errors
+def submit(
+    pipeline: str = typer.Option("training", "--pipeline", help=PIPELINE_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the run request instead of sending it."),
+    host: Optional[str] = typer.Option(None, "--host", help="KFP endpoint (default: env KFP_HOST, then "
+                                                              "monitoring.kfp_host)."),
+    pipeline_file: Optional[Path] = typer.Option(None, "--pipeline-file", help="Compiled pipeline YAML."),
+    image: str = typer.Option(DEFAULT_IMAGE, help="Image for compiling when no compiled YAML exists."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config sent as the config_json parameter."),
+) -> None:
+    """Submit one run of the training or monitoring pipeline to a KFP cluster."""
+    from civicml.orchestration.kfp_client import build_run_request, default_pipeline_yaml, submit_run, validate_request
+
+    _cluster_call(default_pipeline_yaml, pipeline)
+    cfg = load_cfg(config)
+    with tempfile.TemporaryDirectory(prefix="civicml-submit-") as tmp:
+        path = _pipeline_file(pipeline, pipeline_file, cfg, image, Path(tmp))
+        if dry_run:
+            request = _cluster_call(validate_request, _cluster_call(build_run_request, cfg, pipeline, path))
+            console.print_json(json.dumps({"pipeline": pipeline, "pipeline_file": str(path),
+                                           "experiment": cfg.monitoring.kfp_experiment, "run": request}))
+            return
+        sub = _cluster_call(submit_run, cfg, pipeline, path, host)
+    console.print(f"submitted run {sub.id} of the {pipeline} pipeline to {sub.host}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
+    app.command("monitor")(monitor)
+    app.command("schedule")(schedule)
+    app.command("submit")(submit)

@@ -129,6 +129,18 @@ def feature_drift(name: str, ref: dict[str, Any], values: pd.Series, ref_rows: i
             out.update(test="ks", statistic=float(res.statistic), p_value=float(res.pvalue))
         else:
             out.update(test="ks", statistic=None, p_value=None)
+        ref_null, n = float(ref.get("null_rate") or 0.0), len(values)
+        cur_nulls = n - len(present)
+        if (ref_null > 0 or cur_nulls > 0) and n:
+            # KS sees only present values; a change in how often the value is missing is drift too.
+            # Chi-square on (missing, present) x (reference, window); Bonferroni over the two tests.
+            table = np.array([[ref_null * max(ref_rows, 1), (1 - ref_null) * max(ref_rows, 1)],
+                              [cur_nulls, len(present)]], dtype="float64")
+            table = table[:, table.sum(axis=0) > 0]
+            p_null = float(stats.chi2_contingency(table)[1]) if table.shape[1] == 2 else 1.0
+            p_ks = out["p_value"] if out["p_value"] is not None else 1.0
+            out.update(test="ks+missing", p_value_missing=p_null, p_value=min(1.0, 2 * min(p_ks, p_null)))
+        out["null_rate"] = {"reference": ref_null, "current": (cur_nulls / n) if n else None}
         out["mean"] = {"reference": ref.get("mean"), "current": float(np.mean(present)) if len(present) else None}
     elif kind == "categorical":
         b = _categorical_buckets(ref, values)

@@ -50,7 +50,8 @@ def _largest_change(f: dict[str, Any]) -> tuple[str, float, float]:
 def feature_alt_text(f: dict[str, Any]) -> str:
     """Alt text with the numbers a sighted reader gets from the chart."""
     label, ref, cur = _largest_change(f)
-    test = "Kolmogorov-Smirnov" if f.get("test") == "ks" else "chi-square"
+    test = {"ks": "Kolmogorov-Smirnov", "ks+missing": "Kolmogorov-Smirnov and missing-rate"}.get(f.get("test"),
+                                                                                              "chi-square")
     p = f.get("p_value")
     return (f"Bar chart of {f['feature']}: share of rows per bucket, reference versus window. "
             f"PSI {f['psi']:.3f} ({f['psi_band']} band); {test} p-value {_fmt(p, 3)}; "

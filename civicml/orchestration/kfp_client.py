@@ -263,10 +263,35 @@ def validate_request(body: Any) -> dict[str, Any]:
         raise SubmitError(f"{model} request is not valid for the KFP API: {err}") from None
     again = client.sanitize_for_serialization(back)
     if again != data:
-        lost = sorted(set(data) ^ set(again))
-        raise SubmitError(f"{model} request changed in a round trip through kfp_server_api (fields {lost}); "
-                          "it would not reach the cluster as built")
+        raise SubmitError(f"{model} request changed in a round trip through kfp_server_api "
+                          f"({_first_difference(data, again)}); a field is misspelt or misplaced")
+    _check_enums(data, model)
     return data
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if key not in b:
+                return f"field {path}{key} is not part of the API model"
+            if key not in a or a[key] != b[key]:
+                return _first_difference(a.get(key), b[key], f"{path}{key}.")
+    return f"value at {path.rstrip('.') or '<root>'} differs"
+
+
+def _check_enums(data: Any, type_name: str, path: str = "") -> None:
+    """The generated models do not check enum values on deserialisation; check them here."""
+    import kfp_server_api
+
+    klass = getattr(kfp_server_api.models, type_name, None)
+    if klass is None or not isinstance(data, dict):
+        if klass is not None and getattr(klass, "allowable_values", None) and data not in klass.allowable_values:
+            raise SubmitError(f"{path.rstrip('.')} is {data!r}; the KFP API accepts {klass.allowable_values}")
+        return
+    for attr, attr_type in klass.openapi_types.items():
+        key = klass.attribute_map[attr]
+        if key in data:
+            _check_enums(data[key], attr_type, f"{path}{key}.")
 
 
 # -- the thin cluster calls -----------------------------------------------------------------------------------

@@ -1,0 +1,225 @@
+"""KFP run / recurring-run requests built and validated as data; the CLI's dry runs; the thin client calls."""
+
+import json
+from pathlib import Path
+
+import kfp_server_api
+import pytest
+from typer.testing import CliRunner
+
+from civicml.config import RunConfig
+from civicml.orchestration import kfp_client
+from civicml.orchestration.kfp_client import (
+    CronError,
+    SubmitError,
+    build_recurring_run_request,
+    build_run_request,
+    parse_cron,
+    pipeline_spec_from_yaml,
+    validate_request,
+)
+
+SENTINEL = "s3cr3t-SENTINEL-never-print-me"
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    from pipelines.monitoring_pipeline import compile_monitoring_pipeline
+    from pipelines.training_pipeline import compile_training_pipeline
+
+    d = tmp_path_factory.mktemp("compiled")
+    cfg = RunConfig()
+    return {
+        "training": compile_training_pipeline(d / "training_pipeline.yaml", "img:1", cfg.to_json(),
+                                              cfg.storage.secret_name),
+        "monitoring": compile_monitoring_pipeline(d / "monitoring_pipeline.yaml", "img:1", cfg.to_json(),
+                                                  cfg.storage.secret_name),
+    }
+
+
+@pytest.mark.parametrize("expr,expected", [
+    ("0 0 2 * * *", "0 0 2 * * *"),
+    ("0 30 6 * * MON-FRI", "0 30 6 * * MON-FRI"),
+    ("0 */15 8-18 ? * 1-5", "0 */15 8-18 ? * 1-5"),
+    ("0   0 1 1,15 * *", "0 0 1 1,15 * *"),
+    ("@daily", "@daily"),
+    ("@every 6h30m", "@every 6h30m"),
+])
+def test_valid_cron(expr, expected):
+    c = parse_cron(expr)
+    assert c.expression == expected and c.note == ""
+
+
+def test_five_field_cron_is_converted_and_explained():
+    c = parse_cron("30 2 * * 1")
+    assert c.expression == "0 30 2 * * 1"
+    assert "5-field" in c.note and "seconds" in c.note
+
+
+@pytest.mark.parametrize("expr,message", [
+    ("", "empty cron"),
+    ("* * *", "has 3 field(s); KFP expects 6"),
+    ("0 0 25 * * *", "hours value 25 is outside 0-23"),
+    ("0 0 2 * * 7", "Sunday is 0"),
+    ("0 0 2 ? * ?", None),
+    ("0 ? 2 * * *", "'?' is only allowed"),
+    ("0 0 2 * * xyz", "not a number or one of SUN"),
+    ("0 0 5-2 * * *", "runs backwards"),
+    ("0 */0 * * * *", "step '0'"),
+    ("@sometimes", "unknown cron descriptor"),
+])
+def test_bad_cron_is_rejected_with_a_clear_message(expr, message):
+    if message is None:
+        parse_cron(expr)  # '?' in both day fields is accepted by robfig/cron
+        return
+    with pytest.raises(CronError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")
+                       .replace("*", r"\*")):
+        parse_cron(expr)
+
+
+def test_recurring_run_request(compiled):
+    cfg = RunConfig()
+    body, cron = build_recurring_run_request(cfg, "training", compiled["training"], "0 2 * * *", "exp-1")
+    assert isinstance(body, kfp_server_api.V2beta1RecurringRun)
+    data = validate_request(body)
+    assert data["trigger"] == {"cron_schedule": {"cron": "0 0 2 * * *"}} and cron.note
+    assert data["max_concurrency"] == "1" and data["no_catchup"] is True and data["mode"] == "ENABLE"
+    assert data["service_account"] == "civicml-pipeline-runner" and data["experiment_id"] == "exp-1"
+    params = data["runtime_config"]["parameters"]
+    assert set(params) == {"config_json", "version"} and RunConfig.from_json(params["config_json"]) == cfg
+    spec = data["pipeline_spec"]
+    assert spec["pipeline_spec"]["pipelineInfo"]["name"] == "civicml-training"
+    # The Secret is referenced by name for env injection, never inlined as a value.
+    assert "civicml-object-store" in json.dumps(spec["platform_spec"])
+
+
+def test_run_request_for_monitoring(compiled):
+    data = validate_request(build_run_request(RunConfig(), "monitoring", compiled["monitoring"], version="v1"))
+    assert data["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "civicml-monitoring"
+    assert data["runtime_config"]["parameters"]["version"] == "v1"
+    assert data["display_name"] == "benefits-review-monitoring-v1"
+
+
+def test_a_request_that_does_not_survive_the_api_models_is_refused(compiled):
+    body, _ = build_recurring_run_request(RunConfig(), "training", compiled["training"], "0 0 2 * * *")
+    body._mode = "SOMETIMES"  # bypasses the setter, as a hand-built dict would
+    with pytest.raises(SubmitError, match=r"mode is 'SOMETIMES'; the KFP API accepts"):
+        validate_request(body)
+    body, _ = build_recurring_run_request(RunConfig(), "training", compiled["training"], "0 0 2 * * *")
+    body.trigger = {"cronSchedule": {"cron": "0 0 2 * * *"}}  # camelCase: the REST gateway's spelling, not the model's
+    with pytest.raises(SubmitError, match="field trigger.cronSchedule is not part of the API model"):
+        validate_request(body)
+
+
+def test_not_a_pipeline_is_refused(tmp_path):
+    bad = tmp_path / "x.yaml"
+    bad.write_text("kind: Deployment\nspec: {}\n")
+    with pytest.raises(SubmitError, match="not a compiled KFP pipeline"):
+        pipeline_spec_from_yaml(bad)
+    with pytest.raises(SubmitError, match="does not exist; run `civicml compile`"):
+        pipeline_spec_from_yaml(tmp_path / "missing.yaml")
+    with pytest.raises(SubmitError, match="not config_json"):
+        kfp_client.run_parameters(RunConfig(), {"root": {"inputDefinitions": {"parameters": {"x": {}}}}})
+
+
+def test_compiled_monitoring_pipeline_branches_on_the_trigger_output(compiled):
+    from kfp import components
+
+    components.load_component_from_file(str(compiled["monitoring"]))  # the SDK's own parser accepts it
+    spec = pipeline_spec_from_yaml(compiled["monitoring"])["pipeline_spec"]
+    cond = spec["root"]["dag"]["tasks"]["condition-1"]["triggerPolicy"]["condition"]
+    assert cond == "inputs.parameter_values['pipelinechannel--monitor-trigger-Output'] == 'retrain'"
+    assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"config_json", "version"}
+
+
+# -- CLI --------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    from civicml.cli import app
+
+    monkeypatch.chdir(tmp_path)  # no compiled YAML here: the command compiles one
+    monkeypatch.setenv("MINIO_SECRET_KEY", SENTINEL)
+    monkeypatch.setenv("MINIO_ACCESS_KEY", SENTINEL + "-access")
+    monkeypatch.setenv("KFP_TOKEN", SENTINEL + "-token")
+    monkeypatch.delenv("KFP_HOST", raising=False)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, list(args))
+
+
+def test_schedule_dry_run_prints_the_request_without_secrets(cli):
+    res = cli("schedule", "--pipeline", "monitoring", "--cron", "0 0 6 * * *", "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert SENTINEL not in res.output
+    out = json.loads(res.stdout[res.stdout.index("{"):])
+    rr = out["recurring_run"]
+    assert out["pipeline"] == "monitoring"
+    assert rr["trigger"]["cron_schedule"]["cron"] == "0 0 6 * * *"
+    assert rr["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "civicml-monitoring"
+    assert "config_json" in rr["runtime_config"]["parameters"]
+    assert rr["max_concurrency"] == "1" and rr["no_catchup"] is True
+
+
+def test_schedule_rejects_a_bad_cron_and_an_unknown_pipeline(cli):
+    res = cli("schedule", "--pipeline", "training", "--cron", "0 0 2 * * 8", "--dry-run")
+    assert res.exit_code == 1 and "day of week value 8 is outside 0-6" in res.output
+    res = cli("schedule", "--pipeline", "inference", "--cron", "0 0 2 * * *", "--dry-run")
+    assert res.exit_code == 1 and "unknown pipeline 'inference'" in res.output
+
+
+def test_submit_dry_run_and_missing_host(cli):
+    res = cli("submit", "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout[res.stdout.index("{"):])["run"]["runtime_config"]["parameters"]["version"] == ""
+    assert SENTINEL not in res.output
+    res = cli("submit")
+    assert res.exit_code == 1 and "no KFP endpoint" in res.output and "KFP_HOST" in res.output
+
+
+# -- the thin client calls, against a stand-in at the KFP API edge ------------------------------------------------
+
+
+class _FakeClient:
+    """Records what civicml sends; answers like the KFP API would."""
+
+    instances: list = []
+
+    def __init__(self, host=None, existing_token=None):
+        self.host, self.token, self.sent = host, existing_token, []
+        outer = self
+
+        class _Runs:
+            def run_service_create_run(self, run):
+                outer.sent.append(run)
+                return kfp_server_api.V2beta1Run(run_id="run-123")
+
+        class _RecurringRuns:
+            def recurring_run_service_create_recurring_run(self, recurring_run):
+                outer.sent.append(recurring_run)
+                return kfp_server_api.V2beta1RecurringRun(recurring_run_id="rr-456")
+
+        self.runs, self.recurring_runs = _Runs(), _RecurringRuns()
+        _FakeClient.instances.append(self)
+
+    def create_experiment(self, name):
+        return kfp_server_api.V2beta1Experiment(experiment_id=f"exp-{name}", display_name=name)
+
+
+def test_schedule_and_submit_send_validated_bodies(compiled, monkeypatch):
+    import kfp
+
+    monkeypatch.setattr(kfp, "Client", _FakeClient)
+    monkeypatch.setenv("KFP_HOST", "http://ml-pipeline.kubeflow:8888")
+    monkeypatch.setenv("KFP_TOKEN", "tok")
+    cfg = RunConfig()
+    sub = kfp_client.schedule_run(cfg, "training", "0 0 2 * * *", compiled["training"])
+    client = _FakeClient.instances[-1]
+    assert (sub.id, sub.host, client.token) == ("rr-456", "http://ml-pipeline.kubeflow:8888", "tok")
+    sent = client.sent[-1]
+    assert isinstance(sent, kfp_server_api.V2beta1RecurringRun) and sent.experiment_id == "exp-civicml"
+    assert validate_request(sent)["trigger"]["cron_schedule"]["cron"] == "0 0 2 * * *"
+    run = kfp_client.submit_run(cfg, "monitoring", compiled["monitoring"], host="http://other:80")
+    assert run.id == "run-123" and _FakeClient.instances[-1].host == "http://other:80"
+    assert isinstance(_FakeClient.instances[-1].sent[-1], kfp_server_api.V2beta1Run)
+    assert "tok" not in json.dumps(run.request)
