@@ -285,8 +285,11 @@ def bootstrap_intervals(task: str, y_true: np.ndarray, score: np.ndarray, n_resa
 
 
 def evaluate_predictions(task: str, y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5,
-                         n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+                         n_resamples: int = 0, seed: int = 0) -> dict[str, Any]:
     """All metrics, curves and confidence intervals for one set of predictions.
+
+    `n_resamples` is 0 by default (no CIs) because tuning calls this once per trial and
+    needs only the point metrics; the evaluate step asks for 1000.
 
     Returns:
         For classification: `metrics`, `confidence_intervals`, `roc`, `pr`, `calibration`,
