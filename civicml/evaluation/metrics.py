@@ -200,25 +200,26 @@ def weighted_classification(y: np.ndarray, proba: np.ndarray, W: np.ndarray, thr
         if "roc_auc" in which or "pr_auc" in which:
             order = np.argsort(p, kind="mergesort")
             ps, ys = p[order], y[order]
-            starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
             Ws = W[:, order]
-            pos_u = _group_sums(Ws * ys, starts)  # weight of positives at each distinct score (ascending)
-            neg_u = _group_sums(Ws * (1 - ys), starts)
-            n_pos = pos_u.sum(axis=1)
-            n_neg = neg_u.sum(axis=1)
+            pos = Ws * ys
+            neg = Ws - pos
+            starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
+            if len(starts) < len(ps):  # ties: one step per distinct score, as scikit-learn does
+                pos, neg = _group_sums(pos, starts), _group_sums(neg, starts)
+            n_pos = pos.sum(axis=1)
+            n_neg = neg.sum(axis=1)
+            defined = (n_pos > 0) & (n_neg > 0)
             if "roc_auc" in which:
-                neg_below = np.cumsum(neg_u, axis=1) - neg_u
-                auc = (pos_u * (neg_below + 0.5 * neg_u)).sum(axis=1) / (n_pos * n_neg)
-                out["roc_auc"] = np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+                # Each positive beats the negatives below its score and ties count one half.
+                auc = (pos * (np.cumsum(neg, axis=1) - 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+                out["roc_auc"] = np.where(defined, auc, np.nan)
             if "pr_auc" in which:
-                # Thresholds descending: cumulative TP/FP at "score >= t".
-                tp_c = np.cumsum(pos_u[:, ::-1], axis=1)
-                fp_c = np.cumsum(neg_u[:, ::-1], axis=1)
-                prec = np.where(tp_c + fp_c > 0, tp_c / (tp_c + fp_c), 0.0)
-                rec = tp_c / n_pos[:, None]
-                d_rec = np.diff(np.concatenate([np.zeros((len(W), 1)), rec], axis=1), axis=1)
-                ap = (d_rec * prec).sum(axis=1)
-                out["pr_auc"] = np.where((n_pos > 0) & (n_neg > 0), ap, np.nan)
+                # Thresholds descending; AP = sum over thresholds of (recall step) x precision.
+                pos_r = pos[:, ::-1]
+                tp_c = np.cumsum(pos_r, axis=1)
+                all_c = tp_c + np.cumsum(neg[:, ::-1], axis=1)
+                ap = (pos_r * np.where(all_c > 0, tp_c / all_c, 0.0)).sum(axis=1) / n_pos
+                out["pr_auc"] = np.where(defined, ap, np.nan)
     return out
 
 
