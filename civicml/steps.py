@@ -504,6 +504,7 @@ def monitor_drift(config: RunConfig | str, version: str, drift_path: str,
         joined = join_feedback(predictions, feedback, version=version)
         perf = live_performance(joined, cfg.task, manifest.get("metrics", {}), cfg.monitoring, seed=cfg.split.seed)
         perf["version"] = version
+        perf["log_warnings"] = warn_fb
         _write_json(performance_path, perf)
     return drift
 
@@ -603,12 +604,15 @@ def monitor_retrain(config: RunConfig | str, drift_path: str) -> dict[str, Any]:
     if target == "kfp":
         import tempfile
 
-        from civicml.orchestration.kfp_client import compile_pipeline, submit_run
-        from civicml.provenance import image
+        import os
 
+        from civicml.orchestration.kfp_client import compile_pipeline, submit_run
+
+        # Inside a pipeline pod CIVICML_IMAGE names the running image; from a laptop the one
+        # civicml image is the configured deploy.image (the same image serves and trains).
+        image = os.environ.get("CIVICML_IMAGE") or cfg.deploy.image
         with tempfile.TemporaryDirectory() as tmp:
-            # Compiled here, in the image, so the submitted run uses this very image.
-            yaml_path = compile_pipeline("training", Path(tmp) / "training_pipeline.yaml", train_cfg, image())
+            yaml_path = compile_pipeline("training", Path(tmp) / "training_pipeline.yaml", train_cfg, image)
             sub = submit_run(train_cfg, "training", yaml_path)
         result = {"target": "kfp", "run_id": sub.id, "host": sub.host, "source": source}
     else:

@@ -7,7 +7,6 @@ import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -24,8 +23,8 @@ def _fail(message: str) -> None:
 
 @friendly_errors
 def monitor(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file (default: ./civicml.yaml)."),
-    data: Optional[str] = typer.Option(None, "--data", help="New data batch to check: path, s3://..., demo:..."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Config file (default: ./civicml.yaml)."),
+    data: str | None = typer.Option(None, "--data", help="New data batch to check: path, s3://..., demo:..."),
     from_serving_log: bool = typer.Option(False, "--from-serving-log",
                                           help="Check the model server's prediction log (last monitoring.window_days)."),
     version: str = typer.Option("", "--version", help="Model version to compare with (default: the champion)."),
@@ -112,7 +111,7 @@ def monitor(
     console.print(f"report: {summary['report']}", soft_wrap=True, highlight=False)
 
 
-def _pipeline_file(pipeline: str, pipeline_file: Optional[Path], cfg, image: str, tmp: Path) -> Path:
+def _pipeline_file(pipeline: str, pipeline_file: Path | None, cfg, image: str, tmp: Path) -> Path:
     """The compiled pipeline to send: the given file, else pipelines/compiled/, else compiled now."""
     from civicml.orchestration.kfp_client import compile_pipeline, default_pipeline_yaml
 
@@ -147,11 +146,11 @@ def schedule(
     cron: str = typer.Option(..., "--cron", help="When: KFP's 6-field cron 'SEC MIN HOUR DOM MON DOW' (e.g. "
                                                  "'0 0 2 * * *'); a 5-field cron is converted."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the recurring-run request instead of sending it."),
-    host: Optional[str] = typer.Option(None, "--host", help="KFP endpoint (default: env KFP_HOST, then "
+    host: str | None = typer.Option(None, "--host", help="KFP endpoint (default: env KFP_HOST, then "
                                                               "monitoring.kfp_host)."),
-    pipeline_file: Optional[Path] = typer.Option(None, "--pipeline-file", help="Compiled pipeline YAML."),
+    pipeline_file: Path | None = typer.Option(None, "--pipeline-file", help="Compiled pipeline YAML."),
     image: str = typer.Option(DEFAULT_IMAGE, help="Image for compiling when no compiled YAML exists."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config sent as the config_json parameter."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Config sent as the config_json parameter."),
 ) -> None:
     """Create a KFP recurring run (one run at a time, no backfill) of the training or monitoring pipeline."""
     from civicml.orchestration.kfp_client import (
@@ -183,14 +182,19 @@ def schedule(
 def submit(
     pipeline: str = typer.Option("training", "--pipeline", help=PIPELINE_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the run request instead of sending it."),
-    host: Optional[str] = typer.Option(None, "--host", help="KFP endpoint (default: env KFP_HOST, then "
+    host: str | None = typer.Option(None, "--host", help="KFP endpoint (default: env KFP_HOST, then "
                                                               "monitoring.kfp_host)."),
-    pipeline_file: Optional[Path] = typer.Option(None, "--pipeline-file", help="Compiled pipeline YAML."),
+    pipeline_file: Path | None = typer.Option(None, "--pipeline-file", help="Compiled pipeline YAML."),
     image: str = typer.Option(DEFAULT_IMAGE, help="Image for compiling when no compiled YAML exists."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config sent as the config_json parameter."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Config sent as the config_json parameter."),
 ) -> None:
     """Submit one run of the training or monitoring pipeline to a KFP cluster."""
-    from civicml.orchestration.kfp_client import build_run_request, default_pipeline_yaml, submit_run, validate_request
+    from civicml.orchestration.kfp_client import (
+        build_run_request,
+        default_pipeline_yaml,
+        submit_run,
+        validate_request,
+    )
 
     _cluster_call(default_pipeline_yaml, pipeline)
     cfg = load_cfg(config)

@@ -119,7 +119,7 @@ def feature_drift(name: str, ref: dict[str, Any], values: pd.Series, ref_rows: i
         policy: Thresholds (`p_value`, `feature_psi`).
     """
     kind = ref.get("kind")
-    out: dict[str, Any] = {"feature": name, "kind": kind, "rows": int(len(values)), "status": "ok"}
+    out: dict[str, Any] = {"feature": name, "kind": kind, "rows": len(values), "status": "ok"}
     if kind == "numeric":
         b = _numeric_buckets(ref, values)
         present = b.pop("present")
@@ -221,7 +221,7 @@ def compute_drift(profile: dict[str, Any], window: pd.DataFrame, policy: Monitor
     return {
         "status": status,
         "source": source,
-        "window_rows": int(len(window)),
+        "window_rows": len(window),
         "reference_rows": ref_rows,
         "features": features,
         "summary": {

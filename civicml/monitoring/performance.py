@@ -85,7 +85,7 @@ def live_performance(joined: pd.DataFrame, task: str, reference_metrics: dict[st
         than test) and `watched_drop`.
     """
     metric = default_metric(task, policy)
-    n = int(len(joined))
+    n = len(joined)
     base: dict[str, Any] = {"rows": n, "metric": metric, "reference": reference_metrics,
                             "min_feedback_rows": policy.min_feedback_rows}
     if n < policy.min_feedback_rows:

@@ -31,7 +31,7 @@ def _isolated(tmp_path, monkeypatch):
 def _cfg(store: Path, **over):
     base = {
         "storage.uri": str(store),
-        "data.demo.rows": 2500,
+        "data.demo.rows": 2000,
         "tuning.max_trials": 2,
         "policy.fairness": [],
         "policy.min_metrics": {"roc_auc": 0.5},

@@ -1,7 +1,7 @@
 """KFP run / recurring-run requests built and validated as data; the CLI's dry runs; the thin client calls."""
 
 import json
-from pathlib import Path
+from typing import ClassVar
 
 import kfp_server_api
 import pytest
@@ -183,7 +183,7 @@ def test_submit_dry_run_and_missing_host(cli):
 class _FakeClient:
     """Records what civicml sends; answers like the KFP API would."""
 
-    instances: list = []
+    instances: ClassVar[list] = []
 
     def __init__(self, host=None, existing_token=None):
         self.host, self.token, self.sent = host, existing_token, []
@@ -223,3 +223,30 @@ def test_schedule_and_submit_send_validated_bodies(compiled, monkeypatch):
     assert run.id == "run-123" and _FakeClient.instances[-1].host == "http://other:80"
     assert isinstance(_FakeClient.instances[-1].sent[-1], kfp_server_api.V2beta1Run)
     assert "tok" not in json.dumps(run.request)
+
+
+def test_triggered_retraining_on_a_cluster_submits_the_training_pipeline_on_the_new_batch(tmp_path, monkeypatch):
+    import kfp
+
+    from civicml import steps
+    from civicml.governance.audit import AuditLog
+    from civicml.storage.store import LocalStore
+
+    monkeypatch.setattr(kfp, "Client", _FakeClient)
+    monkeypatch.delenv("CIVICML_STORE_URI", raising=False)
+    monkeypatch.delenv("CIVICML_IMAGE", raising=False)
+    monkeypatch.setenv("KFP_HOST", "http://ml-pipeline.kubeflow:8888")
+    cfg = RunConfig.model_validate({"storage": {"uri": str(tmp_path / "store")}})
+    drift = tmp_path / "drift.json"
+    drift.write_text(json.dumps({"source": "demo:benefits?month=6", "window_kind": "data_batch"}))
+    assert steps.retrain_target(cfg) == "kfp"
+    result = steps.monitor_retrain(cfg, str(drift))
+    assert result == {"target": "kfp", "run_id": "run-123", "host": "http://ml-pipeline.kubeflow:8888",
+                      "source": "demo:benefits?month=6"}
+    sent = validate_request(_FakeClient.instances[-1].sent[-1])
+    sent_cfg = RunConfig.from_json(sent["runtime_config"]["parameters"]["config_json"])
+    assert sent_cfg.data.source == "demo:benefits?month=6"
+    assert sent["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "civicml-training"
+    executor = next(iter(sent["pipeline_spec"]["pipeline_spec"]["deploymentSpec"]["executors"].values()))
+    assert executor["container"]["image"] == cfg.deploy.image
+    assert AuditLog(LocalStore(tmp_path / "store")).records()[-1]["event"] == "retrain_started"
