@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from hashlib import sha256
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 

@@ -10,7 +10,8 @@ MedianPruner locally, Katib's `medianstop` (fed by the per-round lines that
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 

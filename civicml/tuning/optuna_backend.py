@@ -14,16 +14,23 @@ the search would no longer be reproducible. `parallel_trials` applies to Katib o
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
 from civicml.config import ParamSpec, RunConfig
 from civicml.modeling.preprocessing import FeatureSpec
 from civicml.modeling.search_space import grid_values, space_for
-from civicml.tuning.objective import TuningError, make_round_observer, n_rounds, per_round_metric, train_and_score
+from civicml.tuning.objective import (
+    TuningError,
+    make_round_observer,
+    n_rounds,
+    per_round_metric,
+    train_and_score,
+)
 
-__all__ = ["grid_values", "make_sampler", "make_pruner", "run_optuna", "suggest"]
+__all__ = ["grid_values", "make_pruner", "make_sampler", "run_optuna", "suggest"]
 
 
 def make_sampler(algorithm: str, seed: int, space: dict[str, ParamSpec]):
@@ -119,18 +126,25 @@ def run_optuna(
             callbacks = [observer]
         try:
             metrics = train_and_score(cfg, spec, params, train, valid, callbacks=callbacks)
+            if t.objective_metric not in metrics:
+                raise ValueError(
+                    f"objective metric {t.objective_metric!r} (tuning.objective_metric) is not among the "
+                    f"metrics a {cfg.task} trial produces: {sorted(metrics)}"
+                )
+        except ValueError as err:
+            # Kept for the failure summary; Optuna records the trial as FAIL (catch=ValueError).
+            trial.set_user_attr("error", str(err))
+            raise
         finally:
             if observer is not None:
                 trial.set_user_attr("rounds", observer.rounds)
         for name, value in metrics.items():
             trial.set_user_attr(name, value)
-        if t.objective_metric not in metrics:
-            raise ValueError(f"objective metric {t.objective_metric!r} not among {sorted(metrics)}")
         return metrics[t.objective_metric]
 
     def after_trial(study, trial) -> None:
         if trial.state == optuna.trial.TrialState.FAIL:
-            failures.append(f"trial {trial.number}: {trial.system_attrs.get('fail_reason', 'failed')}")
+            failures.append(f"trial {trial.number}: {trial.user_attrs.get('error', 'failed')}")
             if len(failures) > t.max_failed_trials:
                 study.stop()
         if on_trial:

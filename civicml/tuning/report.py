@@ -50,11 +50,11 @@ def trials_markdown(result: dict[str, Any]) -> str:
         return text.replace("|", "\\|")
 
     best = ", ".join(f"{k}={cell(v)}" for k, v in result.get("best_params", {}).items())
-    lines = [
+    summary = (
         f"**Tuning** ({result.get('backend')} / {result.get('algorithm')}): best "
-        f"{result.get('objective_metric')} = {cell(result.get('best_value'))} with {best}",
-        "",
-    ]
+        f"{result.get('objective_metric')} = {cell(result.get('best_value'))} with {best}"
+    )
+    lines = [summary, ""]
     if cols:
         lines.append("| " + " | ".join(cols) + " |")
         lines.append("|" + "---|" * len(cols))

@@ -25,7 +25,7 @@ ROUNDS = 30
 
 def cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "civicml.cli", *args], cwd=cwd, env=env or dict(os.environ),
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=240, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_bad_parameters_exit_nonzero_with_a_clear_message_and_no_metrics(workdir
 def test_tune_katib_dry_run_writes_a_valid_experiment(workdir, monkeypatch):
     root, _ = workdir
     monkeypatch.setenv("CIVICML_STORE_URI", "s3://civicml/registry")
-    code, out, err = invoke("tune", "--backend", "katib", "--dry-run", "--version", "v-dry", "-o", "exp.yaml",
+    code, _, err = invoke("tune", "--backend", "katib", "--dry-run", "--version", "v-dry", "-o", "exp.yaml",
                             cwd=root, monkeypatch=monkeypatch)
     assert code == 0, err
     body = yaml.safe_load((root / "exp.yaml").read_text())
@@ -126,5 +126,5 @@ def test_tune_katib_dry_run_writes_a_valid_experiment(workdir, monkeypatch):
     container = body["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
     assert container["args"][:3] == ["trial", "--version", "v-dry"]
     assert "warning" not in err
-    code, out, err = invoke("tune", "--backend", "optuna", "--dry-run", cwd=root, monkeypatch=monkeypatch)
+    code, _, err = invoke("tune", "--backend", "optuna", "--dry-run", cwd=root, monkeypatch=monkeypatch)
     assert code == 1 and "--dry-run applies to --backend katib only" in err

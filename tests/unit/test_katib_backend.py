@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import ClassVar
 
 import kubernetes_validate
 import pytest
@@ -172,7 +173,7 @@ def trial_obj(exp: str, suffix: str, state: str, auc: str | None, created: str, 
 class FakeCustomObjectsApi:
     """Records calls like kubernetes.client.CustomObjectsApi; `states` is what successive gets return."""
 
-    VERBS = {"create_namespaced_custom_object": "create", "get_namespaced_custom_object": "get",
+    VERBS: ClassVar[dict[str, str]] = {"create_namespaced_custom_object": "create", "get_namespaced_custom_object": "get",
              "delete_namespaced_custom_object": "delete", "list_namespaced_custom_object": "list"}
 
     def __init__(self, states: list[dict | None], trials: list[dict] | None = None, create_error: int | None = None):
