@@ -23,7 +23,7 @@ from civicml.data.sources import load_table
 from civicml.data.split import split_frame
 from civicml.governance.audit import AuditLog
 from civicml.provenance import code_revision, image, library_versions
-from civicml.storage.registry import Registry, new_version_id, sha256_bytes
+from civicml.storage.registry import Registry, new_version_id
 from civicml.storage.store import open_store
 
 SPLITS = ("train", "valid", "test")
@@ -206,15 +206,10 @@ def train(config: RunConfig | str, data_dir: str, params_path: str | None, model
 
 
 def model_hash(model_dir: str | Path) -> str:
-    """sha256 over every file of a saved model, by name, in sorted order."""
-    import hashlib
+    """sha256 over every file of a saved model (see `civicml.modeling.persistence.model_hash`)."""
+    from civicml.modeling.persistence import model_hash as _model_hash
 
-    h = hashlib.sha256()
-    for p in sorted(Path(model_dir).rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(model_dir).as_posix().encode())
-            h.update(sha256_bytes(p.read_bytes()).encode())
-    return h.hexdigest()
+    return _model_hash(model_dir)
 
 
 def evaluate(config: RunConfig | str, data_dir: str, model_dir: str, evaluation_path: str,
@@ -366,10 +361,20 @@ def deploy(config: RunConfig | str, version: str, by: str = "pipeline") -> dict[
     On Kubernetes the same choice is made by `civicml.deploy.kubernetes.deploy_version` after the rollout.
     """
     from civicml.deploy.local import promote
+    from civicml.governance.approval import effective_status
     from civicml.serving.routing import CHALLENGER, CHAMPION, set_weights
+    from civicml.storage.registry import RegistryError
 
     cfg = _cfg(config)
     registry = _registry(cfg)
+    # The last line of defence for invariant 6: whatever calls this, only a version the gate
+    # passed or a named person approved ever serves anyone.
+    status = effective_status(registry, version)
+    if status != "approved":
+        raise RegistryError(
+            f"version {version} is {status!r}; only approved versions are deployed "
+            f"(gate decision `deploy`, or `civicml approve {version} --by NAME --role ROLE --reason TEXT`)"
+        )
     if cfg.deploy.target == "kubernetes":
         from civicml.deploy.kubernetes import deploy_version
 
@@ -381,7 +386,8 @@ def deploy(config: RunConfig | str, version: str, by: str = "pipeline") -> dict[
         return {**result, "challenger_share": cfg.deploy.challenger_traffic}
     result = promote(registry, version, alias=CHAMPION, by=by, reason="gate decision: deploy")
     if registry.get_alias(CHALLENGER):
-        registry.set_alias(CHALLENGER, None, by=by, reason=f"{version} replaced the champion")
+        move = registry.set_alias(CHALLENGER, None, by=by, reason=f"{version} replaced the champion")
+        AuditLog(registry.store).append("alias_moved", {"alias": CHALLENGER, **move}, actor=by)
         set_weights(registry, 0.0, by=by, reason=f"{version} deployed as champion")
     return result
 
@@ -602,9 +608,8 @@ def monitor_retrain(config: RunConfig | str, drift_path: str) -> dict[str, Any]:
     target = retrain_target(cfg)
     audit = AuditLog(_registry(cfg).store)
     if target == "kfp":
-        import tempfile
-
         import os
+        import tempfile
 
         from civicml.orchestration.kfp_client import compile_pipeline, submit_run
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from civicml.cli.common import console, err_console, friendly_errors, load_cfg
 
 STEPS = ["validate-data", "tune", "train", "evaluate", "gate", "register", "deploy"]
-COMPILED = Path("pipelines/compiled/training_pipeline.yaml")
+COMPILED_DIR = Path("pipelines/compiled")
 DEFAULT_IMAGE = "ghcr.io/civicml/civicml:0.1.0"
 
 
@@ -33,9 +33,9 @@ def _parse_sets(sets: list[str]) -> dict[str, object]:
 
 @friendly_errors
 def run(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file (default: ./civicml.yaml)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Config file (default: ./civicml.yaml)."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set data.demo.month=3."),
-    month: Optional[int] = typer.Option(None, help="Shortcut for --set data.demo.month=M (demo data)."),
+    month: int | None = typer.Option(None, help="Shortcut for --set data.demo.month=M (demo data)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Compile the training pipeline and run it locally through kfp.local."""
@@ -110,7 +110,7 @@ def run(
     for k, v in manifest["metrics"].items():
         table.add_row(k, f"{v:.4f}")
     colour = {"deploy": "green", "reject": "red"}.get(summary["decision"], "yellow")
-    table.add_row("gate decision", f"[bold {colour}]{summary['decision']}[/] — {summary['reason']}")
+    table.add_row("gate decision", f"[bold {colour}]{summary['decision']}[/] — {escape(summary['reason'])}")
     table.add_row("champion", str(summary["champion"]))
     table.add_row("time", f"{summary['seconds']} s")
     console.print(table)
@@ -120,18 +120,21 @@ def run(
 
 @friendly_errors
 def compile_(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config whose values become the defaults."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Config whose values become the defaults."),
     image: str = typer.Option(DEFAULT_IMAGE, help="civicml image the components run in."),
-    output: Path = typer.Option(COMPILED, "--output", "-o", help="Where to write the pipeline YAML."),
+    output_dir: Path = typer.Option(COMPILED_DIR, "--output-dir", "-o", help="Directory for the pipeline YAML files."),
     local_only: bool = typer.Option(False, help="Omit the Kubernetes Secret/ConfigMap wiring."),
 ) -> None:
-    """Compile the training pipeline to YAML for the KFP UI or `civicml submit`."""
+    """Compile the training and monitoring pipelines to YAML for the KFP UI or `civicml submit`."""
+    from pipelines.monitoring_pipeline import compile_monitoring_pipeline
     from pipelines.training_pipeline import compile_training_pipeline
 
     cfg = load_cfg(config)
     secret = None if local_only else cfg.storage.secret_name
-    path = compile_training_pipeline(output, image=image, default_config_json=cfg.to_json(), secret_name=secret)
-    console.print(f"wrote {path} (image {image})")
+    for name, build in (("training", compile_training_pipeline), ("monitoring", compile_monitoring_pipeline)):
+        path = build(output_dir / f"{name}_pipeline.yaml", image=image, default_config_json=cfg.to_json(),
+                     secret_name=secret)
+        console.print(f"wrote {path} (image {image})", highlight=False, soft_wrap=True)
 
 
 data_app = typer.Typer(help="Work with input data.", no_args_is_help=True)

@@ -19,7 +19,6 @@ log keeps both attempts.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, Literal
 
@@ -58,15 +57,13 @@ def effective_status(registry: Registry, version: str) -> str:
 
 def stored_model_hash(registry: Registry, version: str) -> str:
     """Recompute the model hash from the stored `model/*` artifacts (same recipe as `steps.model_hash`)."""
+    from civicml.modeling.persistence import model_hash_from_files
+
     man = registry.manifest(version)
-    h = hashlib.sha256()
     names = sorted(n for n in man["artifacts"] if n.startswith("model/"))
     if not names:
         raise ApprovalError(f"version {version} has no stored model files; it cannot be approved")
-    for name in names:
-        h.update(name[len("model/"):].encode())
-        h.update(sha256_bytes(registry.read_artifact(version, name)).encode())
-    return h.hexdigest()
+    return model_hash_from_files({name[len("model/"):]: registry.read_artifact(version, name) for name in names})
 
 
 def check_bindings(registry: Registry, version: str, expected_model_sha256: str | None = None) -> dict[str, Any]:

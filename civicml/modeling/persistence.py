@@ -67,3 +67,25 @@ def load_model(directory: str | Path) -> TrainedModel:
             raise ModelLoadError(f"refusing to load {path}: it contains types outside the allow-list: {refused}")
         est = sio.load(path, trusted=untrusted)
     return TrainedModel(family=family, spec=spec, params=meta["params"], estimator=est)
+
+
+def model_hash_from_files(files: dict[str, bytes]) -> str:
+    """The model hash from `{relative name: bytes}`: sha256 over (name, sha256 of bytes), names sorted.
+
+    Both a saved directory (`model_hash`) and the files stored in the registry hash this way,
+    so an approval can be bound to exactly the model that was evaluated.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode())
+        h.update(hashlib.sha256(files[name]).hexdigest().encode())
+    return h.hexdigest()
+
+
+def model_hash(model_dir: str | Path) -> str:
+    """sha256 over every file of a saved model directory, by relative name, in sorted order."""
+    root = Path(model_dir)
+    files = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    return model_hash_from_files(files)

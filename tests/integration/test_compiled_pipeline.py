@@ -3,12 +3,14 @@
 import os
 from pathlib import Path
 
+import pytest
 import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from civicml.config import load_config
 from civicml.orchestration.local import compile_to
+from pipelines.monitoring_pipeline import compile_monitoring_pipeline
 from pipelines.training_pipeline import compile_training_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,12 +22,25 @@ def _docs(path):
     return list(yaml.safe_load_all(path.read_text()))
 
 
-def test_committed_yaml_is_current(tmp_path):
+@pytest.mark.parametrize("name, build", [("training", compile_training_pipeline), ("monitoring", compile_monitoring_pipeline)])
+def test_committed_yaml_is_current(tmp_path, name, build):
     cfg = load_config(ROOT / "civicml.yaml")
-    fresh = compile_training_pipeline(
+    fresh = build(
         tmp_path / "t.yaml", image=DEFAULT_IMAGE, default_config_json=cfg.to_json(), secret_name=cfg.storage.secret_name
     )
-    assert fresh.read_text() == COMPILED.read_text(), "run `make compile` and commit pipelines/compiled/"
+    committed = ROOT / "pipelines" / "compiled" / f"{name}_pipeline.yaml"
+    assert fresh.read_text() == committed.read_text(), "run `make compile` and commit pipelines/compiled/"
+
+
+@pytest.mark.parametrize("name", ["training", "monitoring"])
+def test_every_compiled_pipeline_parses_and_installs_nothing(name):
+    path = ROOT / "pipelines" / "compiled" / f"{name}_pipeline.yaml"
+    spec = json_format.ParseDict(_docs(path)[0], pipeline_spec_pb2.PipelineSpec())
+    for ex_name, ex in spec.deployment_spec["executors"].items():
+        container = ex["container"]
+        assert container["image"] == DEFAULT_IMAGE, ex_name
+        text = " ".join(container["command"]) + " ".join(container["args"] if "args" in container else [])
+        assert "pip install" not in text, ex_name
 
 
 def test_yaml_parses_as_pipeline_spec_with_components_on_the_image():

@@ -124,3 +124,18 @@ def test_stored_contract_rejects_later_batch_with_text(cfg, tmp_path):
     bad_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"source": _write(tmp_path, df)})})
     with pytest.raises(DataError, match="'prior_claims' must be numeric .*'unknown'"):
         steps.validate_data(bad_cfg, str(tmp_path / "d2"), "v2")
+
+
+def test_deploy_refuses_a_version_that_is_not_approved(cfg, tmp_path):
+    from civicml.storage.registry import RegistryError
+
+    strict = cfg.model_copy(update={"policy": cfg.policy.model_copy(update={"min_metrics": {"roc_auc": 0.999}})})
+    d = str(tmp_path / "d")
+    steps.validate_data(strict, d, "v-low")
+    steps.train(strict, d, None, str(tmp_path / "m"))
+    steps.evaluate(strict, d, str(tmp_path / "m"), str(tmp_path / "e.json"))
+    assert steps.gate(strict, str(tmp_path / "e.json"), str(tmp_path / "g.json"))["decision"] == "reject"
+    steps.register(strict, d, None, str(tmp_path / "m"), str(tmp_path / "e.json"), str(tmp_path / "g.json"))
+    with pytest.raises(RegistryError, match="is 'rejected'; only approved versions are deployed"):
+        steps.deploy(strict, "v-low")
+    assert _registry(cfg).get_alias("champion") is None
