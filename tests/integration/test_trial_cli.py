@@ -128,3 +128,83 @@ def test_tune_katib_dry_run_writes_a_valid_experiment(workdir, monkeypatch):
     assert "warning" not in err
     code, _, err = invoke("tune", "--backend", "optuna", "--dry-run", cwd=root, monkeypatch=monkeypatch)
     assert code == 1 and "--dry-run applies to --backend katib only" in err
+
+
+class FakeKatibController:
+    """Stands in for the API server + Katib controller: on create it runs each trial the way the
+    Job would (the template's args with `${trialParameters.*}` substituted, through the real CLI
+    in-process), collects metrics with Katib's regex and reports the optimum in the status."""
+
+    def __init__(self, assignments: list[dict[str, str]]):
+        self.assignments = assignments
+        self.body: dict | None = None
+        self.trial_outputs: list[str] = []
+        self.deleted = False
+
+    def create_namespaced_custom_object(self, group, version, namespace, plural, body):
+        from typer.testing import CliRunner
+
+        from civicml.cli import app
+
+        assert V1beta1Experiment.from_dict(body).to_dict() == body
+        self.body = body
+        spec = body["spec"]
+        container = spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+        assert container["command"] == ["civicml"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["CIVICML_STORE_URI"] == os.environ["CIVICML_STORE_URI"]
+        names = [spec["objective"]["objectiveMetricName"], *spec["objective"]["additionalMetricNames"]]
+        observed = []
+        for assignment in self.assignments:
+            args = list(container["args"])
+            for name, value in assignment.items():
+                args = [a.replace(f"${{trialParameters.{name}}}", value) for a in args]
+            assert not any("${" in a for a in args)
+            result = CliRunner().invoke(app, args)
+            assert result.exit_code == 0, result.stderr
+            self.trial_outputs.append(result.stdout)
+            metrics = parse_katib_metrics(result.stdout, names)
+            observed.append({n: v[-1] for n, v in metrics.items()})
+        best = max(range(len(observed)), key=lambda i: observed[i]["roc_auc"])
+        self.status = {
+            "conditions": [{"type": "Succeeded", "status": "True", "reason": "ExperimentMaxTrialsReached"}],
+            "currentOptimalTrial": {
+                "bestTrialName": f"{body['metadata']['name']}-{best}",
+                "parameterAssignments": [{"name": k, "value": v} for k, v in self.assignments[best].items()],
+                "observation": {"metrics": [{"name": n, "latest": repr(v)} for n, v in observed[best].items()]},
+            },
+        }
+        return body
+
+    def get_namespaced_custom_object(self, group, version, namespace, plural, name):
+        return {**self.body, "status": self.status}
+
+    def list_namespaced_custom_object(self, group, version, namespace, plural, label_selector=None):
+        return {"items": []}
+
+    def delete_namespaced_custom_object(self, group, version, namespace, plural, name):
+        self.deleted = True
+
+
+@pytest.mark.slow
+def test_tune_step_with_katib_backend_end_to_end(workdir, s3_env, monkeypatch, tmp_path):
+    """steps.tune uploads the split to S3, submits the Experiment, trials read it back by version."""
+    from civicml.tuning import katib_backend
+
+    root, cfg = workdir
+    cfg = cfg.model_copy(update={"tuning": cfg.tuning.model_copy(update={"backend": "katib"})})
+    fake = FakeKatibController([
+        {"learning_rate": "0.05", "max_depth": "2", "min_child_weight": "1.0", "subsample": "0.7"},
+        {"learning_rate": "0.2", "max_depth": "5", "min_child_weight": "3.0", "subsample": "0.9"},
+    ])
+    monkeypatch.setattr(katib_backend, "_default_api", lambda: fake)
+    result = steps.tune(cfg, str(root / "data"), str(tmp_path / "tuning.json"), str(tmp_path / "trials.html"),
+                        trials_md_path=str(tmp_path / "trials.md"))
+    store = open_store(s3_env.uri)
+    assert store.exists("staging/v-trial-test/tuning-data/index.json")
+    assert len(fake.trial_outputs) == 2 and fake.deleted
+    assert result["backend"] == "katib"
+    assert set(result["best_params"]) == {"learning_rate", "max_depth", "min_child_weight", "subsample"}
+    assert isinstance(result["best_params"]["max_depth"], int)
+    assert json.loads((tmp_path / "tuning.json").read_text())["best_params"] == result["best_params"]
+    assert "katib / tpe" in (tmp_path / "trials.md").read_text()
