@@ -168,7 +168,9 @@ class TuningConfig(_Strict):
     objective_metric: str = "roc_auc"
     direction: Literal["maximize", "minimize"] = "maximize"
     max_trials: int = Field(8, ge=1, le=10_000)
-    parallel_trials: int = Field(1, ge=1)
+    parallel_trials: int = Field(
+        1, ge=1, description="Katib only: trials at once. Optuna runs one at a time (n_jobs=1) so a search repeats exactly"
+    )
     max_failed_trials: int = Field(3, ge=0)
     seed: int = 42
     early_stopping: EarlyStopping | None = None
