@@ -17,7 +17,7 @@ Figures (per seed, then summarised):
 
 Usage::
 
-    .venv/bin/python benchmarks/hpo_tpe_vs_random.py [--seeds 5] [--trials 20] [--rows 10000]
+    .venv/bin/python benchmarks/hpo_tpe_vs_random.py [--seeds 5] [--trials 20] [--rows 20000]
 
 Writes ``benchmarks/out/hpo_tpe_vs_random.json``. Run on an idle machine: it is CPU bound.
 """
@@ -57,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--config", type=Path, default=REPO / "civicml.yaml")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()

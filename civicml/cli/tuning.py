@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import sys
 import tempfile
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Callable, List, Optional
 
 import typer
 
@@ -65,15 +65,15 @@ def _print_result(result: dict) -> None:
 
 
 def tune(
-    backend: Optional[Backend] = typer.Option(None, "--backend", "-b", help="optuna (local) or katib (cluster); "
+    backend: Backend | None = typer.Option(None, "--backend", "-b", help="optuna (local) or katib (cluster); "
                                               "default: tuning.backend from the config."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Katib: write the Experiment YAML, touch no cluster."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Katib --dry-run: the Experiment YAML; "
+    output: Path | None = typer.Option(None, "--output", "-o", help="Katib --dry-run: the Experiment YAML; "
                                           "otherwise: the result JSON (best_params, trials)."),
-    config: Optional[Path] = ConfigOpt,
-    version: Optional[str] = typer.Option(None, "--version", help="Version id for the run (default: a new one)."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Also write the trials table as HTML."),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the trials table as Markdown."),
+    config: Path | None = ConfigOpt,
+    version: str | None = typer.Option(None, "--version", help="Version id for the run (default: a new one)."),
+    html: Path | None = typer.Option(None, "--html", help="Also write the trials table as HTML."),
+    markdown: Path | None = typer.Option(None, "--markdown", help="Also write the trials table as Markdown."),
 ) -> None:
     """Search hyperparameters: validate the data, run the search, print the best parameters."""
     from civicml import steps
@@ -134,14 +134,14 @@ def tune(
 
 
 def trial(
-    params: Optional[str] = typer.Option(None, "--params", help='Parameters as JSON, e.g. \'{"max_depth": 4}\'.'),
-    param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="One parameter as name=value (repeatable); "
+    params: str | None = typer.Option(None, "--params", help='Parameters as JSON, e.g. \'{"max_depth": 4}\'.'),
+    param: list[str] | None = typer.Option(None, "--param", "-p", help="One parameter as name=value (repeatable); "
                                               "wins over --params."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="A directory written by validate_data."),
-    version: Optional[str] = typer.Option(None, "--version", help="Read the tuning split this version's tune step "
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="A directory written by validate_data."),
+    version: str | None = typer.Option(None, "--version", help="Read the tuning split this version's tune step "
                                           "uploaded to the store (how Katib runs it)."),
-    config: Optional[Path] = ConfigOpt,
-    round_metrics: Optional[bool] = typer.Option(
+    config: Path | None = ConfigOpt,
+    round_metrics: bool | None = typer.Option(
         None, "--round-metrics/--no-round-metrics",
         help="Print the objective after every boosting round (for Katib medianstop); default: when early "
              "stopping is configured.",
