@@ -26,9 +26,19 @@ PY = sys.executable
 CIVICML = str(Path(PY).with_name("civicml"))
 
 
+# libgomp's default active spin-wait makes XGBoost's 2 OpenMP threads 10-60x slower whenever
+# another busy process shares the 2 cores (measured: a 3000-row trial took 17.6 s instead of 0.3 s
+# next to another engineer's XGBoost run). The harness therefore runs every child with passive
+# waiting so that the figures measure civicml rather than the neighbours; both sides of every
+# comparison get the same setting. `run_all.py --omp-default` turns this off.
+SETTINGS = {"omp_passive": True}
+
+
 def clean_env(**extra: str) -> dict[str, str]:
-    """The current environment without store overrides, so each run uses its own tmp store."""
+    """The current environment without store overrides (each run uses its own tmp store)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIVICML_")}
+    if SETTINGS["omp_passive"]:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     env.update(extra)
     return env
 

@@ -5,8 +5,8 @@ It does what `civicml run` does to the data, with the same third-party libraries
 rows, the same stratified split and seeds, the same category encoding, the same
 Optuna sampler/pruner/seed/trials over the same space with the same per-round
 median stopping, the same final XGBoost fit, and the same evaluation (sklearn
-metrics, 1000-resample bootstrap CIs, curves, fairlearn group metrics per
-sensitive attribute, TreeSHAP importance on a 5000-row sample), then writes the
+metrics, 1000-resample bootstrap CIs, curves, fairlearn group metrics and
+bootstrap CIs of the disparities per sensitive attribute, TreeSHAP importance on a 5000-row sample), then writes the
 model and the evaluation to a directory.
 
 What it leaves out is what the pipeline adds: KFP compilation and the kfp.local
@@ -81,13 +81,38 @@ def bootstrap(y: np.ndarray, p: np.ndarray, seed: int, n_resamples: int = N_RESA
     n = len(y)
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, n_resamples, chunk):
-        k = min(chunk, n_resamples - start)
-        idx = rng.integers(0, n, size=(k, n)) + (np.arange(k) * n)[:, None]
-        W = np.bincount(idx.ravel(), minlength=k * n).reshape(k, n).astype("float64")
+        W = _weights(rng, n, min(chunk, n_resamples - start))
         for name, v in _weighted_metrics(y.astype("float64"), p, W).items():
             parts.setdefault(name, []).append(v)
     return {name: dict(zip(("low", "high"), np.quantile(np.concatenate(v), [0.025, 0.975]).tolist()))
             for name, v in parts.items()}
+
+
+def _weights(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    idx = rng.integers(0, n, size=(k, n)) + (np.arange(k) * n)[:, None]
+    return np.bincount(idx.ravel(), minlength=k * n).reshape(k, n).astype("float64")
+
+
+def disparity_cis(y: np.ndarray, yp: np.ndarray, groups: np.ndarray, seed: int, n_resamples: int = N_RESAMPLES,
+                  chunk: int = 100) -> dict[str, dict[str, float]]:
+    """95 % bootstrap intervals of the demographic-parity and equalized-odds disparities."""
+    rng = np.random.default_rng(seed)
+    G = (groups[:, None] == np.unique(groups)[None, :]).astype("float64")
+    yc, pc = y.astype("float64")[:, None], yp.astype("float64")[:, None]
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n_resamples, chunk):
+        W = _weights(rng, len(y), min(chunk, n_resamples - start))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sel = (W @ (G * pc)) / (W @ G)
+            tpr = (W @ (G * yc * pc)) / (W @ (G * yc))
+            fpr = (W @ (G * (1 - yc) * pc)) / (W @ (G * (1 - yc)))
+            lo, hi = sel.min(axis=1), sel.max(axis=1)
+            vals = {"demographic_parity_difference": hi - lo, "demographic_parity_ratio": lo / hi,
+                    "equalized_odds_difference": np.maximum(np.ptp(tpr, axis=1), np.ptp(fpr, axis=1))}
+        for k, v in vals.items():
+            parts.setdefault(k, []).append(v)
+    return {k: dict(zip(("low", "high"), np.nanquantile(np.concatenate(v), [0.025, 0.975]).tolist()))
+            for k, v in parts.items()}
 
 
 def run(config_path: str | Path, rows: int | None = None, trials: int | None = None,
@@ -226,6 +251,7 @@ def run(config_path: str | Path, rows: int | None = None, trials: int | None = N
             "demographic_parity_difference": float(demographic_parity_difference(yte, yp, sensitive_features=groups)),
             "demographic_parity_ratio": float(demographic_parity_ratio(yte, yp, sensitive_features=groups)),
             "equalized_odds_difference": float(equalized_odds_difference(yte, yp, sensitive_features=groups)),
+            "confidence_intervals": disparity_cis(yte, yp, groups, seed=sp["seed"]),
         }
     evaluation["fairness"] = fairness
     sample = Xte.sample(n=min(SHAP_ROWS, len(Xte)), random_state=sp["seed"])

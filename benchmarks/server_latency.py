@@ -174,9 +174,23 @@ def _wait_ready(base: str, proc: subprocess.Popen, timeout: float = 90) -> None:
     raise RuntimeError(f"civicml serve not ready within {timeout} s")
 
 
+def _env(overrides: dict | None) -> dict[str, str]:
+    env = clean_env()
+    for k, v in (overrides or {}).items():
+        if v is None:
+            env.pop(k, None)  # None: leave the variable unset (the library default)
+        else:
+            env[k] = v
+    return env
+
+
 def server_latency(requests: int = 2000, seconds: float = 10.0, rate: float = 200.0, concurrency: int = 8,
-                   batch: int = 100, train_rows: int = 20_000, log=print) -> dict[str, Any]:
-    """Train a model into a temp store, serve it on loopback, run the bounded load phases."""
+                   batch: int = 100, train_rows: int = 20_000, log=print, server_env: dict | None = None) -> dict[str, Any]:
+    """Train a model into a temp store, serve it on loopback, run the bounded load phases.
+
+    Args:
+        server_env: Environment overrides for the server process only; a None value unsets the variable.
+    """
     import yaml
 
     args = argparse.Namespace(requests=requests, seconds=seconds, rate=rate, concurrency=concurrency, batch=batch)
@@ -190,12 +204,13 @@ def server_latency(requests: int = 2000, seconds: float = 10.0, rate: float = 20
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         proc = subprocess.Popen([CIVICML, "serve", "--host", "127.0.0.1", "--port", str(port), "-c", str(cfg)],
-                                cwd=d, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                cwd=d, env=_env(server_env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         t0 = time.perf_counter()
         _wait_ready(base, proc)
         startup = time.perf_counter() - t0
         res = asyncio.run(_phases(base, name, sample_records(2000), args))
         res["server_startup_s"] = startup
+        res["server_env"] = server_env or {}
         res["settings"] = {"requests_cap": requests, "seconds_cap": seconds, "rate": rate,
                            "concurrency": concurrency, "batch": batch, "train_rows": train_rows}
         for k, v in res.items():
