@@ -122,8 +122,9 @@ class ParamSpec(_Strict):
             raise ValueError(f"'values' is only for categorical parameters; this one is {self.type}")
         if self.values is not None:
             if len({str(v) for v in self.values}) != len(self.values):
-                raise ValueError(f"categorical values must be distinct (as text, which is how Katib passes them): "
-                                 f"{self.values}")
+                raise ValueError(
+                    f"categorical values must be distinct (as text, which is how Katib passes them): {self.values}"
+                )
             if any(not isinstance(v, (str, int, float, bool)) for v in self.values):
                 raise ValueError(f"categorical values must be strings, numbers or booleans, got {self.values}")
         return self
@@ -169,7 +170,9 @@ class TuningConfig(_Strict):
     direction: Literal["maximize", "minimize"] = "maximize"
     max_trials: int = Field(8, ge=1, le=10_000)
     parallel_trials: int = Field(
-        1, ge=1, description="Katib only: trials at once. Optuna runs one at a time (n_jobs=1) so a search repeats exactly"
+        1,
+        ge=1,
+        description="Katib only: trials at once. Optuna runs one at a time (n_jobs=1) so a search repeats exactly",
     )
     max_failed_trials: int = Field(3, ge=0)
     seed: int = 42
@@ -247,8 +250,10 @@ class FairnessRule(_Strict):
     @model_validator(mode="after")
     def _bound(self) -> FairnessRule:
         if self.min is None and self.max is None:
-            raise ValueError(f"fairness rule on {self.metric} needs 'min' or 'max', e.g. {{metric: {self.metric}, "
-                             + ("min: 0.8}" if self.metric.endswith("ratio") else "max: 0.1}"))
+            raise ValueError(
+                f"fairness rule on {self.metric} needs 'min' or 'max', e.g. {{metric: {self.metric}, "
+                + ("min: 0.8}" if self.metric.endswith("ratio") else "max: 0.1}")
+            )
         return self
 
 
@@ -278,14 +283,16 @@ class PolicyConfig(_Strict):
             if name in LOWER_IS_BETTER_METRICS:
                 raise ValueError(f"{name} is lower-is-better: put it under policy.max_metrics, not min_metrics")
             if name not in HIGHER_IS_BETTER_METRICS:
-                raise ValueError(f"unknown metric {name!r} in policy.min_metrics; use one of "
-                                 f"{', '.join(HIGHER_IS_BETTER_METRICS)}")
+                raise ValueError(
+                    f"unknown metric {name!r} in policy.min_metrics; use one of {', '.join(HIGHER_IS_BETTER_METRICS)}"
+                )
         for name in self.max_metrics:
             if name in HIGHER_IS_BETTER_METRICS:
                 raise ValueError(f"{name} is higher-is-better: put it under policy.min_metrics, not max_metrics")
             if name not in LOWER_IS_BETTER_METRICS:
-                raise ValueError(f"unknown metric {name!r} in policy.max_metrics; use one of "
-                                 f"{', '.join(LOWER_IS_BETTER_METRICS)}")
+                raise ValueError(
+                    f"unknown metric {name!r} in policy.max_metrics; use one of {', '.join(LOWER_IS_BETTER_METRICS)}"
+                )
         return self
 
 
@@ -336,8 +343,9 @@ class MonitoringConfig(_Strict):
     min_feedback_rows: int = Field(200, ge=1, description="labelled rows needed before live performance is judged")
     p_value: float = Field(0.01, gt=0, lt=1)
     window_source: str = Field(
-        "", description="what to compare with the reference: 'serving-log' (the model server's prediction log), a "
-                        "data source (path, s3://, demo:...) for a new batch, or '' for data.source"
+        "",
+        description="what to compare with the reference: 'serving-log' (the model server's prediction log), a "
+        "data source (path, s3://, demo:...) for a new batch, or '' for data.source",
     )
     window_days: float = Field(7.0, ge=0, description="serving-log window: the last N days (0 = the whole log)")
     retrain_target: Literal["auto", "local", "kfp"] = Field(
@@ -351,8 +359,9 @@ class MonitoringConfig(_Strict):
     @classmethod
     def _known_metric(cls, value: str | None) -> str | None:
         if value is not None and value not in HIGHER_IS_BETTER_METRICS + LOWER_IS_BETTER_METRICS:
-            raise ValueError(f"unknown metric {value!r}; use one of "
-                             f"{', '.join(HIGHER_IS_BETTER_METRICS + LOWER_IS_BETTER_METRICS)}")
+            raise ValueError(
+                f"unknown metric {value!r}; use one of {', '.join(HIGHER_IS_BETTER_METRICS + LOWER_IS_BETTER_METRICS)}"
+            )
         return value
 
     @field_validator("kfp_host")

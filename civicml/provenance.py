@@ -8,7 +8,19 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-TRACKED = ("civicml", "xgboost-cpu", "xgboost", "scikit-learn", "pandas", "numpy", "pyarrow", "optuna", "fairlearn", "skops", "kfp")
+TRACKED = (
+    "civicml",
+    "xgboost-cpu",
+    "xgboost",
+    "scikit-learn",
+    "pandas",
+    "numpy",
+    "pyarrow",
+    "optuna",
+    "fairlearn",
+    "skops",
+    "kfp",
+)
 
 
 def library_versions() -> dict[str, str]:
@@ -37,7 +49,10 @@ def code_revision() -> str:
             return "unknown"
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=False,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

@@ -51,7 +51,9 @@ def recorded_config(manifest: dict[str, Any]) -> RunConfig:
     """
     lineage = manifest.get("lineage") or {}
     if "config" not in lineage:
-        raise RegistryError(f"version {manifest['version']} has no recorded config in its lineage; it cannot be reproduced")
+        raise RegistryError(
+            f"version {manifest['version']} has no recorded config in its lineage; it cannot be reproduced"
+        )
     try:
         return parse_config(lineage["config"], where=f"lineage of {manifest['version']}")
     except ConfigError as err:
@@ -95,8 +97,9 @@ def reproduce(registry: Registry, version: str, actor: str | None = None) -> dic
             params_path.write_bytes(registry.read_artifact(version, "tuning.json"))
         with _scratch_store(work / "scratch-store"):
             info = steps.validate_data(train_cfg, str(work / "data"), version=version)
-            trained = steps.train(train_cfg, str(work / "data"), str(params_path) if params_path else None,
-                                  str(work / "model"))
+            trained = steps.train(
+                train_cfg, str(work / "data"), str(params_path) if params_path else None, str(work / "model")
+            )
 
     recorded_hash = man.get("model_sha256")
     new_hash = trained["model_sha256"]
@@ -134,8 +137,14 @@ def _differences(lineage: dict[str, Any], cfg: RunConfig, info: dict[str, Any]) 
     """Recorded inputs that differ in this environment."""
     out: list[dict[str, Any]] = []
     if lineage.get("data_fingerprint") != info["fingerprint"]:
-        out.append({"input": "data fingerprint", "key": lineage.get("data_source", ""),
-                    "recorded": lineage.get("data_fingerprint"), "current": info["fingerprint"]})
+        out.append(
+            {
+                "input": "data fingerprint",
+                "key": lineage.get("data_source", ""),
+                "recorded": lineage.get("data_fingerprint"),
+                "current": info["fingerprint"],
+            }
+        )
     for row in dict_diff(lineage.get("rows", {}), info["rows"]):
         out.append({"input": "data rows", "key": row["key"], "recorded": row["a"], "current": row["b"]})
     for row in dict_diff(lineage.get("libraries", {}), library_versions()):

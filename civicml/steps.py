@@ -142,8 +142,14 @@ def _spec(cfg: RunConfig, data_dir: str | Path, train: pd.DataFrame):
     return FeatureSpec.fit(train, cfg.data.target, cfg.task, info["numeric_features"], info["categorical_features"])
 
 
-def tune(config: RunConfig | str, data_dir: str, params_path: str, trials_html_path: str | None = None,
-         on_trial=None, trials_md_path: str | None = None) -> dict[str, Any]:
+def tune(
+    config: RunConfig | str,
+    data_dir: str,
+    params_path: str,
+    trials_html_path: str | None = None,
+    on_trial=None,
+    trials_md_path: str | None = None,
+) -> dict[str, Any]:
     """Search hyperparameters on train/valid with the configured backend; write the best params.
 
     With `tuning.backend: katib` the train/valid split (and the config) is first uploaded
@@ -212,8 +218,9 @@ def model_hash(model_dir: str | Path) -> str:
     return _model_hash(model_dir)
 
 
-def evaluate(config: RunConfig | str, data_dir: str, model_dir: str, evaluation_path: str,
-             report_path: str | None = None) -> dict[str, Any]:
+def evaluate(
+    config: RunConfig | str, data_dir: str, model_dir: str, evaluation_path: str, report_path: str | None = None
+) -> dict[str, Any]:
     """Score the test split and audit it (`evaluation_done`).
 
     The document holds metrics with 95% bootstrap CIs, curves (ROC, PR, calibration,
@@ -235,18 +242,25 @@ def evaluate(config: RunConfig | str, data_dir: str, model_dir: str, evaluation_
     evaluation["model_sha256"] = model_hash(model_dir)
     _write_json(evaluation_path, evaluation)
     comparison = evaluation.get("champion_comparison") or {}
-    AuditLog(registry.store).append("evaluation_done", {
-        "version": evaluation["version"],
-        "model_sha256": evaluation["model_sha256"],
-        "n_test": evaluation["n_test"],
-        "metrics": evaluation["metrics"],
-        "confidence_intervals": evaluation.get("confidence_intervals", {}),
-        "fairness": {a: {k: r.get(k) for k in ("demographic_parity_ratio", "equalized_odds_difference",
-                                                 "suppressed_groups")}
-                     for a, r in (evaluation.get("fairness") or {}).items()},
-        "champion": {k: comparison.get(k) for k in ("champion_version", "difference", "ci_low", "ci_high",
-                                                    "skipped") if k in comparison},
-    })
+    AuditLog(registry.store).append(
+        "evaluation_done",
+        {
+            "version": evaluation["version"],
+            "model_sha256": evaluation["model_sha256"],
+            "n_test": evaluation["n_test"],
+            "metrics": evaluation["metrics"],
+            "confidence_intervals": evaluation.get("confidence_intervals", {}),
+            "fairness": {
+                a: {k: r.get(k) for k in ("demographic_parity_ratio", "equalized_odds_difference", "suppressed_groups")}
+                for a, r in (evaluation.get("fairness") or {}).items()
+            },
+            "champion": {
+                k: comparison.get(k)
+                for k in ("champion_version", "difference", "ci_low", "ci_high", "skipped")
+                if k in comparison
+            },
+        },
+    )
     if report_path:
         from civicml.evaluation.report import render_evaluation_html
 
@@ -263,13 +277,16 @@ def gate(config: RunConfig | str, evaluation_path: str, gate_path: str) -> dict[
     evaluation = _read_json(evaluation_path)
     result = decide(cfg.policy, evaluation)
     _write_json(gate_path, result)
-    AuditLog(_registry(cfg).store).append("gate_decided", {
-        "version": evaluation.get("version"),
-        "model_sha256": evaluation.get("model_sha256"),
-        "decision": result["decision"],
-        "reason": result["reason"],
-        "rules": [{k: r[k] for k in ("rule", "threshold", "value", "verdict")} for r in result["rules"]],
-    })
+    AuditLog(_registry(cfg).store).append(
+        "gate_decided",
+        {
+            "version": evaluation.get("version"),
+            "model_sha256": evaluation.get("model_sha256"),
+            "decision": result["decision"],
+            "reason": result["reason"],
+            "rules": [{k: r[k] for k in ("rule", "threshold", "value", "verdict")} for r in result["rules"]],
+        },
+    )
     return result
 
 
@@ -421,8 +438,9 @@ def _monitored_version(registry: Registry, version: str) -> str:
         return version
     champion = registry.get_alias("champion")
     if not champion:
-        raise RegistryError("no version given and no champion yet: train and deploy a model first "
-                            "(civicml run), or pass --version")
+        raise RegistryError(
+            "no version given and no champion yet: train and deploy a model first (civicml run), or pass --version"
+        )
     return champion
 
 
@@ -450,8 +468,13 @@ def batch_fingerprint(cfg: RunConfig, registry: Registry, df: pd.DataFrame) -> s
     return fingerprint(df)
 
 
-def monitor_drift(config: RunConfig | str, version: str, drift_path: str,
-                  performance_path: str | None = None, source: str | None = None) -> dict[str, Any]:
+def monitor_drift(
+    config: RunConfig | str,
+    version: str,
+    drift_path: str,
+    performance_path: str | None = None,
+    source: str | None = None,
+) -> dict[str, Any]:
     """Measure drift of a window against a version's reference profile, and its live performance.
 
     Args:
@@ -485,8 +508,10 @@ def monitor_drift(config: RunConfig | str, version: str, drift_path: str,
         predictions, warn = read_log_records(registry.store, "predictions", cfg.monitoring.window_days)
         messages += warn
         if not predictions:
-            messages.append("the serving log has no predictions in the window yet (logs/predictions/ in "
-                            f"{registry.store.describe()}); is the model server running and logging?")
+            messages.append(
+                "the serving log has no predictions in the window yet (logs/predictions/ in "
+                f"{registry.store.describe()}); is the model server running and logging?"
+            )
         window = window_from_predictions(predictions)
         kind = "serving_log"
     else:
@@ -494,8 +519,9 @@ def monitor_drift(config: RunConfig | str, version: str, drift_path: str,
         window = load_table(source, cfg.data.demo)
         new_fp = batch_fingerprint(cfg, registry, window)
         if new_fp is None:
-            messages.append(f"the batch {source} breaks the data contract; a training run on it would stop at "
-                            "validate-data")
+            messages.append(
+                f"the batch {source} breaks the data contract; a training run on it would stop at validate-data"
+            )
         kind = "data_batch"
     drift = compute_drift(profile, window, cfg.monitoring, source=source)
     drift["messages"] = messages + drift["messages"]
@@ -515,28 +541,41 @@ def monitor_drift(config: RunConfig | str, version: str, drift_path: str,
     return drift
 
 
-def monitor_trigger(config: RunConfig | str, drift_path: str, performance_path: str | None,
-                    decision_path: str) -> dict[str, Any]:
+def monitor_trigger(
+    config: RunConfig | str, drift_path: str, performance_path: str | None, decision_path: str
+) -> dict[str, Any]:
     """Apply the retrain policy to the measurements; write the decision and audit it (`retrain_decision`)."""
     from civicml.monitoring.trigger import decide_retrain, record_decision
 
     cfg = _cfg(config)
     drift = _read_json(drift_path)
     perf = _read_json(performance_path) if performance_path and Path(performance_path).is_file() else None
-    decision = decide_retrain(cfg.monitoring, drift, perf, new_fingerprint=drift.get("fingerprint")
-                              if drift.get("window_kind") == "data_batch" else None,
-                              champion_fingerprint=drift.get("champion_fingerprint"))
+    decision = decide_retrain(
+        cfg.monitoring,
+        drift,
+        perf,
+        new_fingerprint=drift.get("fingerprint") if drift.get("window_kind") == "data_batch" else None,
+        champion_fingerprint=drift.get("champion_fingerprint"),
+    )
     decision.update(version=drift.get("version"), source=drift.get("source"))
-    record_decision(_registry(cfg).store, decision, {"version": drift.get("version"), "source": drift.get("source"),
-                                                     "window_rows": drift.get("window_rows"),
-                                                     "drift_share": drift["summary"]["drift_share"],
-                                                     "max_psi": drift["summary"]["max_psi"]})
+    record_decision(
+        _registry(cfg).store,
+        decision,
+        {
+            "version": drift.get("version"),
+            "source": drift.get("source"),
+            "window_rows": drift.get("window_rows"),
+            "drift_share": drift["summary"]["drift_share"],
+            "max_psi": drift["summary"]["max_psi"],
+        },
+    )
     _write_json(decision_path, decision)
     return decision
 
 
-def monitor_report(config: RunConfig | str, drift_path: str, performance_path: str | None,
-                   decision_path: str | None, report_path: str) -> str:
+def monitor_report(
+    config: RunConfig | str, drift_path: str, performance_path: str | None, decision_path: str | None, report_path: str
+) -> str:
     """Render the HTML drift report (per-feature charts with alt text and tables); returns its path."""
     from civicml.monitoring.report import render_drift_html
 
@@ -544,8 +583,9 @@ def monitor_report(config: RunConfig | str, drift_path: str, performance_path: s
     drift = _read_json(drift_path)
     perf = _read_json(performance_path) if performance_path and Path(performance_path).is_file() else None
     decision = _read_json(decision_path) if decision_path and Path(decision_path).is_file() else None
-    html_text = render_drift_html(drift, perf, decision, title=f"{cfg.card.title}: drift report",
-                                  version=drift.get("version"))
+    html_text = render_drift_html(
+        drift, perf, decision, title=f"{cfg.card.title}: drift report", version=drift.get("version")
+    )
     Path(report_path).parent.mkdir(parents=True, exist_ok=True)
     Path(report_path).write_text(html_text)
     return report_path
@@ -577,8 +617,13 @@ def _run_training_locally(cfg: RunConfig) -> dict[str, Any]:
         # JSON is YAML: the whole config, so the child trains exactly what the monitor decided.
         cfg_path = Path(tmp) / "retrain-config.yaml"
         cfg_path.write_text(cfg.to_json())
-        proc = subprocess.run([sys.executable, "-m", "civicml.cli", "run", "--config", str(cfg_path), "--json"],
-                              capture_output=True, text=True, env=env, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "civicml.cli", "run", "--config", str(cfg_path), "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
     try:
         summary = json.loads(proc.stdout)
     except json.JSONDecodeError:
@@ -586,8 +631,9 @@ def _run_training_locally(cfg: RunConfig) -> dict[str, Any]:
         return {"ok": False, "error": f"civicml run exited with {proc.returncode}: " + " | ".join(tail)}
     summary["ok"] = bool(summary.get("ok")) and proc.returncode == 0
     summary["committed"] = "metrics" in summary
-    return {k: summary.get(k) for k in ("ok", "version", "committed", "decision", "result", "error", "log")
-            if k in summary}
+    return {
+        k: summary.get(k) for k in ("ok", "version", "committed", "decision", "result", "error", "log") if k in summary
+    }
 
 
 def monitor_retrain(config: RunConfig | str, drift_path: str) -> dict[str, Any]:
@@ -603,8 +649,9 @@ def monitor_retrain(config: RunConfig | str, drift_path: str) -> dict[str, Any]:
     cfg = _cfg(config)
     drift = _read_json(drift_path)
     source = drift["source"] if drift.get("window_kind") == "data_batch" else cfg.data.source
-    train_cfg = RunConfig.model_validate({**cfg.model_dump(mode="json"),
-                                          "data": {**cfg.data.model_dump(mode="json"), "source": source}})
+    train_cfg = RunConfig.model_validate(
+        {**cfg.model_dump(mode="json"), "data": {**cfg.data.model_dump(mode="json"), "source": source}}
+    )
     target = retrain_target(cfg)
     audit = AuditLog(_registry(cfg).store)
     if target == "kfp":

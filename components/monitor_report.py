@@ -5,8 +5,13 @@ from kfp.dsl import HTML, Artifact, Input, Output
 from components._factory import make_component
 
 
-def monitor_report(config_json: str, drift: Input[Artifact], performance: Input[Artifact],
-                   decision_record: Input[Artifact], report: Output[HTML]) -> None:
+def monitor_report(
+    config_json: str,
+    drift: Input[Artifact],
+    performance: Input[Artifact],
+    decision_record: Input[Artifact],
+    report: Output[HTML],
+) -> None:
     """Render the drift report for the KFP UI."""
     from civicml import steps
 

@@ -5,8 +5,9 @@ from kfp.dsl import Artifact, Input, Output
 from components._factory import make_component
 
 
-def monitor_trigger(config_json: str, drift: Input[Artifact], performance: Input[Artifact],
-                    decision_record: Output[Artifact]) -> str:
+def monitor_trigger(
+    config_json: str, drift: Input[Artifact], performance: Input[Artifact], decision_record: Output[Artifact]
+) -> str:
     """Decide `retrain` or `no_retrain` (audited as `retrain_decision`).
 
     The decision is the single output because kfp.local 2.17 resolves `dsl.If` conditions

@@ -19,8 +19,14 @@ def register(
     from civicml import steps
 
     manifest = steps.register(
-        config_json, data.path, best_params.path, model.path, evaluation.path, decision_record.path,
-        card_html_path=model_card.path, card_md_path=model_card_md.path,
+        config_json,
+        data.path,
+        best_params.path,
+        model.path,
+        evaluation.path,
+        decision_record.path,
+        card_html_path=model_card.path,
+        card_md_path=model_card_md.path,
     )
     return manifest["version"]
 

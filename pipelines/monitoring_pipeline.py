@@ -37,16 +37,27 @@ def build_monitoring_pipeline(image: str, default_config_json: str, secret_name=
             _cluster_env(task, secret_name)
         return task
 
-    @dsl.pipeline(name=PIPELINE_NAME,
-                  description="civicml: drift and live performance of the champion; retrain when the policy says so")
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="civicml: drift and live performance of the champion; retrain when the policy says so",
+    )
     def monitoring_pipeline(config_json: str = default_config_json, version: str = ""):
         # `version` is the model version to watch ("" = the champion); the window is
         # `monitoring.window_source` in the config, so a schedule needs only the config.
         d = prepare(c_drift(config_json=config_json, version=version), "measure-drift")
-        t = prepare(c_trigger(config_json=config_json, drift=d.outputs["drift"],
-                              performance=d.outputs["performance"]), "retrain-decision")
-        prepare(c_report(config_json=config_json, drift=d.outputs["drift"], performance=d.outputs["performance"],
-                         decision_record=t.outputs["decision_record"]), "drift-report")
+        t = prepare(
+            c_trigger(config_json=config_json, drift=d.outputs["drift"], performance=d.outputs["performance"]),
+            "retrain-decision",
+        )
+        prepare(
+            c_report(
+                config_json=config_json,
+                drift=d.outputs["drift"],
+                performance=d.outputs["performance"],
+                decision_record=t.outputs["decision_record"],
+            ),
+            "drift-report",
+        )
         with dsl.If(t.outputs["Output"] == "retrain", name="retrain-triggered"):
             prepare(c_retrain(config_json=config_json, drift=d.outputs["drift"]), "retrain")
 

@@ -4,7 +4,6 @@
 writes the YAML. The same YAML runs on a Kubeflow cluster and locally through kfp.local.
 """
 
-
 from pathlib import Path
 
 from kfp import compiler, dsl
@@ -58,8 +57,12 @@ def build_training_pipeline(image: str, default_config_json: str, secret_name=No
         v = prepare(c_validate(config_json=config_json, version=version), "validate-data")
         with dsl.If(v.outputs["Output"] == "ok", name="new-data"):
             t = prepare(c_tune(config_json=config_json, data=v.outputs["data"]), "tune")
-            m = prepare(c_train(config_json=config_json, data=v.outputs["data"], best_params=t.outputs["best_params"]), "train")
-            e = prepare(c_evaluate(config_json=config_json, data=v.outputs["data"], model=m.outputs["model"]), "evaluate")
+            m = prepare(
+                c_train(config_json=config_json, data=v.outputs["data"], best_params=t.outputs["best_params"]), "train"
+            )
+            e = prepare(
+                c_evaluate(config_json=config_json, data=v.outputs["data"], model=m.outputs["model"]), "evaluate"
+            )
             g = prepare(c_gate(config_json=config_json, evaluation=e.outputs["evaluation"]), "gate")
             r = prepare(
                 c_register(

@@ -56,8 +56,9 @@ class S3Server:
         from minio import Minio
         from minio.versioningconfig import ENABLED, VersioningConfig
 
-        client = Minio(self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False,
-                       region="us-east-1")
+        client = Minio(
+            self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False, region="us-east-1"
+        )
         client.make_bucket(bucket)
         client.set_bucket_versioning(bucket, VersioningConfig(ENABLED))
         return client
@@ -112,8 +113,13 @@ def private_s3_server():
 
 def use_s3_store(monkeypatch, server: S3Server, uri: str) -> None:
     """Point civicml at store `uri` on `server` for this test (AWS_* variables are cleared)."""
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
-                "AWS_ENDPOINT_URL_S3"):
+    for var in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+    ):
         monkeypatch.delenv(var, raising=False)
     for var, value in server.env(uri).items():
         monkeypatch.setenv(var, value)

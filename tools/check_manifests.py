@@ -40,12 +40,9 @@ import kubernetes_validate
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, ValidationError, latest_version, major_minor
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    # Run as a plain script from anywhere: make the civicml package importable.
-    sys.path.insert(0, str(REPO_ROOT))
-
 from civicml.deploy.security import pod_spec_of, restricted_violations
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 #: Oldest Kubernetes minor civicml supports (Kubeflow 1.10's floor) plus the
 #: newest schema kubernetes-validate ships, so both removals and additions show.
@@ -225,9 +222,7 @@ def credential_problems(obj: dict[str, Any]) -> list[str]:
     return problems
 
 
-def check_objects(
-    objects: list[dict[str, Any]], versions: Iterable[str], require_pinned_images: bool
-) -> list[str]:
+def check_objects(objects: list[dict[str, Any]], versions: Iterable[str], require_pinned_images: bool) -> list[str]:
     """Run every check on a rendered kustomization.
 
     Args:
@@ -274,9 +269,7 @@ def check_target(target: Path, versions: Iterable[str]) -> Report:
         report.problems.append("renders no objects")
     # Only overlays are meant to be applied; the base keeps a bare image name
     # that each overlay pins.
-    report.problems += check_objects(
-        objects, versions, require_pinned_images=target.parent.name == "overlays"
-    )
+    report.problems += check_objects(objects, versions, require_pinned_images=target.parent.name == "overlays")
     return report
 
 

@@ -48,8 +48,15 @@ def run(
     status: dict[str, str] = {}
     # Bound to the real stderr now: run_pipeline redirects sys.stdout/stderr into the run log.
     progress_console = Console(file=sys.stderr)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=progress_console, transient=False, disable=as_json) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=progress_console,
+        transient=False,
+        disable=as_json,
+    ) as progress:
         bar = progress.add_task("pipeline", total=len(STEPS))
 
         def on_event(task: str, what: str) -> None:
@@ -132,8 +139,9 @@ def compile_(
     cfg = load_cfg(config)
     secret = None if local_only else cfg.storage.secret_name
     for name, build in (("training", compile_training_pipeline), ("monitoring", compile_monitoring_pipeline)):
-        path = build(output_dir / f"{name}_pipeline.yaml", image=image, default_config_json=cfg.to_json(),
-                     secret_name=secret)
+        path = build(
+            output_dir / f"{name}_pipeline.yaml", image=image, default_config_json=cfg.to_json(), secret_name=secret
+        )
         console.print(f"wrote {path} (image {image})", highlight=False, soft_wrap=True)
 
 

@@ -29,8 +29,17 @@ def _cfg_and_registry(config: Path | None, store: str | None):
     return cfg, registry
 
 
-def _decide(decision: str, version: str, by: str, role: str, reason: str, model_sha256: str | None,
-            config: Path | None, store: str | None, no_deploy: bool) -> None:
+def _decide(
+    decision: str,
+    version: str,
+    by: str,
+    role: str,
+    reason: str,
+    model_sha256: str | None,
+    config: Path | None,
+    store: str | None,
+    no_deploy: bool,
+) -> None:
     from civicml.governance.approval import record_decision
 
     cfg, registry = _cfg_and_registry(config, store)
@@ -50,8 +59,13 @@ def _decide(decision: str, version: str, by: str, role: str, reason: str, model_
     else:
         from civicml.deploy.local import promote
 
-        result = promote(registry, record["version"], alias="champion", by=record["by"],
-                         reason=f"approved by {record['by']} ({record['role']}): {record['reason']}")
+        result = promote(
+            registry,
+            record["version"],
+            alias="champion",
+            by=record["by"],
+            reason=f"approved by {record['by']} ({record['role']}): {record['reason']}",
+        )
     console.print(f"deployed: {json.dumps(result, default=str)}", highlight=False)
 
 
@@ -115,8 +129,13 @@ def audit_show(
         for col in ("seq", "at", "event", "actor", "details"):
             table.add_column(col)
         for r in shown:
-            table.add_row(str(r.get("seq")), str(r.get("at")), str(r.get("event")), str(r.get("actor")),
-                          _summary(r.get("payload") or {}))
+            table.add_row(
+                str(r.get("seq")),
+                str(r.get("at")),
+                str(r.get("event")),
+                str(r.get("actor")),
+                _summary(r.get("payload") or {}),
+            )
         console.print(table)
 
     body()
@@ -133,13 +152,15 @@ def audit_verify(config: Path | None = ConfigOpt, store: str | None = StoreOpt) 
         _, registry = _cfg_and_registry(config, store)
         result = AuditLog(registry.store).check()
         if not result["ok"]:
-            err_console.print(f"[bold red]audit log TAMPERED:[/] {result['message']}", highlight=False,
-                              soft_wrap=True)
+            err_console.print(f"[bold red]audit log TAMPERED:[/] {result['message']}", highlight=False, soft_wrap=True)
             sys.exit(1)
         console.print(f"[green]OK[/] {result['message']}", highlight=False)
         if result["head_hash"]:
-            console.print(f"head hash (keep a copy elsewhere to detect a full rewrite): {result['head_hash']}",
-                          highlight=False, soft_wrap=True)
+            console.print(
+                f"head hash (keep a copy elsewhere to detect a full rewrite): {result['head_hash']}",
+                highlight=False,
+                soft_wrap=True,
+            )
 
     body()
 

@@ -25,11 +25,16 @@ def _fail(message: str) -> None:
 def monitor(
     config: Path | None = typer.Option(None, "--config", "-c", help="Config file (default: ./civicml.yaml)."),
     data: str | None = typer.Option(None, "--data", help="New data batch to check: path, s3://..., demo:..."),
-    from_serving_log: bool = typer.Option(False, "--from-serving-log",
-                                          help="Check the model server's prediction log (last monitoring.window_days)."),
+    from_serving_log: bool = typer.Option(
+        False, "--from-serving-log", help="Check the model server's prediction log (last monitoring.window_days)."
+    ),
     version: str = typer.Option("", "--version", help="Model version to compare with (default: the champion)."),
-    retrain: bool = typer.Option(False, "--retrain", help="Retrain when the policy says so (locally: the training "
-                                                           "pipeline on the new data; with a KFP host: a cluster run)."),
+    retrain: bool = typer.Option(
+        False,
+        "--retrain",
+        help="Retrain when the policy says so (locally: the training "
+        "pipeline on the new data; with a KFP host: a cluster run).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Measure drift and live performance against a model version; decide (and optionally start) retraining.
@@ -49,10 +54,12 @@ def monitor(
     with tempfile.TemporaryDirectory(prefix="civicml-monitor-") as tmp:
         t = Path(tmp)
         drift = steps.monitor_drift(cfg, version, str(t / "drift.json"), str(t / "performance.json"), source=source)
-        decision = steps.monitor_trigger(cfg, str(t / "drift.json"), str(t / "performance.json"),
-                                         str(t / "decision.json"))
-        steps.monitor_report(cfg, str(t / "drift.json"), str(t / "performance.json"), str(t / "decision.json"),
-                             str(t / "report.html"))
+        decision = steps.monitor_trigger(
+            cfg, str(t / "drift.json"), str(t / "performance.json"), str(t / "decision.json")
+        )
+        steps.monitor_report(
+            cfg, str(t / "drift.json"), str(t / "performance.json"), str(t / "decision.json"), str(t / "report.html")
+        )
         store = open_store(cfg.storage.uri)
         prefix = f"monitoring/{stamp}-{drift['version']}"
         for name in ("drift.json", "performance.json", "decision.json", "report.html"):
@@ -63,12 +70,25 @@ def monitor(
             "version": drift["version"],
             "source": drift["source"],
             "window_rows": drift["window_rows"],
-            "drift": {name: {"psi": f.get("psi"), "band": f.get("psi_band"), "p_value": f.get("p_value"),
-                             "drifted": f["drifted"], "status": f["status"]} for name, f in drift["features"].items()},
+            "drift": {
+                name: {
+                    "psi": f.get("psi"),
+                    "band": f.get("psi_band"),
+                    "p_value": f.get("p_value"),
+                    "drifted": f["drifted"],
+                    "status": f["status"],
+                }
+                for name, f in drift["features"].items()
+            },
             "drift_share": drift["summary"]["drift_share"],
             "drifted": drift["summary"]["drifted"],
-            "performance": {"status": perf["status"], "rows": perf["rows"], "metric": perf["metric"],
-                            "live": perf["metrics"].get(perf["metric"]), "drop": perf.get("watched_drop")},
+            "performance": {
+                "status": perf["status"],
+                "rows": perf["rows"],
+                "metric": perf["metric"],
+                "live": perf["metrics"].get(perf["metric"]),
+                "drop": perf.get("watched_drop"),
+            },
             "decision": decision["decision"],
             "reason": decision["reason"],
             "messages": drift["messages"],
@@ -76,7 +96,9 @@ def monitor(
         }
         if retrain and decision["decision"] == "retrain":
             if not as_json:
-                err_console.print(f"retraining on {drift['source'] if drift['window_kind'] == 'data_batch' else cfg.data.source} …")
+                err_console.print(
+                    f"retraining on {drift['source'] if drift['window_kind'] == 'data_batch' else cfg.data.source} …"
+                )
             try:
                 summary["retrain"] = steps.monitor_retrain(cfg, str(t / "drift.json"))
             except RuntimeError as err:
@@ -91,8 +113,13 @@ def monitor(
         if f["status"] != "ok":
             table.add_row(name, "—", f["status"], "—", "—")
             continue
-        table.add_row(name, f"{f['psi']:.3f}", f["band"], f"{f['p_value']:.3g}" if f["p_value"] is not None else "—",
-                      "[bold red]yes[/]" if f["drifted"] else "no")
+        table.add_row(
+            name,
+            f"{f['psi']:.3f}",
+            f["band"],
+            f"{f['p_value']:.3g}" if f["p_value"] is not None else "—",
+            "[bold red]yes[/]" if f["drifted"] else "no",
+        )
     console.print(table)
     for m in summary["messages"]:
         err_console.print(f"[yellow]note:[/] {m}", highlight=False, soft_wrap=True)
@@ -133,8 +160,10 @@ def _cluster_call(fn, *args, **kwargs):
     except SubmitError as err:
         _fail(str(err))
     except Exception as err:  # noqa: BLE001 - kfp/urllib3 raise many types; all mean "the cluster said no"
-        _fail(f"the KFP API refused or could not be reached: {type(err).__name__}: {str(err)[:300]} — check --host / "
-              "KFP_HOST and KFP_TOKEN")
+        _fail(
+            f"the KFP API refused or could not be reached: {type(err).__name__}: {str(err)[:300]} — check --host / "
+            "KFP_HOST and KFP_TOKEN"
+        )
 
 
 PIPELINE_HELP = "Which pipeline: training or monitoring."
@@ -143,11 +172,15 @@ PIPELINE_HELP = "Which pipeline: training or monitoring."
 @friendly_errors
 def schedule(
     pipeline: str = typer.Option(..., "--pipeline", help=PIPELINE_HELP),
-    cron: str = typer.Option(..., "--cron", help="When: KFP's 6-field cron 'SEC MIN HOUR DOM MON DOW' (e.g. "
-                                                 "'0 0 2 * * *'); a 5-field cron is converted."),
+    cron: str = typer.Option(
+        ...,
+        "--cron",
+        help="When: KFP's 6-field cron 'SEC MIN HOUR DOM MON DOW' (e.g. '0 0 2 * * *'); a 5-field cron is converted.",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the recurring-run request instead of sending it."),
-    host: str | None = typer.Option(None, "--host", help="KFP endpoint (default: env KFP_HOST, then "
-                                                              "monitoring.kfp_host)."),
+    host: str | None = typer.Option(
+        None, "--host", help="KFP endpoint (default: env KFP_HOST, then monitoring.kfp_host)."
+    ),
     pipeline_file: Path | None = typer.Option(None, "--pipeline-file", help="Compiled pipeline YAML."),
     image: str = typer.Option(DEFAULT_IMAGE, help="Image for compiling when no compiled YAML exists."),
     config: Path | None = typer.Option(None, "--config", "-c", help="Config sent as the config_json parameter."),
@@ -169,21 +202,31 @@ def schedule(
             if parsed.note:
                 err_console.print(f"note: {parsed.note}", highlight=False, soft_wrap=True)
             request = _cluster_call(validate_request, body)
-            console.print_json(json.dumps({"pipeline": pipeline, "pipeline_file": str(path),
-                                           "experiment": cfg.monitoring.kfp_experiment,
-                                           "recurring_run": request}))
+            console.print_json(
+                json.dumps(
+                    {
+                        "pipeline": pipeline,
+                        "pipeline_file": str(path),
+                        "experiment": cfg.monitoring.kfp_experiment,
+                        "recurring_run": request,
+                    }
+                )
+            )
             return
         sub = _cluster_call(schedule_run, cfg, pipeline, cron, path, host)
-    console.print(f"created recurring run {sub.id} of the {pipeline} pipeline on {sub.host} "
-                  f"(cron '{sub.request['trigger']['cron_schedule']['cron']}')")
+    console.print(
+        f"created recurring run {sub.id} of the {pipeline} pipeline on {sub.host} "
+        f"(cron '{sub.request['trigger']['cron_schedule']['cron']}')"
+    )
 
 
 @friendly_errors
 def submit(
     pipeline: str = typer.Option("training", "--pipeline", help=PIPELINE_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the run request instead of sending it."),
-    host: str | None = typer.Option(None, "--host", help="KFP endpoint (default: env KFP_HOST, then "
-                                                              "monitoring.kfp_host)."),
+    host: str | None = typer.Option(
+        None, "--host", help="KFP endpoint (default: env KFP_HOST, then monitoring.kfp_host)."
+    ),
     pipeline_file: Path | None = typer.Option(None, "--pipeline-file", help="Compiled pipeline YAML."),
     image: str = typer.Option(DEFAULT_IMAGE, help="Image for compiling when no compiled YAML exists."),
     config: Path | None = typer.Option(None, "--config", "-c", help="Config sent as the config_json parameter."),
@@ -202,8 +245,16 @@ def submit(
         path = _pipeline_file(pipeline, pipeline_file, cfg, image, Path(tmp))
         if dry_run:
             request = _cluster_call(validate_request, _cluster_call(build_run_request, cfg, pipeline, path))
-            console.print_json(json.dumps({"pipeline": pipeline, "pipeline_file": str(path),
-                                           "experiment": cfg.monitoring.kfp_experiment, "run": request}))
+            console.print_json(
+                json.dumps(
+                    {
+                        "pipeline": pipeline,
+                        "pipeline_file": str(path),
+                        "experiment": cfg.monitoring.kfp_experiment,
+                        "run": request,
+                    }
+                )
+            )
             return
         sub = _cluster_call(submit_run, cfg, pipeline, path, host)
     console.print(f"submitted run {sub.id} of the {pipeline} pipeline to {sub.host}")

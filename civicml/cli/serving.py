@@ -51,7 +51,9 @@ def serve(
 
 @friendly_errors
 def set_weights_cmd(
-    challenger_share: float = typer.Option(..., "--challenger-share", help="Fraction of traffic for the challenger, 0..1."),
+    challenger_share: float = typer.Option(
+        ..., "--challenger-share", help="Fraction of traffic for the challenger, 0..1."
+    ),
     reason: str = typer.Option("manual change", "--reason", help="Why (kept in the audit log)."),
     config: Path | None = _CONFIG,
 ) -> None:
@@ -59,8 +61,10 @@ def set_weights_cmd(
     from civicml.serving.routing import set_weights
 
     routing = set_weights(_registry(load_cfg(config)), challenger_share, by=_actor(), reason=reason)
-    console.print(f"challenger {routing.challenger} now receives {routing.challenger_share:.1%} of traffic "
-                  f"(champion {routing.champion}); running servers pick it up within 30 s")
+    console.print(
+        f"challenger {routing.challenger} now receives {routing.challenger_share:.1%} of traffic "
+        f"(champion {routing.champion}); running servers pick it up within 30 s"
+    )
 
 
 @friendly_errors
@@ -79,18 +83,22 @@ def report_cmd(
     if as_json:
         console.print_json(json.dumps(rep))
         return
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
     table = Table(title="A/B report")
     for col in ("arm", "version", "predictions", "positive rate", "labelled", "accuracy"):
         table.add_column(col)
     for arm, m in rep["arms"].items():
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"
-        table.add_row(arm, str(m["version"]), str(m["count"]), fmt(m["positive_rate"]), str(m["labelled"]),
-                      fmt(m["accuracy"]))
+        table.add_row(
+            arm, str(m["version"]), str(m["count"]), fmt(m["positive_rate"]), str(m["labelled"]), fmt(m["accuracy"])
+        )
     console.print(table)
     z, s = rep["z_test"], rep["msprt"]
     if z["z"] is not None:
-        console.print(f"two-proportion z-test (fixed horizon): diff {z['diff']:+.3f}, z = {z['z']:.3f}, "
-                      f"p = {z['p_value']:.4f}")
+        console.print(
+            f"two-proportion z-test (fixed horizon): diff {z['diff']:+.3f}, z = {z['z']:.3f}, p = {z['p_value']:.4f}"
+        )
     console.print(f"mSPRT (always valid, tau={s['tau']}): Lambda = {s['lambda']:.3f}, p = {s['p_value']:.4f}")
     console.print(f"recommendation: [bold]{rep['recommendation']}[/] — {rep['reason']}")
 
@@ -158,8 +166,10 @@ def deploy_cmd(
     version = version or _default_version(registry)
     status = registry.manifest(version).get("status")
     if status == "rejected":
-        _fail(f"version {version} was rejected by the gate ({registry.manifest(version).get('gate', {}).get('reason')});"
-              " it cannot be deployed")
+        _fail(
+            f"version {version} was rejected by the gate ({registry.manifest(version).get('gate', {}).get('reason')});"
+            " it cannot be deployed"
+        )
     if dry_run:
         if cfg.deploy.target != "kubernetes":
             _fail("--dry-run prints Kubernetes objects; use it with --target kubernetes")
@@ -186,8 +196,14 @@ def rollback_cmd(
     cfg = load_cfg(config)
     registry = _registry(cfg)
     current = registry.get_alias(CHAMPION)
-    previous = next((m["from"] for m in reversed(registry.alias_history(CHAMPION))
-                     if m["to"] == current and m["from"] and m["from"] != current), None)
+    previous = next(
+        (
+            m["from"]
+            for m in reversed(registry.alias_history(CHAMPION))
+            if m["to"] == current and m["from"] and m["from"] != current
+        ),
+        None,
+    )
     if current is None or previous is None:
         _fail(f"nothing to roll back to: the champion alias ({current}) has no earlier version in its history")
     who = _actor()

@@ -83,19 +83,21 @@ def list_cmd(config: Path | None = ConfigOpt, store: str | None = StoreOpt, as_j
     versions = registry.versions()
     aliases = _aliases_by_version(registry)
     if as_json:
-        _print_json([
-            {
-                "version": m["version"],
-                "created_at": m.get("created_at"),
-                "name": m.get("name"),
-                "family": m.get("family"),
-                "status": m.get("status"),
-                "aliases": aliases.get(m["version"], []),
-                "model_sha256": m.get("model_sha256"),
-                "metrics": m.get("metrics", {}),
-            }
-            for m in versions
-        ])
+        _print_json(
+            [
+                {
+                    "version": m["version"],
+                    "created_at": m.get("created_at"),
+                    "name": m.get("name"),
+                    "family": m.get("family"),
+                    "status": m.get("status"),
+                    "aliases": aliases.get(m["version"], []),
+                    "model_sha256": m.get("model_sha256"),
+                    "metrics": m.get("metrics", {}),
+                }
+                for m in versions
+            ]
+        )
         return
     if not versions:
         console.print(f"no model versions in {registry.store.describe()} yet; run `civicml run` to train one")
@@ -109,7 +111,9 @@ def list_cmd(config: Path | None = ConfigOpt, store: str | None = StoreOpt, as_j
         table.add_column(col, no_wrap=True)
     for m in versions:
         table.add_row(
-            m["version"], m.get("created_at", "")[:16].replace("T", " "), m.get("status", ""),
+            m["version"],
+            m.get("created_at", "")[:16].replace("T", " "),
+            m.get("status", ""),
             *[_fmt(m.get("metrics", {}).get(k)) for k in metric_names],
             ", ".join(aliases.get(m["version"], [])),
         )
@@ -135,8 +139,11 @@ def show_cmd(
     v = man["version"]
     aliases = _aliases_by_version(registry).get(v, [])
     lin = man.get("lineage", {})
-    console.print(f"[bold]{v}[/]  {man.get('name', '')}  {man.get('family', '')}  status={man.get('status')}"
-                  + (f"  aliases={','.join(aliases)}" if aliases else ""), highlight=False)
+    console.print(
+        f"[bold]{v}[/]  {man.get('name', '')}  {man.get('family', '')}  status={man.get('status')}"
+        + (f"  aliases={','.join(aliases)}" if aliases else ""),
+        highlight=False,
+    )
     console.print(f"created {man.get('created_at')}  model sha256 {man.get('model_sha256')}", highlight=False)
     gate = man.get("gate", {})
     console.print(f"gate: {gate.get('decision')} — {gate.get('reason', '')}", highlight=False)
@@ -164,8 +171,11 @@ def show_cmd(
     for alias in ALIASES:
         moves = [mv for mv in registry.alias_history(alias) if v in (mv.get("from"), mv.get("to"))]
         for mv in moves:
-            console.print(f"{alias}: {mv['from'] or '-'} -> {mv['to'] or '-'} by {mv['by']} at {mv['at']}"
-                          f" ({mv.get('reason', '')})", highlight=False)
+            console.print(
+                f"{alias}: {mv['from'] or '-'} -> {mv['to'] or '-'} by {mv['by']} at {mv['at']}"
+                f" ({mv.get('reason', '')})",
+                highlight=False,
+            )
 
 
 @models_app.command("diff")
@@ -267,7 +277,9 @@ def verify_cmd(
 @models_app.command("gc")
 @friendly_errors
 def gc_cmd(
-    older_than: str = typer.Option("1h", "--older-than", help="Only staging data untouched this long (30m, 6h, 2d; 0 = all)."),
+    older_than: str = typer.Option(
+        "1h", "--older-than", help="Only staging data untouched this long (30m, 6h, 2d; 0 = all)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; remove nothing."),
     config: Path | None = ConfigOpt,
     store: str | None = StoreOpt,

@@ -54,9 +54,7 @@ def infer_contract(df: pd.DataFrame, cfg: DataConfig) -> list[ColumnSpec]:
             specs.append(ColumnSpec(name=col, kind="numeric", nullable=nullable))
         else:
             cats = sorted(str(v) for v in s.dropna().unique())
-            specs.append(
-                ColumnSpec(name=col, kind="categorical", nullable=nullable, categories=cats[:MAX_CATEGORIES])
-            )
+            specs.append(ColumnSpec(name=col, kind="categorical", nullable=nullable, categories=cats[:MAX_CATEGORIES]))
     return specs
 
 
@@ -121,8 +119,8 @@ def enforce_contract(df: pd.DataFrame, contract: list[ColumnSpec]) -> tuple[pd.D
                 if len(bad):
                     raise DataError(
                         f"column {col!r} must be numeric (rule: type) but has {len(bad)} text values, "
-                        f"e.g. {_examples(bad)} in rows {bad.index[:5].tolist()} (0-based data rows); fix those values or "
-                        f"declare the column categorical in data.contract"
+                        f"e.g. {_examples(bad)} in rows {bad.index[:5].tolist()} (0-based data rows); "
+                        "fix those values or declare the column categorical in data.contract"
                     )
                 s = conv
             s = s.astype("float64")

@@ -63,8 +63,7 @@ def load_table(source: str, demo: DemoOptions | None = None) -> pd.DataFrame:
     path = Path(source)
     if not path.exists():
         raise DataError(
-            f"data file {path} does not exist (data.source={source!r}); give a .csv or .parquet path, "
-            "or demo:benefits"
+            f"data file {path} does not exist (data.source={source!r}); give a .csv or .parquet path, or demo:benefits"
         )
     if path.is_dir() or path.stat().st_size == 0:
         raise DataError(f"data file {path} is empty; it needs a header row and at least one data row")

@@ -31,4 +31,8 @@ def split_frame(df: pd.DataFrame, target: str, cfg: SplitConfig, stratify: bool)
         train, valid = train_test_split(rest, test_size=valid_share, random_state=cfg.seed + 1, stratify=strat_rest)
     except ValueError as err:
         raise DataError(f"cannot split {len(df)} rows into train/valid/test: {err}") from None
-    return {"train": train.reset_index(drop=True), "valid": valid.reset_index(drop=True), "test": test.reset_index(drop=True)}
+    return {
+        "train": train.reset_index(drop=True),
+        "valid": valid.reset_index(drop=True),
+        "test": test.reset_index(drop=True),
+    }

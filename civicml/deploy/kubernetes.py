@@ -66,8 +66,12 @@ class DeployError(RuntimeError):
 
 def _labels(cfg: RunConfig) -> dict[str, str]:
     # Same selector label as manifests/base/deployment.yaml: a Deployment's selector is immutable.
-    return {"app.kubernetes.io/name": cfg.deploy.name, "app.kubernetes.io/component": "model-server",
-            "app.kubernetes.io/part-of": "civicml", "app.kubernetes.io/managed-by": FIELD_MANAGER}
+    return {
+        "app.kubernetes.io/name": cfg.deploy.name,
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/part-of": "civicml",
+        "app.kubernetes.io/managed-by": FIELD_MANAGER,
+    }
 
 
 def routing_configmap_name(cfg: RunConfig) -> str:
@@ -102,8 +106,11 @@ def build_objects(cfg: RunConfig, routing: Routing, store_uri: str | None = None
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": d.name, "namespace": d.namespace, "labels": labels},
-        "spec": {"type": "ClusterIP", "selector": selector,
-                 "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
     }
     secret = cfg.storage.secret_name
     container = {
@@ -123,18 +130,32 @@ def build_objects(cfg: RunConfig, routing: Routing, store_uri: str | None = None
             {"name": "HOME", "value": "/tmp"},
             {"name": "TMPDIR", "value": "/tmp"},
         ],
-        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
-                           "initialDelaySeconds": 2, "periodSeconds": 5, "failureThreshold": 3},
-        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"},
-                          "periodSeconds": 10, "failureThreshold": 3},
+        "readinessProbe": {
+            "httpGet": {"path": "/v2/health/ready", "port": "http"},
+            "initialDelaySeconds": 2,
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
         # Loading models from the store can take a while; liveness starts only after this succeeds.
-        "startupProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"},
-                         "periodSeconds": 2, "failureThreshold": 60},
-        "resources": {"requests": {"cpu": d.cpu, "memory": d.memory},
-                      "limits": {"cpu": d.cpu_limit, "memory": d.memory_limit}},
+        "startupProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "periodSeconds": 2,
+            "failureThreshold": 60,
+        },
+        "resources": {
+            "requests": {"cpu": d.cpu, "memory": d.memory},
+            "limits": {"cpu": d.cpu_limit, "memory": d.memory_limit},
+        },
         "securityContext": restricted_container_security_context(),
-        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-                         {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
     }
     pod_spec = {
         "serviceAccountName": d.name,
@@ -145,17 +166,23 @@ def build_objects(cfg: RunConfig, routing: Routing, store_uri: str | None = None
         # Long enough for uvicorn to finish in-flight requests and flush the prediction log.
         "terminationGracePeriodSeconds": 30,
         "containers": [container],
-        "volumes": [{"name": "config", "configMap": {"name": routing_configmap_name(cfg)}},
-                    {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+        "volumes": [
+            {"name": "config", "configMap": {"name": routing_configmap_name(cfg)}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+        ],
     }
     violations = restricted_violations(pod_spec)
     if violations:
-        raise DeployError("model-server pod would be refused by the restricted Pod Security Standard: "
-                          + "; ".join(violations))
-    annotations = {"civicml.io/champion": routing.champion or "", "civicml.io/challenger": routing.challenger or "",
-                   "civicml.io/challenger-share": f"{routing.effective_share:g}",
-                   # A changed routing document must roll the pods: they read it at start-up.
-                   "civicml.io/config-sha256": data_hash}
+        raise DeployError(
+            "model-server pod would be refused by the restricted Pod Security Standard: " + "; ".join(violations)
+        )
+    annotations = {
+        "civicml.io/champion": routing.champion or "",
+        "civicml.io/challenger": routing.challenger or "",
+        "civicml.io/challenger-share": f"{routing.effective_share:g}",
+        # A changed routing document must roll the pods: they read it at start-up.
+        "civicml.io/config-sha256": data_hash,
+    }
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -211,17 +238,27 @@ class KubeClient:
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply `obj` (fieldManager=civicml, force) and return the stored object."""
         return self.api.call_api(
-            self.path_of(obj), "PATCH",
+            self.path_of(obj),
+            "PATCH",
             query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             header_params={"Content-Type": APPLY_CONTENT_TYPE, "Accept": "application/json"},
-            body=obj, response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True,
+            body=obj,
+            response_type="object",
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
         )
 
     def read_deployment(self, namespace: str, name: str) -> dict[str, Any]:
         """The Deployment with its status."""
         path = _PATHS[("apps/v1", "Deployment")].format(namespace=namespace, name=name)
-        return self.api.call_api(path, "GET", header_params={"Accept": "application/json"},
-                                 response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True)
+        return self.api.call_api(
+            path,
+            "GET",
+            header_params={"Accept": "application/json"},
+            response_type="object",
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+        )
 
 
 def rollout_state(dep: dict[str, Any]) -> tuple[str, str]:
@@ -244,8 +281,15 @@ def rollout_state(dep: dict[str, Any]) -> tuple[str, str]:
     return "done", f"{available} replicas available"
 
 
-def wait_rollout(client: KubeClient, namespace: str, name: str, timeout: float, poll: float,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> str:
+def wait_rollout(
+    client: KubeClient,
+    namespace: str,
+    name: str,
+    timeout: float,
+    poll: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> str:
     """Poll the Deployment until it is rolled out.
 
     Raises:
@@ -266,15 +310,24 @@ def wait_rollout(client: KubeClient, namespace: str, name: str, timeout: float, 
 def _target_routing(cfg: RunConfig, registry: Registry, version: str, mode: str) -> tuple[Routing, str]:
     champion = registry.get_alias(CHAMPION)
     if mode == "challenger" and champion and champion != version:
-        return Routing(champion=champion, challenger=version, challenger_share=cfg.deploy.challenger_traffic), \
-            CHALLENGER
+        return Routing(
+            champion=champion, challenger=version, challenger_share=cfg.deploy.challenger_traffic
+        ), CHALLENGER
     return Routing(champion=version), CHAMPION
 
 
-def deploy_version(cfg: RunConfig, registry: Registry, version: str, *, client: KubeClient | None = None,
-                   dry_run: bool = False, mode: str | None = None, by: str = "pipeline",
-                   sleep: Callable[[float], None] = time.sleep,
-                   clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+def deploy_version(
+    cfg: RunConfig,
+    registry: Registry,
+    version: str,
+    *,
+    client: KubeClient | None = None,
+    dry_run: bool = False,
+    mode: str | None = None,
+    by: str = "pipeline",
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
     """Roll `version` out on Kubernetes, as champion or (mode `challenger`) beside the champion.
 
     Args:
@@ -314,8 +367,9 @@ def deploy_version(cfg: RunConfig, registry: Registry, version: str, *, client: 
     try:
         for obj in objects:
             client.apply(obj)
-        detail = wait_rollout(client, ns, name, cfg.deploy.rollout_timeout_seconds, cfg.deploy.poll_seconds,
-                              sleep, clock)
+        detail = wait_rollout(
+            client, ns, name, cfg.deploy.rollout_timeout_seconds, cfg.deploy.poll_seconds, sleep, clock
+        )
     except Exception as err:  # noqa: BLE001 - any failure after the first apply (API error, timeout) must restore
         rolled_back = _rollback(cfg, registry, client, version, str(err), by, sleep, clock)
         raise DeployError(f"{err}; {rolled_back}; the registry alias {alias!r} was not moved") from None
@@ -326,14 +380,38 @@ def deploy_version(cfg: RunConfig, registry: Registry, version: str, *, client: 
         if registry.get_alias(CHALLENGER):
             registry.set_alias(CHALLENGER, None, by=by, reason=f"{version} replaced the champion")
         set_weights(registry, 0.0, by=by, reason=f"{version} deployed as champion")
-    audit.append("k8s_deployed", {"namespace": ns, "name": name, "version": version, "alias": alias,
-                                  "challenger_share": routing.effective_share, "rollout": detail}, actor=by)
-    return {"target": "kubernetes", "alias": alias, "version": version, "previous": move.get("previous"),
-            "rollout": detail, "objects": objects}
+    audit.append(
+        "k8s_deployed",
+        {
+            "namespace": ns,
+            "name": name,
+            "version": version,
+            "alias": alias,
+            "challenger_share": routing.effective_share,
+            "rollout": detail,
+        },
+        actor=by,
+    )
+    return {
+        "target": "kubernetes",
+        "alias": alias,
+        "version": version,
+        "previous": move.get("previous"),
+        "rollout": detail,
+        "objects": objects,
+    }
 
 
-def _rollback(cfg: RunConfig, registry: Registry, client: KubeClient, failed: str, why: str, by: str,
-              sleep: Callable[[float], None], clock: Callable[[], float]) -> str:
+def _rollback(
+    cfg: RunConfig,
+    registry: Registry,
+    client: KubeClient,
+    failed: str,
+    why: str,
+    by: str,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> str:
     previous = current_routing(registry)
     audit = AuditLog(registry.store)
     if not previous.champion:
@@ -342,12 +420,31 @@ def _rollback(cfg: RunConfig, registry: Registry, client: KubeClient, failed: st
     try:
         for obj in build_objects(cfg, previous):
             client.apply(obj)
-        detail = wait_rollout(client, cfg.deploy.namespace, cfg.deploy.name, cfg.deploy.rollout_timeout_seconds,
-                              cfg.deploy.poll_seconds, sleep, clock)
+        detail = wait_rollout(
+            client,
+            cfg.deploy.namespace,
+            cfg.deploy.name,
+            cfg.deploy.rollout_timeout_seconds,
+            cfg.deploy.poll_seconds,
+            sleep,
+            clock,
+        )
     except Exception as err:  # noqa: BLE001 - report the failed rollback instead of masking the first error
-        audit.append("k8s_rollout_failed", {"version": failed, "error": why, "rollback_error": str(err),
-                                            "rolled_back_to": previous.champion}, actor=by)
+        audit.append(
+            "k8s_rollout_failed",
+            {"version": failed, "error": why, "rollback_error": str(err), "rolled_back_to": previous.champion},
+            actor=by,
+        )
         return f"rolling back to {previous.champion} ALSO failed ({err}); check the cluster now"
-    audit.append("k8s_rollback", {"version": failed, "error": why, "rolled_back_to": previous.champion,
-                                  "challenger": previous.challenger, "rollout": detail}, actor=by)
+    audit.append(
+        "k8s_rollback",
+        {
+            "version": failed,
+            "error": why,
+            "rolled_back_to": previous.champion,
+            "challenger": previous.challenger,
+            "rollout": detail,
+        },
+        actor=by,
+    )
     return f"rolled back to the previous champion {previous.champion}"

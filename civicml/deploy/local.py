@@ -8,8 +8,9 @@ from civicml.governance.audit import AuditLog
 from civicml.storage.registry import Registry, RegistryError
 
 
-def promote(registry: Registry, version: str, alias: str = "champion", by: str = "pipeline",
-            reason: str = "") -> dict[str, Any]:
+def promote(
+    registry: Registry, version: str, alias: str = "champion", by: str = "pipeline", reason: str = ""
+) -> dict[str, Any]:
     """Point `alias` at `version` after verifying every artifact; audited.
 
     Raises:

@@ -60,9 +60,7 @@ _SAFE_SYSCTLS = frozenset(
     }
 )
 
-_ALLOWED_SELINUX_TYPES = frozenset(
-    {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
-)
+_ALLOWED_SELINUX_TYPES = frozenset({"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"})
 
 _CONTAINER_FIELDS = ("initContainers", "containers", "ephemeralContainers")
 
@@ -258,8 +256,6 @@ def restricted_violations(pod_spec: Mapping[str, Any]) -> list[str]:
             out.append(f"{where}: capabilities.drop must include ALL")
         added = sorted(set(capabilities.get("add") or []) - ALLOWED_ADDED_CAPABILITIES)
         if added:
-            out.append(
-                f"{where}: capabilities.add may only contain NET_BIND_SERVICE, found {', '.join(added)}"
-            )
+            out.append(f"{where}: capabilities.add may only contain NET_BIND_SERVICE, found {', '.join(added)}")
 
     return out

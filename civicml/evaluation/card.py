@@ -26,13 +26,26 @@ from civicml.evaluation.fairness import RATES
 
 # Okabe-Ito palette; dark enough on white for graphics (3:1) where used for lines.
 BLUE, ORANGE, GREEN, VERMILION, GREY = "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#555555"
-VERDICT_WORDS = {"pass": "✓ PASS", "fail": "✗ FAIL", "not_assessable": "? NOT ASSESSABLE",
-                 "not_measured": "– NOT MEASURED"}
+VERDICT_WORDS = {
+    "pass": "✓ PASS",
+    "fail": "✗ FAIL",
+    "not_assessable": "? NOT ASSESSABLE",
+    "not_measured": "– NOT MEASURED",
+}
 DECISION_WORDS = {"deploy": "DEPLOY", "reject": "REJECT", "pending_approval": "PENDING HUMAN APPROVAL"}
 METRIC_LABELS = {
-    "roc_auc": "ROC-AUC", "pr_auc": "PR-AUC (average precision)", "accuracy": "Accuracy", "precision": "Precision",
-    "recall": "Recall", "f1": "F1 score", "log_loss": "Log loss", "brier": "Brier score", "rmse": "RMSE",
-    "mae": "MAE", "r2": "R²", "mse": "MSE",
+    "roc_auc": "ROC-AUC",
+    "pr_auc": "PR-AUC (average precision)",
+    "accuracy": "Accuracy",
+    "precision": "Precision",
+    "recall": "Recall",
+    "f1": "F1 score",
+    "log_loss": "Log loss",
+    "brier": "Brier score",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "r2": "R²",
+    "mse": "MSE",
 }
 CSS = """
 :root{color-scheme:light}
@@ -81,8 +94,14 @@ def _e(v: Any) -> str:
     return html.escape(_fmt(v))
 
 
-def _table(caption: str, headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None,
-           row_header: bool = True, cls: str = "") -> str:
+def _table(
+    caption: str,
+    headers: list[str],
+    rows: list[list[Any]],
+    numeric: set[int] | None = None,
+    row_header: bool = True,
+    cls: str = "",
+) -> str:
     numeric = numeric or set()
     head = "".join(f'<th scope="col">{html.escape(h)}</th>' for h in headers)
     body = []
@@ -98,8 +117,10 @@ def _table(caption: str, headers: list[str], rows: list[list[Any]], numeric: set
                 cells.append(f"<td{cls}>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     klass = f' class="{cls}"' if cls else ""
-    return (f"<table{klass}><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>")
+    return (
+        f"<table{klass}><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
 
 
 class _Raw:
@@ -160,15 +181,30 @@ def _roc_plot(ev: dict[str, Any]) -> _Plot | None:
         return None
     auc = ev["metrics"].get("roc_auc", float("nan"))
     fig, ax = _fig()
-    ax.plot(roc["fpr"], roc["tpr"], color=BLUE, linewidth=2, marker="o", markevery=10, markersize=4,
-            label=f"model (ROC-AUC {auc:.3f})")
+    ax.plot(
+        roc["fpr"],
+        roc["tpr"],
+        color=BLUE,
+        linewidth=2,
+        marker="o",
+        markevery=10,
+        markersize=4,
+        label=f"model (ROC-AUC {auc:.3f})",
+    )
     ax.plot([0, 1], [0, 1], color=GREY, linestyle="--", label="chance (diagonal)")
-    ax.set(xlabel="False positive rate", ylabel="True positive rate (recall)", title="ROC curve", xlim=(0, 1),
-           ylim=(0, 1.01))
+    ax.set(
+        xlabel="False positive rate",
+        ylabel="True positive rate (recall)",
+        title="ROC curve",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
     ax.legend(loc="lower right")
-    alt = (f"ROC curve: true positive rate against false positive rate on {ev.get('n_test')} test rows. "
-           f"ROC-AUC {auc:.3f}{_ci_text(ev.get('confidence_intervals', {}), 'roc_auc')}; "
-           "the dashed diagonal is chance level (0.5).")
+    alt = (
+        f"ROC curve: true positive rate against false positive rate on {ev.get('n_test')} test rows. "
+        f"ROC-AUC {auc:.3f}{_ci_text(ev.get('confidence_intervals', {}), 'roc_auc')}; "
+        "the dashed diagonal is chance level (0.5)."
+    )
     return _Plot("ROC curve", _png(fig), alt)
 
 
@@ -178,14 +214,26 @@ def _pr_plot(ev: dict[str, Any]) -> _Plot | None:
         return None
     ap = ev["metrics"].get("pr_auc", float("nan"))
     fig, ax = _fig()
-    ax.plot(pr["recall"], pr["precision"], color=ORANGE, linewidth=2, marker="s", markevery=10, markersize=4,
-            label=f"model (average precision {ap:.3f})")
-    ax.axhline(pr["positive_rate"], color=GREY, linestyle="--", label=f"chance (positive rate {pr['positive_rate']:.3f})")
+    ax.plot(
+        pr["recall"],
+        pr["precision"],
+        color=ORANGE,
+        linewidth=2,
+        marker="s",
+        markevery=10,
+        markersize=4,
+        label=f"model (average precision {ap:.3f})",
+    )
+    ax.axhline(
+        pr["positive_rate"], color=GREY, linestyle="--", label=f"chance (positive rate {pr['positive_rate']:.3f})"
+    )
     ax.set(xlabel="Recall", ylabel="Precision", title="Precision–recall curve", xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower left")
-    alt = (f"Precision-recall curve: precision against recall. Average precision {ap:.3f}"
-           f"{_ci_text(ev.get('confidence_intervals', {}), 'pr_auc')}; the dashed line is chance level, the "
-           f"positive rate {pr['positive_rate']:.3f}.")
+    alt = (
+        f"Precision-recall curve: precision against recall. Average precision {ap:.3f}"
+        f"{_ci_text(ev.get('confidence_intervals', {}), 'pr_auc')}; the dashed line is chance level, the "
+        f"positive rate {pr['positive_rate']:.3f}."
+    )
     return _Plot("Precision–recall curve", _png(fig), alt)
 
 
@@ -195,17 +243,31 @@ def _calibration_plot(ev: dict[str, Any]) -> _Plot | None:
         return None
     fig, ax = _fig()
     ax.plot([0, 1], [0, 1], color=GREY, linestyle="--", label="perfect calibration")
-    ax.plot(cal["predicted"], cal["observed"], color=GREEN, linewidth=2, marker="D", markersize=6,
-            label=f"model (ECE {cal['ece']:.3f})")
-    ax.set(xlabel="Mean predicted probability", ylabel="Observed positive rate", title="Calibration (reliability)",
-           xlim=(0, 1), ylim=(0, 1))
+    ax.plot(
+        cal["predicted"],
+        cal["observed"],
+        color=GREEN,
+        linewidth=2,
+        marker="D",
+        markersize=6,
+        label=f"model (ECE {cal['ece']:.3f})",
+    )
+    ax.set(
+        xlabel="Mean predicted probability",
+        ylabel="Observed positive rate",
+        title="Calibration (reliability)",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
     ax.legend(loc="upper left")
     gaps = [abs(o - p) for o, p in zip(cal["observed"], cal["predicted"])]
     worst = max(range(len(gaps)), key=gaps.__getitem__)
-    alt = (f"Calibration plot over {len(gaps)} probability bins: observed positive rate against mean predicted "
-           f"probability. Expected calibration error {cal['ece']:.3f}; the largest gap is {gaps[worst]:.3f}, in the "
-           f"bin with mean prediction {cal['predicted'][worst]:.2f} (observed {cal['observed'][worst]:.2f}, "
-           f"{cal['count'][worst]} rows). Brier score {ev['metrics'].get('brier', float('nan')):.4f}.")
+    alt = (
+        f"Calibration plot over {len(gaps)} probability bins: observed positive rate against mean predicted "
+        f"probability. Expected calibration error {cal['ece']:.3f}; the largest gap is {gaps[worst]:.3f}, in the "
+        f"bin with mean prediction {cal['predicted'][worst]:.2f} (observed {cal['observed'][worst]:.2f}, "
+        f"{cal['count'][worst]} rows). Brier score {ev['metrics'].get('brier', float('nan')):.4f}."
+    )
     return _Plot("Calibration", _png(fig), alt)
 
 
@@ -221,14 +283,24 @@ def _confusion_plot(ev: dict[str, Any]) -> _Plot | None:
     for i in range(2):
         for j in range(2):
             dark = cm[i][j] > vmax / 2
-            ax.text(j, i, f"{cm[i][j]}\n{labels[i][j]}", ha="center", va="center", fontsize=11,
-                    color="white" if dark else "#1a1a1a", fontweight="bold")
+            ax.text(
+                j,
+                i,
+                f"{cm[i][j]}\n{labels[i][j]}",
+                ha="center",
+                va="center",
+                fontsize=11,
+                color="white" if dark else "#1a1a1a",
+                fontweight="bold",
+            )
     ax.set_xticks([0, 1], ["predicted 0", "predicted 1"])
     ax.set_yticks([0, 1], ["actual 0", "actual 1"])
     ax.set_title(f"Confusion matrix (threshold {ev.get('threshold', 0.5)})")
     (tn, fp), (fn, tp) = cm
-    alt = (f"Confusion matrix at threshold {ev.get('threshold', 0.5)}: {tn} true negatives, {fp} false positives, "
-           f"{fn} false negatives, {tp} true positives.")
+    alt = (
+        f"Confusion matrix at threshold {ev.get('threshold', 0.5)}: {tn} true negatives, {fp} false positives, "
+        f"{fn} false negatives, {tp} true positives."
+    )
     return _Plot("Confusion matrix", _png(fig), alt)
 
 
@@ -242,22 +314,38 @@ def _fairness_plot(attr: str, rep: dict[str, Any]) -> _Plot:
     for k, (metric, color, hatch) in enumerate((("selection_rate", BLUE, ""), ("tpr", ORANGE, "//"))):
         vals = [rep["groups"][g][metric] for g in groups]
         heights = [v if v is not None else 0 for v in vals]
-        bars = ax.bar(x + (k - 0.5) * width, heights, width, color=color, hatch=hatch, edgecolor="#1a1a1a",
-                      label="selection rate" if metric == "selection_rate" else "true positive rate")
+        bars = ax.bar(
+            x + (k - 0.5) * width,
+            heights,
+            width,
+            color=color,
+            hatch=hatch,
+            edgecolor="#1a1a1a",
+            label="selection rate" if metric == "selection_rate" else "true positive rate",
+        )
         for b, v in zip(bars, vals):
-            ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 0.01,
-                    "suppressed" if v is None else f"{v:.2f}", ha="center", va="bottom", fontsize=8,
-                    rotation=90 if v is None else 0)
+            ax.text(
+                b.get_x() + b.get_width() / 2,
+                b.get_height() + 0.01,
+                "suppressed" if v is None else f"{v:.2f}",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                rotation=90 if v is None else 0,
+            )
     ax.set_xticks(x, [f"{g}\n(n={rep['groups'][g]['count']})" for g in groups])
     ax.set(ylabel="rate", title=f"Fairness by {attr}", ylim=(0, 1.1))
     ax.legend(loc="upper right")
-    parts = ", ".join(
-        f"{g} {_fmt(rep['groups'][g]['selection_rate'], 2) if rep['groups'][g]['selection_rate'] is not None else 'suppressed'}"
-        for g in groups
+    def _rate(g: str) -> str:
+        rate = rep["groups"][g]["selection_rate"]
+        return "suppressed" if rate is None else _fmt(rate, 2)
+
+    parts = ", ".join(f"{g} {_rate(g)}" for g in groups)
+    alt = (
+        f"Bar chart of selection rate and true positive rate by {attr}. Selection rates: {parts}. "
+        f"Demographic parity ratio {_fmt(rep.get('demographic_parity_ratio'), 3)}, equalized odds difference "
+        f"{_fmt(rep.get('equalized_odds_difference'), 3)}."
     )
-    alt = (f"Bar chart of selection rate and true positive rate by {attr}. Selection rates: {parts}. "
-           f"Demographic parity ratio {_fmt(rep.get('demographic_parity_ratio'), 3)}, equalized odds difference "
-           f"{_fmt(rep.get('equalized_odds_difference'), 3)}.")
     if rep.get("suppressed_groups"):
         alt += f" Groups with fewer than {rep.get('min_group_count')} rows are suppressed: {rep['suppressed_groups']}."
     return _Plot(f"Fairness by {attr}", _png(fig), alt)
@@ -276,7 +364,8 @@ def _importance_plot(imp: dict[str, Any], top: int = 15) -> _Plot | None:
     ax.set(xlabel=imp.get("unit", "importance"), title="Feature importance")
     ax.margins(x=0.15)
     listed = ", ".join(f"{f['feature']} {f['importance']:.3f}" for f in feats[:5])
-    alt = f"Horizontal bar chart of the top {len(feats)} features by {imp.get('method', 'importance')}. Top five: {listed}."
+    method = imp.get("method", "importance")
+    alt = f"Horizontal bar chart of the top {len(feats)} features by {method}. Top five: {listed}."
     return _Plot("Feature importance", _png(fig), alt)
 
 
@@ -288,22 +377,25 @@ def _residual_plot(ev: dict[str, Any]) -> _Plot | None:
         return None
     fig, ax = _fig()
     edges, counts = res["histogram"]["edges"], res["histogram"]["counts"]
-    ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=BLUE,
-           edgecolor="#1a1a1a", hatch="..")
+    ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=BLUE, edgecolor="#1a1a1a", hatch="..")
     ax.axvline(0, color=GREY, linestyle="--", label="zero error")
     ax.set(xlabel="residual (actual − predicted)", ylabel="rows", title="Residuals")
     ax.legend()
     q = res["quantiles"]
-    alt = (f"Histogram of residuals (actual minus predicted): mean {res['mean']:.3f}, median {q['p50']:.3f}, "
-           f"90% of residuals between {q['p05']:.3f} and {q['p95']:.3f}, largest absolute {res['max_abs']:.3f}.")
+    alt = (
+        f"Histogram of residuals (actual minus predicted): mean {res['mean']:.3f}, median {q['p50']:.3f}, "
+        f"90% of residuals between {q['p05']:.3f} and {q['p95']:.3f}, largest absolute {res['max_abs']:.3f}."
+    )
     return _Plot("Residuals", _png(fig), alt)
 
 
 def _figure_html(p: _Plot | None) -> str:
     if p is None:
         return ""
-    return (f'<figure><img src="data:image/png;base64,{p.png}" alt="{html.escape(p.alt, quote=True)}">'
-            f"<figcaption>{html.escape(p.alt)}</figcaption></figure>")
+    return (
+        f'<figure><img src="data:image/png;base64,{p.png}" alt="{html.escape(p.alt, quote=True)}">'
+        f"<figcaption>{html.escape(p.alt)}</figcaption></figure>"
+    )
 
 
 # -- sections ---------------------------------------------------------------------------------------------
@@ -326,8 +418,9 @@ class _Doc:
         self.h.append(f"<p{c}>{html.escape(text)}</p>")
         self.m.append(text + "\n")
 
-    def table(self, caption: str, headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None,
-              cls: str = "") -> None:
+    def table(
+        self, caption: str, headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None, cls: str = ""
+    ) -> None:
         self.h.append(_table(caption, headers, rows, numeric, cls=cls))
         self.m.append(f"\n*{caption}*\n\n" + _md_table(headers, rows) + "\n")
 
@@ -354,35 +447,52 @@ def _fairness_section(doc: _Doc, ev: dict[str, Any], gate: dict[str, Any] | None
     fairness = ev.get("fairness") or {}
     doc.heading(2, "Fairness", "fairness")
     if not fairness:
-        doc.para("Fairness was not measured: no sensitive attributes were configured (data.sensitive_attributes), "
-                 "or the task is not classification.", "note")
+        doc.para(
+            "Fairness was not measured: no sensitive attributes were configured (data.sensitive_attributes), "
+            "or the task is not classification.",
+            "note",
+        )
         return
     any_rep = next(iter(fairness.values()))
-    doc.para(f"Rates are computed with fairlearn at threshold {ev.get('threshold', 0.5)} on the test rows. Groups "
-             f"with fewer than {any_rep.get('min_group_count')} rows are suppressed: their rates are withheld and "
-             "they are excluded from the disparity measures used by the gate (values over all groups are shown "
-             "alongside).")
+    doc.para(
+        f"Rates are computed with fairlearn at threshold {ev.get('threshold', 0.5)} on the test rows. Groups "
+        f"with fewer than {any_rep.get('min_group_count')} rows are suppressed: their rates are withheld and "
+        "they are excluded from the disparity measures used by the gate (values over all groups are shown "
+        "alongside)."
+    )
     for attr, rep in fairness.items():
         doc.heading(3, f"By {attr}")
         rows = []
         for g, v in rep["groups"].items():
-            rows.append([g, v["count"], *[v[k] for k in RATES], "suppressed (small group)" if v["suppressed"] else
-                         "reported"])
-        doc.table(f"Outcomes by {attr} (suppressed groups' rates withheld)",
-                  ["group", "rows", "selection rate", "true positive rate", "false positive rate", "precision",
-                   "status"], rows, numeric={1, 2, 3, 4, 5})
+            rows.append(
+                [g, v["count"], *[v[k] for k in RATES], "suppressed (small group)" if v["suppressed"] else "reported"]
+            )
+        doc.table(
+            f"Outcomes by {attr} (suppressed groups' rates withheld)",
+            ["group", "rows", "selection rate", "true positive rate", "false positive rate", "precision", "status"],
+            rows,
+            numeric={1, 2, 3, 4, 5},
+        )
         cis = rep.get("confidence_intervals") or {}
 
         def _ci(key: str, cis: dict[str, Any] = cis) -> str:
             c = cis.get(key)
             return f"{c['low']:.4f} to {c['high']:.4f}" if c else "—"
 
-        drows = [[label, rep.get(key), _ci(key), rep.get(f"{key}_all_groups")] for key, label in (
-            ("demographic_parity_ratio", "demographic parity ratio (min/max selection rate)"),
-            ("demographic_parity_difference", "demographic parity difference (max−min selection rate)"),
-            ("equalized_odds_difference", "equalized odds difference (max of TPR and FPR gaps)"))]
-        doc.table(f"Disparity measures for {attr}", ["measure", "reportable groups (used by the gate)",
-                                                     "95% CI (bootstrap)", "all groups"], drows, numeric={1, 2, 3})
+        drows = [
+            [label, rep.get(key), _ci(key), rep.get(f"{key}_all_groups")]
+            for key, label in (
+                ("demographic_parity_ratio", "demographic parity ratio (min/max selection rate)"),
+                ("demographic_parity_difference", "demographic parity difference (max−min selection rate)"),
+                ("equalized_odds_difference", "equalized odds difference (max of TPR and FPR gaps)"),
+            )
+        ]
+        doc.table(
+            f"Disparity measures for {attr}",
+            ["measure", "reportable groups (used by the gate)", "95% CI (bootstrap)", "all groups"],
+            drows,
+            numeric={1, 2, 3},
+        )
         doc.figure(_fairness_plot(attr, rep))
 
 
@@ -392,19 +502,36 @@ def _gate_section(doc: _Doc, gate: dict[str, Any] | None) -> None:
         doc.para("The policy gate has not run for this report.", "note")
         return
     word = DECISION_WORDS.get(gate["decision"], gate["decision"].upper())
-    doc.h.append(f'<p class="decision decision-{html.escape(gate["decision"])}"><strong>Decision: '
-                 f"{html.escape(word)}</strong> — {html.escape(gate.get('reason', ''))}</p>")
+    doc.h.append(
+        f'<p class="decision decision-{html.escape(gate["decision"])}"><strong>Decision: '
+        f"{html.escape(word)}</strong> — {html.escape(gate.get('reason', ''))}</p>"
+    )
     doc.m.append(f"**Decision: {word}** — {gate.get('reason', '')}\n")
-    rows = [[r["rule"], r.get("threshold"), r.get("value"), _verdict_cell(r.get("verdict", "pass" if r.get("passed")
-                                                                                 else "fail")),
-             "yes" if r.get("borderline") else "no", r.get("detail") or ""] for r in gate.get("rules", [])]
-    doc.table("Every gate rule: threshold, measured value and verdict",
-              ["rule", "threshold", "measured", "verdict", "borderline", "detail"], rows, numeric={1, 2}, cls="rules")
+    rows = [
+        [
+            r["rule"],
+            r.get("threshold"),
+            r.get("value"),
+            _verdict_cell(r.get("verdict", "pass" if r.get("passed") else "fail")),
+            "yes" if r.get("borderline") else "no",
+            r.get("detail") or "",
+        ]
+        for r in gate.get("rules", [])
+    ]
+    doc.table(
+        "Every gate rule: threshold, measured value and verdict",
+        ["rule", "threshold", "measured", "verdict", "borderline", "detail"],
+        rows,
+        numeric={1, 2},
+        cls="rules",
+    )
     pol = gate.get("policy") or {}
     if pol:
-        doc.para(f"Human approval policy: {pol.get('require_approval')}; borderline margin "
-                 f"{pol.get('borderline_margin')}; judged on the 95% CI bound: "
-                 f"{'yes' if pol.get('use_ci_lower_bound') else 'no'}.")
+        doc.para(
+            f"Human approval policy: {pol.get('require_approval')}; borderline margin "
+            f"{pol.get('borderline_margin')}; judged on the 95% CI bound: "
+            f"{'yes' if pol.get('use_ci_lower_bound') else 'no'}."
+        )
 
 
 def _champion_section(doc: _Doc, ev: dict[str, Any]) -> None:
@@ -439,8 +566,10 @@ def _lineage_section(doc: _Doc, man: dict[str, Any]) -> None:
     rows = [
         ["data source", lin.get("data_source")],
         ["data fingerprint (sha256 of the rows used)", lin.get("data_fingerprint")],
-        ["rows (train / valid / test)", " / ".join(str((lin.get("rows") or {}).get(k, "—"))
-                                                   for k in ("train", "valid", "test"))],
+        [
+            "rows (train / valid / test)",
+            " / ".join(str((lin.get("rows") or {}).get(k, "—")) for k in ("train", "valid", "test")),
+        ],
         ["seeds", ", ".join(f"{k} {v}" for k, v in (lin.get("seeds") or {}).items())],
         ["code revision", lin.get("code_revision")],
         ["image", lin.get("image")],
@@ -451,14 +580,22 @@ def _lineage_section(doc: _Doc, man: dict[str, Any]) -> None:
         doc.table("Library versions", ["library", "version"], [[k, v] for k, v in sorted(libs.items())])
     if lin.get("config"):
         text = json.dumps(lin["config"], indent=2, sort_keys=True)
-        doc.h.append("<details><summary>Full run configuration (JSON)</summary><pre><code>"
-                     f"{html.escape(text)}</code></pre></details>")
-        doc.m.append(f"\n<details><summary>Full run configuration (JSON)</summary>\n\n```json\n{text}\n```\n"
-                     "</details>\n")
+        doc.h.append(
+            "<details><summary>Full run configuration (JSON)</summary><pre><code>"
+            f"{html.escape(text)}</code></pre></details>"
+        )
+        doc.m.append(
+            f"\n<details><summary>Full run configuration (JSON)</summary>\n\n```json\n{text}\n```\n</details>\n"
+        )
 
 
-def render_model_card(manifest_like: dict[str, Any], evaluation: dict[str, Any], gate: dict[str, Any] | None,
-                      cfg, title: str | None = None) -> tuple[str, str]:
+def render_model_card(
+    manifest_like: dict[str, Any],
+    evaluation: dict[str, Any],
+    gate: dict[str, Any] | None,
+    cfg,
+    title: str | None = None,
+) -> tuple[str, str]:
     """Render the model card as (self-contained HTML, Markdown).
 
     Args:
@@ -480,36 +617,48 @@ def render_model_card(manifest_like: dict[str, Any], evaluation: dict[str, Any],
     doc = _Doc()
     doc.h.append('<a class="skip" href="#main">Skip to content</a><header>')
     doc.heading(1, title)
-    doc.para(f"Version {version} · {manifest_like.get('task') or ev.get('task')} · "
-             f"{manifest_like.get('family') or ev.get('family')}")
+    doc.para(
+        f"Version {version} · {manifest_like.get('task') or ev.get('task')} · "
+        f"{manifest_like.get('family') or ev.get('family')}"
+    )
     doc.h.append('</header><main id="main">')
 
     doc.heading(2, "Summary", "summary")
     if gate:
         word = DECISION_WORDS.get(gate["decision"], gate["decision"].upper())
-        doc.h.append(f'<p class="decision decision-{html.escape(gate["decision"])}"><strong>Gate decision: '
-                     f"{html.escape(word)}</strong> — {html.escape(gate.get('reason', ''))}</p>")
+        doc.h.append(
+            f'<p class="decision decision-{html.escape(gate["decision"])}"><strong>Gate decision: '
+            f"{html.escape(word)}</strong> — {html.escape(gate.get('reason', ''))}</p>"
+        )
         doc.m.append(f"**Gate decision: {word}** — {gate.get('reason', '')}\n")
         if gate["decision"] == "pending_approval":
-            doc.para(f"This version serves no one until a named person approves it: civicml approve {version} "
-                     "--by NAME --role ROLE --reason TEXT.")
+            doc.para(
+                f"This version serves no one until a named person approves it: civicml approve {version} "
+                "--by NAME --role ROLE --reason TEXT."
+            )
     headline = "roc_auc" if (manifest_like.get("task") or ev.get("task")) == "binary_classification" else "rmse"
     hv = ev.get("metrics", {}).get(headline)
     if hv is not None:
-        doc.para(f"Headline metric {METRIC_LABELS.get(headline, headline)} {hv:.4f}"
-                 f"{_ci_text(ev.get('confidence_intervals', {}), headline)} on {ev.get('n_test')} held-out test rows.")
+        doc.para(
+            f"Headline metric {METRIC_LABELS.get(headline, headline)} {hv:.4f}"
+            f"{_ci_text(ev.get('confidence_intervals', {}), headline)} on {ev.get('n_test')} held-out test rows."
+        )
 
     doc.heading(2, "Model details", "details")
-    doc.table("Model details", ["item", "value"], [
-        ["name", manifest_like.get("name") or cfg.name],
-        ["version", version],
-        ["task", manifest_like.get("task") or ev.get("task")],
-        ["model family", manifest_like.get("family") or ev.get("family")],
-        ["model sha256 (approvals are bound to it)", manifest_like.get("model_sha256") or ev.get("model_sha256")],
-        ["owner", card.owner],
-        ["contact", card.contact],
-        ["features", ", ".join(ev.get("features", [])) or None],
-    ])
+    doc.table(
+        "Model details",
+        ["item", "value"],
+        [
+            ["name", manifest_like.get("name") or cfg.name],
+            ["version", version],
+            ["task", manifest_like.get("task") or ev.get("task")],
+            ["model family", manifest_like.get("family") or ev.get("family")],
+            ["model sha256 (approvals are bound to it)", manifest_like.get("model_sha256") or ev.get("model_sha256")],
+            ["owner", card.owner],
+            ["contact", card.contact],
+            ["features", ", ".join(ev.get("features", [])) or None],
+        ],
+    )
 
     doc.heading(2, "Intended use", "use")
     doc.para(card.intended_use)
@@ -523,21 +672,38 @@ def render_model_card(manifest_like: dict[str, Any], evaluation: dict[str, Any],
         doc.para(card.ethical_considerations)
 
     doc.heading(2, "Performance on the test set", "performance")
-    doc.para(f"{ev.get('n_test')} held-out rows. Intervals are 95% percentile bootstrap intervals "
-             f"({next(iter(ev.get('confidence_intervals', {}).values()), {}).get('n_resamples', 'no')} resamples).")
-    doc.table("Test metrics with 95% confidence intervals", ["metric", "value", "95% CI low", "95% CI high"],
-              _metric_rows(ev), numeric={1, 2, 3})
+    doc.para(
+        f"{ev.get('n_test')} held-out rows. Intervals are 95% percentile bootstrap intervals "
+        f"({next(iter(ev.get('confidence_intervals', {}).values()), {}).get('n_resamples', 'no')} resamples)."
+    )
+    doc.table(
+        "Test metrics with 95% confidence intervals",
+        ["metric", "value", "95% CI low", "95% CI high"],
+        _metric_rows(ev),
+        numeric={1, 2, 3},
+    )
     if ev.get("task") == "regression" or "residuals" in ev:
         res = ev.get("residuals")
         if res:
-            doc.table("Residual summary (actual − predicted)", ["statistic", "value"],
-                      [["mean", res["mean"]], ["standard deviation", res["std"]],
-                       *[[f"{k[1:]}th percentile", v] for k, v in res["quantiles"].items()],
-                       ["largest absolute", res["max_abs"]]], numeric={1})
+            doc.table(
+                "Residual summary (actual − predicted)",
+                ["statistic", "value"],
+                [
+                    ["mean", res["mean"]],
+                    ["standard deviation", res["std"]],
+                    *[[f"{k[1:]}th percentile", v] for k, v in res["quantiles"].items()],
+                    ["largest absolute", res["max_abs"]],
+                ],
+                numeric={1},
+            )
         doc.figure(_residual_plot(ev))
     else:
-        for heading, plot in (("ROC curve", _roc_plot(ev)), ("Precision–recall curve", _pr_plot(ev)),
-                              ("Calibration", _calibration_plot(ev)), ("Confusion matrix", _confusion_plot(ev))):
+        for heading, plot in (
+            ("ROC curve", _roc_plot(ev)),
+            ("Precision–recall curve", _pr_plot(ev)),
+            ("Calibration", _calibration_plot(ev)),
+            ("Confusion matrix", _confusion_plot(ev)),
+        ):
             if plot is not None:
                 doc.heading(3, heading)
                 doc.figure(plot)
@@ -548,8 +714,12 @@ def render_model_card(manifest_like: dict[str, Any], evaluation: dict[str, Any],
     imp = ev.get("feature_importance")
     if imp:
         doc.para(f"Method: {imp['method']} on {imp.get('n_rows')} test rows; unit: {imp['unit']}.")
-        doc.table("Feature importance, largest first", ["feature", "importance"],
-                  [[f["feature"], f["importance"]] for f in imp["features"]], numeric={1})
+        doc.table(
+            "Feature importance, largest first",
+            ["feature", "importance"],
+            [[f["feature"], f["importance"]] for f in imp["features"]],
+            numeric={1},
+        )
         doc.figure(_importance_plot(imp))
     else:
         doc.para("No feature importance was computed.", "note")
@@ -559,9 +729,11 @@ def render_model_card(manifest_like: dict[str, Any], evaluation: dict[str, Any],
     _lineage_section(doc, manifest_like)
     doc.h.append("</main>")
 
-    page = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{html.escape(title)} ({html.escape(str(version))})</title><style>{CSS}</style></head>"
-            f"<body>{''.join(doc.h)}</body></html>\n")
+    page = (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)} ({html.escape(str(version))})</title><style>{CSS}</style></head>"
+        f"<body>{''.join(doc.h)}</body></html>\n"
+    )
     md = "".join(line if line.endswith("\n") else line + "\n" for line in doc.m).lstrip()
     return page, md

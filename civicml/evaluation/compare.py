@@ -59,9 +59,18 @@ def mcnemar(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict[str, 
     return {"a_only_correct": a_only, "b_only_correct": b_only, "p_value": p}
 
 
-def paired_comparison(task: str, y: np.ndarray, challenger_score: np.ndarray, champion_score: np.ndarray,
-                      margin: float, n_resamples: int = 1000, level: float = 0.95, seed: int = 0,
-                      threshold: float = 0.5, chunk: int = 100) -> dict[str, Any]:
+def paired_comparison(
+    task: str,
+    y: np.ndarray,
+    challenger_score: np.ndarray,
+    champion_score: np.ndarray,
+    margin: float,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    threshold: float = 0.5,
+    chunk: int = 100,
+) -> dict[str, Any]:
     """Compare two models' scores on the same rows (see the module docstring for every field)."""
     y = np.asarray(y)
     chal = np.asarray(challenger_score, dtype="float64")
@@ -121,8 +130,15 @@ def incompatibility(challenger: TrainedModel, champion: TrainedModel, test: pd.D
     return None
 
 
-def compare_with_champion(challenger: TrainedModel, test: pd.DataFrame, registry, margin: float,
-                          n_resamples: int = 1000, seed: int = 0, threshold: float = 0.5) -> dict[str, Any] | None:
+def compare_with_champion(
+    challenger: TrainedModel,
+    test: pd.DataFrame,
+    registry,
+    margin: float,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    threshold: float = 0.5,
+) -> dict[str, Any] | None:
     """Score the registry's `champion` on the same test rows and compare.
 
     Args:
@@ -159,6 +175,14 @@ def compare_with_champion(challenger: TrainedModel, test: pd.DataFrame, registry
     except (ValueError, TypeError, KeyError) as err:
         return {"champion_version": version, "skipped": f"champion could not score the test rows: {err}"}
     y = challenger.spec.encode_target(test[challenger.spec.target])
-    result = paired_comparison(challenger.task, y, challenger.score(test), champ_score, margin,
-                               n_resamples=n_resamples, seed=seed, threshold=threshold)
+    result = paired_comparison(
+        challenger.task,
+        y,
+        challenger.score(test),
+        champ_score,
+        margin,
+        n_resamples=n_resamples,
+        seed=seed,
+        threshold=threshold,
+    )
     return {"champion_version": version, **result}

@@ -17,8 +17,9 @@ THRESHOLD = 0.5
 N_RESAMPLES = 1000
 
 
-def evaluate_model(cfg: RunConfig, model: TrainedModel, test: pd.DataFrame, registry=None,
-                   n_resamples: int = N_RESAMPLES) -> dict[str, Any]:
+def evaluate_model(
+    cfg: RunConfig, model: TrainedModel, test: pd.DataFrame, registry=None, n_resamples: int = N_RESAMPLES
+) -> dict[str, Any]:
     """Build the evaluation document for `model` on `test`.
 
     The document holds everything the gate and the model card need: `metrics`,
@@ -38,19 +39,31 @@ def evaluate_model(cfg: RunConfig, model: TrainedModel, test: pd.DataFrame, regi
     seed = cfg.split.seed
     y = spec.encode_target(test[spec.target])
     score = model.score(test)
-    doc: dict[str, Any] = {"task": cfg.task, "family": model.family, "n_test": len(test),
-                           "threshold": THRESHOLD if cfg.task == "binary_classification" else None,
-                           "features": spec.features}
+    doc: dict[str, Any] = {
+        "task": cfg.task,
+        "family": model.family,
+        "n_test": len(test),
+        "threshold": THRESHOLD if cfg.task == "binary_classification" else None,
+        "features": spec.features,
+    }
     doc.update(evaluate_predictions(cfg.task, y, score, THRESHOLD, n_resamples=n_resamples, seed=seed))
     attrs = [a for a in cfg.data.sensitive_attributes if a in test.columns]
     if cfg.task == "binary_classification" and attrs:
         y_pred = (score >= THRESHOLD).astype(int)
-        doc["fairness"] = fairness_report(y, y_pred, test[attrs], min_group_count=cfg.policy.min_group_count,
-                                          n_resamples=n_resamples, seed=seed)
+        doc["fairness"] = fairness_report(
+            y, y_pred, test[attrs], min_group_count=cfg.policy.min_group_count, n_resamples=n_resamples, seed=seed
+        )
     doc["feature_importance"] = global_importance(model, test, seed=seed)
     if registry is not None:
-        comparison = compare_with_champion(model, test, registry, cfg.policy.non_inferiority_margin,
-                                           n_resamples=n_resamples, seed=seed, threshold=THRESHOLD)
+        comparison = compare_with_champion(
+            model,
+            test,
+            registry,
+            cfg.policy.non_inferiority_margin,
+            n_resamples=n_resamples,
+            seed=seed,
+            threshold=THRESHOLD,
+        )
         if comparison is not None:
             doc["champion_comparison"] = comparison
     return doc

@@ -42,8 +42,9 @@ def _booster_contribs(model: TrainedModel, df: pd.DataFrame) -> np.ndarray:
     return np.asarray(model.estimator.get_booster().predict(dm, pred_contribs=True))
 
 
-def global_importance(model: TrainedModel, df: pd.DataFrame, seed: int = 0, max_rows: int = 1000,
-                      n_repeats: int = 5) -> dict[str, Any]:
+def global_importance(
+    model: TrainedModel, df: pd.DataFrame, seed: int = 0, max_rows: int = 1000, n_repeats: int = 5
+) -> dict[str, Any]:
     """Global feature importance on `df` (test rows with the target column).
 
     Args:
@@ -72,8 +73,12 @@ def global_importance(model: TrainedModel, df: pd.DataFrame, seed: int = 0, max_
 
         scoring = "roc_auc" if model.task == "binary_classification" else "neg_root_mean_squared_error"
         res = permutation_importance(
-            model.estimator, spec.transform(df), spec.encode_target(df[spec.target]),
-            scoring=scoring, n_repeats=n_repeats, random_state=seed,
+            model.estimator,
+            spec.transform(df),
+            spec.encode_target(df[spec.target]),
+            scoring=scoring,
+            n_repeats=n_repeats,
+            random_state=seed,
         )
         feats = [
             {"feature": f, "importance": float(m), "std": float(s)}
@@ -166,8 +171,9 @@ def contributions(model: TrainedModel, rows: pd.DataFrame, background: pd.DataFr
     return _occlusion_contribs(model, X, background)
 
 
-def top_contributions(model: TrainedModel, row_df: pd.DataFrame, k: int = 5,
-                      background: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+def top_contributions(
+    model: TrainedModel, row_df: pd.DataFrame, k: int = 5, background: pd.DataFrame | None = None
+) -> list[dict[str, Any]]:
     """The `k` features that moved one prediction most, largest |contribution| first.
 
     Args:

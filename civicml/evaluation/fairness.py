@@ -72,8 +72,9 @@ def _disparities(mf: MetricFrame) -> dict[str, float | None]:
     }
 
 
-def weighted_disparities(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray,
-                         W: np.ndarray) -> dict[str, np.ndarray]:
+def weighted_disparities(
+    y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, W: np.ndarray
+) -> dict[str, np.ndarray]:
     """The three disparities for each row of bootstrap weights `W` (resamples × rows).
 
     With `W = 1` these equal fairlearn's values (tested); a resample in which a group has
@@ -91,13 +92,21 @@ def weighted_disparities(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndar
         return {
             "demographic_parity_difference": smax - smin,
             "demographic_parity_ratio": np.where(smax > 0, smin / smax, np.nan),
-            "equalized_odds_difference": np.maximum(tpr.max(axis=1) - tpr.min(axis=1),
-                                                    fpr.max(axis=1) - fpr.min(axis=1)),
+            "equalized_odds_difference": np.maximum(
+                tpr.max(axis=1) - tpr.min(axis=1), fpr.max(axis=1) - fpr.min(axis=1)
+            ),
         }
 
 
-def disparity_intervals(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, n_resamples: int = 1000,
-                        level: float = 0.95, seed: int = 0, chunk: int = 100) -> dict[str, dict[str, float]]:
+def disparity_intervals(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    groups: np.ndarray,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    chunk: int = 100,
+) -> dict[str, dict[str, float]]:
     """Percentile bootstrap intervals of the disparities (rows resampled, groups kept as labels).
 
     Shown next to the point values so a reviewer can tell a real disparity from the noise
@@ -132,8 +141,12 @@ def group_labels(column: pd.Series) -> np.ndarray:
 
 
 def fairness_report(
-    y_true: np.ndarray, y_pred: np.ndarray, sensitive: pd.DataFrame, min_group_count: int = 30,
-    n_resamples: int = 0, seed: int = 0,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    sensitive: pd.DataFrame,
+    min_group_count: int = 30,
+    n_resamples: int = 0,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Per-group rates and disparity measures for each sensitive attribute.
 
@@ -171,8 +184,11 @@ def fairness_report(
         everyone = _disparities(mf)
         keep = np.isin(groups, reportable)
         if suppressed_groups:
-            headline = _disparities(_frame(y_true[keep], y_pred[keep], groups[keep], attr)) if reportable else \
-                {k: None for k in DISPARITIES}
+            headline = (
+                _disparities(_frame(y_true[keep], y_pred[keep], groups[keep], attr))
+                if reportable
+                else {k: None for k in DISPARITIES}
+            )
         else:
             headline = everyone
         cis = disparity_intervals(y_true[keep], y_pred[keep], groups[keep], n_resamples=n_resamples, seed=seed)

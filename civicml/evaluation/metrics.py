@@ -83,7 +83,13 @@ def residual_summary(y_true: np.ndarray, y_pred: np.ndarray, bins: int = 20) -> 
     return {
         "mean": float(r.mean()),
         "std": float(r.std(ddof=1)) if len(r) > 1 else 0.0,
-        "quantiles": {"p05": float(q[0]), "p25": float(q[1]), "p50": float(q[2]), "p75": float(q[3]), "p95": float(q[4])},
+        "quantiles": {
+            "p05": float(q[0]),
+            "p25": float(q[1]),
+            "p50": float(q[2]),
+            "p75": float(q[3]),
+            "p95": float(q[4]),
+        },
         "max_abs": float(np.abs(r).max()),
         "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
     }
@@ -166,8 +172,9 @@ def _log_loss_terms(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
-def weighted_classification(y: np.ndarray, proba: np.ndarray, W: np.ndarray, threshold: float = 0.5,
-                            which: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+def weighted_classification(
+    y: np.ndarray, proba: np.ndarray, W: np.ndarray, threshold: float = 0.5, which: tuple[str, ...] | None = None
+) -> dict[str, np.ndarray]:
     """Classification metrics for each row of the weight matrix `W` (shape resamples × rows).
 
     Equal to scikit-learn's functions on the resampled arrays (ties in scores handled
@@ -223,8 +230,9 @@ def weighted_classification(y: np.ndarray, proba: np.ndarray, W: np.ndarray, thr
     return out
 
 
-def weighted_regression(y: np.ndarray, pred: np.ndarray, W: np.ndarray,
-                        which: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+def weighted_regression(
+    y: np.ndarray, pred: np.ndarray, W: np.ndarray, which: tuple[str, ...] | None = None
+) -> dict[str, np.ndarray]:
     """Regression metrics for each row of the weight matrix `W`; equal to scikit-learn's on the resamples."""
     which = which or CI_METRICS["regression"]
     y = np.asarray(y, dtype="float64")
@@ -245,9 +253,16 @@ def weighted_regression(y: np.ndarray, pred: np.ndarray, W: np.ndarray,
     return out
 
 
-def bootstrap_intervals(task: str, y_true: np.ndarray, score: np.ndarray, n_resamples: int = 1000,
-                        level: float = 0.95, seed: int = 0, threshold: float = 0.5,
-                        chunk: int = 100) -> dict[str, dict[str, float]]:
+def bootstrap_intervals(
+    task: str,
+    y_true: np.ndarray,
+    score: np.ndarray,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    threshold: float = 0.5,
+    chunk: int = 100,
+) -> dict[str, dict[str, float]]:
     """Percentile bootstrap confidence intervals for the headline metrics.
 
     Args:
@@ -269,8 +284,11 @@ def bootstrap_intervals(task: str, y_true: np.ndarray, score: np.ndarray, n_resa
     collected: dict[str, list[np.ndarray]] = {}
     for start in range(0, n_resamples, chunk):
         W = resample_weights(n, min(chunk, n_resamples - start), rng)
-        vals = (weighted_classification(y_true, score, W, threshold) if task == "binary_classification"
-                else weighted_regression(y_true, score, W))
+        vals = (
+            weighted_classification(y_true, score, W, threshold)
+            if task == "binary_classification"
+            else weighted_regression(y_true, score, W)
+        )
         for k, v in vals.items():
             collected.setdefault(k, []).append(v)
     alpha = (1 - level) / 2
@@ -285,8 +303,9 @@ def bootstrap_intervals(task: str, y_true: np.ndarray, score: np.ndarray, n_resa
     return out
 
 
-def evaluate_predictions(task: str, y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5,
-                         n_resamples: int = 0, seed: int = 0) -> dict[str, Any]:
+def evaluate_predictions(
+    task: str, y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5, n_resamples: int = 0, seed: int = 0
+) -> dict[str, Any]:
     """All metrics, curves and confidence intervals for one set of predictions.
 
     `n_resamples` is 0 by default (no CIs) because tuning calls this once per trial and
@@ -298,8 +317,11 @@ def evaluate_predictions(task: str, y_true: np.ndarray, score: np.ndarray, thres
     """
     y_true = np.asarray(y_true)
     score = np.asarray(score, dtype="float64")
-    cis = bootstrap_intervals(task, y_true, score, n_resamples=n_resamples, seed=seed, threshold=threshold) \
-        if n_resamples > 0 else {}
+    cis = (
+        bootstrap_intervals(task, y_true, score, n_resamples=n_resamples, seed=seed, threshold=threshold)
+        if n_resamples > 0
+        else {}
+    )
     if task == "binary_classification":
         y_pred = (score >= threshold).astype(int)
         doc: dict[str, Any] = {
@@ -312,5 +334,8 @@ def evaluate_predictions(task: str, y_true: np.ndarray, score: np.ndarray, thres
             doc["roc"] = roc_curve_points(y_true, score)
             doc["pr"] = pr_curve_points(y_true, score)
         return doc
-    return {"metrics": regression_metrics(y_true, score), "confidence_intervals": cis,
-            "residuals": residual_summary(y_true, score)}
+    return {
+        "metrics": regression_metrics(y_true, score),
+        "confidence_intervals": cis,
+        "residuals": residual_summary(y_true, score),
+    }

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def render_evaluation_html(title: str, evaluation: dict[str, Any], gate: dict[str, Any] | None = None,
-                           cfg=None) -> str:
+def render_evaluation_html(title: str, evaluation: dict[str, Any], gate: dict[str, Any] | None = None, cfg=None) -> str:
     """A self-contained, accessible HTML page with metrics, curves, fairness, importance and (optionally) the gate.
 
     It is the model card (`civicml.evaluation.card`) without lineage, so the evaluate step's

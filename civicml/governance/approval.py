@@ -63,7 +63,7 @@ def stored_model_hash(registry: Registry, version: str) -> str:
     names = sorted(n for n in man["artifacts"] if n.startswith("model/"))
     if not names:
         raise ApprovalError(f"version {version} has no stored model files; it cannot be approved")
-    return model_hash_from_files({name[len("model/"):]: registry.read_artifact(version, name) for name in names})
+    return model_hash_from_files({name[len("model/") :]: registry.read_artifact(version, name) for name in names})
 
 
 def check_bindings(registry: Registry, version: str, expected_model_sha256: str | None = None) -> dict[str, Any]:
@@ -87,20 +87,26 @@ def check_bindings(registry: Registry, version: str, expected_model_sha256: str 
         raise ApprovalError(f"refusing: version {version} failed its integrity check: " + "; ".join(problems))
     model_sha = stored_model_hash(registry, version)
     if model_sha != man.get("model_sha256"):
-        raise ApprovalError(f"refusing: the stored model of {version} hashes to {model_sha[:16]}…, but the "
-                            f"manifest records {str(man.get('model_sha256'))[:16]}…")
+        raise ApprovalError(
+            f"refusing: the stored model of {version} hashes to {model_sha[:16]}…, but the "
+            f"manifest records {str(man.get('model_sha256'))[:16]}…"
+        )
     try:
         eval_bytes = registry.read_artifact(version, "evaluation.json")
     except IntegrityError as err:
         raise ApprovalError(f"refusing: {err}") from None
     eval_sha = sha256_bytes(eval_bytes)
     if eval_sha != man.get("evaluation_sha256"):
-        raise ApprovalError(f"refusing: evaluation report of {version} hashes to {eval_sha[:16]}…, the manifest "
-                            f"records {str(man.get('evaluation_sha256'))[:16]}…")
+        raise ApprovalError(
+            f"refusing: evaluation report of {version} hashes to {eval_sha[:16]}…, the manifest "
+            f"records {str(man.get('evaluation_sha256'))[:16]}…"
+        )
     evaluation = json.loads(eval_bytes)
     if evaluation.get("model_sha256") != model_sha:
-        raise ApprovalError(f"refusing: the evaluation report of {version} describes model "
-                            f"{str(evaluation.get('model_sha256'))[:16]}…, not the stored model {model_sha[:16]}…")
+        raise ApprovalError(
+            f"refusing: the evaluation report of {version} describes model "
+            f"{str(evaluation.get('model_sha256'))[:16]}…, not the stored model {model_sha[:16]}…"
+        )
     if expected_model_sha256 is not None:
         exp = expected_model_sha256.strip().lower()
         if len(exp) < 12 or not model_sha.startswith(exp):
@@ -112,8 +118,15 @@ def check_bindings(registry: Registry, version: str, expected_model_sha256: str 
     return {"model_sha256": model_sha, "evaluation_sha256": eval_sha, "gate": gate}
 
 
-def record_decision(registry: Registry, version: str, decision: Decision, by: str, role: str, reason: str,
-                    expected_model_sha256: str | None = None) -> dict[str, Any]:
+def record_decision(
+    registry: Registry,
+    version: str,
+    decision: Decision,
+    by: str,
+    role: str,
+    reason: str,
+    expected_model_sha256: str | None = None,
+) -> dict[str, Any]:
     """Record a human approval or rejection of a pending version, bound to its hashes; audited.
 
     Args:
@@ -140,23 +153,32 @@ def record_decision(registry: Registry, version: str, decision: Decision, by: st
         fields = {"--by": by, "--role": role, "--reason": reason}
         empty = [k for k, v in fields.items() if not (v or "").strip()]
         if empty:
-            raise ApprovalError(f"{', '.join(empty)} must not be empty: an approval names who decided, in what role "
-                                "and why (e.g. --by 'A. Jones' --role 'service owner' --reason 'fairness reviewed')")
+            raise ApprovalError(
+                f"{', '.join(empty)} must not be empty: an approval names who decided, in what role "
+                "and why (e.g. --by 'A. Jones' --role 'service owner' --reason 'fairness reviewed')"
+            )
         man = registry.manifest(version)
         version = man["version"]
         status = man.get("status")
         if status != "pending_approval":
-            raise ApprovalError(f"refusing: version {version} is not awaiting approval (its status is {status!r}; "
-                                "only versions the gate sent to pending_approval can be approved or rejected)")
+            raise ApprovalError(
+                f"refusing: version {version} is not awaiting approval (its status is {status!r}; "
+                "only versions the gate sent to pending_approval can be approved or rejected)"
+            )
         earlier = get_decision(registry, version)
         if earlier is not None:
-            raise ApprovalError(f"refusing: version {version} was already {earlier['decision']} by {earlier['by']} "
-                                f"({earlier['role']}) at {earlier['at']}; a decision is final — retrain for a new "
-                                "version")
+            raise ApprovalError(
+                f"refusing: version {version} was already {earlier['decision']} by {earlier['by']} "
+                f"({earlier['role']}) at {earlier['at']}; a decision is final — retrain for a new "
+                "version"
+            )
         bound = check_bindings(registry, version, expected_model_sha256)
     except RegistryError as err:  # includes ApprovalError and unknown versions
-        audit.append("approval_refused", {"version": version, "decision": decision, "by": by, "role": role,
-                                          "error": str(err)}, actor=by or None)
+        audit.append(
+            "approval_refused",
+            {"version": version, "decision": decision, "by": by, "role": role, "error": str(err)},
+            actor=by or None,
+        )
         raise
     record = {
         "version": version,

@@ -129,8 +129,9 @@ class AuditLog:
             record["hash"] = _digest(record)
             lines.append(json.dumps(record, sort_keys=True, default=str))
             self.store.put_bytes(self.key, ("\n".join(lines) + "\n").encode())
-            self.store.put_bytes(self.head_key, json.dumps(
-                {"seq": record["seq"], "hash": record["hash"], "at": record["at"]}).encode())
+            self.store.put_bytes(
+                self.head_key, json.dumps({"seq": record["seq"], "hash": record["hash"], "at": record["at"]}).encode()
+            )
         return record
 
     def verify(self) -> tuple[bool, str]:
@@ -144,8 +145,14 @@ class AuditLog:
         head = self.head()
 
         def bad(lineno: int | None, seq: Any, msg: str) -> dict[str, Any]:
-            return {"ok": False, "message": msg, "records": n, "first_bad_line": lineno, "first_bad_seq": seq,
-                    "head_hash": head.get("hash") if head else None}
+            return {
+                "ok": False,
+                "message": msg,
+                "records": n,
+                "first_bad_line": lineno,
+                "first_bad_seq": seq,
+                "head_hash": head.get("hash") if head else None,
+            }
 
         prev_hash = GENESIS
         n = 0
@@ -162,25 +169,40 @@ class AuditLog:
             seq = record.get("seq")
             where = f"line {lineno} (seq {seq}, event {record.get('event')!r})"
             if seq != n:
-                return bad(lineno, seq, f"{where}: expected seq {n} — a record was deleted, inserted or reordered "
-                                        "here")
+                return bad(lineno, seq, f"{where}: expected seq {n} — a record was deleted, inserted or reordered here")
             if record.get("prev_hash") != prev_hash:
-                return bad(lineno, seq, f"{where}: prev_hash does not match the hash of the record before it — "
-                                        "the previous record was edited, or records were reordered")
+                return bad(
+                    lineno,
+                    seq,
+                    f"{where}: prev_hash does not match the hash of the record before it — "
+                    "the previous record was edited, or records were reordered",
+                )
             if _digest(record) != record.get("hash"):
                 return bad(lineno, seq, f"{where}: contents do not match its hash — this record was edited")
             prev_hash = record["hash"]
         if head is None:
             if n:
-                return bad(None, None, f"the log has {n} records but its head ({self.head_key}) is missing — "
-                                       "the head was deleted")
+                return bad(
+                    None,
+                    None,
+                    f"the log has {n} records but its head ({self.head_key}) is missing — the head was deleted",
+                )
         elif head.get("seq") != n or head.get("hash") != prev_hash:
             if isinstance(head.get("seq"), int) and head["seq"] > n:
-                msg = (f"the log ends at seq {n} but its head says seq {head['seq']} — records after seq {n} "
-                       "were deleted")
+                msg = (
+                    f"the log ends at seq {n} but its head says seq {head['seq']} — records after seq {n} were deleted"
+                )
                 return bad(None, n + 1, msg)
-            msg = (f"the last record (seq {n}) does not match the head (seq {head.get('seq')}) — the end of the log "
-                   "was edited or extended without going through civicml (or an append was interrupted)")
+            msg = (
+                f"the last record (seq {n}) does not match the head (seq {head.get('seq')}) — the end of the log "
+                "was edited or extended without going through civicml (or an append was interrupted)"
+            )
             return bad(None, n, msg)
-        return {"ok": True, "message": f"audit log intact: {n} records, head {prev_hash[:16]}…", "records": n,
-                "first_bad_line": None, "first_bad_seq": None, "head_hash": prev_hash if n else None}
+        return {
+            "ok": True,
+            "message": f"audit log intact: {n} records, head {prev_hash[:16]}…",
+            "records": n,
+            "first_bad_line": None,
+            "first_bad_seq": None,
+            "head_hash": prev_hash if n else None,
+        }

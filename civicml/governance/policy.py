@@ -43,8 +43,18 @@ def _num(v: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
-def _rule(rule: str, kind: str, threshold: Any, value: Any, verdict: str, *, margin: float | None = None,
-          borderline: bool = False, detail: str = "", **extra: Any) -> dict[str, Any]:
+def _rule(
+    rule: str,
+    kind: str,
+    threshold: Any,
+    value: Any,
+    verdict: str,
+    *,
+    margin: float | None = None,
+    borderline: bool = False,
+    detail: str = "",
+    **extra: Any,
+) -> dict[str, Any]:
     return {
         "rule": rule,
         "kind": kind,
@@ -59,14 +69,30 @@ def _rule(rule: str, kind: str, threshold: Any, value: Any, verdict: str, *, mar
     }
 
 
-def _compare(label: str, kind: str, value: float | None, bound: float, lower_bound: bool, policy: PolicyConfig,
-             missing_detail: str, **extra: Any) -> dict[str, Any]:
+def _compare(
+    label: str,
+    kind: str,
+    value: float | None,
+    bound: float,
+    lower_bound: bool,
+    policy: PolicyConfig,
+    missing_detail: str,
+    **extra: Any,
+) -> dict[str, Any]:
     if value is None:
         return _rule(label, kind, bound, None, NOT_ASSESSABLE, detail=missing_detail, **extra)
     margin = (value - bound) if lower_bound else (bound - value)
     ok = margin >= 0
-    return _rule(label, kind, bound, value, PASS if ok else FAIL, margin=margin,
-                 borderline=ok and margin < policy.borderline_margin, **extra)
+    return _rule(
+        label,
+        kind,
+        bound,
+        value,
+        PASS if ok else FAIL,
+        margin=margin,
+        borderline=ok and margin < policy.borderline_margin,
+        **extra,
+    )
 
 
 def _metric_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
@@ -75,15 +101,26 @@ def _metric_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict
     cis = evaluation.get("confidence_intervals", {})
     min_metrics = policy.min_metrics if policy.min_metrics is not None else TASK_DEFAULT_MIN_METRICS.get(task, {})
     rules = []
-    for name, bound, is_min in [*((n, b, True) for n, b in min_metrics.items()),
-                                *((n, b, False) for n, b in policy.max_metrics.items())]:
+    for name, bound, is_min in [
+        *((n, b, True) for n, b in min_metrics.items()),
+        *((n, b, False) for n, b in policy.max_metrics.items()),
+    ]:
         op = ">=" if is_min else "<="
         label = f"{name} {op} {bound}"
         extra = {"metric": name, "point_estimate": _num(metrics.get(name))}
         if name not in metrics:
-            rules.append(_rule(label, "metric", bound, None, FAIL, metric=name,
-                               detail=f"{name} is not computed for task {task}; computed: {sorted(metrics)}. "
-                                      f"Change policy.{'min' if is_min else 'max'}_metrics"))
+            rules.append(
+                _rule(
+                    label,
+                    "metric",
+                    bound,
+                    None,
+                    FAIL,
+                    metric=name,
+                    detail=f"{name} is not computed for task {task}; computed: {sorted(metrics)}. "
+                    f"Change policy.{'min' if is_min else 'max'}_metrics",
+                )
+            )
             continue
         value = _num(metrics.get(name))
         missing = f"{name} is undefined on the test rows (e.g. only one class present)"
@@ -103,27 +140,49 @@ def _fairness_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[di
         attrs = [a for a in fairness if fr.attributes is None or a in fr.attributes]
         if not attrs:
             if evaluation.get("task", "binary_classification") == "binary_classification":
-                rules.append(_rule(f"{fr.metric} (no sensitive attribute)", "fairness",
-                                   fr.min if fr.min is not None else fr.max, None, NOT_MEASURED, metric=fr.metric,
-                                   detail="fairness not measured: set data.sensitive_attributes to check it"))
+                rules.append(
+                    _rule(
+                        f"{fr.metric} (no sensitive attribute)",
+                        "fairness",
+                        fr.min if fr.min is not None else fr.max,
+                        None,
+                        NOT_MEASURED,
+                        metric=fr.metric,
+                        detail="fairness not measured: set data.sensitive_attributes to check it",
+                    )
+                )
             continue
         for attr in attrs:
             rep = fairness[attr]
             value = _num(rep.get(fr.metric))
             suppressed = rep.get("suppressed_groups") or []
-            missing = (f"fewer than two groups of {attr} have >= {rep.get('min_group_count')} test rows "
-                       f"(suppressed: {suppressed})")
+            missing = (
+                f"fewer than two groups of {attr} have >= {rep.get('min_group_count')} test rows "
+                f"(suppressed: {suppressed})"
+            )
             for bound, is_min in ((fr.min, True), (fr.max, False)):
                 if bound is None:
                     continue
-                r = _compare(f"{fr.metric}[{attr}] {'>=' if is_min else '<='} {bound}", "fairness", value, bound,
-                             is_min, policy, missing, metric=fr.metric, attribute=attr, suppressed_groups=suppressed)
-                rates = {g: v.get("selection_rate") for g, v in (rep.get("groups") or {}).items()
-                         if v.get("selection_rate") is not None}
+                r = _compare(
+                    f"{fr.metric}[{attr}] {'>=' if is_min else '<='} {bound}",
+                    "fairness",
+                    value,
+                    bound,
+                    is_min,
+                    policy,
+                    missing,
+                    metric=fr.metric,
+                    attribute=attr,
+                    suppressed_groups=suppressed,
+                )
+                rates = {
+                    g: v.get("selection_rate")
+                    for g, v in (rep.get("groups") or {}).items()
+                    if v.get("selection_rate") is not None
+                }
                 if fr.metric.startswith("demographic_parity") and rates and r["verdict"] != NOT_ASSESSABLE:
                     lo, hi = min(rates, key=rates.get), max(rates, key=rates.get)
-                    r["detail"] = (f"selection rate lowest in {lo} ({rates[lo]:.3f}), highest in {hi} "
-                                   f"({rates[hi]:.3f})")
+                    r["detail"] = f"selection rate lowest in {lo} ({rates[lo]:.3f}), highest in {hi} ({rates[hi]:.3f})"
                 ci = (rep.get("confidence_intervals") or {}).get(fr.metric)
                 if ci and r["verdict"] != NOT_ASSESSABLE:
                     # Context for the reviewer; the verdict stays on the point value (the rule's definition).
@@ -132,8 +191,10 @@ def _fairness_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[di
                     r["detail"] = f"{r['detail']}; {text}" if r["detail"] else text
                 if suppressed and r["verdict"] == PASS:
                     r["borderline"] = True
-                    note = (f"groups {suppressed} have fewer than {rep.get('min_group_count')} test rows and are "
-                            "excluded from this measure; a person should review them")
+                    note = (
+                        f"groups {suppressed} have fewer than {rep.get('min_group_count')} test rows and are "
+                        "excluded from this measure; a person should review them"
+                    )
                     r["detail"] = f"{r['detail']}; {note}" if r["detail"] else note
                 rules.append(r)
     return rules
@@ -146,26 +207,59 @@ def _champion_rule(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dic
     margin = policy.non_inferiority_margin
     champ = comp.get("champion_version")
     if comp.get("skipped"):
-        return [_rule(f"no significant regression vs champion {champ}", "champion", -margin, None, NOT_ASSESSABLE,
-                      detail=f"comparison skipped: {comp['skipped']}", champion_version=champ)]
-    label = (f"no significant regression vs champion {champ}: {comp['metric']} improvement 95% CI upper bound "
-             f">= -{margin}")
+        return [
+            _rule(
+                f"no significant regression vs champion {champ}",
+                "champion",
+                -margin,
+                None,
+                NOT_ASSESSABLE,
+                detail=f"comparison skipped: {comp['skipped']}",
+                champion_version=champ,
+            )
+        ]
+    label = (
+        f"no significant regression vs champion {champ}: {comp['metric']} improvement 95% CI upper bound >= -{margin}"
+    )
     hi, lo = _num(comp.get("ci_high")), _num(comp.get("ci_low"))
     # Recomputed from the CI with this policy's margin so the gate never trusts a stale flag.
     worse = hi is not None and hi < -margin
     inconclusive = lo is not None and lo < -margin and not worse
     if hi is None or lo is None:
-        return [_rule(f"no significant regression vs champion {champ}", "champion", -margin, None, NOT_ASSESSABLE,
-                      detail=f"the {comp.get('metric')} difference is undefined on the test rows",
-                      champion_version=champ)]
-    detail = (f"{comp['metric']}: challenger {comp['challenger']:.4f}, champion {comp['champion']:.4f}, "
-              f"improvement {comp['difference']:+.4f} (95% CI {lo:+.4f} to {hi:+.4f})")
+        return [
+            _rule(
+                f"no significant regression vs champion {champ}",
+                "champion",
+                -margin,
+                None,
+                NOT_ASSESSABLE,
+                detail=f"the {comp.get('metric')} difference is undefined on the test rows",
+                champion_version=champ,
+            )
+        ]
+    detail = (
+        f"{comp['metric']}: challenger {comp['challenger']:.4f}, champion {comp['champion']:.4f}, "
+        f"improvement {comp['difference']:+.4f} (95% CI {lo:+.4f} to {hi:+.4f})"
+    )
     if inconclusive:
         detail += f"; non-inferiority not shown (CI lower bound below -{margin})"
-    return [_rule(label, "champion", -margin, hi, FAIL if worse else PASS,
-                  margin=None if hi is None else hi + margin, borderline=inconclusive, detail=detail,
-                  metric=comp["metric"], champion_version=champ, difference=comp["difference"], ci_low=lo,
-                  mcnemar_p=comp.get("mcnemar_p"))]
+    return [
+        _rule(
+            label,
+            "champion",
+            -margin,
+            hi,
+            FAIL if worse else PASS,
+            margin=None if hi is None else hi + margin,
+            borderline=inconclusive,
+            detail=detail,
+            metric=comp["metric"],
+            champion_version=champ,
+            difference=comp["difference"],
+            ci_low=lo,
+            mcnemar_p=comp.get("mcnemar_p"),
+        )
+    ]
 
 
 def decide(policy: PolicyConfig, evaluation: dict[str, Any]) -> dict[str, Any]:
@@ -178,8 +272,11 @@ def decide(policy: PolicyConfig, evaluation: dict[str, Any]) -> dict[str, Any]:
     Returns:
         `{decision, reason, rules, failed, borderline, not_assessable, policy}`; see the module docstring.
     """
-    rules = [*_metric_rules(policy, evaluation), *_fairness_rules(policy, evaluation),
-             *_champion_rule(policy, evaluation)]
+    rules = [
+        *_metric_rules(policy, evaluation),
+        *_fairness_rules(policy, evaluation),
+        *_champion_rule(policy, evaluation),
+    ]
     failed = [r["rule"] for r in rules if r["verdict"] == FAIL]
     unknown = [r["rule"] for r in rules if r["verdict"] == NOT_ASSESSABLE]
     borderline = [r["rule"] for r in rules if r["verdict"] == PASS and r["borderline"]]

@@ -81,7 +81,9 @@ def _sklearn_pipeline(family: str, spec: FeatureSpec, params: dict[str, Any], se
         transformers.append(
             (
                 "cat",
-                Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="__missing__")), ("onehot", encoder)]),
+                Pipeline(
+                    [("impute", SimpleImputer(strategy="constant", fill_value="__missing__")), ("onehot", encoder)]
+                ),
                 cat_cols,
             )
         )

@@ -39,7 +39,9 @@ class FeatureSpec:
         return cls(**d)
 
     @classmethod
-    def fit(cls, train: pd.DataFrame, target: str, task: str, numeric: list[str], categorical: list[str]) -> FeatureSpec:
+    def fit(
+        cls, train: pd.DataFrame, target: str, task: str, numeric: list[str], categorical: list[str]
+    ) -> FeatureSpec:
         """Learn categories and target classes from the training split only."""
         cats = {c: sorted(str(v) for v in train[c].dropna().unique()) for c in categorical}
         classes: list[Any] = []

@@ -48,8 +48,9 @@ def two_proportion_ztest(x1: int, n1: int, x2: int, n2: int) -> dict[str, float 
     return {"diff": p2 - p1, "z": z, "p_value": float(2 * stats.norm.sf(abs(z)))}
 
 
-def msprt_lambda(x1: np.ndarray, n1: np.ndarray, x2: np.ndarray, n2: np.ndarray, tau: float,
-                 burn_in: int = 30) -> np.ndarray:
+def msprt_lambda(
+    x1: np.ndarray, n1: np.ndarray, x2: np.ndarray, n2: np.ndarray, tau: float, burn_in: int = 30
+) -> np.ndarray:
     """Mixture likelihood ratio Lambda for the difference of two proportions (vectorised over prefixes).
 
     Uses theta_hat = p2 - p1 with variance V = p1(1-p1)/n1 + p2(1-p2)/n2 and a N(0, tau^2)
@@ -102,8 +103,14 @@ def join_logs(predictions: list[dict[str, Any]], feedback: list[dict[str, Any]])
     return preds.merge(fb, on=["request_id", "row"], how="left")
 
 
-def ab_report(registry: Registry, champion: str | None = None, challenger: str | None = None,
-              alpha: float = 0.05, tau: float = 0.1, min_samples: int = 100) -> dict[str, Any]:
+def ab_report(
+    registry: Registry,
+    champion: str | None = None,
+    challenger: str | None = None,
+    alpha: float = 0.05,
+    tau: float = 0.1,
+    min_samples: int = 100,
+) -> dict[str, Any]:
     """Per-arm figures, both tests and a recommendation for the current (or given) experiment.
 
     Args:
@@ -130,8 +137,9 @@ def ab_report(registry: Registry, champion: str | None = None, challenger: str |
     for arm, version in versions.items():
         rows = joined[(joined["arm"] == arm) & (joined["version"] == version)] if version else joined.iloc[0:0]
         labelled = rows[rows["outcome"].notna()].copy()
-        labelled["correct"] = (labelled["prediction"].astype("float64") == labelled["outcome"].astype("float64")
-                               ).astype("int64")
+        labelled["correct"] = (
+            labelled["prediction"].astype("float64") == labelled["outcome"].astype("float64")
+        ).astype("int64")
         parts.append(labelled)
         arms[arm] = {
             "version": version,
@@ -149,15 +157,33 @@ def ab_report(registry: Registry, champion: str | None = None, challenger: str |
     if not challenger:
         rec, reason = KEEP, "no challenger is deployed"
     elif min(a["labelled"], b["labelled"]) < min_samples:
-        rec, reason = KEEP, (f"not enough feedback yet: {a['labelled']} champion and {b['labelled']} challenger "
-                             f"labelled predictions, need {min_samples} each")
+        rec, reason = (
+            KEEP,
+            (
+                f"not enough feedback yet: {a['labelled']} champion and {b['labelled']} challenger "
+                f"labelled predictions, need {min_samples} each"
+            ),
+        )
     elif sequential["p_value"] < alpha:
         better = b["accuracy"] > a["accuracy"]
         rec = PROMOTE if better else ROLL_BACK
-        reason = (f"challenger accuracy {b['accuracy']:.3f} vs champion {a['accuracy']:.3f}; always-valid "
-                  f"p = {sequential['p_value']:.4f} < {alpha}")
+        reason = (
+            f"challenger accuracy {b['accuracy']:.3f} vs champion {a['accuracy']:.3f}; always-valid "
+            f"p = {sequential['p_value']:.4f} < {alpha}"
+        )
     else:
-        rec, reason = KEEP, (f"no significant difference yet (always-valid p = {sequential['p_value']:.4f} >= "
-                             f"{alpha}); keep collecting feedback")
-    return {"arms": arms, "z_test": z, "msprt": {**sequential, "tau": tau, "alpha": alpha},
-            "recommendation": rec, "reason": reason, "min_samples": min_samples}
+        rec, reason = (
+            KEEP,
+            (
+                f"no significant difference yet (always-valid p = {sequential['p_value']:.4f} >= "
+                f"{alpha}); keep collecting feedback"
+            ),
+        )
+    return {
+        "arms": arms,
+        "z_test": z,
+        "msprt": {**sequential, "tau": tau, "alpha": alpha},
+        "recommendation": rec,
+        "reason": reason,
+        "min_samples": min_samples,
+    }

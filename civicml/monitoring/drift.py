@@ -91,8 +91,12 @@ def _numeric_buckets(ref: dict[str, Any], values: pd.Series) -> dict[str, Any]:
         labels = [f"= {value:.4g}", "other values"]
     ref_frac = np.append(fractions * (1 - ref_null), ref_null)
     cur_frac = np.append(counts / max(n, 1), (n - len(present)) / max(n, 1))
-    return {"labels": [*labels, MISSING], "reference": ref_frac.tolist(), "current": cur_frac.tolist(),
-            "present": present}
+    return {
+        "labels": [*labels, MISSING],
+        "reference": ref_frac.tolist(),
+        "current": cur_frac.tolist(),
+        "present": present,
+    }
 
 
 def _categorical_buckets(ref: dict[str, Any], values: pd.Series) -> dict[str, Any]:
@@ -103,12 +107,18 @@ def _categorical_buckets(ref: dict[str, Any], values: pd.Series) -> dict[str, An
     n = max(int(cur.sum()), 1)
     ref_frac = [freq[c] for c in known] + [0.0]
     cur_frac = [float(cur.get(c, 0)) / n for c in known] + [sum(unseen.values()) / n]
-    return {"labels": [*known, UNSEEN], "reference": ref_frac, "current": cur_frac, "unseen": unseen,
-            "counts": [int(cur.get(c, 0)) for c in known] + [sum(unseen.values())]}
+    return {
+        "labels": [*known, UNSEEN],
+        "reference": ref_frac,
+        "current": cur_frac,
+        "unseen": unseen,
+        "counts": [int(cur.get(c, 0)) for c in known] + [sum(unseen.values())],
+    }
 
 
-def feature_drift(name: str, ref: dict[str, Any], values: pd.Series, ref_rows: int,
-                  policy: MonitoringConfig) -> dict[str, Any]:
+def feature_drift(
+    name: str, ref: dict[str, Any], values: pd.Series, ref_rows: int, policy: MonitoringConfig
+) -> dict[str, Any]:
     """Drift of one feature: PSI, its band, the two-sample test and whether it counts as drifted.
 
     Args:
@@ -134,8 +144,10 @@ def feature_drift(name: str, ref: dict[str, Any], values: pd.Series, ref_rows: i
         if (ref_null > 0 or cur_nulls > 0) and n:
             # KS sees only present values; a change in how often the value is missing is drift too.
             # Chi-square on (missing, present) x (reference, window); Bonferroni over the two tests.
-            table = np.array([[ref_null * max(ref_rows, 1), (1 - ref_null) * max(ref_rows, 1)],
-                              [cur_nulls, len(present)]], dtype="float64")
+            table = np.array(
+                [[ref_null * max(ref_rows, 1), (1 - ref_null) * max(ref_rows, 1)], [cur_nulls, len(present)]],
+                dtype="float64",
+            )
             table = table[:, table.sum(axis=0) > 0]
             p_null = float(stats.chi2_contingency(table)[1]) if table.shape[1] == 2 else 1.0
             p_ks = out["p_value"] if out["p_value"] is not None else 1.0
@@ -154,8 +166,10 @@ def feature_drift(name: str, ref: dict[str, Any], values: pd.Series, ref_rows: i
             out.update(test="chi2", statistic=None, p_value=None)
         out["unseen_categories"] = b.pop("unseen")
     else:
-        raise DriftInputError(f"reference profile entry for {name!r} has kind {kind!r}; expected numeric or "
-                              "categorical (is data/profile.json from civicml.data.profile?)")
+        raise DriftInputError(
+            f"reference profile entry for {name!r} has kind {kind!r}; expected numeric or "
+            "categorical (is data/profile.json from civicml.data.profile?)"
+        )
     out["buckets"] = b
     out["psi"] = psi(b["reference"], b["current"])
     out["psi_band"] = psi_band(out["psi"])
@@ -164,8 +178,9 @@ def feature_drift(name: str, ref: dict[str, Any], values: pd.Series, ref_rows: i
     return out
 
 
-def compute_drift(profile: dict[str, Any], window: pd.DataFrame, policy: MonitoringConfig,
-                  source: str = "") -> dict[str, Any]:
+def compute_drift(
+    profile: dict[str, Any], window: pd.DataFrame, policy: MonitoringConfig, source: str = ""
+) -> dict[str, Any]:
     """Compare every profiled feature of `window` with the reference `profile`.
 
     Never raises for an empty window or missing columns: the report says so (`status`
@@ -186,29 +201,53 @@ def compute_drift(profile: dict[str, Any], window: pd.DataFrame, policy: Monitor
         DriftInputError: the profile is not a civicml profile.
     """
     if not isinstance(profile, dict) or not isinstance(profile.get("features"), dict) or not profile["features"]:
-        raise DriftInputError("reference profile has no 'features'; expected the data/profile.json stored with a "
-                              "model version by civicml (civicml.data.profile.build_profile)")
+        raise DriftInputError(
+            "reference profile has no 'features'; expected the data/profile.json stored with a "
+            "model version by civicml (civicml.data.profile.build_profile)"
+        )
     ref_rows = int(profile.get("rows") or 0)
     features: dict[str, Any] = {}
     messages: list[str] = []
     # An empty window has no columns to speak of: report it as empty, not as every column missing.
     missing = [name for name in profile["features"] if name not in window.columns] if len(window) else []
     if missing:
-        messages.append(f"window lacks {len(missing)} profiled feature column(s) {missing}; they are reported as "
-                        "missing and left out of the drift share. Check the upstream data or the serving request "
-                        "schema")
+        messages.append(
+            f"window lacks {len(missing)} profiled feature column(s) {missing}; they are reported as "
+            "missing and left out of the drift share. Check the upstream data or the serving request "
+            "schema"
+        )
     status = "ok"
     if len(window) == 0:
         status = "empty"
-        messages.append(f"window from {source or 'the given source'} has 0 rows; nothing to compare. Check the "
-                        "source or widen monitoring.window_days")
+        messages.append(
+            f"window from {source or 'the given source'} has 0 rows; nothing to compare. Check the "
+            "source or widen monitoring.window_days"
+        )
     for name, ref in profile["features"].items():
         if name in missing:
-            features[name] = {"feature": name, "kind": ref.get("kind"), "status": "missing", "drifted": False,
-                              "psi": None, "psi_band": None, "test": None, "p_value": None, "statistic": None}
+            features[name] = {
+                "feature": name,
+                "kind": ref.get("kind"),
+                "status": "missing",
+                "drifted": False,
+                "psi": None,
+                "psi_band": None,
+                "test": None,
+                "p_value": None,
+                "statistic": None,
+            }
         elif status == "empty":
-            features[name] = {"feature": name, "kind": ref.get("kind"), "status": "empty", "drifted": False,
-                              "psi": None, "psi_band": None, "test": None, "p_value": None, "statistic": None}
+            features[name] = {
+                "feature": name,
+                "kind": ref.get("kind"),
+                "status": "empty",
+                "drifted": False,
+                "psi": None,
+                "psi_band": None,
+                "test": None,
+                "p_value": None,
+                "statistic": None,
+            }
         else:
             features[name] = feature_drift(name, ref, window[name], ref_rows, policy)
     compared = [f for f in features.values() if f["status"] == "ok"]
@@ -216,8 +255,9 @@ def compute_drift(profile: dict[str, Any], window: pd.DataFrame, policy: Monitor
     top = max(compared, key=lambda f: f["psi"], default=None)
     unseen = {f["feature"]: f["unseen_categories"] for f in compared if f.get("unseen_categories")}
     if unseen:
-        messages.append("categories never seen in training: " + "; ".join(
-            f"{k}: {sorted(v)[:5]}" for k, v in unseen.items()))
+        messages.append(
+            "categories never seen in training: " + "; ".join(f"{k}: {sorted(v)[:5]}" for k, v in unseen.items())
+        )
     return {
         "status": status,
         "source": source,
@@ -234,8 +274,12 @@ def compute_drift(profile: dict[str, Any], window: pd.DataFrame, policy: Monitor
             "missing_features": missing,
         },
         "messages": messages,
-        "thresholds": {"p_value": policy.p_value, "feature_psi": policy.feature_psi,
-                       "psi_moderate": PSI_MODERATE, "psi_major": PSI_MAJOR},
+        "thresholds": {
+            "p_value": policy.p_value,
+            "feature_psi": policy.feature_psi,
+            "psi_moderate": PSI_MODERATE,
+            "psi_major": PSI_MAJOR,
+        },
     }
 
 
@@ -250,8 +294,9 @@ def _parse_ts(value: Any) -> datetime | None:
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
-def read_log_records(store: Store, kind: str, window_days: float = 0.0,
-                     now: datetime | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+def read_log_records(
+    store: Store, kind: str, window_days: float = 0.0, now: datetime | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Records of one serving log (`predictions` or `feedback`) from `logs/<kind>/<day>/*.jsonl`.
 
     Tolerant by design: no log yet gives an empty list; a line that is not JSON is skipped

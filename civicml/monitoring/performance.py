@@ -31,8 +31,9 @@ def default_metric(task: str, policy: MonitoringConfig) -> str:
     return "roc_auc" if task == "binary_classification" else "r2"
 
 
-def join_feedback(predictions: list[dict[str, Any]], feedback: list[dict[str, Any]],
-                  version: str | None = None) -> pd.DataFrame:
+def join_feedback(
+    predictions: list[dict[str, Any]], feedback: list[dict[str, Any]], version: str | None = None
+) -> pd.DataFrame:
     """Predictions that have a reported outcome, one row each.
 
     The last feedback for a (request_id, row) wins, so a corrected outcome replaces an
@@ -48,15 +49,27 @@ def join_feedback(predictions: list[dict[str, Any]], feedback: list[dict[str, An
         Columns request_id, row, version, arm, ts, score, prediction, outcome (may be empty).
     """
     cols = ["request_id", "row", "version", "arm", "ts", "score", "prediction", "outcome"]
-    preds = [p for p in predictions if "request_id" in p and "score" in p
-             and (version is None or p.get("version") == version)]
+    preds = [
+        p
+        for p in predictions
+        if "request_id" in p and "score" in p and (version is None or p.get("version") == version)
+    ]
     fb = [f for f in feedback if "request_id" in f and f.get("outcome") is not None]
     if not preds or not fb:
         return pd.DataFrame(columns=cols)
     p = pd.DataFrame.from_records(
-        [{"request_id": str(r["request_id"]), "row": int(r.get("row") or 0), "version": r.get("version"),
-          "arm": r.get("arm"), "ts": r.get("ts"), "score": r["score"], "prediction": r.get("prediction")}
-         for r in preds]
+        [
+            {
+                "request_id": str(r["request_id"]),
+                "row": int(r.get("row") or 0),
+                "version": r.get("version"),
+                "arm": r.get("arm"),
+                "ts": r.get("ts"),
+                "score": r["score"],
+                "prediction": r.get("prediction"),
+            }
+            for r in preds
+        ]
     ).drop_duplicates(["request_id", "row"], keep="last")
     f = pd.DataFrame.from_records(
         [{"request_id": str(r["request_id"]), "row": int(r.get("row") or 0), "outcome": r["outcome"]} for r in fb]
@@ -67,8 +80,14 @@ def join_feedback(predictions: list[dict[str, Any]], feedback: list[dict[str, An
     return joined.dropna(subset=["score", "outcome"])[cols].reset_index(drop=True)
 
 
-def live_performance(joined: pd.DataFrame, task: str, reference_metrics: dict[str, float],
-                     policy: MonitoringConfig, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+def live_performance(
+    joined: pd.DataFrame,
+    task: str,
+    reference_metrics: dict[str, float],
+    policy: MonitoringConfig,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Headline metrics over the labelled window, with CIs, compared with the version's test metrics.
 
     Args:
@@ -86,13 +105,23 @@ def live_performance(joined: pd.DataFrame, task: str, reference_metrics: dict[st
     """
     metric = default_metric(task, policy)
     n = len(joined)
-    base: dict[str, Any] = {"rows": n, "metric": metric, "reference": reference_metrics,
-                            "min_feedback_rows": policy.min_feedback_rows}
+    base: dict[str, Any] = {
+        "rows": n,
+        "metric": metric,
+        "reference": reference_metrics,
+        "min_feedback_rows": policy.min_feedback_rows,
+    }
     if n < policy.min_feedback_rows:
-        return {**base, "status": "insufficient_feedback", "metrics": {}, "confidence_intervals": {}, "drop": {},
-                "watched_drop": None,
-                "message": f"{n} labelled prediction(s) in the window; live performance is judged from "
-                           f"{policy.min_feedback_rows} (monitoring.min_feedback_rows)"}
+        return {
+            **base,
+            "status": "insufficient_feedback",
+            "metrics": {},
+            "confidence_intervals": {},
+            "drop": {},
+            "watched_drop": None,
+            "message": f"{n} labelled prediction(s) in the window; live performance is judged from "
+            f"{policy.min_feedback_rows} (monitoring.min_feedback_rows)",
+        }
     y = joined["outcome"].to_numpy()
     s = joined["score"].to_numpy(dtype="float64")
     if task == "binary_classification":
@@ -107,6 +136,12 @@ def live_performance(joined: pd.DataFrame, task: str, reference_metrics: dict[st
         if ref is None or not np.isfinite(live) or not np.isfinite(ref):
             continue
         drop[name] = float(live - ref) if name in LOWER_IS_BETTER else float(ref - live)
-    return {**base, "status": "ok", "metrics": {k: float(v) for k, v in metrics.items()},
-            "confidence_intervals": cis, "drop": drop, "watched_drop": drop.get(metric),
-            "by_arm": {str(k): int(v) for k, v in joined["arm"].fillna("unknown").value_counts().items()}}
+    return {
+        **base,
+        "status": "ok",
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "confidence_intervals": cis,
+        "drop": drop,
+        "watched_drop": drop.get(metric),
+        "by_arm": {str(k): int(v) for k, v in joined["arm"].fillna("unknown").value_counts().items()},
+    }

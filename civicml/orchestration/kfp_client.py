@@ -44,8 +44,15 @@ _FIELDS = (
     ("minutes", 0, 59, {}),
     ("hours", 0, 23, {}),
     ("day of month", 1, 31, {}),
-    ("month", 1, 12, {m: i + 1 for i, m in enumerate(
-        ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])}),
+    (
+        "month",
+        1,
+        12,
+        {
+            m: i + 1
+            for i, m in enumerate(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])
+        },
+    ),
     ("day of week", 0, 6, {d: i for i, d in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])}),
 )
 _DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
@@ -67,8 +74,11 @@ def _value(token: str, name: str, lo: int, hi: int, aliases: dict[str, int], exp
     if t in aliases:
         return aliases[t]
     if not t.isdigit():
-        raise CronError(f"cron {expr!r}: {name} value {token!r} is not a number"
-                        + (f" or one of {', '.join(aliases)}" if aliases else "") + f"; e.g. {_EXAMPLE}")
+        raise CronError(
+            f"cron {expr!r}: {name} value {token!r} is not a number"
+            + (f" or one of {', '.join(aliases)}" if aliases else "")
+            + f"; e.g. {_EXAMPLE}"
+        )
     v = int(t)
     if not lo <= v <= hi:
         hint = " (Sunday is 0; 7 is not accepted by KFP)" if name == "day of week" and v == 7 else ""
@@ -111,19 +121,22 @@ def parse_cron(expression: str) -> Cron:
     if expr.startswith("@"):
         if expr in _DESCRIPTORS or _EVERY.fullmatch(expr):
             return Cron(expr, expression)
-        raise CronError(f"unknown cron descriptor {expr!r}; use one of {', '.join(_DESCRIPTORS)} or "
-                        "'@every <duration>' such as '@every 6h'")
+        raise CronError(
+            f"unknown cron descriptor {expr!r}; use one of {', '.join(_DESCRIPTORS)} or "
+            "'@every <duration>' such as '@every 6h'"
+        )
     fields = expr.split(" ")
     note = ""
     if len(fields) == 5:
         converted = "0 " + expr
-        note = (f"converted the 5-field cron {expr!r} to KFP's 6-field form {converted!r} "
-                "(KFP's first field is seconds)")
+        note = f"converted the 5-field cron {expr!r} to KFP's 6-field form {converted!r} (KFP's first field is seconds)"
         fields = converted.split(" ")
         expr = converted
     elif len(fields) != 6:
-        raise CronError(f"cron {expression!r} has {len(fields)} field(s); KFP expects 6 "
-                        f"(seconds minutes hours day-of-month month day-of-week), e.g. {_EXAMPLE}")
+        raise CronError(
+            f"cron {expression!r} has {len(fields)} field(s); KFP expects 6 "
+            f"(seconds minutes hours day-of-month month day-of-week), e.g. {_EXAMPLE}"
+        )
     for text, (name, lo, hi, aliases) in zip(fields, _FIELDS):
         _check_field(text, name, lo, hi, aliases, expression)
     return Cron(expr, expression, note)
@@ -189,8 +202,9 @@ def _display_name(cfg: RunConfig, pipeline: str, suffix: str = "") -> str:
     return f"{cfg.name}-{pipeline}{suffix}"
 
 
-def build_run_request(cfg: RunConfig, pipeline: str, pipeline_yaml: str | Path, experiment_id: str | None = None,
-                      version: str = ""):
+def build_run_request(
+    cfg: RunConfig, pipeline: str, pipeline_yaml: str | Path, experiment_id: str | None = None, version: str = ""
+):
     """A `V2beta1Run` for one run of a compiled pipeline."""
     import kfp_server_api
 
@@ -205,8 +219,9 @@ def build_run_request(cfg: RunConfig, pipeline: str, pipeline_yaml: str | Path, 
     )
 
 
-def build_recurring_run_request(cfg: RunConfig, pipeline: str, pipeline_yaml: str | Path, cron: str,
-                                experiment_id: str | None = None):
+def build_recurring_run_request(
+    cfg: RunConfig, pipeline: str, pipeline_yaml: str | Path, cron: str, experiment_id: str | None = None
+):
     """A `V2beta1RecurringRun`: cron trigger, one run at a time, no backfill of missed runs.
 
     Returns:
@@ -263,8 +278,10 @@ def validate_request(body: Any) -> dict[str, Any]:
         raise SubmitError(f"{model} request is not valid for the KFP API: {err}") from None
     again = client.sanitize_for_serialization(back)
     if again != data:
-        raise SubmitError(f"{model} request changed in a round trip through kfp_server_api "
-                          f"({_first_difference(data, again)}); a field is misspelt or misplaced")
+        raise SubmitError(
+            f"{model} request changed in a round trip through kfp_server_api "
+            f"({_first_difference(data, again)}); a field is misspelt or misplaced"
+        )
     _check_enums(data, model)
     return data
 
@@ -335,31 +352,37 @@ def _client(cfg: RunConfig, host: str | None):
 
     endpoint = kfp_host(cfg, host)
     if not endpoint:
-        raise SubmitError(f"no KFP endpoint: pass --host, set {KFP_HOST_ENV} or monitoring.kfp_host in the config "
-                          "(e.g. http://ml-pipeline-ui.kubeflow:80)")
+        raise SubmitError(
+            f"no KFP endpoint: pass --host, set {KFP_HOST_ENV} or monitoring.kfp_host in the config "
+            "(e.g. http://ml-pipeline-ui.kubeflow:80)"
+        )
     # The token comes from the environment only; it is never part of a request body or the config.
     return kfp.Client(host=endpoint, existing_token=os.environ.get(KFP_TOKEN_ENV) or None), endpoint
 
 
-def submit_run(cfg: RunConfig, pipeline: str, pipeline_yaml: str | Path | None = None, host: str | None = None,
-               version: str = "") -> Submitted:
+def submit_run(
+    cfg: RunConfig, pipeline: str, pipeline_yaml: str | Path | None = None, host: str | None = None, version: str = ""
+) -> Submitted:
     """Submit one run of a compiled pipeline to the cluster."""
     client, endpoint = _client(cfg, host)
     experiment = client.create_experiment(cfg.monitoring.kfp_experiment)
-    body = build_run_request(cfg, pipeline, pipeline_yaml or default_pipeline_yaml(pipeline),
-                             experiment.experiment_id, version)
+    body = build_run_request(
+        cfg, pipeline, pipeline_yaml or default_pipeline_yaml(pipeline), experiment.experiment_id, version
+    )
     data = validate_request(body)
     res = client.runs.run_service_create_run(run=body)
     return Submitted("run", res.run_id, endpoint, data)
 
 
-def schedule_run(cfg: RunConfig, pipeline: str, cron: str, pipeline_yaml: str | Path | None = None,
-                 host: str | None = None) -> Submitted:
+def schedule_run(
+    cfg: RunConfig, pipeline: str, cron: str, pipeline_yaml: str | Path | None = None, host: str | None = None
+) -> Submitted:
     """Create a recurring run of a compiled pipeline on the cluster."""
     client, endpoint = _client(cfg, host)
     experiment = client.create_experiment(cfg.monitoring.kfp_experiment)
-    body, _ = build_recurring_run_request(cfg, pipeline, pipeline_yaml or default_pipeline_yaml(pipeline), cron,
-                                          experiment.experiment_id)
+    body, _ = build_recurring_run_request(
+        cfg, pipeline, pipeline_yaml or default_pipeline_yaml(pipeline), cron, experiment.experiment_id
+    )
     data = validate_request(body)
     res = client.recurring_runs.recurring_run_service_create_recurring_run(recurring_run=body)
     return Submitted("recurring_run", res.recurring_run_id, endpoint, data)

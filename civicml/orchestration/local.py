@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from civicml.config import RunConfig
 
@@ -121,8 +121,9 @@ def run_pipeline(
         if on_event:
             on_event(task, what)
 
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir / "outputs"),
-               raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir / "outputs"), raise_on_error=True
+    )
     log_path = run_dir / "kfp-local.log"
     t0 = time.perf_counter()
     ok, error = True, None
@@ -141,8 +142,14 @@ def run_pipeline(
             from kfp.local import config as local_config
 
             local_config.LocalExecutionConfig.instance = None
-    return LocalRun(version=version, ok=ok, log_path=log_path, seconds=time.perf_counter() - t0,
-                    step_seconds=step_seconds, error=error)
+    return LocalRun(
+        version=version,
+        ok=ok,
+        log_path=log_path,
+        seconds=time.perf_counter() - t0,
+        step_seconds=step_seconds,
+        error=error,
+    )
 
 
 def failure_detail(run: LocalRun, limit: int = 1) -> str:

@@ -92,8 +92,9 @@ def _load_version(registry: Registry, version: str, arm: str, workdir: Path) -> 
             model.estimator.set_params(n_jobs=1)
         manifest = registry.manifest(version)
         if "data/contract.json" in manifest["artifacts"]:
-            contract = [ColumnSpec.model_validate(c) for c in json.loads(registry.read_artifact(version,
-                                                                                                 "data/contract.json"))]
+            contract = [
+                ColumnSpec.model_validate(c) for c in json.loads(registry.read_artifact(version, "data/contract.json"))
+            ]
         else:
             contract = []
     except (RegistryError, ModelLoadError) as err:
@@ -121,23 +122,39 @@ def load_state(cfg: RunConfig, registry: Registry, workdir: str | Path | None = 
     models = {CHAMPION: _load_version(registry, routing.champion, CHAMPION, work)}
     if routing.challenger:
         models[CHALLENGER] = _load_version(registry, routing.challenger, CHALLENGER, work)
-    return ServingState(model_name=cfg.name, models=models, routing=routing, registry=registry,
-                        flush_records=cfg.deploy.log_batch_records, flush_interval=cfg.deploy.log_flush_seconds)
+    return ServingState(
+        model_name=cfg.name,
+        models=models,
+        routing=routing,
+        registry=registry,
+        flush_records=cfg.deploy.log_batch_records,
+        flush_interval=cfg.deploy.log_flush_seconds,
+    )
 
 
 class _Metrics:
     def __init__(self) -> None:
         # A registry per app: several apps in one process (tests) must not collide.
         self.registry = CollectorRegistry()
-        self.requests = Counter("civicml_requests_total", "HTTP requests", ["route", "method", "status"],
-                                registry=self.registry)
-        self.errors = Counter("civicml_request_errors_total", "HTTP responses with status >= 400",
-                              ["route", "status"], registry=self.registry)
-        self.latency = Histogram("civicml_request_latency_seconds", "request latency", ["route"],
-                                 registry=self.registry,
-                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
-        self.predictions = Counter("civicml_predictions_total", "predicted rows per arm", ["arm", "version"],
-                                   registry=self.registry)
+        self.requests = Counter(
+            "civicml_requests_total", "HTTP requests", ["route", "method", "status"], registry=self.registry
+        )
+        self.errors = Counter(
+            "civicml_request_errors_total",
+            "HTTP responses with status >= 400",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "civicml_request_latency_seconds",
+            "request latency",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        )
+        self.predictions = Counter(
+            "civicml_predictions_total", "predicted rows per arm", ["arm", "version"], registry=self.registry
+        )
         self.feedback = Counter("civicml_feedback_total", "feedback records received", registry=self.registry)
 
 
@@ -155,14 +172,31 @@ def _invalid(errors: list[dict[str, Any]]) -> RequestValidationError:
 async def _json_body(request: Request) -> Any:
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
-        raise _invalid([{"type": "too_long", "loc": ["body"], "input": None,
-                         "msg": f"body larger than {MAX_BODY_BYTES} bytes; send smaller batches"}])
+        raise _invalid(
+            [
+                {
+                    "type": "too_long",
+                    "loc": ["body"],
+                    "input": None,
+                    "msg": f"body larger than {MAX_BODY_BYTES} bytes; send smaller batches",
+                }
+            ]
+        )
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         pos = getattr(err, "pos", 0)
-        raise _invalid([{"type": "json_invalid", "loc": ["body", pos], "msg": "JSON decode error",
-                         "input": {}, "ctx": {"error": str(err)}}]) from None
+        raise _invalid(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ["body", pos],
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": str(err)},
+                }
+            ]
+        ) from None
 
 
 def _json_safe(value: Any, depth: int = 0) -> Any:
@@ -188,8 +222,7 @@ def _tag(request: Request, served: ServedModel) -> None:
 def create_app(state: ServingState) -> FastAPI:
     """Build the FastAPI app around a loaded `ServingState`."""
     metrics = _Metrics()
-    pred_log = BatchLog(state.registry.store, PREDICTIONS, state.server_id, state.flush_records,
-                        state.flush_interval)
+    pred_log = BatchLog(state.registry.store, PREDICTIONS, state.server_id, state.flush_records, state.flush_interval)
     fb_log = BatchLog(state.registry.store, FEEDBACK, state.server_id, state.flush_records, state.flush_interval)
     recent: OrderedDict[str, tuple[str, str]] = OrderedDict()
     flags = {"ready": False}
@@ -212,8 +245,13 @@ def create_app(state: ServingState) -> FastAPI:
         await fb_log.start()
         refresher = asyncio.create_task(refresh_share())
         flags["ready"] = True
-        log.info("serving %s: champion %s, challenger %s at %.1f%%", state.model_name, state.routing.champion,
-                 state.routing.challenger, 100 * state.routing.effective_share)
+        log.info(
+            "serving %s: champion %s, challenger %s at %.1f%%",
+            state.model_name,
+            state.routing.champion,
+            state.routing.challenger,
+            100 * state.routing.effective_share,
+        )
         try:
             yield
         finally:
@@ -238,8 +276,9 @@ def create_app(state: ServingState) -> FastAPI:
             response = await call_next(request)
         except Exception:
             log.exception("unhandled error in request %s", request.state.request_id)
-            response = JSONResponse({"detail": "internal error", "request_id": request.state.request_id},
-                                    status_code=500)
+            response = JSONResponse(
+                {"detail": "internal error", "request_id": request.state.request_id}, status_code=500
+            )
         route = getattr(request.scope.get("route"), "path", "unmatched")
         response.headers[REQUEST_ID_HEADER] = request.state.request_id
         if getattr(request.state, "version", None):
@@ -252,8 +291,11 @@ def create_app(state: ServingState) -> FastAPI:
         return response
 
     def _envelope(request: Request) -> dict[str, Any]:
-        return {"request_id": request.state.request_id, "model_version": getattr(request.state, "version", None),
-                "arm": getattr(request.state, "arm", None)}
+        return {
+            "request_id": request.state.request_id,
+            "model_version": getattr(request.state, "version", None),
+            "arm": getattr(request.state, "arm", None),
+        }
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -283,9 +325,17 @@ def create_app(state: ServingState) -> FastAPI:
         ts = utcnow()
         rid = request.state.request_id
         rows = [
-            {"request_id": rid, "row": i, "key": request.state.key, "arm": served.arm, "version": served.version,
-             "ts": ts, "features": rec, "score": float(score[i]),
-             "prediction": int(pred[i]) if model.task == "binary_classification" else float(pred[i])}
+            {
+                "request_id": rid,
+                "row": i,
+                "key": request.state.key,
+                "arm": served.arm,
+                "version": served.version,
+                "ts": ts,
+                "features": rec,
+                "score": float(score[i]),
+                "prediction": int(pred[i]) if model.task == "binary_classification" else float(pred[i]),
+            }
             for i, rec in enumerate(records)
         ]
         # Acknowledge only after the log holds these rows (group commit, see predlog).
@@ -319,19 +369,28 @@ def create_app(state: ServingState) -> FastAPI:
     async def model_metadata(name: str, request: Request):
         served = _known(name, request)
         if served is None:
-            return JSONResponse({"error": f"unknown model {name!r}; this server serves {state.model_name!r}"},
-                                status_code=404)
+            return JSONResponse(
+                {"error": f"unknown model {name!r}; this server serves {state.model_name!r}"}, status_code=404
+            )
         _tag(request, served)
         return {
             "name": state.model_name,
             "versions": [m.version for m in state.models.values()],
             "platform": f"civicml-{served.model.family}",
             "inputs": served.schema.metadata_inputs(),
-            "outputs": [{"name": "score", "datatype": "FP64", "shape": [-1]},
-                        {"name": "prediction", "datatype": "INT64" if served.model.task == "binary_classification"
-                         else "FP64", "shape": [-1]}],
-            "parameters": {"champion": state.routing.champion, "challenger": state.routing.challenger,
-                           "challenger_share": state.routing.effective_share},
+            "outputs": [
+                {"name": "score", "datatype": "FP64", "shape": [-1]},
+                {
+                    "name": "prediction",
+                    "datatype": "INT64" if served.model.task == "binary_classification" else "FP64",
+                    "shape": [-1],
+                },
+            ],
+            "parameters": {
+                "champion": state.routing.champion,
+                "challenger": state.routing.challenger,
+                "challenger_share": state.routing.effective_share,
+            },
         }
 
     @app.get("/v2/models/{name}/ready")
@@ -343,8 +402,13 @@ def create_app(state: ServingState) -> FastAPI:
     @app.post("/v2/models/{name}/infer")
     async def infer(name: str, request: Request):
         if name != state.model_name:
-            return JSONResponse({"error": f"unknown model {name!r}; this server serves {state.model_name!r}",
-                                 "request_id": request.state.request_id}, status_code=404)
+            return JSONResponse(
+                {
+                    "error": f"unknown model {name!r}; this server serves {state.model_name!r}",
+                    "request_id": request.state.request_id,
+                },
+                status_code=404,
+            )
         try:
             body = await _json_body(request)
         except RequestValidationError:
@@ -352,26 +416,47 @@ def create_app(state: ServingState) -> FastAPI:
             raise
         params = body.get("parameters") if isinstance(body, dict) else None
         key = params.get("key") if isinstance(params, dict) else None
-        if isinstance(body, dict) and isinstance(body.get("id"), str) and body["id"] and \
-                REQUEST_ID_HEADER.lower() not in request.headers and len(body["id"]) <= 128:
+        if (
+            isinstance(body, dict)
+            and isinstance(body.get("id"), str)
+            and body["id"]
+            and REQUEST_ID_HEADER.lower() not in request.headers
+            and len(body["id"]) <= 128
+        ):
             request.state.request_id = body["id"]
         served = _route(request, key)
         if not isinstance(body, dict):
-            raise _invalid([{"type": "dict_type", "loc": ["body"], "input": None,
-                             "msg": "body must be a v2 inference request object {id?, inputs: [...]}"}])
+            raise _invalid(
+                [
+                    {
+                        "type": "dict_type",
+                        "loc": ["body"],
+                        "input": None,
+                        "msg": "body must be a v2 inference request object {id?, inputs: [...]}",
+                    }
+                ]
+            )
         records, errors = served.schema.tensors_to_records(body.get("inputs"), loc=("body", "inputs"))
         if errors:
             raise _invalid(errors)
         _, rows = await _score(request, served, records)
         task_cls = served.model.task == "binary_classification"
         return JSONResponse(
-            {"model_name": state.model_name, "model_version": served.version, "id": request.state.request_id,
-             "parameters": {"arm": served.arm, "request_id": request.state.request_id},
-             "outputs": [
-                 {"name": "score", "datatype": "FP64", "shape": [len(rows)], "data": [r["score"] for r in rows]},
-                 {"name": "prediction", "datatype": "INT64" if task_cls else "FP64", "shape": [len(rows)],
-                  "data": [r["prediction"] for r in rows]},
-             ]},
+            {
+                "model_name": state.model_name,
+                "model_version": served.version,
+                "id": request.state.request_id,
+                "parameters": {"arm": served.arm, "request_id": request.state.request_id},
+                "outputs": [
+                    {"name": "score", "datatype": "FP64", "shape": [len(rows)], "data": [r["score"] for r in rows]},
+                    {
+                        "name": "prediction",
+                        "datatype": "INT64" if task_cls else "FP64",
+                        "shape": [len(rows)],
+                        "data": [r["prediction"] for r in rows],
+                    },
+                ],
+            },
         )
 
     @app.post("/predict")
@@ -385,14 +470,30 @@ def create_app(state: ServingState) -> FastAPI:
         if isinstance(body, dict) and "records" in body:
             extra = sorted(set(body) - {"records", "key"})
             if extra:
-                raise _invalid([{"type": "extra_forbidden", "loc": ["body", extra[0]], "input": None,
-                                 "msg": "unknown top-level field; send {records: [...], key?: str}"}])
+                raise _invalid(
+                    [
+                        {
+                            "type": "extra_forbidden",
+                            "loc": ["body", extra[0]],
+                            "input": None,
+                            "msg": "unknown top-level field; send {records: [...], key?: str}",
+                        }
+                    ]
+                )
             records, loc = body["records"], ("body", "records")
         elif isinstance(body, list):
             records, loc = body, ("body",)
         else:
-            raise _invalid([{"type": "missing", "loc": ["body", "records"], "input": None,
-                             "msg": "send {\"records\": [{feature: value, ...}], \"key\": optional sticky key}"}])
+            raise _invalid(
+                [
+                    {
+                        "type": "missing",
+                        "loc": ["body", "records"],
+                        "input": None,
+                        "msg": 'send {"records": [{feature: value, ...}], "key": optional sticky key}',
+                    }
+                ]
+            )
         clean, errors = served.schema.validate(records, loc)
         if errors:
             raise _invalid(errors)
@@ -402,8 +503,9 @@ def create_app(state: ServingState) -> FastAPI:
             try:
                 from civicml.evaluation.explain import top_contributions
             except ImportError:
-                return JSONResponse({"detail": "explanations are not available in this build", **_envelope(request)},
-                                    status_code=501)
+                return JSONResponse(
+                    {"detail": "explanations are not available in this build", **_envelope(request)}, status_code=501
+                )
             for i, item in enumerate(out):
                 item["explanation"] = await run_in_threadpool(top_contributions, served.model, frame.iloc[[i]])
         return {**_envelope(request), "predictions": out}
@@ -412,43 +514,86 @@ def create_app(state: ServingState) -> FastAPI:
     async def feedback(request: Request):
         body = await _json_body(request)
         if not isinstance(body, dict):
-            raise _invalid([{"type": "dict_type", "loc": ["body"], "input": None,
-                             "msg": "send {\"request_id\": str, \"outcome\": observed label, \"row\": 0}"}])
+            raise _invalid(
+                [
+                    {
+                        "type": "dict_type",
+                        "loc": ["body"],
+                        "input": None,
+                        "msg": 'send {"request_id": str, "outcome": observed label, "row": 0}',
+                    }
+                ]
+            )
         errors = []
         rid, outcome, row = body.get("request_id"), body.get("outcome"), body.get("row", 0)
         if not isinstance(rid, str) or not rid:
-            errors.append({"type": "string_type", "loc": ["body", "request_id"], "input": None,
-                           "msg": "request_id of the prediction (from its response) is required"})
+            errors.append(
+                {
+                    "type": "string_type",
+                    "loc": ["body", "request_id"],
+                    "input": None,
+                    "msg": "request_id of the prediction (from its response) is required",
+                }
+            )
         if not isinstance(row, int) or isinstance(row, bool) or row < 0:
-            errors.append({"type": "int_type", "loc": ["body", "row"], "input": None,
-                           "msg": "row must be a non-negative integer (default 0)"})
+            errors.append(
+                {
+                    "type": "int_type",
+                    "loc": ["body", "row"],
+                    "input": None,
+                    "msg": "row must be a non-negative integer (default 0)",
+                }
+            )
         spec = state.models[CHAMPION].model.spec
         encoded: float | int | None = None
         if spec.task == "binary_classification":
             # Classes may be stored as 0.0/1.0 or as labels: match by value, then by text ("1" for 1).
-            match = [i for i, c in enumerate(spec.classes)
-                     if isinstance(outcome, (int, float, str)) and not isinstance(outcome, bool)
-                     and (outcome == c or str(outcome) == str(c))]
+            match = [
+                i
+                for i, c in enumerate(spec.classes)
+                if isinstance(outcome, (int, float, str))
+                and not isinstance(outcome, bool)
+                and (outcome == c or str(outcome) == str(c))
+            ]
             if not match:
-                errors.append({"type": "literal_error", "loc": ["body", "outcome"], "input": None,
-                               "msg": f"outcome must be one of the model's classes {spec.classes}"})
+                errors.append(
+                    {
+                        "type": "literal_error",
+                        "loc": ["body", "outcome"],
+                        "input": None,
+                        "msg": f"outcome must be one of the model's classes {spec.classes}",
+                    }
+                )
             else:
                 encoded = match[0]
         elif isinstance(outcome, (int, float)) and not isinstance(outcome, bool) and math.isfinite(outcome):
             encoded = float(outcome)
         else:
-            errors.append({"type": "float_type", "loc": ["body", "outcome"], "input": None,
-                           "msg": "outcome must be a number"})
+            errors.append(
+                {"type": "float_type", "loc": ["body", "outcome"], "input": None, "msg": "outcome must be a number"}
+            )
         extra = sorted(set(body) - {"request_id", "outcome", "row"})
         if extra:
-            errors.append({"type": "extra_forbidden", "loc": ["body", extra[0]], "input": None,
-                           "msg": "unknown field; send request_id, outcome and optionally row"})
+            errors.append(
+                {
+                    "type": "extra_forbidden",
+                    "loc": ["body", extra[0]],
+                    "input": None,
+                    "msg": "unknown field; send request_id, outcome and optionally row",
+                }
+            )
         if isinstance(rid, str) and rid in recent:
             request.state.arm, request.state.version = recent[rid]
         if errors:
             raise _invalid(errors)
-        record = {"request_id": rid, "row": row, "outcome": encoded, "observed": outcome, "ts": utcnow(),
-                  "feedback_id": request.state.request_id}
+        record = {
+            "request_id": rid,
+            "row": row,
+            "outcome": encoded,
+            "observed": outcome,
+            "ts": utcnow(),
+            "feedback_id": request.state.request_id,
+        }
         await fb_log.write([record])
         metrics.feedback.inc()
         return {**_envelope(request), "feedback_for": rid, "accepted": True}

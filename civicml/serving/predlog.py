@@ -53,8 +53,15 @@ def new_server_id() -> str:
 class BatchLog:
     """One kind of log (predictions or feedback) with group-commit flushing."""
 
-    def __init__(self, store: Store, kind: str, server_id: str, max_records: int = 256,
-                 interval_seconds: float = 0.01, retries: int = 2):
+    def __init__(
+        self,
+        store: Store,
+        kind: str,
+        server_id: str,
+        max_records: int = 256,
+        interval_seconds: float = 0.01,
+        retries: int = 2,
+    ):
         self.store = store
         self.kind = kind
         self.server_id = server_id
@@ -126,8 +133,9 @@ class BatchLog:
             if error is None:
                 fut.set_result(None)
             else:
-                fut.set_exception(LogUnavailable(f"could not write the {self.kind} log to "
-                                                 f"{self.store.describe()}: {error}"))
+                fut.set_exception(
+                    LogUnavailable(f"could not write the {self.kind} log to {self.store.describe()}: {error}")
+                )
 
     async def close(self) -> None:
         """Stop the flusher and write everything still queued."""
@@ -156,6 +164,5 @@ def read_log(store: Store, kind: str) -> list[dict[str, Any]]:
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError:
-                raise ValueError(f"log object {key} line {n} is not valid JSON; it was modified or truncated") \
-                    from None
+                raise ValueError(f"log object {key} line {n} is not valid JSON; it was modified or truncated") from None
     return out

@@ -90,8 +90,9 @@ def _parse(raw: bytes, where: str) -> dict[str, Any]:
     try:
         doc = json.loads(raw)
     except json.JSONDecodeError as err:
-        raise RegistryError(f"routing document {where} is not valid JSON ({err}); rewrite it with "
-                            "`civicml ab set-weights`") from None
+        raise RegistryError(
+            f"routing document {where} is not valid JSON ({err}); rewrite it with `civicml ab set-weights`"
+        ) from None
     if not isinstance(doc, dict):
         raise RegistryError(f"routing document {where} must be a JSON object, got {type(doc).__name__}")
     return doc
@@ -116,14 +117,21 @@ def current_routing(registry: Registry) -> Routing:
     if path:
         p = Path(path)
         if not p.is_file():
-            raise RegistryError(f"{ROUTING_FILE_ENV}={path} does not exist; mount the routing ConfigMap there "
-                                "or unset the variable to read aliases from the registry")
+            raise RegistryError(
+                f"{ROUTING_FILE_ENV}={path} does not exist; mount the routing ConfigMap there "
+                "or unset the variable to read aliases from the registry"
+            )
         doc = _parse(p.read_bytes(), path)
         if not doc.get("champion"):
             raise RegistryError(f"routing file {path} names no champion version")
-        return Routing(champion=doc["champion"], challenger=doc.get("challenger") or None,
-                       challenger_share=check_share(doc.get("challenger_share", 0.0)),
-                       updated_at=doc.get("updated_at"), by=doc.get("by"), reason=doc.get("reason"))
+        return Routing(
+            champion=doc["champion"],
+            challenger=doc.get("challenger") or None,
+            challenger_share=check_share(doc.get("challenger_share", 0.0)),
+            updated_at=doc.get("updated_at"),
+            by=doc.get("by"),
+            reason=doc.get("reason"),
+        )
     meta: dict[str, Any] = {}
     try:
         meta = _parse(registry.store.get_bytes(ROUTING_KEY), ROUTING_KEY)
@@ -154,13 +162,24 @@ def set_weights(registry: Registry, challenger_share: float, by: str, reason: st
             "`civicml deploy VERSION --as challenger`"
         )
     previous = stored_share(registry)
-    routing = Routing(champion=registry.get_alias(CHAMPION), challenger=challenger, challenger_share=share,
-                      updated_at=utcnow(), by=by, reason=reason)
+    routing = Routing(
+        champion=registry.get_alias(CHAMPION),
+        challenger=challenger,
+        challenger_share=share,
+        updated_at=utcnow(),
+        by=by,
+        reason=reason,
+    )
     registry.store.put_bytes(ROUTING_KEY, routing.to_json().encode())
     AuditLog(registry.store).append(
         "routing_changed",
-        {"from_share": previous, "to_share": share, "champion": routing.champion, "challenger": challenger,
-         "reason": reason},
+        {
+            "from_share": previous,
+            "to_share": share,
+            "champion": routing.champion,
+            "challenger": challenger,
+            "reason": reason,
+        },
         actor=by,
     )
     return routing

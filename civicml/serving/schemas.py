@@ -18,8 +18,9 @@ from civicml.config import ColumnSpec
 from civicml.modeling.preprocessing import FeatureSpec
 
 # Open Inference Protocol v2 datatypes accepted per column kind.
-NUMERIC_DATATYPES = frozenset({"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64",
-                               "UINT8", "UINT16", "UINT32", "UINT64"})
+NUMERIC_DATATYPES = frozenset(
+    {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+)
 BYTES = "BYTES"
 
 
@@ -62,9 +63,7 @@ class RecordSchema:
                 continue
             fields[col.name] = (_field_type(col, None) | None, None)
             self.optional.append(col.name)
-        self.model: type[BaseModel] = create_model(
-            "Record", __config__=ConfigDict(extra="forbid"), **fields
-        )
+        self.model: type[BaseModel] = create_model("Record", __config__=ConfigDict(extra="forbid"), **fields)
 
     def validate(self, records: Any, loc: tuple[Any, ...]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Validate a list of records.
@@ -77,9 +76,14 @@ class RecordSchema:
             (clean records, errors in FastAPI's format); records are returned only when errors is empty.
         """
         if not isinstance(records, list) or not records:
-            return [], [{"type": "list_type", "loc": list(loc),
-                         "msg": "Input should be a non-empty list of records (objects of feature: value)",
-                         "input": None}]
+            return [], [
+                {
+                    "type": "list_type",
+                    "loc": list(loc),
+                    "msg": "Input should be a non-empty list of records (objects of feature: value)",
+                    "input": None,
+                }
+            ]
         clean, errors = [], []
         for i, rec in enumerate(records):
             try:
@@ -94,14 +98,22 @@ class RecordSchema:
 
     def metadata_inputs(self) -> list[dict[str, Any]]:
         """v2 metadata tensors: one per feature column."""
-        return [{"name": n, "datatype": "FP64" if self.kinds[n] == "numeric" else BYTES, "shape": [-1]}
-                for n in self.features]
+        return [
+            {"name": n, "datatype": "FP64" if self.kinds[n] == "numeric" else BYTES, "shape": [-1]}
+            for n in self.features
+        ]
 
     def tensors_to_records(self, inputs: Any, loc: tuple[Any, ...]) -> tuple[list[dict[str, Any]], list[dict]]:
         """Turn v2 input tensors (one per column) into records, checking names, shapes and datatypes."""
         if not isinstance(inputs, list) or not inputs:
-            return [], [{"type": "list_type", "loc": list(loc), "input": None,
-                         "msg": "inputs must be a non-empty list of tensors {name, shape, datatype, data}"}]
+            return [], [
+                {
+                    "type": "list_type",
+                    "loc": list(loc),
+                    "input": None,
+                    "msg": "inputs must be a non-empty list of tensors {name, shape, datatype, data}",
+                }
+            ]
         columns: dict[str, list[Any]] = {}
         errors: list[dict[str, Any]] = []
         rows: int | None = None
@@ -112,13 +124,20 @@ class RecordSchema:
                 continue
             name, shape, datatype, data = t.get("name"), t.get("shape"), t.get("datatype"), t.get("data")
             if not isinstance(name, str):
-                errors.append({"type": "missing", "loc": [*where, "name"], "msg": "tensor needs a string name",
-                               "input": None})
+                errors.append(
+                    {"type": "missing", "loc": [*where, "name"], "msg": "tensor needs a string name", "input": None}
+                )
                 continue
             where = [*loc, name]
             if name not in self.kinds and name not in self.optional:
-                errors.append({"type": "extra_forbidden", "loc": where, "input": None,
-                               "msg": f"unknown input {name!r}; expected one of {self.features}"})
+                errors.append(
+                    {
+                        "type": "extra_forbidden",
+                        "loc": where,
+                        "input": None,
+                        "msg": f"unknown input {name!r}; expected one of {self.features}",
+                    }
+                )
                 continue
             if name in columns:
                 errors.append({"type": "value_error", "loc": where, "msg": "input given twice", "input": None})
@@ -126,31 +145,57 @@ class RecordSchema:
             if isinstance(data, list) and data and isinstance(data[0], list):
                 data = [v for row in data for v in (row if isinstance(row, list) else [row])]
             if not isinstance(data, list):
-                errors.append({"type": "list_type", "loc": [*where, "data"], "msg": "data must be a list",
-                               "input": None})
+                errors.append(
+                    {"type": "list_type", "loc": [*where, "data"], "msg": "data must be a list", "input": None}
+                )
                 continue
-            if not (isinstance(shape, list) and shape and all(isinstance(s, int) and not isinstance(s, bool)
-                                                               for s in shape)):
-                errors.append({"type": "value_error", "loc": [*where, "shape"], "input": None,
-                               "msg": "shape must be a list of integers, e.g. [3] or [3, 1]"})
+            if not (
+                isinstance(shape, list) and shape and all(isinstance(s, int) and not isinstance(s, bool) for s in shape)
+            ):
+                errors.append(
+                    {
+                        "type": "value_error",
+                        "loc": [*where, "shape"],
+                        "input": None,
+                        "msg": "shape must be a list of integers, e.g. [3] or [3, 1]",
+                    }
+                )
                 continue
             n = 1
             for s in shape:
                 n *= s
             if n != len(data) or (len(shape) > 1 and any(s != 1 for s in shape[1:])):
-                errors.append({"type": "value_error", "loc": [*where, "shape"], "input": None,
-                               "msg": f"shape {shape} does not match {len(data)} data values (one column: [n] or [n, 1])"})
+                errors.append(
+                    {
+                        "type": "value_error",
+                        "loc": [*where, "shape"],
+                        "input": None,
+                        "msg": f"shape {shape} does not match {len(data)} data values (one column: [n] or [n, 1])",
+                    }
+                )
                 continue
             kind = self.kinds.get(name, "numeric")
             allowed = NUMERIC_DATATYPES if kind == "numeric" else {BYTES}
             if datatype not in allowed:
-                errors.append({"type": "value_error", "loc": [*where, "datatype"], "input": None,
-                               "msg": f"datatype {datatype!r} is not valid for {kind} input {name!r}; "
-                                      f"use {'FP64' if kind == 'numeric' else 'BYTES'}"})
+                errors.append(
+                    {
+                        "type": "value_error",
+                        "loc": [*where, "datatype"],
+                        "input": None,
+                        "msg": f"datatype {datatype!r} is not valid for {kind} input {name!r}; "
+                        f"use {'FP64' if kind == 'numeric' else 'BYTES'}",
+                    }
+                )
                 continue
             if rows is not None and len(data) != rows:
-                errors.append({"type": "value_error", "loc": [*where, "shape"], "input": None,
-                               "msg": f"has {len(data)} rows but other inputs have {rows}"})
+                errors.append(
+                    {
+                        "type": "value_error",
+                        "loc": [*where, "shape"],
+                        "input": None,
+                        "msg": f"has {len(data)} rows but other inputs have {rows}",
+                    }
+                )
                 continue
             rows = len(data)
             columns[name] = data
@@ -165,7 +210,7 @@ class RecordSchema:
             # Name the column first (loc: inputs/<column>/<row>) so the field is the visible part.
             if len(e["loc"]) >= len(loc) + 3:
                 row, col = e["loc"][len(loc) + 1], e["loc"][len(loc) + 2]
-                e["loc"] = [*loc, col, row, *e["loc"][len(loc) + 3:]]
+                e["loc"] = [*loc, col, row, *e["loc"][len(loc) + 3 :]]
         return clean, errs
 
 

@@ -130,7 +130,9 @@ class Registry:
         try:
             man = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise IntegrityError(f"manifest {key} in {self.store.describe()} is not valid JSON ({err}); it was damaged") from None
+            raise IntegrityError(
+                f"manifest {key} in {self.store.describe()} is not valid JSON ({err}); it was damaged"
+            ) from None
         if not isinstance(man, dict) or man.get("schema") != MANIFEST_SCHEMA or "artifacts" not in man:
             raise IntegrityError(f"{key} in {self.store.describe()} is not a {MANIFEST_SCHEMA} manifest")
         return man
@@ -287,8 +289,9 @@ def diff_manifests(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     summary_keys = ("status", "family", "task", "model_sha256", "created_at")
     summary = [{"key": k, "a": a.get(k), "b": b.get(k)} for k in summary_keys if a.get(k) != b.get(k)]
     if a.get("gate", {}).get("decision") != b.get("gate", {}).get("decision"):
-        summary.append({"key": "gate.decision", "a": a.get("gate", {}).get("decision"),
-                        "b": b.get("gate", {}).get("decision")})
+        summary.append(
+            {"key": "gate.decision", "a": a.get("gate", {}).get("decision"), "b": b.get("gate", {}).get("decision")}
+        )
     metrics = []
     for row in dict_diff(a.get("metrics", {}), b.get("metrics", {})):
         va, vb = row["a"], row["b"]

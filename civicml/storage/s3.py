@@ -42,7 +42,14 @@ SECRET_KEY_VARS = ("MINIO_SECRET_KEY", "AWS_SECRET_ACCESS_KEY")
 
 # S3 error codes that mean "try again": throttling and server-side hiccups.
 TRANSIENT_CODES = frozenset(
-    {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed", "XMinioServerNotInitialized"}
+    {
+        "SlowDown",
+        "InternalError",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "XMinioServerNotInitialized",
+    }
 )
 CREDENTIAL_CODES = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken", "InvalidSecurity"}
@@ -237,7 +244,9 @@ class S3Store(Store):
             else:
                 msg = f"the object store at {where} refused to {action}: {err.code}: {err.message}"
         elif isinstance(err, ServerError):
-            msg = f"the object store at {where} failed to {action}: HTTP {err.status_code} after {self.attempts} attempts"
+            msg = (
+                f"the object store at {where} failed to {action}: HTTP {err.status_code} after {self.attempts} attempts"
+            )
         elif isinstance(err, InvalidResponseError):
             msg = (
                 f"the endpoint {where} did not answer like an S3 server while trying to {action}; "

@@ -22,7 +22,9 @@ def _docs(path):
     return list(yaml.safe_load_all(path.read_text()))
 
 
-@pytest.mark.parametrize("name, build", [("training", compile_training_pipeline), ("monitoring", compile_monitoring_pipeline)])
+@pytest.mark.parametrize(
+    "name, build", [("training", compile_training_pipeline), ("monitoring", compile_monitoring_pipeline)]
+)
 def test_committed_yaml_is_current(tmp_path, name, build):
     cfg = load_config(ROOT / "civicml.yaml")
     fresh = build(

@@ -62,14 +62,20 @@ def test_monitoring_pipeline_retrains_on_drift_and_not_without(tmp_path):
     store = tmp_path / "store"
     champion = _train_champion(_cfg(store), tmp_path / "champion")
     registry = Registry(LocalStore(store))
-    yaml_path = compile_monitoring_pipeline(tmp_path / "monitoring.yaml", image="civicml:local",
-                                            default_config_json=_cfg(store).to_json())
+    yaml_path = compile_monitoring_pipeline(
+        tmp_path / "monitoring.yaml", image="civicml:local", default_config_json=_cfg(store).to_json()
+    )
 
     # A fresh sample of the reference month (other seed): no drift, no retraining, no new version.
     same = _cfg(store, **{"monitoring.window_source": "demo:benefits?seed=99"})
     events: list[tuple[str, str]] = []
-    run = run_pipeline(same, version=champion, workdir=tmp_path / "mon-same", pipeline_yaml=yaml_path,
-                       on_event=lambda t, w: events.append((t, w)))
+    run = run_pipeline(
+        same,
+        version=champion,
+        workdir=tmp_path / "mon-same",
+        pipeline_yaml=yaml_path,
+        on_event=lambda t, w: events.append((t, w)),
+    )
     assert run.ok, failure_detail(run)
     tasks = [t for t, w in events if w == "SUCCESS"]
     assert {"monitor-drift", "monitor-trigger", "monitor-report"} <= set(tasks), events
@@ -82,8 +88,13 @@ def test_monitoring_pipeline_retrains_on_drift_and_not_without(tmp_path):
     # Month 6 (income, claim amounts and channel drifted): the policy fires and training runs on that batch.
     drifted = _cfg(store, **{"monitoring.window_source": "demo:benefits?month=6"})
     events.clear()
-    run = run_pipeline(drifted, version=champion, workdir=tmp_path / "mon-drift", pipeline_yaml=yaml_path,
-                       on_event=lambda t, w: events.append((t, w)))
+    run = run_pipeline(
+        drifted,
+        version=champion,
+        workdir=tmp_path / "mon-drift",
+        pipeline_yaml=yaml_path,
+        on_event=lambda t, w: events.append((t, w)),
+    )
     assert run.ok, failure_detail(run)
     assert ("monitor-retrain", "SUCCESS") in events, events
     decisions = _decisions(store)

@@ -26,13 +26,16 @@ def _isolated(tmp_path, monkeypatch):
 
 
 def test_second_run_on_the_same_data_writes_no_version(tmp_path):
-    cfg = load_config(ROOT / "civicml.yaml", {
-        "storage.uri": str(tmp_path / "store"),
-        "data.demo.rows": 2000,
-        "tuning.max_trials": 2,
-        "policy.fairness": [],
-        "policy.min_metrics": {"roc_auc": 0.5},
-    })
+    cfg = load_config(
+        ROOT / "civicml.yaml",
+        {
+            "storage.uri": str(tmp_path / "store"),
+            "data.demo.rows": 2000,
+            "tuning.max_trials": 2,
+            "policy.fairness": [],
+            "policy.min_metrics": {"roc_auc": 0.5},
+        },
+    )
     registry = Registry(LocalStore(cfg.storage.uri))
 
     first = run_pipeline(cfg)

@@ -63,8 +63,9 @@ def register_as(cfg, work: Path, version: str | None) -> dict:
         info["version"] = version
         info_path.write_text(json.dumps(info))
     report = f"{w}/report.html" if (work / "report.html").is_file() else None
-    return steps.register(cfg, f"{w}/data", f"{w}/params.json", f"{w}/model", f"{w}/eval.json", f"{w}/gate.json",
-                          report)
+    return steps.register(
+        cfg, f"{w}/data", f"{w}/params.json", f"{w}/model", f"{w}/eval.json", f"{w}/gate.json", report
+    )
 
 
 def _bucket_objects(env) -> dict[str, bytes]:
@@ -72,7 +73,7 @@ def _bucket_objects(env) -> dict[str, bytes]:
     for obj in env.client.list_objects(env.bucket, prefix=env.prefix + "/", recursive=True):
         resp = env.client.get_object(env.bucket, obj.object_name)
         try:
-            out[obj.object_name[len(env.prefix) + 1:]] = resp.read()
+            out[obj.object_name[len(env.prefix) + 1 :]] = resp.read()
         finally:
             resp.close()
             resp.release_conn()
@@ -113,10 +114,14 @@ def test_steps_write_a_complete_verified_version_to_the_bucket(s3_env, tmp_path)
     objects = _bucket_objects(s3_env)
     assert f"versions/{version}/manifest.json" in objects
     assert json.loads(objects[f"versions/{version}/manifest.json"])["model_sha256"] == man["model_sha256"]
-    assert {"model/model.ubj", "model/model.json", "tuning.json", "evaluation.json", "data/contract.json",
-            "report.html"} <= set(
-        man["artifacts"]
-    )
+    assert {
+        "model/model.ubj",
+        "model/model.json",
+        "tuning.json",
+        "evaluation.json",
+        "data/contract.json",
+        "report.html",
+    } <= set(man["artifacts"])
     from civicml.storage.registry import sha256_bytes
 
     for name, entry in man["artifacts"].items():
@@ -282,8 +287,11 @@ def test_stopped_server_is_a_clear_error_not_a_traceback(private_s3_server, monk
     srv.stop()
     store = open_store()
     store.backoff = 0.01
-    with pytest.raises(StoreError, match=f"cannot reach the object store at s3://civicml-stopped/r \\(endpoint "
-                                         f"{srv.url}\\) .* after 3 attempts .*Connection refused"):
+    with pytest.raises(
+        StoreError,
+        match=f"cannot reach the object store at s3://civicml-stopped/r \\(endpoint "
+        f"{srv.url}\\) .* after 3 attempts .*Connection refused",
+    ):
         store.get_bytes("x")
     res = _cli("models", "list")
     assert res.exit_code == 1 and "cannot reach the object store" in res.output

@@ -40,10 +40,17 @@ def build_registry(root: Path) -> tuple[RunConfig, Registry, str, str]:
     from civicml.storage.registry import new_version_id
 
     store = root / "store"
-    cfg = RunConfig.model_validate({
-        "data": {"demo": {"rows": 3000}, "sensitive_attributes": ["sex", "age_band", "region"],
-                 "pii_columns": ["claimant_name"]},
-        "storage": {"uri": str(store)}, "deploy": {"mode": "challenger", "challenger_traffic": SHARE}})
+    cfg = RunConfig.model_validate(
+        {
+            "data": {
+                "demo": {"rows": 3000},
+                "sensitive_attributes": ["sex", "age_band", "region"],
+                "pii_columns": ["claimant_name"],
+            },
+            "storage": {"uri": str(store)},
+            "deploy": {"mode": "challenger", "challenger_traffic": SHARE},
+        }
+    )
     data_dir = root / "data"
     steps.validate_data(cfg, str(data_dir))
     train = steps.load_splits(data_dir)["train"]
@@ -56,8 +63,9 @@ def build_registry(root: Path) -> tuple[RunConfig, Registry, str, str]:
         save_model(model, model_dir)
         version = new_version_id()
         artifacts = reg.upload_dir(version, "model", model_dir)
-        artifacts["data/contract.json"] = reg.upload(version, "data/contract.json",
-                                                     (data_dir / "contract.json").read_bytes())
+        artifacts["data/contract.json"] = reg.upload(
+            version, "data/contract.json", (data_dir / "contract.json").read_bytes()
+        )
         reg.commit(version, artifacts, {"name": cfg.name, "status": "approved"})
         steps.deploy(cfg, version)
         versions.append(version)
@@ -143,12 +151,16 @@ def test_routing_over_http_follows_the_weights(built, client):
 def test_same_key_same_arm(client):
     recs, _ = _records(1)
     for k in ("alice", "bob", "case-77", "x"):
-        seen = {client.post("/predict", json={"records": recs}, headers={"X-Civicml-Key": k}).json()["arm"]
-                for _ in range(5)}
+        seen = {
+            client.post("/predict", json={"records": recs}, headers={"X-Civicml-Key": k}).json()["arm"]
+            for _ in range(5)
+        }
         assert len(seen) == 1
     # No key: the request id decides, so a caller-given id is sticky too.
-    seen = {client.post("/predict", json={"records": recs}, headers={"X-Request-ID": "req-fixed"}).json()["arm"]
-            for _ in range(3)}
+    seen = {
+        client.post("/predict", json={"records": recs}, headers={"X-Request-ID": "req-fixed"}).json()["arm"]
+        for _ in range(3)
+    }
     assert len(seen) == 1
 
 
@@ -160,8 +172,10 @@ def test_v2_metadata_and_infer_shape(built, client):
     assert client.get("/v2/health/live").status_code == 200
     assert client.get("/v2/health/ready").json() == {"ready": True}
     recs, _ = _records(3)
-    inputs = [{"name": c, "shape": [3], "datatype": "FP64" if c in NUMERIC else "BYTES",
-               "data": [r[c] for r in recs]} for c in NUMERIC + CATEGORICAL]
+    inputs = [
+        {"name": c, "shape": [3], "datatype": "FP64" if c in NUMERIC else "BYTES", "data": [r[c] for r in recs]}
+        for c in NUMERIC + CATEGORICAL
+    ]
     r = client.post(f"/v2/models/{cfg.name}/infer", json={"id": "my-req-1", "inputs": inputs})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -172,19 +186,25 @@ def test_v2_metadata_and_infer_shape(built, client):
     assert all(0.0 <= s <= 1.0 for s in out["score"]["data"])
     assert set(out["prediction"]["data"]) <= {0, 1}
     # The same rows through /predict give the same scores from the same arm.
-    p = client.post("/predict", json={"records": [{k: r[k] for k in NUMERIC + CATEGORICAL} for r in recs]},
-                    headers={"X-Request-ID": "my-req-1"}).json()
+    p = client.post(
+        "/predict",
+        json={"records": [{k: r[k] for k in NUMERIC + CATEGORICAL} for r in recs]},
+        headers={"X-Request-ID": "my-req-1"},
+    ).json()
     assert [x["score"] for x in p["predictions"]] == pytest.approx(out["score"]["data"])
     assert client.post("/v2/models/nope/infer", json={"inputs": inputs}).status_code == 404
 
 
-@pytest.mark.parametrize("change,field", [
-    (lambda r: r.pop("claim_amount"), "claim_amount"),
-    (lambda r: r.__setitem__("monthly_income", "lots"), "monthly_income"),
-    (lambda r: r.__setitem__("benefit_type", "spaceship"), "benefit_type"),
-    (lambda r: r.__setitem__("household_size", None), "household_size"),
-    (lambda r: r.__setitem__("surname", "Smith"), "surname"),
-])
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        (lambda r: r.pop("claim_amount"), "claim_amount"),
+        (lambda r: r.__setitem__("monthly_income", "lots"), "monthly_income"),
+        (lambda r: r.__setitem__("benefit_type", "spaceship"), "benefit_type"),
+        (lambda r: r.__setitem__("household_size", None), "household_size"),
+        (lambda r: r.__setitem__("surname", "Smith"), "surname"),
+    ],
+)
 def test_bad_record_gets_422_naming_the_field(client, change, field):
     recs, _ = _records(2)
     change(recs[1])
@@ -198,8 +218,10 @@ def test_bad_record_gets_422_naming_the_field(client, change, field):
 def test_bad_v2_inputs_get_422_naming_the_field(built, client):
     cfg = built[0]
     recs, _ = _records(2)
-    inputs = [{"name": c, "shape": [2], "datatype": "FP64" if c in NUMERIC else "BYTES",
-               "data": [r[c] for r in recs]} for c in NUMERIC + CATEGORICAL]
+    inputs = [
+        {"name": c, "shape": [2], "datatype": "FP64" if c in NUMERIC else "BYTES", "data": [r[c] for r in recs]}
+        for c in NUMERIC + CATEGORICAL
+    ]
     bad_type = json.loads(json.dumps(inputs))
     bad_type[0]["data"][1] = "x"
     wrong_dtype = json.loads(json.dumps(inputs))
@@ -246,8 +268,9 @@ _bodies = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                    HealthCheck.too_slow])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(body=_bodies, route=st.sampled_from(["/predict", "/v2/models/benefits-review/infer", "/feedback"]))
 def test_fuzz_never_5xx(client, body, route):
     r = client.post(route, content=body, headers={"content-type": "application/json"})
@@ -272,6 +295,7 @@ def test_feedback_joined_gives_hand_computed_report(built, tmp_path):
     recs, labels = _records(120, seed=23)
     hand = {CHAMPION: [], CHALLENGER: []}
     with ServerThread(create_app(load_state(cfg, fresh, tmp_path / "work"))) as c:
+
         def one(i):
             rec, y = recs[i], labels[i]
             body = c.post("/predict", json={"records": [rec], "key": f"case-{i}"}).json()

@@ -37,22 +37,30 @@ def _build(root: Path) -> tuple[Path, Path, str]:
     from civicml.storage.registry import new_version_id
 
     store = root / "store"
-    raw = {"data": {"demo": {"rows": 2000}, "sensitive_attributes": ["sex", "age_band", "region"],
-                    "pii_columns": ["claimant_name"]},
-           "storage": {"uri": str(store)},
-           # A long linger makes requests pile up in an unwritten batch when SIGTERM arrives.
-           "deploy": {"log_flush_seconds": 0.3, "log_batch_records": 10_000}}
+    raw = {
+        "data": {
+            "demo": {"rows": 2000},
+            "sensitive_attributes": ["sex", "age_band", "region"],
+            "pii_columns": ["claimant_name"],
+        },
+        "storage": {"uri": str(store)},
+        # A long linger makes requests pile up in an unwritten batch when SIGTERM arrives.
+        "deploy": {"log_flush_seconds": 0.3, "log_batch_records": 10_000},
+    }
     cfg = RunConfig.model_validate(raw)
     data_dir = root / "data"
     steps.validate_data(cfg, str(data_dir))
     train = steps.load_splits(data_dir)["train"]
-    model = fit_model("xgboost", steps._spec(cfg, data_dir, train), build_params("xgboost", {"n_estimators": 20}, {}),
-                      train, 42, 1)
+    model = fit_model(
+        "xgboost", steps._spec(cfg, data_dir, train), build_params("xgboost", {"n_estimators": 20}, {}), train, 42, 1
+    )
     save_model(model, root / "model")
     reg = Registry(LocalStore(store))
     version = new_version_id()
     artifacts = reg.upload_dir(version, "model", root / "model")
-    artifacts["data/contract.json"] = reg.upload(version, "data/contract.json", (data_dir / "contract.json").read_bytes())
+    artifacts["data/contract.json"] = reg.upload(
+        version, "data/contract.json", (data_dir / "contract.json").read_bytes()
+    )
     reg.commit(version, artifacts, {"name": cfg.name, "status": "approved"})
     steps.deploy(cfg, version)
     config_file = root / "civicml.yaml"
@@ -99,8 +107,13 @@ def test_sigterm_during_traffic_keeps_every_acknowledged_prediction(built, tmp_p
     config_file, store, version = built
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--config", str(config_file)], cwd=tmp_path,
-                            env=_env(store), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port), "--config", str(config_file)],
+        cwd=tmp_path,
+        env=_env(store),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         _wait_ready(proc, url)
         recs = json.loads(generate_benefits(20, seed=5)[NUMERIC + CATEGORICAL].to_json(orient="records"))
@@ -166,8 +179,15 @@ def test_tampered_model_exits_nonzero_with_clear_error(built, tmp_path):
     key = reg.manifest(version)["artifacts"]["model/model.json"]["key"]
     (bad_store / key).write_text((bad_store / key).read_text().replace('"xgboost"', '"xgboost" '))
     port = _free_port()
-    res = subprocess.run([*CLI, "serve", "--port", str(port), "--config", str(config_file)], cwd=tmp_path,
-                         env=_env(bad_store), capture_output=True, text=True, timeout=120, check=False)
+    res = subprocess.run(
+        [*CLI, "serve", "--port", str(port), "--config", str(config_file)],
+        cwd=tmp_path,
+        env=_env(bad_store),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert res.returncode == 1
     assert "integrity check" in res.stderr and "model/model.json" in res.stderr
     assert "Traceback" not in res.stderr

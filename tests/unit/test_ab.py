@@ -28,24 +28,47 @@ def _experiment(tmp_path, champ_correct, champ_n, chall_correct, chall_n, unlabe
     reg.set_alias(CHALLENGER, "v2", by="t", reason="t")
     rng = np.random.default_rng(seed)
     preds, labelled = [], []
-    for arm, version, correct, n in ((CHAMPION, "v1", champ_correct, champ_n), (CHALLENGER, "v2", chall_correct, chall_n)):
+    for arm, version, correct, n in (
+        (CHAMPION, "v1", champ_correct, champ_n),
+        (CHALLENGER, "v2", chall_correct, chall_n),
+    ):
         right = rng.permutation(np.arange(n) < correct)
         for i in range(n + unlabelled):
             rid = f"{arm}-{i}"
             p = int(rng.integers(0, 2))
-            preds.append({"request_id": rid, "row": 0, "arm": arm, "version": version, "ts": "x", "prediction": p,
-                          "score": 0.5, "key": None, "features": {}})
+            preds.append(
+                {
+                    "request_id": rid,
+                    "row": 0,
+                    "arm": arm,
+                    "version": version,
+                    "ts": "x",
+                    "prediction": p,
+                    "score": 0.5,
+                    "key": None,
+                    "features": {},
+                }
+            )
             if i < n:
                 labelled.append((rid, p if right[i] else 1 - p))
     # Feedback arrives interleaved across arms, in a random order.
-    fb = [{"request_id": rid, "row": 0, "outcome": outcome, "ts": f"2026-01-01T{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}"}
-          for t, (rid, outcome) in enumerate(labelled[i] for i in rng.permutation(len(labelled)))]
+    fb = [
+        {
+            "request_id": rid,
+            "row": 0,
+            "outcome": outcome,
+            "ts": f"2026-01-01T{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}",
+        }
+        for t, (rid, outcome) in enumerate(labelled[i] for i in rng.permutation(len(labelled)))
+    ]
     # Noise the report must ignore: another version's traffic and feedback for unknown requests.
-    preds.append({"request_id": "old", "row": 0, "arm": CHAMPION, "version": "v0", "ts": "x", "prediction": 1, "score": 0.9})
+    preds.append(
+        {"request_id": "old", "row": 0, "arm": CHAMPION, "version": "v0", "ts": "x", "prediction": 1, "score": 0.9}
+    )
     fb.insert(0, {"request_id": "old", "row": 0, "outcome": 0, "ts": "2026-01-01T00:00:00"})
     fb.append({"request_id": "nobody", "row": 0, "outcome": 1, "ts": "2026-01-01T00:00:00"})
     _write(reg.store, "predictions", "a-00000001", preds[: len(preds) // 2])
-    _write(reg.store, "predictions", "a-00000002", preds[len(preds) // 2:])
+    _write(reg.store, "predictions", "a-00000002", preds[len(preds) // 2 :])
     _write(reg.store, "feedback", "a-00000001", fb)
     return reg, preds
 
@@ -68,7 +91,7 @@ def test_report_matches_hand_computation(tmp_path, monkeypatch):
     # mSPRT at the final sample by hand.
     v = 0.6 * 0.4 / 100 + 0.75 * 0.25 / 100
     tau2 = 0.01
-    lam = math.sqrt(v / (v + tau2)) * math.exp(tau2 * 0.15 ** 2 / (2 * v * (v + tau2)))
+    lam = math.sqrt(v / (v + tau2)) * math.exp(tau2 * 0.15**2 / (2 * v * (v + tau2)))
     assert rep["msprt"]["lambda"] == pytest.approx(lam)
     assert rep["msprt"]["p_value"] <= min(1.0, 1 / lam) + 1e-12
 
@@ -88,8 +111,7 @@ def test_recommendations(tmp_path, monkeypatch):
 
 
 def test_always_valid_p_is_running_minimum():
-    seq = pd.DataFrame({"arm": [CHAMPION, CHALLENGER] * 200,
-                        "correct": [1, 1] * 50 + [0, 1] * 50 + [1, 0] * 100})
+    seq = pd.DataFrame({"arm": [CHAMPION, CHALLENGER] * 200, "correct": [1, 1] * 50 + [0, 1] * 50 + [1, 0] * 100})
     res = msprt(seq, tau=0.1)
     # Independent prefix loop.
     best = 1.0
@@ -116,10 +138,14 @@ def test_ztest_edge_cases():
 
 
 def test_join_uses_latest_feedback_and_rows():
-    preds = [{"request_id": "r", "row": 0, "arm": CHAMPION, "version": "v1", "prediction": 1, "ts": "t"},
-             {"request_id": "r", "row": 1, "arm": CHAMPION, "version": "v1", "prediction": 0, "ts": "t"}]
-    fb = [{"request_id": "r", "row": 1, "outcome": 1, "ts": "2026-01-01T00:00:01"},
-          {"request_id": "r", "row": 1, "outcome": 0, "ts": "2026-01-01T00:00:02"}]
+    preds = [
+        {"request_id": "r", "row": 0, "arm": CHAMPION, "version": "v1", "prediction": 1, "ts": "t"},
+        {"request_id": "r", "row": 1, "arm": CHAMPION, "version": "v1", "prediction": 0, "ts": "t"},
+    ]
+    fb = [
+        {"request_id": "r", "row": 1, "outcome": 1, "ts": "2026-01-01T00:00:01"},
+        {"request_id": "r", "row": 1, "outcome": 0, "ts": "2026-01-01T00:00:02"},
+    ]
     joined = join_logs(preds, fb).set_index("row")
     assert pd.isna(joined.loc[0, "outcome"]) and joined.loc[1, "outcome"] == 0
 

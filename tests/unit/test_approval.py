@@ -100,18 +100,49 @@ def test_cli_approve_deploys_locally_and_reject_does_not(tmp_path, monkeypatch, 
     sha = _version(registry, "v1", model_dir)
     _version(registry, "v2", model_dir)
     runner = CliRunner()
-    wrong = runner.invoke(app, ["approve", "v1", "--by", "A. Jones", "--role", "owner", "--reason", "ok",
-                                "--model-sha256", "abcdefabcdef", "--store", store])
+    wrong = runner.invoke(
+        app,
+        [
+            "approve",
+            "v1",
+            "--by",
+            "A. Jones",
+            "--role",
+            "owner",
+            "--reason",
+            "ok",
+            "--model-sha256",
+            "abcdefabcdef",
+            "--store",
+            store,
+        ],
+    )
     assert wrong.exit_code == 1 and "refusing" in wrong.output
-    ok = runner.invoke(app, ["approve", "v1", "--by", "A. Jones", "--role", "owner", "--reason", "reviewed",
-                             "--model-sha256", sha[:16], "--store", store])
+    ok = runner.invoke(
+        app,
+        [
+            "approve",
+            "v1",
+            "--by",
+            "A. Jones",
+            "--role",
+            "owner",
+            "--reason",
+            "reviewed",
+            "--model-sha256",
+            sha[:16],
+            "--store",
+            store,
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     assert registry.get_alias("champion") == "v1"
     assert registry.alias_history("champion")[-1]["by"] == "A. Jones"
     again = runner.invoke(app, ["approve", "v1", "--by", "B", "--role", "owner", "--reason", "x", "--store", store])
     assert again.exit_code == 1 and "already approved" in again.output
-    rej = runner.invoke(app, ["reject", "v2", "--by", "C. Lee", "--role", "auditor", "--reason", "bias", "--store",
-                              store])
+    rej = runner.invoke(
+        app, ["reject", "v2", "--by", "C. Lee", "--role", "auditor", "--reason", "bias", "--store", store]
+    )
     assert rej.exit_code == 0 and effective_status(registry, "v2") == "rejected"
     assert registry.get_alias("champion") == "v1"
     missing = runner.invoke(app, ["approve", "v9", "--by", "A", "--role", "r", "--reason", "x", "--store", store])

@@ -28,7 +28,11 @@ def test_dotted_overrides_apply():
         ("data: {sorce: x.csv}", "data.sorce", "unknown key"),
         ("split: {test_fraction: 0.9}", "split.test_fraction", "less than 0.5"),
         ("tuning: {algorithm: bayes}", "tuning", "unknown algorithm 'bayes'"),
-        ("tuning: {search_space: {lr: {type: double, min: 1, max: 0.1}}}", "tuning.search_space.lr", "min (1.0) must be < max"),
+        (
+            "tuning: {search_space: {lr: {type: double, min: 1, max: 0.1}}}",
+            "tuning.search_space.lr",
+            "min (1.0) must be < max",
+        ),
         ("data: {target: y, numeric_features: [y]}", "data", "also listed"),
     ],
 )

@@ -36,8 +36,14 @@ def test_psi_values_and_bands():
     # (0.7-0.5)ln(0.7/0.5) + (0.3-0.5)ln(0.3/0.5)
     assert psi([0.5, 0.5], [0.7, 0.3]) == pytest.approx(0.2 * np.log(1.4) - 0.2 * np.log(0.6))
     assert np.isfinite(psi([1.0, 0.0], [0.0, 1.0]))  # empty buckets are floored, not infinite
-    assert [psi_band(v) for v in (0.0, 0.099, 0.1, 0.2499, 0.25, 3.0)] == \
-        ["none", "none", "moderate", "moderate", "major", "major"]
+    assert [psi_band(v) for v in (0.0, 0.099, 0.1, 0.2499, 0.25, 3.0)] == [
+        "none",
+        "none",
+        "moderate",
+        "moderate",
+        "major",
+        "major",
+    ]
 
 
 def test_same_month_fresh_sample_shows_no_drift(profile):
@@ -115,17 +121,22 @@ def _log(store, kind, day, name, records, extra_lines=()):
 def test_serving_log_reading_is_tolerant(tmp_path):
     store = LocalStore(tmp_path)
     assert read_log_records(store, "predictions") == ([], [])
-    recs = [{"request_id": f"r{i}", "row": 0, "ts": "2026-11-28T10:00:00+00:00", "features": {"a": i}}
-            for i in range(3)]
+    recs = [
+        {"request_id": f"r{i}", "row": 0, "ts": "2026-11-28T10:00:00+00:00", "features": {"a": i}} for i in range(3)
+    ]
     _log(store, "predictions", "2026-11-28", "srv-1", recs, extra_lines=['{"request_id": "trunc'])
-    _log(store, "predictions", "2026-01-01", "srv-1", [{"request_id": "old", "ts": "2026-01-01T00:00:00+00:00",
-                                                        "features": {"a": 99}}])
+    _log(
+        store,
+        "predictions",
+        "2026-01-01",
+        "srv-1",
+        [{"request_id": "old", "ts": "2026-01-01T00:00:00+00:00", "features": {"a": 99}}],
+    )
     got, warnings = read_log_records(store, "predictions")
     assert len(got) == 4 and len(warnings) == 1 and "srv-1.jsonl line 4" in warnings[0]
     from datetime import datetime, timezone
 
-    recent, _ = read_log_records(store, "predictions", window_days=7,
-                                 now=datetime(2026, 11, 29, tzinfo=timezone.utc))
+    recent, _ = read_log_records(store, "predictions", window_days=7, now=datetime(2026, 11, 29, tzinfo=timezone.utc))
     assert [r["request_id"] for r in recent] == ["r0", "r1", "r2"]
     assert window_from_predictions(recent)["a"].tolist() == [0, 1, 2]
 
@@ -135,17 +146,26 @@ def test_live_performance_from_joined_feedback():
     n = 600
     y = rng.integers(0, 2, n)
     score = np.clip(0.35 * y + rng.random(n) * 0.65, 0, 1)
-    preds = [{"request_id": f"r{i // 2}", "row": i % 2, "version": "v1" if i < 500 else "v2", "arm": "champion",
-              "ts": "t", "score": float(score[i]), "prediction": int(score[i] >= 0.5), "features": {}}
-             for i in range(n)]
+    preds = [
+        {
+            "request_id": f"r{i // 2}",
+            "row": i % 2,
+            "version": "v1" if i < 500 else "v2",
+            "arm": "champion",
+            "ts": "t",
+            "score": float(score[i]),
+            "prediction": int(score[i] >= 0.5),
+            "features": {},
+        }
+        for i in range(n)
+    ]
     feedback = [{"request_id": f"r{i // 2}", "row": i % 2, "outcome": int(y[i])} for i in range(n) if i % 10]
     feedback.append({"request_id": "r0", "row": 1, "outcome": int(1 - y[1])})  # a correction: the last one wins
     feedback.append({"request_id": "unknown", "row": 0, "outcome": 1})
     joined = join_feedback(preds, feedback, version="v1")
     assert len(joined) == 450 and set(joined["version"]) == {"v1"}
     assert joined.loc[(joined.request_id == "r0") & (joined.row == 1), "outcome"].item() == 1 - y[1]
-    perf = live_performance(joined, "binary_classification", {"roc_auc": 0.99, "brier": 0.01}, POLICY,
-                            n_resamples=200)
+    perf = live_performance(joined, "binary_classification", {"roc_auc": 0.99, "brier": 0.01}, POLICY, n_resamples=200)
     assert perf["status"] == "ok" and perf["metric"] == "roc_auc"
     assert perf["metrics"]["roc_auc"] == pytest.approx(roc_auc_score(joined["outcome"], joined["score"]))
     ci = perf["confidence_intervals"]["roc_auc"]

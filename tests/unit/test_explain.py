@@ -90,8 +90,11 @@ def test_random_forest_occlusion_is_change_in_log_odds(models, data):
     row = data[1].iloc[[0]]
     c = contributions(model, row)[0]
     j = model.spec.features.index("documents_missing")
-    mean = dict(zip(model.spec.numeric, model.estimator.named_steps["pre"].named_transformers_["num"]
-                    .named_steps["scale"].mean_))["documents_missing"]
+    mean = dict(
+        zip(
+            model.spec.numeric, model.estimator.named_steps["pre"].named_transformers_["num"].named_steps["scale"].mean_
+        )
+    )["documents_missing"]
     occluded = row.copy()
     occluded["documents_missing"] = mean
     p_full = np.clip(model.predict_proba(row)[0], 1e-12, 1 - 1e-12)

@@ -39,11 +39,17 @@ def test_values_equal_fairlearn_when_no_group_is_suppressed(preds):
     rep = fairness_report(y, y_pred, sens[["sex"]], min_group_count=30)["sex"]
     g = sens["sex"].to_numpy()
     assert rep["suppressed_groups"] == []
-    assert rep["demographic_parity_difference"] == pytest.approx(demographic_parity_difference(y, y_pred, sensitive_features=g))
+    assert rep["demographic_parity_difference"] == pytest.approx(
+        demographic_parity_difference(y, y_pred, sensitive_features=g)
+    )
     assert rep["demographic_parity_ratio"] == pytest.approx(demographic_parity_ratio(y, y_pred, sensitive_features=g))
     assert rep["equalized_odds_difference"] == pytest.approx(equalized_odds_difference(y, y_pred, sensitive_features=g))
-    mf = MetricFrame(metrics={"sr": selection_rate, "tpr": true_positive_rate, "fpr": false_positive_rate},
-                     y_true=y, y_pred=y_pred, sensitive_features=g)
+    mf = MetricFrame(
+        metrics={"sr": selection_rate, "tpr": true_positive_rate, "fpr": false_positive_rate},
+        y_true=y,
+        y_pred=y_pred,
+        sensitive_features=g,
+    )
     for group in ("F", "M"):
         assert rep["groups"][group]["selection_rate"] == pytest.approx(mf.by_group.loc[group, "sr"])
         assert rep["groups"][group]["tpr"] == pytest.approx(mf.by_group.loc[group, "tpr"])
@@ -57,9 +63,12 @@ def test_bootstrap_disparities_equal_fairlearn_and_bracket_the_estimate(preds):
     y, y_pred, sens = preds
     g = sens["sex"].to_numpy()
     unit = weighted_disparities(y, y_pred, g, np.ones((1, len(y))))
-    assert unit["demographic_parity_ratio"][0] == pytest.approx(demographic_parity_ratio(y, y_pred, sensitive_features=g))
+    assert unit["demographic_parity_ratio"][0] == pytest.approx(
+        demographic_parity_ratio(y, y_pred, sensitive_features=g)
+    )
     assert unit["equalized_odds_difference"][0] == pytest.approx(
-        equalized_odds_difference(y, y_pred, sensitive_features=g))
+        equalized_odds_difference(y, y_pred, sensitive_features=g)
+    )
     rep = fairness_report(y, y_pred, sens[["region"]], n_resamples=200, seed=1)["region"]
     ci = rep["confidence_intervals"]["demographic_parity_ratio"]
     assert ci["low"] <= rep["demographic_parity_ratio"] <= ci["high"] and ci["level"] == 0.95
@@ -76,11 +85,14 @@ def test_small_group_is_suppressed_flagged_and_excluded_from_headline_disparity(
     keep = sens["region"].to_numpy() != "Tiny"
     g = sens["region"].to_numpy()
     assert rep["demographic_parity_ratio"] == pytest.approx(
-        demographic_parity_ratio(y[keep], y_pred[keep], sensitive_features=g[keep]))
+        demographic_parity_ratio(y[keep], y_pred[keep], sensitive_features=g[keep])
+    )
     assert rep["equalized_odds_difference"] == pytest.approx(
-        equalized_odds_difference(y[keep], y_pred[keep], sensitive_features=g[keep]))
+        equalized_odds_difference(y[keep], y_pred[keep], sensitive_features=g[keep])
+    )
     assert rep["demographic_parity_ratio_all_groups"] == pytest.approx(
-        demographic_parity_ratio(y, y_pred, sensitive_features=g))
+        demographic_parity_ratio(y, y_pred, sensitive_features=g)
+    )
     assert rep["demographic_parity_ratio"] < 0.6  # East's bias is visible
 
 
@@ -94,17 +106,20 @@ def test_missing_values_form_their_own_group_and_one_group_is_not_assessable():
     assert rep["b"]["assessable"] is False and rep["b"]["demographic_parity_ratio"] is None
 
 
-CONTRACT = [ColumnSpec(name=n, kind="numeric") for n in ("income", "claims")] + [
-    ColumnSpec(name=n, kind="categorical") for n in ("region", "sex", "channel", "name")
-] + [ColumnSpec(name="target", kind="numeric")]
+CONTRACT = (
+    [ColumnSpec(name=n, kind="numeric") for n in ("income", "claims")]
+    + [ColumnSpec(name=n, kind="categorical") for n in ("region", "sex", "channel", "name")]
+    + [ColumnSpec(name="target", kind="numeric")]
+)
 
 
 def test_sensitive_attributes_are_not_features_unless_allowed():
     cfg = DataConfig(target="target", sensitive_attributes=["region", "sex"], pii_columns=["name"])
     numeric, categorical = feature_lists(CONTRACT, cfg)
     assert numeric == ["income", "claims"] and categorical == ["channel"]
-    allowed = DataConfig(target="target", sensitive_attributes=["region", "sex"], pii_columns=["name"],
-                         allow_sensitive_as_features=True)
+    allowed = DataConfig(
+        target="target", sensitive_attributes=["region", "sex"], pii_columns=["name"], allow_sensitive_as_features=True
+    )
     assert set(feature_lists(CONTRACT, allowed)[1]) == {"region", "sex", "channel"}
     explicit = DataConfig(target="target", sensitive_attributes=["region"], categorical_features=["region"])
     with pytest.raises(DataError, match="sensitive attribute"):

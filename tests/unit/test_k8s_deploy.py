@@ -42,10 +42,19 @@ class FakeApiClient:
         self.deadline_exceeded = deadline_exceeded
         self.polls = 0
 
-    def call_api(self, resource_path, method, path_params=None, query_params=None, header_params=None, body=None,
-                 **kwargs):
-        self.calls.append({"path": resource_path, "method": method, "query": query_params,
-                           "headers": header_params, "body": copy.deepcopy(body), "kwargs": kwargs})
+    def call_api(
+        self, resource_path, method, path_params=None, query_params=None, header_params=None, body=None, **kwargs
+    ):
+        self.calls.append(
+            {
+                "path": resource_path,
+                "method": method,
+                "query": query_params,
+                "headers": header_params,
+                "body": copy.deepcopy(body),
+                "kwargs": kwargs,
+            }
+        )
         if method == "PATCH":
             stored = copy.deepcopy(body)
             old = self.objects.get(resource_path)
@@ -59,13 +68,23 @@ class FakeApiClient:
             self.polls += 1
             want = dep["spec"]["replicas"]
             champion = dep["metadata"]["annotations"]["civicml.io/champion"]
-            status = {"observedGeneration": dep["metadata"]["generation"] if self.polls > 1 else 0,
-                      "replicas": want, "updatedReplicas": want, "availableReplicas": 0}
+            status = {
+                "observedGeneration": dep["metadata"]["generation"] if self.polls > 1 else 0,
+                "replicas": want,
+                "updatedReplicas": want,
+                "availableReplicas": 0,
+            }
             if champion not in self.broken and self.polls >= self.ready_after:
                 status["availableReplicas"] = want
             if champion in self.broken and self.deadline_exceeded:
-                status["conditions"] = [{"type": "Progressing", "status": "False",
-                                         "reason": "ProgressDeadlineExceeded", "message": "pods never ready"}]
+                status["conditions"] = [
+                    {
+                        "type": "Progressing",
+                        "status": "False",
+                        "reason": "ProgressDeadlineExceeded",
+                        "message": "pods never ready",
+                    }
+                ]
             dep["status"] = status
             return dep
         raise AssertionError(f"unexpected {method} {resource_path}")
@@ -89,9 +108,12 @@ def setup(tmp_path, monkeypatch):
     reg = Registry(LocalStore(tmp_path / "store"))
     for v in ("v1", "v2", "v3"):
         reg.commit(v, {}, {"status": "approved"})
-    cfg = RunConfig.model_validate({"storage": {"uri": "s3://civicml/registry"},
-                                    "deploy": {"target": "kubernetes", "replicas": 2, "rollout_timeout_seconds": 60,
-                                               "poll_seconds": 5}})
+    cfg = RunConfig.model_validate(
+        {
+            "storage": {"uri": "s3://civicml/registry"},
+            "deploy": {"target": "kubernetes", "replicas": 2, "rollout_timeout_seconds": 60, "poll_seconds": 5},
+        }
+    )
     return cfg, reg
 
 
@@ -228,8 +250,11 @@ def test_local_store_is_refused_before_anything_is_applied(setup):
 def test_tampered_version_is_not_deployed(setup):
     cfg, reg = setup
     reg.store.put_bytes("staging/v9/model/model.json", b"{}")
-    reg.commit("v9", {"model/model.json": {"key": "staging/v9/model/model.json", "sha256": "0" * 64, "size": 2}},
-               {"status": "approved"})
+    reg.commit(
+        "v9",
+        {"model/model.json": {"key": "staging/v9/model/model.json", "sha256": "0" * 64, "size": 2}},
+        {"status": "approved"},
+    )
     api = FakeApiClient()
     with pytest.raises(Exception, match="integrity"):
         deploy_version(cfg, reg, "v9", client=KubeClient(api))

@@ -30,21 +30,26 @@ def compiled(tmp_path_factory):
     d = tmp_path_factory.mktemp("compiled")
     cfg = RunConfig()
     return {
-        "training": compile_training_pipeline(d / "training_pipeline.yaml", "img:1", cfg.to_json(),
-                                              cfg.storage.secret_name),
-        "monitoring": compile_monitoring_pipeline(d / "monitoring_pipeline.yaml", "img:1", cfg.to_json(),
-                                                  cfg.storage.secret_name),
+        "training": compile_training_pipeline(
+            d / "training_pipeline.yaml", "img:1", cfg.to_json(), cfg.storage.secret_name
+        ),
+        "monitoring": compile_monitoring_pipeline(
+            d / "monitoring_pipeline.yaml", "img:1", cfg.to_json(), cfg.storage.secret_name
+        ),
     }
 
 
-@pytest.mark.parametrize("expr,expected", [
-    ("0 0 2 * * *", "0 0 2 * * *"),
-    ("0 30 6 * * MON-FRI", "0 30 6 * * MON-FRI"),
-    ("0 */15 8-18 ? * 1-5", "0 */15 8-18 ? * 1-5"),
-    ("0   0 1 1,15 * *", "0 0 1 1,15 * *"),
-    ("@daily", "@daily"),
-    ("@every 6h30m", "@every 6h30m"),
-])
+@pytest.mark.parametrize(
+    "expr,expected",
+    [
+        ("0 0 2 * * *", "0 0 2 * * *"),
+        ("0 30 6 * * MON-FRI", "0 30 6 * * MON-FRI"),
+        ("0 */15 8-18 ? * 1-5", "0 */15 8-18 ? * 1-5"),
+        ("0   0 1 1,15 * *", "0 0 1 1,15 * *"),
+        ("@daily", "@daily"),
+        ("@every 6h30m", "@every 6h30m"),
+    ],
+)
 def test_valid_cron(expr, expected):
     c = parse_cron(expr)
     assert c.expression == expected and c.note == ""
@@ -56,24 +61,28 @@ def test_five_field_cron_is_converted_and_explained():
     assert "5-field" in c.note and "seconds" in c.note
 
 
-@pytest.mark.parametrize("expr,message", [
-    ("", "empty cron"),
-    ("* * *", "has 3 field(s); KFP expects 6"),
-    ("0 0 25 * * *", "hours value 25 is outside 0-23"),
-    ("0 0 2 * * 7", "Sunday is 0"),
-    ("0 0 2 ? * ?", None),
-    ("0 ? 2 * * *", "'?' is only allowed"),
-    ("0 0 2 * * xyz", "not a number or one of SUN"),
-    ("0 0 5-2 * * *", "runs backwards"),
-    ("0 */0 * * * *", "step '0'"),
-    ("@sometimes", "unknown cron descriptor"),
-])
+@pytest.mark.parametrize(
+    "expr,message",
+    [
+        ("", "empty cron"),
+        ("* * *", "has 3 field(s); KFP expects 6"),
+        ("0 0 25 * * *", "hours value 25 is outside 0-23"),
+        ("0 0 2 * * 7", "Sunday is 0"),
+        ("0 0 2 ? * ?", None),
+        ("0 ? 2 * * *", "'?' is only allowed"),
+        ("0 0 2 * * xyz", "not a number or one of SUN"),
+        ("0 0 5-2 * * *", "runs backwards"),
+        ("0 */0 * * * *", "step '0'"),
+        ("@sometimes", "unknown cron descriptor"),
+    ],
+)
 def test_bad_cron_is_rejected_with_a_clear_message(expr, message):
     if message is None:
         parse_cron(expr)  # '?' in both day fields is accepted by robfig/cron
         return
-    with pytest.raises(CronError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")
-                       .replace("*", r"\*")):
+    with pytest.raises(
+        CronError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?").replace("*", r"\*")
+    ):
         parse_cron(expr)
 
 
@@ -152,7 +161,7 @@ def test_schedule_dry_run_prints_the_request_without_secrets(cli):
     res = cli("schedule", "--pipeline", "monitoring", "--cron", "0 0 6 * * *", "--dry-run")
     assert res.exit_code == 0, res.output
     assert SENTINEL not in res.output
-    out = json.loads(res.stdout[res.stdout.index("{"):])
+    out = json.loads(res.stdout[res.stdout.index("{") :])
     rr = out["recurring_run"]
     assert out["pipeline"] == "monitoring"
     assert rr["trigger"]["cron_schedule"]["cron"] == "0 0 6 * * *"
@@ -171,7 +180,7 @@ def test_schedule_rejects_a_bad_cron_and_an_unknown_pipeline(cli):
 def test_submit_dry_run_and_missing_host(cli):
     res = cli("submit", "--dry-run")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout[res.stdout.index("{"):])["run"]["runtime_config"]["parameters"]["version"] == ""
+    assert json.loads(res.stdout[res.stdout.index("{") :])["run"]["runtime_config"]["parameters"]["version"] == ""
     assert SENTINEL not in res.output
     res = cli("submit")
     assert res.exit_code == 1 and "no KFP endpoint" in res.output and "KFP_HOST" in res.output
@@ -241,8 +250,12 @@ def test_triggered_retraining_on_a_cluster_submits_the_training_pipeline_on_the_
     drift.write_text(json.dumps({"source": "demo:benefits?month=6", "window_kind": "data_batch"}))
     assert steps.retrain_target(cfg) == "kfp"
     result = steps.monitor_retrain(cfg, str(drift))
-    assert result == {"target": "kfp", "run_id": "run-123", "host": "http://ml-pipeline.kubeflow:8888",
-                      "source": "demo:benefits?month=6"}
+    assert result == {
+        "target": "kfp",
+        "run_id": "run-123",
+        "host": "http://ml-pipeline.kubeflow:8888",
+        "source": "demo:benefits?month=6",
+    }
     sent = validate_request(_FakeClient.instances[-1].sent[-1])
     sent_cfg = RunConfig.from_json(sent["runtime_config"]["parameters"]["config_json"])
     assert sent_cfg.data.source == "demo:benefits?month=6"

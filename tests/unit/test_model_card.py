@@ -46,11 +46,13 @@ class _Collect(HTMLParser):
 
 @pytest.fixture(scope="module")
 def card():
-    cfg = RunConfig.model_validate({
-        "data": {"sensitive_attributes": ["sex", "region"]},
-        "policy": {"min_metrics": {"roc_auc": 0.99}, "min_group_count": 30},
-        "card": {"contact": "ml@example.org", "out_of_scope": "Automated denial."},
-    })
+    cfg = RunConfig.model_validate(
+        {
+            "data": {"sensitive_attributes": ["sex", "region"]},
+            "policy": {"min_metrics": {"roc_auc": 0.99}, "min_group_count": 30},
+            "card": {"contact": "ml@example.org", "out_of_scope": "Automated denial."},
+        }
+    )
     df = generate_benefits(rows=2500, bias=1.0, seed=9)
     train, test = df.iloc[:1800], df.iloc[1800:]
     spec = FeatureSpec.fit(train, TARGET, "binary_classification", NUMERIC, CATEGORICAL)
@@ -58,19 +60,38 @@ def card():
     ev = evaluate_model(cfg, model, test, registry=None, n_resamples=200)
     ev["model_sha256"] = "ab" * 32
     gate = decide(cfg.policy, json.loads(json.dumps(ev)))
-    manifest = {"version": "v-test", "name": "benefits", "task": cfg.task, "family": "xgboost",
-                "model_sha256": "ab" * 32,
-                "lineage": {"data_source": "demo:benefits", "data_fingerprint": "sha256:123", "rows": {"train": 1800},
-                            "config": json.loads(cfg.to_json()), "seeds": {"split": 42}, "code_revision": "abc",
-                            "libraries": {"xgboost": "3.2"}, "image": "local"}}
+    manifest = {
+        "version": "v-test",
+        "name": "benefits",
+        "task": cfg.task,
+        "family": "xgboost",
+        "model_sha256": "ab" * 32,
+        "lineage": {
+            "data_source": "demo:benefits",
+            "data_fingerprint": "sha256:123",
+            "rows": {"train": 1800},
+            "config": json.loads(cfg.to_json()),
+            "seeds": {"split": 42},
+            "code_revision": "abc",
+            "libraries": {"xgboost": "3.2"},
+            "image": "local",
+        },
+    }
     html_text, md = render_model_card(manifest, ev, gate, cfg)
     return ev, gate, html_text, md
 
 
 def test_evaluation_keeps_the_plot_data(card):
     ev, *_ = card
-    for key in ("roc", "pr", "calibration", "confusion_matrix", "feature_importance", "fairness",
-                "confidence_intervals"):
+    for key in (
+        "roc",
+        "pr",
+        "calibration",
+        "confusion_matrix",
+        "feature_importance",
+        "fairness",
+        "confidence_intervals",
+    ):
         assert ev[key], key
     json.dumps(ev)
 
@@ -110,10 +131,22 @@ def test_markdown_mirrors_the_card(card):
 
 def test_champion_comparison_and_pending_approval_are_shown(card):
     ev, _gate, _, _ = card
-    ev = {**ev, "champion_comparison": {
-        "champion_version": "v0", "metric": "roc_auc", "challenger": 0.80, "champion": 0.81, "difference": -0.01,
-        "ci_low": -0.03, "ci_high": 0.01, "margin": 0.01, "significantly_worse": False, "non_inferior": False,
-        "mcnemar_p": 0.2}}
+    ev = {
+        **ev,
+        "champion_comparison": {
+            "champion_version": "v0",
+            "metric": "roc_auc",
+            "challenger": 0.80,
+            "champion": 0.81,
+            "difference": -0.01,
+            "ci_low": -0.03,
+            "ci_high": 0.01,
+            "margin": 0.01,
+            "significantly_worse": False,
+            "non_inferior": False,
+            "mcnemar_p": 0.2,
+        },
+    }
     gate = decide(RunConfig.model_validate({"policy": {"require_approval": "always", "fairness": []}}).policy, ev)
     html_text, md = render_model_card({"version": "v1"}, ev, gate, RunConfig())
     assert "PENDING HUMAN APPROVAL" in html_text and "civicml approve v1" in md
@@ -126,8 +159,11 @@ def test_regression_card_and_evaluation_only_report():
 
     rng = np.random.default_rng(0)
     y = rng.normal(size=300)
-    ev = {"task": "regression", "n_test": 300, **evaluate_predictions("regression", y, y + rng.normal(0, .2, 300),
-                                                                      n_resamples=50)}
+    ev = {
+        "task": "regression",
+        "n_test": 300,
+        **evaluate_predictions("regression", y, y + rng.normal(0, 0.2, 300), n_resamples=50),
+    }
     html_text, md = render_model_card({"version": "r1", "task": "regression"}, ev, None, RunConfig())
     assert "Histogram of residuals" in html_text and "Residual summary" in md
     assert "The policy gate has not run" in md

@@ -12,15 +12,22 @@ from civicml.governance.policy import decide
 
 
 def _fair(dpr: float, eod: float = 0.05, suppressed=None) -> dict:
-    return {"demographic_parity_ratio": dpr, "demographic_parity_difference": 1 - dpr,
-            "equalized_odds_difference": eod, "suppressed_groups": suppressed or [], "min_group_count": 30}
+    return {
+        "demographic_parity_ratio": dpr,
+        "demographic_parity_difference": 1 - dpr,
+        "equalized_odds_difference": eod,
+        "suppressed_groups": suppressed or [],
+        "min_group_count": 30,
+    }
 
 
 GOOD = {
     "task": "binary_classification",
     "metrics": {"roc_auc": 0.85, "recall": 0.7, "log_loss": 0.4, "brier": 0.15},
-    "confidence_intervals": {"roc_auc": {"low": 0.83, "high": 0.87, "level": 0.95},
-                             "brier": {"low": 0.14, "high": 0.16, "level": 0.95}},
+    "confidence_intervals": {
+        "roc_auc": {"low": 0.83, "high": 0.87, "level": 0.95},
+        "brier": {"low": 0.14, "high": 0.16, "level": 0.95},
+    },
     "fairness": {"region": _fair(0.9), "sex": _fair(0.97)},
 }
 
@@ -111,9 +118,18 @@ def test_unassessable_fairness_needs_a_person_and_unmeasured_is_visible():
 
 
 def _champion(lo: float, hi: float, diff: float) -> dict:
-    return {"champion_version": "v0", "metric": "roc_auc", "challenger": 0.85 + diff, "champion": 0.85,
-            "difference": diff, "ci_low": lo, "ci_high": hi, "significantly_worse": hi < -0.01,
-            "non_inferior": lo >= -0.01, "mcnemar_p": 0.01}
+    return {
+        "champion_version": "v0",
+        "metric": "roc_auc",
+        "challenger": 0.85 + diff,
+        "champion": 0.85,
+        "difference": diff,
+        "ci_low": lo,
+        "ci_high": hi,
+        "significantly_worse": hi < -0.01,
+        "non_inferior": lo >= -0.01,
+        "mcnemar_p": 0.01,
+    }
 
 
 def test_significant_regression_against_champion_is_rejected():
@@ -144,13 +160,16 @@ def test_metric_not_produced_by_the_task_fails_with_a_fix():
     assert r["decision"] == "deploy" and r["rules"][0]["rule"] == "r2 >= 0.0"
 
 
-@pytest.mark.parametrize("policy, message", [
-    ({"min_metrics": {"rmse": 1.0}}, "lower-is-better"),
-    ({"max_metrics": {"roc_auc": 0.9}}, "higher-is-better"),
-    ({"min_metrics": {"auc": 0.9}}, "unknown metric 'auc'"),
-    ({"fairness": [{"metric": "demographic_parity_ratio"}]}, "needs 'min' or 'max'"),
-    ({"require_approval": "sometimes"}, "policy.require_approval"),
-])
+@pytest.mark.parametrize(
+    "policy, message",
+    [
+        ({"min_metrics": {"rmse": 1.0}}, "lower-is-better"),
+        ({"max_metrics": {"roc_auc": 0.9}}, "higher-is-better"),
+        ({"min_metrics": {"auc": 0.9}}, "unknown metric 'auc'"),
+        ({"fairness": [{"metric": "demographic_parity_ratio"}]}, "needs 'min' or 'max'"),
+        ({"require_approval": "sometimes"}, "policy.require_approval"),
+    ],
+)
 def test_bad_policy_config_is_refused_clearly(policy, message):
     with pytest.raises(ConfigError, match=message):
         parse_config({"policy": policy})
@@ -161,13 +180,16 @@ def test_demo_data_with_injected_bias_fails_the_region_fairness_rule(tmp_path):
     from civicml import steps
     from civicml.config import load_config
 
-    cfg = load_config(None, {
-        "data.demo": {"rows": 20000, "bias": 1.0, "seed": 7},
-        "data.sensitive_attributes": ["sex", "age_band", "region"],
-        "data.pii_columns": ["claimant_name"],
-        "model.params": {"n_estimators": 60},
-        "storage.uri": str(tmp_path / "store"),
-    })
+    cfg = load_config(
+        None,
+        {
+            "data.demo": {"rows": 20000, "bias": 1.0, "seed": 7},
+            "data.sensitive_attributes": ["sex", "age_band", "region"],
+            "data.pii_columns": ["claimant_name"],
+            "model.params": {"n_estimators": 60},
+            "storage.uri": str(tmp_path / "store"),
+        },
+    )
     steps.validate_data(cfg, str(tmp_path / "data"))
     steps.train(cfg, str(tmp_path / "data"), None, str(tmp_path / "model"))
     steps.evaluate(cfg, str(tmp_path / "data"), str(tmp_path / "model"), str(tmp_path / "ev.json"))

@@ -29,13 +29,24 @@ def _commit(reg: Registry, version: str, model: bytes = b"model-bytes", auc: flo
         "model/model.ubj": reg.upload(version, "model/model.ubj", model),
         "evaluation.json": reg.upload(version, "evaluation.json", b'{"metrics": {}}'),
     }
-    sha = tree_hash({n[len("model/"):]: e["sha256"] for n, e in arts.items() if n.startswith("model/")})
+    sha = tree_hash({n[len("model/") :]: e["sha256"] for n, e in arts.items() if n.startswith("model/")})
     meta = {
-        "name": "benefits-review", "family": "xgboost", "status": "approved", "model_sha256": sha,
-        "metrics": {"roc_auc": auc, "f1": 0.5}, "gate": {"decision": "deploy", "reason": "all rules passed"},
-        "lineage": {"data_source": "demo:benefits", "data_fingerprint": "fp-" + version, "rows": {"train": 10},
-                    "config": {"model": {"seed": seed, "n_threads": 2}}, "seeds": {"model": seed},
-                    "code_revision": "abc", "libraries": {"xgboost": "3.2.0"}, "image": "local"},
+        "name": "benefits-review",
+        "family": "xgboost",
+        "status": "approved",
+        "model_sha256": sha,
+        "metrics": {"roc_auc": auc, "f1": 0.5},
+        "gate": {"decision": "deploy", "reason": "all rules passed"},
+        "lineage": {
+            "data_source": "demo:benefits",
+            "data_fingerprint": "fp-" + version,
+            "rows": {"train": 10},
+            "config": {"model": {"seed": seed, "n_threads": 2}},
+            "seeds": {"model": seed},
+            "code_revision": "abc",
+            "libraries": {"xgboost": "3.2.0"},
+            "image": "local",
+        },
     }
     man = reg.commit(version, arts, meta)
     AuditLog(reg.store).append("version_committed", {"version": version, "model_sha256": sha})

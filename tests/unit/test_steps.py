@@ -67,8 +67,14 @@ def test_tune_train_evaluate_gate_register_deploy(cfg, tmp_path):
     decision = steps.gate(cfg, str(tmp_path / "eval.json"), str(tmp_path / "gate.json"))
     assert decision["decision"] in {"deploy", "reject", "pending_approval"}
     assert all({"rule", "threshold", "value", "passed"} <= set(r) for r in decision["rules"])
-    manifest = steps.register(cfg, d, str(tmp_path / "params.json"), str(tmp_path / "model"),
-                              str(tmp_path / "eval.json"), str(tmp_path / "gate.json"))
+    manifest = steps.register(
+        cfg,
+        d,
+        str(tmp_path / "params.json"),
+        str(tmp_path / "model"),
+        str(tmp_path / "eval.json"),
+        str(tmp_path / "gate.json"),
+    )
     reg = _registry(cfg)
     assert [m["version"] for m in reg.versions()] == ["v1"]
     assert reg.verify("v1") == []
@@ -93,7 +99,10 @@ def _bad_cases(tmp_path):
     empty.write_text("")
     one_class = good.assign(needs_review=0)
     return {
-        "missing target": (_write(tmp_path, good.drop(columns=["needs_review"]), "nt.csv"), "target column 'needs_review'"),
+        "missing target": (
+            _write(tmp_path, good.drop(columns=["needs_review"]), "nt.csv"),
+            "target column 'needs_review'",
+        ),
         "text in numeric": (_write(tmp_path, text_numeric, "tn.csv"), "column 'monthly_income' must be numeric"),
         "empty file": (str(empty), "is empty"),
         "one class": (_write(tmp_path, one_class, "oc.csv"), "one class only"),

@@ -7,8 +7,18 @@ import pytest
 from civicml.storage.s3 import ACCESS_KEY_VARS, SECRET_KEY_VARS, S3Settings, parse_s3_uri, secret_env_mapping
 from civicml.storage.store import LocalStore, StoreError, open_store, resolve_store_uri
 
-S3_VARS = ("CIVICML_S3_ENDPOINT", "CIVICML_S3_SECURE", "CIVICML_S3_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-           "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN", *ACCESS_KEY_VARS, *SECRET_KEY_VARS)
+S3_VARS = (
+    "CIVICML_S3_ENDPOINT",
+    "CIVICML_S3_SECURE",
+    "CIVICML_S3_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_SESSION_TOKEN",
+    *ACCESS_KEY_VARS,
+    *SECRET_KEY_VARS,
+)
 
 
 @pytest.fixture

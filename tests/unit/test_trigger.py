@@ -11,14 +11,27 @@ POLICY = MonitoringConfig(psi_threshold=0.25, max_drift_share=0.3, max_metric_dr
 
 
 def _drift(rows=1000, share=0.0, max_psi=0.02, drifted=()):
-    return {"status": "ok" if rows else "empty", "window_rows": rows,
-            "summary": {"drift_share": share, "max_psi": max_psi, "max_psi_feature": "monthly_income",
-                        "drifted": list(drifted)}}
+    return {
+        "status": "ok" if rows else "empty",
+        "window_rows": rows,
+        "summary": {
+            "drift_share": share,
+            "max_psi": max_psi,
+            "max_psi_feature": "monthly_income",
+            "drifted": list(drifted),
+        },
+    }
 
 
 def _perf(drop, status="ok"):
-    return {"status": status, "metric": "roc_auc", "metrics": {"roc_auc": 0.8 - drop}, "reference": {"roc_auc": 0.8},
-            "watched_drop": drop if status == "ok" else None, "message": "12 labelled prediction(s)"}
+    return {
+        "status": status,
+        "metric": "roc_auc",
+        "metrics": {"roc_auc": 0.8 - drop},
+        "reference": {"roc_auc": 0.8},
+        "watched_drop": drop if status == "ok" else None,
+        "message": "12 labelled prediction(s)",
+    }
 
 
 def _fired(decision):
@@ -31,11 +44,14 @@ def test_quiet_window_does_not_retrain():
     assert "within the policy" in d["reason"]
 
 
-@pytest.mark.parametrize("drift,perf,rule", [
-    (_drift(share=0.3, drifted=["a", "b", "c"]), None, "max_drift_share"),
-    (_drift(max_psi=0.25), None, "psi_threshold"),
-    (_drift(), _perf(0.051), "max_metric_drop"),
-])
+@pytest.mark.parametrize(
+    "drift,perf,rule",
+    [
+        (_drift(share=0.3, drifted=["a", "b", "c"]), None, "max_drift_share"),
+        (_drift(max_psi=0.25), None, "psi_threshold"),
+        (_drift(), _perf(0.051), "max_metric_drop"),
+    ],
+)
 def test_each_trigger_fires_at_its_threshold(drift, perf, rule):
     d = decide_retrain(POLICY, drift, perf)
     assert d["decision"] == RETRAIN and d["triggers"] == [rule]
