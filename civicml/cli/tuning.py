@@ -65,11 +65,16 @@ def _print_result(result: dict) -> None:
 
 
 def tune(
-    backend: Backend | None = typer.Option(None, "--backend", "-b", help="optuna (local) or katib (cluster); "
-                                              "default: tuning.backend from the config."),
+    backend: Backend | None = typer.Option(
+        None, "--backend", "-b", help="optuna (local) or katib (cluster); default: tuning.backend from the config."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Katib: write the Experiment YAML, touch no cluster."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Katib --dry-run: the Experiment YAML; "
-                                          "otherwise: the result JSON (best_params, trials)."),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Katib --dry-run: the Experiment YAML; otherwise: the result JSON (best_params, trials).",
+    ),
     config: Path | None = ConfigOpt,
     version: str | None = typer.Option(None, "--version", help="Version id for the run (default: a new one)."),
     html: Path | None = typer.Option(None, "--html", help="Also write the trials table as HTML."),
@@ -125,8 +130,12 @@ def tune(
                 progress.update(task, completed=done, total=total)
 
             result = steps.tune(
-                cfg, str(data_dir), str(params_path), str(html) if html else None,
-                on_trial=on_trial, trials_md_path=str(markdown) if markdown else None,
+                cfg,
+                str(data_dir),
+                str(params_path),
+                str(html) if html else None,
+                on_trial=on_trial,
+                trials_md_path=str(markdown) if markdown else None,
             )
     _print_result(result)
     if output:
@@ -134,17 +143,22 @@ def tune(
 
 
 def trial(
-    params: str | None = typer.Option(None, "--params", help='Parameters as JSON, e.g. \'{"max_depth": 4}\'.'),
-    param: list[str] | None = typer.Option(None, "--param", "-p", help="One parameter as name=value (repeatable); "
-                                              "wins over --params."),
+    params: str | None = typer.Option(None, "--params", help="Parameters as JSON, e.g. '{\"max_depth\": 4}'."),
+    param: list[str] | None = typer.Option(
+        None, "--param", "-p", help="One parameter as name=value (repeatable); wins over --params."
+    ),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="A directory written by validate_data."),
-    version: str | None = typer.Option(None, "--version", help="Read the tuning split this version's tune step "
-                                          "uploaded to the store (how Katib runs it)."),
+    version: str | None = typer.Option(
+        None,
+        "--version",
+        help="Read the tuning split this version's tune step uploaded to the store (how Katib runs it).",
+    ),
     config: Path | None = ConfigOpt,
     round_metrics: bool | None = typer.Option(
-        None, "--round-metrics/--no-round-metrics",
+        None,
+        "--round-metrics/--no-round-metrics",
         help="Print the objective after every boosting round (for Katib medianstop); default: when early "
-             "stopping is configured.",
+        "stopping is configured.",
     ),
 ) -> None:
     """Train one candidate on the train split and print validation metrics as name=value lines (Katib StdOut)."""

@@ -198,7 +198,9 @@ def build_experiment(cfg: RunConfig, version: str):
         early = m.V1beta1EarlyStoppingSpec(
             algorithm_name=t.early_stopping.algorithm,
             algorithm_settings=[
-                m.V1beta1EarlyStoppingSetting(name="min_trials_required", value=str(t.early_stopping.min_trials_required)),
+                m.V1beta1EarlyStoppingSetting(
+                    name="min_trials_required", value=str(t.early_stopping.min_trials_required)
+                ),
                 m.V1beta1EarlyStoppingSetting(name="start_step", value=str(t.early_stopping.start_step)),
             ],
         )
@@ -402,7 +404,9 @@ def result_from_experiment(cfg: RunConfig, obj: dict[str, Any], trials: list[dic
     try:
         best_params = coerce_params(space, assigned)
     except ValueError as err:
-        raise KatibError(f"Katib's best trial {optimal.best_trial_name} has parameters outside the space: {err}") from None
+        raise KatibError(
+            f"Katib's best trial {optimal.best_trial_name} has parameters outside the space: {err}"
+        ) from None
     best_value = _metric_value(optimal.observation.metrics if optimal.observation else None, t.objective_metric)
     if best_value is None:
         raise KatibError(f"Katib's best trial {optimal.best_trial_name} reported no {t.objective_metric}")
@@ -418,8 +422,9 @@ def result_from_experiment(cfg: RunConfig, obj: dict[str, Any], trials: list[dic
             params = coerce_params(space, params)
         except ValueError:
             pass  # shown as Katib reported it
-        value = _metric_value(tr.status.observation.metrics if tr.status and tr.status.observation else None,
-                              t.objective_metric)
+        value = _metric_value(
+            tr.status.observation.metrics if tr.status and tr.status.observation else None, t.objective_metric
+        )
         rows.append({"number": number, "name": tr.metadata.name, "state": state.upper(), "value": value, **params})
     return {
         "backend": "katib",

@@ -24,8 +24,15 @@ ROUNDS = 30
 
 
 def cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "civicml.cli", *args], cwd=cwd, env=env or dict(os.environ),
-                          capture_output=True, text=True, timeout=240, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "civicml.cli", *args],
+        cwd=cwd,
+        env=env or dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +40,11 @@ def workdir(tmp_path_factory):
     """A small config and the data directory validate_data writes for it."""
     root = tmp_path_factory.mktemp("trial")
     config = {
-        "data": {"demo": {"rows": 1500}, "pii_columns": ["claimant_name"],
-                 "sensitive_attributes": ["sex", "age_band", "region"]},
+        "data": {
+            "demo": {"rows": 1500},
+            "pii_columns": ["claimant_name"],
+            "sensitive_attributes": ["sex", "age_band", "region"],
+        },
         "model": {"params": {"n_estimators": ROUNDS}, "n_threads": 1},
         "storage": {"uri": str(root / "store")},
         "tuning": {"early_stopping": {"min_trials_required": 2, "start_step": 5}},
@@ -100,16 +110,19 @@ def invoke(*args: str, cwd: Path, monkeypatch) -> tuple[int, str, str]:
 def test_bad_parameters_exit_nonzero_with_a_clear_message_and_no_metrics(workdir, monkeypatch):
     root, _ = workdir
     bad = {**PARAMS, "max_depth": 40}
-    code, out, err = invoke("trial", "--data-dir", "data", "--params", json.dumps(bad), cwd=root,
-                            monkeypatch=monkeypatch)
+    code, out, err = invoke(
+        "trial", "--data-dir", "data", "--params", json.dumps(bad), cwd=root, monkeypatch=monkeypatch
+    )
     assert code == 1
     assert "parameter max_depth: 40 is outside 2.0..8.0" in err
     assert parse_katib_metrics(out) == {}
-    code, out, err = invoke("trial", "--data-dir", "data", "--params", '{"max_depth": ', cwd=root,
-                            monkeypatch=monkeypatch)
+    code, out, err = invoke(
+        "trial", "--data-dir", "data", "--params", '{"max_depth": ', cwd=root, monkeypatch=monkeypatch
+    )
     assert code == 1 and "--params is not valid JSON" in err
-    code, out, err = invoke("trial", "--data-dir", "data", "--version", "v1", "--params", "{}", cwd=root,
-                            monkeypatch=monkeypatch)
+    code, out, err = invoke(
+        "trial", "--data-dir", "data", "--version", "v1", "--params", "{}", cwd=root, monkeypatch=monkeypatch
+    )
     assert code == 1 and "exactly one of --data-dir" in err
     code, out, err = invoke("trial", "--version", "v-missing", "--params", "{}", cwd=root, monkeypatch=monkeypatch)
     assert code == 1 and "no tuning data for version 'v-missing'" in err
@@ -118,8 +131,18 @@ def test_bad_parameters_exit_nonzero_with_a_clear_message_and_no_metrics(workdir
 def test_tune_katib_dry_run_writes_a_valid_experiment(workdir, monkeypatch):
     root, _ = workdir
     monkeypatch.setenv("CIVICML_STORE_URI", "s3://civicml/registry")
-    code, _, err = invoke("tune", "--backend", "katib", "--dry-run", "--version", "v-dry", "-o", "exp.yaml",
-                            cwd=root, monkeypatch=monkeypatch)
+    code, _, err = invoke(
+        "tune",
+        "--backend",
+        "katib",
+        "--dry-run",
+        "--version",
+        "v-dry",
+        "-o",
+        "exp.yaml",
+        cwd=root,
+        monkeypatch=monkeypatch,
+    )
     assert code == 0, err
     body = yaml.safe_load((root / "exp.yaml").read_text())
     assert V1beta1Experiment.from_dict(body).to_dict() == body
@@ -193,13 +216,20 @@ def test_tune_step_with_katib_backend_end_to_end(workdir, s3_env, monkeypatch, t
 
     root, cfg = workdir
     cfg = cfg.model_copy(update={"tuning": cfg.tuning.model_copy(update={"backend": "katib"})})
-    fake = FakeKatibController([
-        {"learning_rate": "0.05", "max_depth": "2", "min_child_weight": "1.0", "subsample": "0.7"},
-        {"learning_rate": "0.2", "max_depth": "5", "min_child_weight": "3.0", "subsample": "0.9"},
-    ])
+    fake = FakeKatibController(
+        [
+            {"learning_rate": "0.05", "max_depth": "2", "min_child_weight": "1.0", "subsample": "0.7"},
+            {"learning_rate": "0.2", "max_depth": "5", "min_child_weight": "3.0", "subsample": "0.9"},
+        ]
+    )
     monkeypatch.setattr(katib_backend, "_default_api", lambda: fake)
-    result = steps.tune(cfg, str(root / "data"), str(tmp_path / "tuning.json"), str(tmp_path / "trials.html"),
-                        trials_md_path=str(tmp_path / "trials.md"))
+    result = steps.tune(
+        cfg,
+        str(root / "data"),
+        str(tmp_path / "tuning.json"),
+        str(tmp_path / "trials.html"),
+        trials_md_path=str(tmp_path / "trials.md"),
+    )
     store = open_store(s3_env.uri)
     assert store.exists("staging/v-trial-test/tuning-data/index.json")
     assert len(fake.trial_outputs) == 2 and fake.deleted

@@ -49,7 +49,9 @@ def test_experiment_for_demo_config_round_trips_through_katib_models(cfg, body):
     assert spec.max_trial_count == 8 and spec.parallel_trial_count == 2 and spec.max_failed_trial_count == 3
     assert spec.early_stopping.algorithm_name == "medianstop"
     assert {s.name: s.value for s in spec.early_stopping.algorithm_settings} == {
-        "min_trials_required": "3", "start_step": "10"}
+        "min_trials_required": "3",
+        "start_step": "10",
+    }
     assert spec.metrics_collector_spec.collector.kind == "StdOut"
     params = {p.name: p for p in spec.parameters}
     assert params["learning_rate"].parameter_type == "double"
@@ -89,8 +91,10 @@ def test_trial_job_is_a_valid_restricted_batch_job(cfg, body):
     for key in ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"):
         assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "civicml-object-store", "key": key}
         assert "value" not in env[key]
-    assert container["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"},
-                                      "limits": {"cpu": "1", "memory": "2Gi"}}
+    assert container["resources"] == {
+        "requests": {"cpu": "1", "memory": "2Gi"},
+        "limits": {"cpu": "1", "memory": "2Gi"},
+    }
 
 
 def test_trial_job_strict_validation_rejects_a_typo(body):
@@ -101,15 +105,25 @@ def test_trial_job_strict_validation_rejects_a_typo(body):
 
 
 def test_categorical_and_stepped_parameters(cfg):
-    cfg = load_config(REPO / "civicml.yaml", {
-        "tuning.backend": "katib", "tuning.algorithm": "grid", "tuning.max_trials": 6,
-        "tuning.search_space": {"max_depth": {"type": "int", "min": 2, "max": 4},
-                                "grow_policy": {"type": "categorical", "values": ["depthwise", "lossguide"]}},
-    })
+    cfg = load_config(
+        REPO / "civicml.yaml",
+        {
+            "tuning.backend": "katib",
+            "tuning.algorithm": "grid",
+            "tuning.max_trials": 6,
+            "tuning.search_space": {
+                "max_depth": {"type": "int", "min": 2, "max": 4},
+                "grow_policy": {"type": "categorical", "values": ["depthwise", "lossguide"]},
+            },
+        },
+    )
     body = kb.experiment_body(kb.build_experiment(cfg, VERSION))
     params = {p["name"]: p for p in body["spec"]["parameters"]}
-    assert params["grow_policy"] == {"name": "grow_policy", "parameterType": "categorical",
-                                     "feasibleSpace": {"list": ["depthwise", "lossguide"]}}
+    assert params["grow_policy"] == {
+        "name": "grow_policy",
+        "parameterType": "categorical",
+        "feasibleSpace": {"list": ["depthwise", "lossguide"]},
+    }
     assert params["max_depth"]["feasibleSpace"] == {"min": "2", "max": "4"}
     assert V1beta1Experiment.from_dict(body).to_dict() == body
 
@@ -147,10 +161,12 @@ def finished(body: dict, condition: str, reason: str = "", message: str = "") ->
                 {"name": "min_child_weight", "value": "1.5"},
                 {"name": "subsample", "value": "0.8"},
             ],
-            "observation": {"metrics": [
-                {"name": "roc_auc", "latest": "0.81", "max": "0.82", "min": "0.6"},
-                {"name": "accuracy", "latest": "0.74", "max": "0.74", "min": "0.74"},
-            ]},
+            "observation": {
+                "metrics": [
+                    {"name": "roc_auc", "latest": "0.81", "max": "0.82", "min": "0.6"},
+                    {"name": "accuracy", "latest": "0.74", "max": "0.74", "min": "0.74"},
+                ]
+            },
         },
     }
     return obj
@@ -160,21 +176,36 @@ def trial_obj(exp: str, suffix: str, state: str, auc: str | None, created: str, 
     return {
         "apiVersion": "kubeflow.org/v1beta1",
         "kind": "Trial",
-        "metadata": {"name": f"{exp}-{suffix}", "namespace": "civicml", "creationTimestamp": created,
-                     "labels": {"katib.kubeflow.org/experiment": exp}},
-        "spec": {"parameterAssignments": [
-            {"name": "learning_rate", "value": "0.05"}, {"name": "max_depth", "value": depth},
-            {"name": "min_child_weight", "value": "1.5"}, {"name": "subsample", "value": "0.8"}]},
-        "status": {"conditions": [{"type": "Created", "status": "True"}, {"type": state, "status": "True"}],
-                   **({"observation": {"metrics": [{"name": "roc_auc", "latest": auc}]}} if auc else {})},
+        "metadata": {
+            "name": f"{exp}-{suffix}",
+            "namespace": "civicml",
+            "creationTimestamp": created,
+            "labels": {"katib.kubeflow.org/experiment": exp},
+        },
+        "spec": {
+            "parameterAssignments": [
+                {"name": "learning_rate", "value": "0.05"},
+                {"name": "max_depth", "value": depth},
+                {"name": "min_child_weight", "value": "1.5"},
+                {"name": "subsample", "value": "0.8"},
+            ]
+        },
+        "status": {
+            "conditions": [{"type": "Created", "status": "True"}, {"type": state, "status": "True"}],
+            **({"observation": {"metrics": [{"name": "roc_auc", "latest": auc}]}} if auc else {}),
+        },
     }
 
 
 class FakeCustomObjectsApi:
     """Records calls like kubernetes.client.CustomObjectsApi; `states` is what successive gets return."""
 
-    VERBS: ClassVar[dict[str, str]] = {"create_namespaced_custom_object": "create", "get_namespaced_custom_object": "get",
-             "delete_namespaced_custom_object": "delete", "list_namespaced_custom_object": "list"}
+    VERBS: ClassVar[dict[str, str]] = {
+        "create_namespaced_custom_object": "create",
+        "get_namespaced_custom_object": "get",
+        "delete_namespaced_custom_object": "delete",
+        "list_namespaced_custom_object": "list",
+    }
 
     def __init__(self, states: list[dict | None], trials: list[dict] | None = None, create_error: int | None = None):
         self.states = states
@@ -225,8 +256,10 @@ class FakeClock:
 
 def test_success_returns_optuna_shaped_result_and_deletes(cfg, body):
     name = body["metadata"]["name"]
-    trials = [trial_obj(name, "bbbb", "Failed", None, "2026-01-01T12:02:00Z", "3"),
-              trial_obj(name, "aaaa", "Succeeded", "0.81", "2026-01-01T12:01:00Z", "4")]
+    trials = [
+        trial_obj(name, "bbbb", "Failed", None, "2026-01-01T12:02:00Z", "3"),
+        trial_obj(name, "aaaa", "Succeeded", "0.81", "2026-01-01T12:01:00Z", "4"),
+    ]
     api = FakeCustomObjectsApi([None, None, finished(body, "Succeeded", "ExperimentMaxTrialsReached")], trials)
     clock = FakeClock()
     obj, listed = kb.submit_and_wait(api, body, timeout_seconds=600, poll_seconds=5, clock=clock, sleep=clock.sleep)
@@ -240,7 +273,9 @@ def test_success_returns_optuna_shaped_result_and_deletes(cfg, body):
     assert result["best_params"] == {"learning_rate": 0.05, "max_depth": 4, "min_child_weight": 1.5, "subsample": 0.8}
     assert result["best_value"] == 0.81
     assert [(t["number"], t["state"], t["value"], t["max_depth"]) for t in result["trials"]] == [
-        (0, "SUCCEEDED", 0.81, 4), (1, "FAILED", None, 3)]
+        (0, "SUCCEEDED", 0.81, 4),
+        (1, "FAILED", None, 3),
+    ]
     # Same keys the Optuna backend returns, so `train` and the reports take either.
     assert {"backend", "algorithm", "objective_metric", "best_params", "best_value", "trials"} <= set(result)
 
@@ -258,8 +293,17 @@ def test_every_api_call_is_declared_in_k8s_permissions(body):
 
 
 def test_failed_condition_raises_with_reason_and_deletes(body):
-    api = FakeCustomObjectsApi([None, finished(body, "Failed", "ExperimentMaxFailedTrialsReached",
-                                               "Experiment has reached the maximum number of failed trials")])
+    api = FakeCustomObjectsApi(
+        [
+            None,
+            finished(
+                body,
+                "Failed",
+                "ExperimentMaxFailedTrialsReached",
+                "Experiment has reached the maximum number of failed trials",
+            ),
+        ]
+    )
     clock = FakeClock()
     with pytest.raises(kb.KatibError) as info:
         kb.submit_and_wait(api, body, timeout_seconds=600, clock=clock, sleep=clock.sleep)
@@ -300,7 +344,9 @@ def test_local_store_is_refused_before_anything_is_sent(cfg, monkeypatch):
 
 
 def test_invalid_space_fails_before_building(cfg):
-    bad = load_config(REPO / "civicml.yaml", {"model.family": "logistic_regression", "tuning.search_space": {},
-                                              "tuning.algorithm": "cmaes"})
+    bad = load_config(
+        REPO / "civicml.yaml",
+        {"model.family": "logistic_regression", "tuning.search_space": {}, "tuning.algorithm": "cmaes"},
+    )
     with pytest.raises(ConfigError, match="cmaes"):
         kb.build_experiment(bad, VERSION)

@@ -41,34 +41,64 @@ def test_every_algorithm_and_type_accepted():
 @pytest.mark.parametrize(
     ("section", "key", "words"),
     [
-        (tuning(search_space={"lr": {"type": "double", "min": 0.3, "max": 0.3}}), "tuning.search_space.lr",
-         "must be < max"),
-        (tuning(search_space={"lr": {"type": "double", "min": 0.5, "max": 0.1}}), "tuning.search_space.lr",
-         "must be < max"),
+        (
+            tuning(search_space={"lr": {"type": "double", "min": 0.3, "max": 0.3}}),
+            "tuning.search_space.lr",
+            "must be < max",
+        ),
+        (
+            tuning(search_space={"lr": {"type": "double", "min": 0.5, "max": 0.1}}),
+            "tuning.search_space.lr",
+            "must be < max",
+        ),
         (tuning(search_space={"b": {"type": "categorical", "values": []}}), "tuning.search_space.b", "non-empty"),
         (tuning(search_space={"b": {"type": "categorical"}}), "tuning.search_space.b", "non-empty"),
-        (tuning(search_space={"b": {"type": "categorical", "values": ["a", "a"]}}), "tuning.search_space.b",
-         "distinct"),
+        (
+            tuning(search_space={"b": {"type": "categorical", "values": ["a", "a"]}}),
+            "tuning.search_space.b",
+            "distinct",
+        ),
         (tuning(algorithm="bayesianoptimization"), "tuning.algorithm", "choose one of random, tpe"),
-        (tuning(algorithm="cmaes", search_space={"lr": {"type": "double", "min": 0.01, "max": 0.3},
-                                                 "b": {"type": "categorical", "values": ["x", "y"]}}),
-         "tuning", "cmaes needs at least two continuous"),
-        (tuning(search_space={"lr": {"type": "double", "min": 0.0, "max": 0.3, "log": True}}),
-         "tuning.search_space.lr", "log scale needs min > 0"),
-        (tuning(search_space={"lr": {"type": "double", "min": 0.01, "max": 0.3, "log": True, "step": 0.01}}),
-         "tuning.search_space.lr", "cannot have a step"),
+        (
+            tuning(
+                algorithm="cmaes",
+                search_space={
+                    "lr": {"type": "double", "min": 0.01, "max": 0.3},
+                    "b": {"type": "categorical", "values": ["x", "y"]},
+                },
+            ),
+            "tuning",
+            "cmaes needs at least two continuous",
+        ),
+        (
+            tuning(search_space={"lr": {"type": "double", "min": 0.0, "max": 0.3, "log": True}}),
+            "tuning.search_space.lr",
+            "log scale needs min > 0",
+        ),
+        (
+            tuning(search_space={"lr": {"type": "double", "min": 0.01, "max": 0.3, "log": True, "step": 0.01}}),
+            "tuning.search_space.lr",
+            "cannot have a step",
+        ),
         (tuning(search_space={"d": {"type": "int", "min": 1.5, "max": 4}}), "tuning.search_space.d", "whole-number"),
-        (tuning(search_space={"d": {"type": "int", "min": 1, "max": 4, "step": 9}}), "tuning.search_space.d",
-         "step"),
+        (tuning(search_space={"d": {"type": "int", "min": 1, "max": 4, "step": 9}}), "tuning.search_space.d", "step"),
         (tuning(search_space={"d": {"type": "double"}}), "tuning.search_space.d", "needs 'min' and 'max'"),
-        (tuning(search_space={"d": {"type": "float", "min": 0, "max": 1}}), "tuning.search_space.d.type",
-         "double"),
-        (tuning(search_space={"learning-rate": {"type": "double", "min": 0.1, "max": 0.2}}), "tuning.search_space",
-         "letters, digits and '_'"),
-        (tuning(algorithm="grid", search_space={"lr": {"type": "double", "min": 0.1, "max": 0.3}}), "tuning",
-         "grid needs 'step'"),
-        (tuning(algorithm="grid", max_trials=10, search_space={"d": {"type": "int", "min": 1, "max": 3}}), "tuning",
-         "exceeds the 3 grid points"),
+        (tuning(search_space={"d": {"type": "float", "min": 0, "max": 1}}), "tuning.search_space.d.type", "double"),
+        (
+            tuning(search_space={"learning-rate": {"type": "double", "min": 0.1, "max": 0.2}}),
+            "tuning.search_space",
+            "letters, digits and '_'",
+        ),
+        (
+            tuning(algorithm="grid", search_space={"lr": {"type": "double", "min": 0.1, "max": 0.3}}),
+            "tuning",
+            "grid needs 'step'",
+        ),
+        (
+            tuning(algorithm="grid", max_trials=10, search_space={"d": {"type": "int", "min": 1, "max": 3}}),
+            "tuning",
+            "exceeds the 3 grid points",
+        ),
         (tuning(early_stopping={"algorithm": "hyperband"}), "tuning.early_stopping.algorithm", "medianstop"),
         (tuning(early_stopping={"start_step": 0}), "tuning.early_stopping.start_step", "greater than or equal"),
         (tuning(max_trials=0), "tuning.max_trials", "greater than or equal"),
@@ -100,16 +130,24 @@ def test_default_space_is_checked_against_the_algorithm_when_resolved():
 
 
 def test_coerce_params_types_and_ranges():
-    cfg = parse_config(tuning(search_space={
-        "lr": {"type": "double", "min": 0.01, "max": 0.3},
-        "depth": {"type": "int", "min": 2, "max": 6},
-        "flag": {"type": "categorical", "values": [True, False]},
-        "n": {"type": "categorical", "values": [100, 200]},
-    }))
+    cfg = parse_config(
+        tuning(
+            search_space={
+                "lr": {"type": "double", "min": 0.01, "max": 0.3},
+                "depth": {"type": "int", "min": 2, "max": 6},
+                "flag": {"type": "categorical", "values": [True, False]},
+                "n": {"type": "categorical", "values": [100, 200]},
+            }
+        )
+    )
     space = cfg.tuning.search_space
     # Katib substitutes every value as text.
     assert coerce_params(space, {"lr": "0.05", "depth": "4", "flag": "False", "n": "200"}) == {
-        "lr": 0.05, "depth": 4, "flag": False, "n": 200}
+        "lr": 0.05,
+        "depth": 4,
+        "flag": False,
+        "n": 200,
+    }
     for bad, words in [
         ({"lr": "0.5", "depth": 4, "flag": True, "n": 100}, "outside 0.01..0.3"),
         ({"lr": "x", "depth": 4, "flag": True, "n": 100}, "not a number"),
