@@ -10,21 +10,19 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from civicml.config import ColumnSpec, RunConfig
-from civicml.data.contract import check_target, enforce_contract, feature_lists, infer_contract
-from civicml.data.errors import DataError
-from civicml.data.fingerprint import fingerprint
-from civicml.data.profile import build_profile
-from civicml.data.sources import load_table
-from civicml.data.split import split_frame
 from civicml.governance.audit import AuditLog
 from civicml.provenance import code_revision, image, library_versions
 from civicml.storage.registry import Registry, new_version_id
 from civicml.storage.store import open_store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Heavy libraries (pandas, scikit-learn, XGBoost) are imported inside the steps that use
+# them: every pipeline step is a fresh process, and gate/register/deploy need none of them.
 
 SPLITS = ("train", "valid", "test")
 
@@ -49,6 +47,8 @@ def _read_json(path: str | Path) -> Any:
 
 def load_splits(data_dir: str | Path) -> dict[str, pd.DataFrame]:
     """Read the train/valid/test Parquet files written by `validate_data`."""
+    import pandas as pd
+
     d = Path(data_dir)
     return {name: pd.read_parquet(d / f"{name}.parquet") for name in SPLITS}
 
@@ -56,6 +56,42 @@ def load_splits(data_dir: str | Path) -> dict[str, pd.DataFrame]:
 def data_info(data_dir: str | Path) -> dict[str, Any]:
     """The `data_info.json` written by `validate_data` (features, fingerprint, version)."""
     return _read_json(Path(data_dir) / "data_info.json")
+
+
+def prepare_table(cfg: RunConfig, registry: Registry, df: pd.DataFrame):
+    """Drop PII, resolve and enforce the data contract, keep the model's columns.
+
+    Shared by `validate_data` and the monitor's "is this the champion's data?" check, so both
+    fingerprint exactly the same rows.
+
+    Returns:
+        (frame, contract, contract origin, numeric features, categorical features, contract report).
+
+    Raises:
+        DataError: a sensitive attribute is missing or the data breaks the contract.
+    """
+    from civicml.data.contract import enforce_contract, feature_lists, infer_contract
+    from civicml.data.errors import DataError
+
+    df = df.drop(columns=[c for c in cfg.data.pii_columns if c in df.columns])
+    missing_sensitive = [c for c in cfg.data.sensitive_attributes if c not in df.columns]
+    if missing_sensitive:
+        raise DataError(
+            f"sensitive attribute column(s) {missing_sensitive} (data.sensitive_attributes) are missing from "
+            "the data; fairness cannot be measured without them"
+        )
+    if cfg.data.contract is not None:
+        contract, origin = cfg.data.contract, "config"
+    else:
+        stored = registry.load_contract(cfg.name)
+        if stored is not None:
+            contract, origin = [ColumnSpec.model_validate(c) for c in stored], "stored"
+        else:
+            contract, origin = infer_contract(df, cfg.data), "inferred"
+    df, report = enforce_contract(df, contract)
+    numeric, categorical = feature_lists(contract, cfg.data)
+    keep = [*numeric, *categorical, *[c for c in cfg.data.sensitive_attributes if c not in numeric + categorical]]
+    return df[[*dict.fromkeys([*keep, cfg.data.target])]], contract, origin, numeric, categorical, report
 
 
 def validate_data(config: RunConfig | str, data_dir: str, version: str = "") -> dict[str, Any]:
@@ -73,6 +109,13 @@ def validate_data(config: RunConfig | str, data_dir: str, version: str = "") -> 
     Raises:
         DataError: the data breaks the contract; nothing is written to the registry.
     """
+    from civicml.data.contract import check_target
+    from civicml.data.errors import DataError
+    from civicml.data.fingerprint import fingerprint
+    from civicml.data.profile import build_profile
+    from civicml.data.sources import load_table
+    from civicml.data.split import split_frame
+
     cfg = _cfg(config)
     version = version or new_version_id()
     registry = _registry(cfg)
@@ -81,25 +124,7 @@ def validate_data(config: RunConfig | str, data_dir: str, version: str = "") -> 
         df = load_table(cfg.data.source, cfg.data.demo)
         check_target(df, cfg.data, cfg.task)
         missing_pii = [c for c in cfg.data.pii_columns if c not in df.columns]
-        df = df.drop(columns=[c for c in cfg.data.pii_columns if c in df.columns])
-        missing_sensitive = [c for c in cfg.data.sensitive_attributes if c not in df.columns]
-        if missing_sensitive:
-            raise DataError(
-                f"sensitive attribute column(s) {missing_sensitive} (data.sensitive_attributes) are missing from "
-                "the data; fairness cannot be measured without them"
-            )
-        if cfg.data.contract is not None:
-            contract, contract_origin = cfg.data.contract, "config"
-        else:
-            stored = registry.load_contract(cfg.name)
-            if stored is not None:
-                contract, contract_origin = [ColumnSpec.model_validate(c) for c in stored], "stored"
-            else:
-                contract, contract_origin = infer_contract(df, cfg.data), "inferred"
-        df, report = enforce_contract(df, contract)
-        numeric, categorical = feature_lists(contract, cfg.data)
-        keep = [*numeric, *categorical, *[c for c in cfg.data.sensitive_attributes if c not in numeric + categorical]]
-        df = df[[*dict.fromkeys([*keep, cfg.data.target])]]
+        df, contract, contract_origin, numeric, categorical, report = prepare_table(cfg, registry, df)
         splits = split_frame(df, cfg.data.target, cfg.split, stratify=cfg.task == "binary_classification")
     except DataError as err:
         audit.append("validation_failed", {"version": version, "source": cfg.data.source, "error": str(err)})
@@ -451,17 +476,11 @@ def batch_fingerprint(cfg: RunConfig, registry: Registry, df: pd.DataFrame) -> s
     the monitor can tell "same data as the champion" without starting a run; the training
     pipeline's own check remains the authority.
     """
+    from civicml.data.errors import DataError
+    from civicml.data.fingerprint import fingerprint
+
     try:
-        df = df.drop(columns=[c for c in cfg.data.pii_columns if c in df.columns])
-        if cfg.data.contract is not None:
-            contract = cfg.data.contract
-        else:
-            stored = registry.load_contract(cfg.name)
-            contract = [ColumnSpec.model_validate(c) for c in stored] if stored else infer_contract(df, cfg.data)
-        df, _ = enforce_contract(df, contract)
-        numeric, categorical = feature_lists(contract, cfg.data)
-        keep = [*numeric, *categorical, *[c for c in cfg.data.sensitive_attributes if c not in numeric + categorical]]
-        df = df[[*dict.fromkeys([*keep, cfg.data.target])]]
+        df = prepare_table(cfg, registry, df)[0]
     except (DataError, KeyError):
         return None
     # validate_data fingerprints the rows after a stratified split reorders nothing: same frame, same hash.
@@ -493,6 +512,7 @@ def monitor_drift(
     Raises:
         RegistryError: no such version (or no champion when `version` is empty).
     """
+    from civicml.data.sources import load_table
     from civicml.monitoring.drift import compute_drift, read_log_records, window_from_predictions
     from civicml.monitoring.performance import join_feedback, live_performance
 
