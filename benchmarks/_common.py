@@ -56,13 +56,17 @@ def bench_config(dest_dir: Path, rows: int, trials: int, base: Path = REPO / "ci
     return path
 
 
-def timed_run(cmd: list[str], cwd: Path | None = None, timeout: float = 3600, env: dict | None = None) -> tuple[float, str]:
+def timed_run(
+    cmd: list[str], cwd: Path | None = None, timeout: float = 3600, env: dict | None = None
+) -> tuple[float, str]:
     """Run `cmd` to completion; return (wall seconds, stdout). Raises with stderr's tail on failure."""
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env or clean_env())
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}:\n{proc.stderr[-3000:]}\n{proc.stdout[-2000:]}")
+        raise RuntimeError(
+            f"{' '.join(cmd[:4])}... exited {proc.returncode}:\n{proc.stderr[-3000:]}\n{proc.stdout[-2000:]}"
+        )
     return seconds, proc.stdout
 
 
@@ -83,8 +87,7 @@ def summary(values: list[float]) -> dict[str, Any]:
     if not v:
         return {"n": 0}
     q = statistics.quantiles(v, n=4, method="inclusive") if len(v) > 1 else [v[0], v[0], v[0]]
-    return {"n": len(v), "median": statistics.median(v), "min": v[0], "max": v[-1], "q1": q[0], "q3": q[2],
-            "values": v}
+    return {"n": len(v), "median": statistics.median(v), "min": v[0], "max": v[-1], "q1": q[0], "q3": q[2], "values": v}
 
 
 def fmt(s: dict[str, Any], unit: str = "", digits: int = 2) -> str:
@@ -128,24 +131,49 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "civicml"], cwd=REPO,
-                                    capture_output=True, text=True).stdout.strip())
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no", "civicml"],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.CalledProcessError):
         sha, dirty = "unknown", False
     from importlib.metadata import PackageNotFoundError, version
 
     libs = {}
-    for name in ("civicml", "kfp", "xgboost-cpu", "xgboost", "scikit-learn", "optuna", "fairlearn", "pandas", "numpy",
-                 "pyarrow", "fastapi", "uvicorn", "httpx"):
+    for name in (
+        "civicml",
+        "kfp",
+        "xgboost-cpu",
+        "xgboost",
+        "scikit-learn",
+        "optuna",
+        "fairlearn",
+        "pandas",
+        "numpy",
+        "pyarrow",
+        "fastapi",
+        "uvicorn",
+        "httpx",
+    ):
         try:
             libs[name] = version(name)
         except PackageNotFoundError:
             continue
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "ram_gb": ram, "os": platform.platform(),
-        "python": platform.python_version(), "civicml_sha": sha + ("-dirty" if dirty else ""), "libraries": libs,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gb": ram,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "civicml_sha": sha + ("-dirty" if dirty else ""),
+        "libraries": libs,
     }
 
 

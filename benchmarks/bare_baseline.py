@@ -39,8 +39,15 @@ import yaml
 # XGBoost defaults of civicml's estimator, overridden by model.params then by tuned values
 # (build_params' order). Kept literal here: the equivalence check in pipeline_overhead.py
 # fails loudly if they ever drift apart.
-XGB_DEFAULTS = {"n_estimators": 200, "max_depth": 5, "learning_rate": 0.1, "subsample": 1.0,
-                "colsample_bytree": 1.0, "min_child_weight": 1.0, "reg_lambda": 1.0}
+XGB_DEFAULTS = {
+    "n_estimators": 200,
+    "max_depth": 5,
+    "learning_rate": 0.1,
+    "subsample": 1.0,
+    "colsample_bytree": 1.0,
+    "min_child_weight": 1.0,
+    "reg_lambda": 1.0,
+}
 N_RESAMPLES = 1000
 SHAP_ROWS = 5000
 THRESHOLD = 0.5
@@ -70,8 +77,10 @@ def _weighted_metrics(y: np.ndarray, p: np.ndarray, W: np.ndarray) -> dict[str, 
             "brier": (W @ (p - y) ** 2) / n,
             "log_loss": (W @ -(y * np.log(pc) + (1 - y) * np.log(1 - pc))) / n,
             "roc_auc": (pos * (np.cumsum(neg, axis=1) - neg + 0.5 * neg)).sum(axis=1) / (npos * nneg),
-            "pr_auc": (np.diff(np.concatenate([np.zeros((len(W), 1)), rec], axis=1), axis=1)
-                       * np.where(tpc + fpc > 0, tpc / (tpc + fpc), 0.0)).sum(axis=1),
+            "pr_auc": (
+                np.diff(np.concatenate([np.zeros((len(W), 1)), rec], axis=1), axis=1)
+                * np.where(tpc + fpc > 0, tpc / (tpc + fpc), 0.0)
+            ).sum(axis=1),
         }
 
 
@@ -84,8 +93,10 @@ def bootstrap(y: np.ndarray, p: np.ndarray, seed: int, n_resamples: int = N_RESA
         W = _weights(rng, n, min(chunk, n_resamples - start))
         for name, v in _weighted_metrics(y.astype("float64"), p, W).items():
             parts.setdefault(name, []).append(v)
-    return {name: dict(zip(("low", "high"), np.quantile(np.concatenate(v), [0.025, 0.975]).tolist()))
-            for name, v in parts.items()}
+    return {
+        name: dict(zip(("low", "high"), np.quantile(np.concatenate(v), [0.025, 0.975]).tolist()))
+        for name, v in parts.items()
+    }
 
 
 def _weights(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
@@ -93,8 +104,9 @@ def _weights(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
     return np.bincount(idx.ravel(), minlength=k * n).reshape(k, n).astype("float64")
 
 
-def disparity_cis(y: np.ndarray, yp: np.ndarray, groups: np.ndarray, seed: int, n_resamples: int = N_RESAMPLES,
-                  chunk: int = 100) -> dict[str, dict[str, float]]:
+def disparity_cis(
+    y: np.ndarray, yp: np.ndarray, groups: np.ndarray, seed: int, n_resamples: int = N_RESAMPLES, chunk: int = 100
+) -> dict[str, dict[str, float]]:
     """95 % bootstrap intervals of the demographic-parity and equalized-odds disparities."""
     rng = np.random.default_rng(seed)
     G = (groups[:, None] == np.unique(groups)[None, :]).astype("float64")
@@ -107,16 +119,22 @@ def disparity_cis(y: np.ndarray, yp: np.ndarray, groups: np.ndarray, seed: int, 
             tpr = (W @ (G * yc * pc)) / (W @ (G * yc))
             fpr = (W @ (G * (1 - yc) * pc)) / (W @ (G * (1 - yc)))
             lo, hi = sel.min(axis=1), sel.max(axis=1)
-            vals = {"demographic_parity_difference": hi - lo, "demographic_parity_ratio": lo / hi,
-                    "equalized_odds_difference": np.maximum(np.ptp(tpr, axis=1), np.ptp(fpr, axis=1))}
+            vals = {
+                "demographic_parity_difference": hi - lo,
+                "demographic_parity_ratio": lo / hi,
+                "equalized_odds_difference": np.maximum(np.ptp(tpr, axis=1), np.ptp(fpr, axis=1)),
+            }
         for k, v in vals.items():
             parts.setdefault(k, []).append(v)
-    return {k: dict(zip(("low", "high"), np.nanquantile(np.concatenate(v), [0.025, 0.975]).tolist()))
-            for k, v in parts.items()}
+    return {
+        k: dict(zip(("low", "high"), np.nanquantile(np.concatenate(v), [0.025, 0.975]).tolist()))
+        for k, v in parts.items()
+    }
 
 
-def run(config_path: str | Path, rows: int | None = None, trials: int | None = None,
-        out_dir: str | Path | None = None) -> dict[str, Any]:
+def run(
+    config_path: str | Path, rows: int | None = None, trials: int | None = None, out_dir: str | Path | None = None
+) -> dict[str, Any]:
     """Do the pipeline's ML work once; return per-stage seconds and the results.
 
     Args:
@@ -135,9 +153,16 @@ def run(config_path: str | Path, rows: int | None = None, trials: int | None = N
 
     import optuna
     import xgboost as xgb
-    from fairlearn.metrics import (MetricFrame, count, demographic_parity_difference, demographic_parity_ratio,
-                                   equalized_odds_difference, false_positive_rate, selection_rate,
-                                   true_positive_rate)
+    from fairlearn.metrics import (
+        MetricFrame,
+        count,
+        demographic_parity_difference,
+        demographic_parity_ratio,
+        equalized_odds_difference,
+        false_positive_rate,
+        selection_rate,
+        true_positive_rate,
+    )
     from sklearn import metrics as skm
     from sklearn.calibration import calibration_curve
     from sklearn.model_selection import train_test_split
@@ -160,8 +185,12 @@ def run(config_path: str | Path, rows: int | None = None, trials: int | None = N
     categorical = [c for c in feats if c not in numeric]
     df = df[[*numeric, *categorical, *sensitive, target]]
     rest, test = train_test_split(df, test_size=sp["test_fraction"], random_state=sp["seed"], stratify=df[target])
-    train, valid = train_test_split(rest, test_size=sp["valid_fraction"] / (1 - sp["test_fraction"]),
-                                    random_state=sp["seed"] + 1, stratify=rest[target])
+    train, valid = train_test_split(
+        rest,
+        test_size=sp["valid_fraction"] / (1 - sp["test_fraction"]),
+        random_state=sp["seed"] + 1,
+        stratify=rest[target],
+    )
     train, valid, test = (x.reset_index(drop=True) for x in (train, valid, test))
     cats = {c: sorted(str(v) for v in train[c].dropna().unique()) for c in categorical}
     positive = sorted(train[target].unique().tolist())[1]
@@ -179,15 +208,27 @@ def run(config_path: str | Path, rows: int | None = None, trials: int | None = N
     fixed = {**XGB_DEFAULTS, **(m.get("params") or {})}
 
     def model(params: dict[str, Any], callbacks=None):
-        return xgb.XGBClassifier(tree_method="hist", enable_categorical=True, max_cat_to_onehot=1,
-                                 random_state=m["seed"], n_jobs=m["n_threads"], eval_metric="auc",
-                                 **({"callbacks": callbacks} if callbacks else {}), **{**fixed, **params})
+        return xgb.XGBClassifier(
+            tree_method="hist",
+            enable_categorical=True,
+            max_cat_to_onehot=1,
+            random_state=m["seed"],
+            n_jobs=m["n_threads"],
+            eval_metric="auc",
+            **({"callbacks": callbacks} if callbacks else {}),
+            **{**fixed, **params},
+        )
 
-    samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=tu["seed"]),
-                "random": lambda: optuna.samplers.RandomSampler(seed=tu["seed"])}
+    samplers = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=tu["seed"]),
+        "random": lambda: optuna.samplers.RandomSampler(seed=tu["seed"]),
+    }
     es = tu.get("early_stopping")
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=es["min_trials_required"], n_warmup_steps=es["start_step"] - 1)
-              if es else optuna.pruners.NopPruner())
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=es["min_trials_required"], n_warmup_steps=es["start_step"] - 1)
+        if es
+        else optuna.pruners.NopPruner()
+    )
     space = tu["search_space"]
 
     def objective(trial) -> float:
@@ -196,8 +237,9 @@ def run(config_path: str | Path, rows: int | None = None, trials: int | None = N
             if s["type"] == "int":
                 params[name] = trial.suggest_int(name, int(s["min"]), int(s["max"]), log=s.get("log", False), step=1)
             else:
-                params[name] = trial.suggest_float(name, s["min"], s["max"], log=s.get("log", False),
-                                                   step=None if s.get("log") else s.get("step"))
+                params[name] = trial.suggest_float(
+                    name, s["min"], s["max"], log=s.get("log", False), step=None if s.get("log") else s.get("step")
+                )
 
         class Report(xgb.callback.TrainingCallback):
             def after_iteration(self, model, epoch, evals_log):
@@ -229,23 +271,37 @@ def run(config_path: str | Path, rows: int | None = None, trials: int | None = N
     p = final.predict_proba(Xte)[:, 1].astype("float64")
     yp = (p >= THRESHOLD).astype(int)
     metrics = {
-        "accuracy": skm.accuracy_score(yte, yp), "precision": skm.precision_score(yte, yp, zero_division=0),
-        "recall": skm.recall_score(yte, yp, zero_division=0), "f1": skm.f1_score(yte, yp, zero_division=0),
-        "roc_auc": skm.roc_auc_score(yte, p), "pr_auc": skm.average_precision_score(yte, p),
-        "log_loss": skm.log_loss(yte, p, labels=[0, 1]), "brier": skm.brier_score_loss(yte, p),
+        "accuracy": skm.accuracy_score(yte, yp),
+        "precision": skm.precision_score(yte, yp, zero_division=0),
+        "recall": skm.recall_score(yte, yp, zero_division=0),
+        "f1": skm.f1_score(yte, yp, zero_division=0),
+        "roc_auc": skm.roc_auc_score(yte, p),
+        "pr_auc": skm.average_precision_score(yte, p),
+        "log_loss": skm.log_loss(yte, p, labels=[0, 1]),
+        "brier": skm.brier_score_loss(yte, p),
     }
-    evaluation: dict[str, Any] = {"metrics": {k: float(v) for k, v in metrics.items()},
-                                  "confidence_intervals": bootstrap(yte, p, seed=sp["seed"]),
-                                  "confusion_matrix": skm.confusion_matrix(yte, yp, labels=[0, 1]).tolist()}
+    evaluation: dict[str, Any] = {
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "confidence_intervals": bootstrap(yte, p, seed=sp["seed"]),
+        "confusion_matrix": skm.confusion_matrix(yte, yp, labels=[0, 1]).tolist(),
+    }
     evaluation["roc"] = [a.tolist()[:: max(1, len(a) // 100)] for a in skm.roc_curve(yte, p)]
     evaluation["pr"] = [a.tolist()[:: max(1, len(a) // 100)] for a in skm.precision_recall_curve(yte, p)]
     evaluation["calibration"] = [a.tolist() for a in calibration_curve(yte, p, n_bins=10)]
     fairness = {}
     for attr in sensitive:
         groups = test[attr].astype(str).to_numpy()
-        mf = MetricFrame(metrics={"selection_rate": selection_rate, "tpr": true_positive_rate,
-                                  "fpr": false_positive_rate, "count": count},
-                         y_true=yte, y_pred=yp, sensitive_features=groups)
+        mf = MetricFrame(
+            metrics={
+                "selection_rate": selection_rate,
+                "tpr": true_positive_rate,
+                "fpr": false_positive_rate,
+                "count": count,
+            },
+            y_true=yte,
+            y_pred=yp,
+            sensitive_features=groups,
+        )
         fairness[attr] = {
             "groups": json.loads(mf.by_group.to_json(orient="index")),
             "demographic_parity_difference": float(demographic_parity_difference(yte, yp, sensitive_features=groups)),
@@ -267,11 +323,18 @@ def run(config_path: str | Path, rows: int | None = None, trials: int | None = N
         ok = ok and all(f[rule["metric"]] >= rule.get("min", -np.inf) for f in fairness.values())
     lap("gate", t)
     return {
-        "rows": rows, "trials": n_trials, "seconds": time.perf_counter() - t_start, "stages": stages,
-        "best_trial": study.best_trial.number, "best_params": study.best_params, "best_value": study.best_value,
-        "test_roc_auc": float(metrics["roc_auc"]), "decision": "deploy" if ok else "reject",
+        "rows": rows,
+        "trials": n_trials,
+        "seconds": time.perf_counter() - t_start,
+        "stages": stages,
+        "best_trial": study.best_trial.number,
+        "best_params": study.best_params,
+        "best_value": study.best_value,
+        "test_roc_auc": float(metrics["roc_auc"]),
+        "decision": "deploy" if ok else "reject",
         "trial_states": [tr.state.name for tr in study.trials],
-        "n_features": Xtr.shape[1], "out_dir": str(out),
+        "n_features": Xtr.shape[1],
+        "out_dir": str(out),
     }
 
 

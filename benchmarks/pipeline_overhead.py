@@ -23,11 +23,32 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from _common import BENCH, CIVICML, PY, bench_config, fmt, fresh_dir, last_json, load_average, rmtree, summary, timed_run
+from _common import (
+    BENCH,
+    CIVICML,
+    PY,
+    bench_config,
+    fmt,
+    fresh_dir,
+    last_json,
+    load_average,
+    rmtree,
+    summary,
+    timed_run,
+)
 
-STEP_TO_STAGE = {"validate-data": "data", "tune": "tune", "train": "train", "evaluate": "evaluate", "gate": "gate",
-                 "register": None, "deploy": None}
-_LINE = re.compile(r"(\d\d:\d\d:\d\d\.\d+) - \w+ - (?:Executing task '([\w-]+)'|Task '([\w-]+)' finished with status (\w+))")
+STEP_TO_STAGE = {
+    "validate-data": "data",
+    "tune": "tune",
+    "train": "train",
+    "evaluate": "evaluate",
+    "gate": "gate",
+    "register": None,
+    "deploy": None,
+}
+_LINE = re.compile(
+    r"(\d\d:\d\d:\d\d\.\d+) - \w+ - (?:Executing task '([\w-]+)'|Task '([\w-]+)' finished with status (\w+))"
+)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -58,9 +79,15 @@ def run_pipeline_once(rows: int, trials: int) -> dict[str, Any]:
             raise RuntimeError(f"civicml run failed: {res.get('error')}")
         tuning = sorted(d.glob(".civicml/**/tuning.json"))
         tj = json.loads(tuning[0].read_text()) if tuning else {}
-        return {"wall": wall, "steps": step_seconds(res["log"]), "in_process_seconds": res.get("seconds"),
-                "best_trial": tj.get("best_trial"), "best_params": tj.get("best_params"),
-                "test_roc_auc": res.get("metrics", {}).get("roc_auc"), "decision": res.get("decision")}
+        return {
+            "wall": wall,
+            "steps": step_seconds(res["log"]),
+            "in_process_seconds": res.get("seconds"),
+            "best_trial": tj.get("best_trial"),
+            "best_params": tj.get("best_params"),
+            "test_roc_auc": res.get("metrics", {}).get("roc_auc"),
+            "decision": res.get("decision"),
+        }
     finally:
         rmtree(d)
 
@@ -70,8 +97,22 @@ def run_bare_once(rows: int, trials: int) -> dict[str, Any]:
     d = fresh_dir("bare")
     try:
         cfg = bench_config(d, rows, trials)
-        wall, out = timed_run([PY, str(BENCH / "bare_baseline.py"), "--config", str(cfg), "--rows", str(rows),
-                               "--trials", str(trials), "--out", str(d / "out"), "--json"], cwd=d)
+        wall, out = timed_run(
+            [
+                PY,
+                str(BENCH / "bare_baseline.py"),
+                "--config",
+                str(cfg),
+                "--rows",
+                str(rows),
+                "--trials",
+                str(trials),
+                "--out",
+                str(d / "out"),
+                "--json",
+            ],
+            cwd=d,
+        )
         res = last_json(out)
         res["wall"] = wall
         return res
@@ -99,15 +140,27 @@ def alternate(rows: int, trials: int, pairs: int, log=print) -> dict[str, Any]:
         a = run_pipeline_once(rows, trials)
         b = run_bare_once(rows, trials)
         ok, detail = same_work(a, b)
-        runs.append({"pipeline": a, "bare": b, "ratio": a["wall"] / b["wall"], "same_work": ok, "check": detail,
-                     "load_before": load})
-        log(f"  overhead {rows:>9,} rows pair {i + 1}/{pairs}: pipeline {a['wall']:.1f} s, bare {b['wall']:.1f} s, "
-            f"ratio {a['wall'] / b['wall']:.2f}, same work: {ok}")
+        runs.append(
+            {
+                "pipeline": a,
+                "bare": b,
+                "ratio": a["wall"] / b["wall"],
+                "same_work": ok,
+                "check": detail,
+                "load_before": load,
+            }
+        )
+        log(
+            f"  overhead {rows:>9,} rows pair {i + 1}/{pairs}: pipeline {a['wall']:.1f} s, bare {b['wall']:.1f} s, "
+            f"ratio {a['wall'] / b['wall']:.2f}, same work: {ok}"
+        )
         if not ok:
             raise RuntimeError(f"pipeline and bare baseline did different work at {rows} rows: {detail}")
     steps = sorted({s for r in runs for s in r["pipeline"]["steps"]}, key=list(STEP_TO_STAGE).index)
     return {
-        "rows": rows, "trials": trials, "pairs": pairs,
+        "rows": rows,
+        "trials": trials,
+        "pairs": pairs,
         "pipeline_wall": summary([r["pipeline"]["wall"] for r in runs]),
         "bare_wall": summary([r["bare"]["wall"] for r in runs]),
         "ratio": summary([r["ratio"] for r in runs]),
@@ -124,7 +177,9 @@ def startup_costs(reps: int = 3) -> dict[str, Any]:
         "python -c pass": "pass",
         "import civicml.steps": "import civicml.steps",
         "import kfp executor + civicml.steps": "import kfp.dsl.executor_main, civicml.steps",
-        "+ pandas/pyarrow/xgboost/sklearn": "import kfp.dsl.executor_main, civicml.steps, pyarrow.parquet, xgboost, sklearn.metrics",
+        "+ pandas/pyarrow/xgboost/sklearn": (
+            "import kfp.dsl.executor_main, civicml.steps, pyarrow.parquet, xgboost, sklearn.metrics"
+        ),
     }
     out = {}
     for name, code in probes.items():
@@ -142,8 +197,15 @@ def fixed_overhead(reps: int = 3, rows: int = 1000, trials: int = 1, log=print) 
         pipe = res["pipeline_steps"][step]["median"]
         bare = res["bare_stages"][stage]["median"] if stage else 0.0
         per_step[step] = {"pipeline": pipe, "bare": bare, "overhead": pipe - bare, "bare_stage": stage}
-    return {"rows": rows, "trials": trials, "reps": reps, "per_step": per_step,
-            "bare_imports": res["bare_stages"]["imports"], "detail": res, "startup": startup_costs()}
+    return {
+        "rows": rows,
+        "trials": trials,
+        "reps": reps,
+        "per_step": per_step,
+        "bare_imports": res["bare_stages"]["imports"],
+        "detail": res,
+        "startup": startup_costs(),
+    }
 
 
 def main() -> None:
@@ -155,8 +217,10 @@ def main() -> None:
     ap.add_argument("--fixed-reps", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
-    result = {"fixed": fixed_overhead(a.fixed_reps),
-              "ratio": [alternate(n, t, p) for n, p, t in zip(a.sizes, a.pairs, a.trials)]}
+    result = {
+        "fixed": fixed_overhead(a.fixed_reps),
+        "ratio": [alternate(n, t, p) for n, p, t in zip(a.sizes, a.pairs, a.trials)],
+    }
     for r in result["ratio"]:
         print(f"{r['rows']:,} rows: ratio {fmt(r['ratio'])}")
     text = json.dumps(result, indent=2, default=str)

@@ -42,8 +42,14 @@ def _child(step: str, config: str, work: str) -> dict[str, Any]:
 
     w = Path(work)
     cfg = load_config(config)
-    paths = {"data": str(w / "data"), "params": str(w / "params.json"), "model": str(w / "model"),
-             "eval": str(w / "evaluation.json"), "report": str(w / "report.html"), "gate": str(w / "gate.json")}
+    paths = {
+        "data": str(w / "data"),
+        "params": str(w / "params.json"),
+        "model": str(w / "model"),
+        "eval": str(w / "evaluation.json"),
+        "report": str(w / "report.html"),
+        "gate": str(w / "gate.json"),
+    }
     extra: dict[str, Any] = {}
     t0 = time.perf_counter()
     if step == "baseline":
@@ -57,11 +63,17 @@ def _child(step: str, config: str, work: str) -> dict[str, Any]:
         d = cfg.data.demo
         df = generate_benefits(rows=d.rows, month=d.month, bias=d.bias, seed=d.seed)
         num = [c for c in df.columns if c != cfg.data.target and df[c].dtype.kind in "fiu"]
-        cat = [c for c in df.columns if c not in num and c not in (cfg.data.target, *cfg.data.sensitive_attributes,
-                                                                    *cfg.data.pii_columns)]
+        cat = [
+            c
+            for c in df.columns
+            if c not in num and c not in (cfg.data.target, *cfg.data.sensitive_attributes, *cfg.data.pii_columns)
+        ]
         X = FeatureSpec.fit(df, cfg.data.target, cfg.task, num, cat).transform(df)
-        extra = {"feature_matrix_bytes": int(X.memory_usage(deep=True).sum()),
-                 "raw_table_bytes": int(df.memory_usage(deep=True).sum()), "n_features": X.shape[1]}
+        extra = {
+            "feature_matrix_bytes": int(X.memory_usage(deep=True).sum()),
+            "raw_table_bytes": int(df.memory_usage(deep=True).sum()),
+            "n_features": X.shape[1],
+        }
     elif step == "validate_data":
         extra = {"rows": steps.validate_data(cfg, paths["data"])["rows"]}
     elif step == "tune":
@@ -73,7 +85,9 @@ def _child(step: str, config: str, work: str) -> dict[str, Any]:
     elif step == "gate":
         extra = {"decision": steps.gate(cfg, paths["eval"], paths["gate"])["decision"]}
     elif step == "register":
-        steps.register(cfg, paths["data"], paths["params"], paths["model"], paths["eval"], paths["gate"], paths["report"])
+        steps.register(
+            cfg, paths["data"], paths["params"], paths["model"], paths["eval"], paths["gate"], paths["report"]
+        )
     elif step == "deploy":
         if json.loads(Path(paths["gate"]).read_text())["decision"] == "deploy":
             steps.deploy(cfg, steps.data_info(paths["data"])["version"])
@@ -83,8 +97,12 @@ def _child(step: str, config: str, work: str) -> dict[str, Any]:
         raise SystemExit(f"unknown step {step!r}; expected one of {['baseline', 'matrix', *STEPS]}")
     seconds = time.perf_counter() - t0
     # ru_maxrss is in KiB on Linux.
-    return {"step": step, "seconds": seconds, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            **extra}
+    return {
+        "step": step,
+        "seconds": seconds,
+        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **extra,
+    }
 
 
 # ----------------------------------------------------------------------------- parent side
@@ -127,8 +145,10 @@ def measure(rows: int, trials: int, log=print) -> dict[str, Any]:
         out["feature_matrix_mb"] = mat_mb
         out["rss_over_matrix"] = out["peak_rss_mb"] / mat_mb
         out["rss_above_baseline_over_matrix"] = (out["peak_rss_mb"] - out["baseline"]["maxrss_mb"]) / mat_mb
-        log(f"  scaling {rows:>9,} rows: steps {out['step_seconds_total']:.1f} s (wall {out['wall_total']:.1f} s), "
-            f"peak RSS {out['peak_rss_mb']:.0f} MB in {out['peak_step']}, feature matrix {mat_mb:.1f} MB")
+        log(
+            f"  scaling {rows:>9,} rows: steps {out['step_seconds_total']:.1f} s (wall {out['wall_total']:.1f} s), "
+            f"peak RSS {out['peak_rss_mb']:.0f} MB in {out['peak_step']}, feature matrix {mat_mb:.1f} MB"
+        )
         return out
     finally:
         rmtree(d)
