@@ -63,6 +63,9 @@ class RecordSchema:
                 continue
             fields[col.name] = (_field_type(col, None) | None, None)
             self.optional.append(col.name)
+            # Optional columns (e.g. sensitive attributes, logged for fairness monitoring) keep their
+            # contract kind, so the v2 route accepts BYTES for categorical ones.
+            self.kinds.setdefault(col.name, col.kind)
         self.model: type[BaseModel] = create_model("Record", __config__=ConfigDict(extra="forbid"), **fields)
 
     def validate(self, records: Any, loc: tuple[Any, ...]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -126,7 +126,7 @@ def _records(n, seed=11):
 def test_routing_over_http_follows_the_weights(built, client):
     _, _, champion, challenger = built
     recs, _ = _records(1)
-    keys = [f"citizen-{i}" for i in range(160)]
+    keys = [f"citizen-{i}" for i in range(10_000)]
 
     def one(k):
         r = client.post("/predict", json={"records": recs, "key": k})
@@ -140,12 +140,11 @@ def test_routing_over_http_follows_the_weights(built, client):
     # Concurrent requests: also exercises batching several requests into one log object.
     with ThreadPoolExecutor(8) as pool:
         arms = list(pool.map(one, keys))
-    # Exactly the arm the routing function picks for each key (salted by the challenger version)...
+    # Over 10,000 real HTTP requests the challenger gets the configured share within 3 points...
+    share = arms.count(CHALLENGER) / len(arms)
+    assert abs(share - SHARE) <= 0.03, share
+    # ...and each request got exactly the arm the routing function picks for its key.
     assert arms == [choose_arm(k, SHARE, salt=challenger) for k in keys]
-    assert set(arms) == {CHAMPION, CHALLENGER}
-    # ...and that function gives the configured share within 3 points over 10,000 keys.
-    big = sum(choose_arm(f"k{i}", SHARE, salt=challenger) == CHALLENGER for i in range(10_000)) / 10_000
-    assert abs(big - SHARE) <= 0.03
 
 
 def test_same_key_same_arm(client):
@@ -193,6 +192,10 @@ def test_v2_metadata_and_infer_shape(built, client):
     ).json()
     assert [x["score"] for x in p["predictions"]] == pytest.approx(out["score"]["data"])
     assert client.post("/v2/models/nope/infer", json={"inputs": inputs}).status_code == 404
+    # Optional contract columns (sensitive attributes, logged for fairness monitoring) go in as BYTES too.
+    with_region = [*inputs, {"name": "region", "shape": [3], "datatype": "BYTES", "data": [r["region"] for r in recs]}]
+    r = client.post(f"/v2/models/{cfg.name}/infer", json={"inputs": with_region})
+    assert r.status_code == 200, r.text
 
 
 @pytest.mark.parametrize(
