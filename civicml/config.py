@@ -78,6 +78,54 @@ class SplitConfig(_Strict):
     seed: int = 42
 
 
+# Hyperparameters each family accepts (fixed in `model.params` or searched in `tuning.search_space`).
+# Checked here so a family switch with a leftover parameter fails at load time, naming the key,
+# instead of deep inside a tuning trial.
+FAMILY_PARAMS: dict[str, frozenset[str]] = {
+    "xgboost": frozenset(
+        {
+            "n_estimators",
+            "max_depth",
+            "learning_rate",
+            "subsample",
+            "colsample_bytree",
+            "colsample_bylevel",
+            "colsample_bynode",
+            "min_child_weight",
+            "gamma",
+            "reg_alpha",
+            "reg_lambda",
+            "max_bin",
+            "max_leaves",
+            "grow_policy",
+            "scale_pos_weight",
+            "max_delta_step",
+            "max_cat_to_onehot",
+            "max_cat_threshold",
+        }
+    ),
+    "logistic_regression": frozenset(
+        {"C", "penalty", "l1_ratio", "max_iter", "tol", "solver", "class_weight", "fit_intercept"}
+    ),
+    "random_forest": frozenset(
+        {
+            "n_estimators",
+            "max_depth",
+            "min_samples_split",
+            "min_samples_leaf",
+            "max_features",
+            "max_leaf_nodes",
+            "min_impurity_decrease",
+            "bootstrap",
+            "class_weight",
+            "criterion",
+            "max_samples",
+            "ccp_alpha",
+        }
+    ),
+}
+
+
 class ModelConfig(_Strict):
     """Model family and fixed parameters (tuned ones come from `tuning`)."""
 
@@ -400,6 +448,19 @@ class RunConfig(_Strict):
     monitoring: MonitoringConfig = MonitoringConfig()
     card: CardConfig = CardConfig()
 
+    @model_validator(mode="after")
+    def _params_fit_family(self) -> RunConfig:
+        allowed = FAMILY_PARAMS[self.model.family]
+        for key, names in (("model.params", self.model.params), ("tuning.search_space", self.tuning.search_space)):
+            unknown = sorted(set(names) - allowed)
+            if unknown:
+                raise ValueError(
+                    f"{key} has {unknown}, which model.family={self.model.family!r} does not accept; "
+                    f"valid names: {', '.join(sorted(allowed))}. When switching families, also set "
+                    f"{key} (or leave tuning.search_space empty to use the family's default space)"
+                )
+        return self
+
     def to_json(self) -> str:
         """Canonical JSON (sorted keys) so the same config always hashes the same."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
@@ -413,13 +474,14 @@ class RunConfig(_Strict):
 def _format_errors(err: ValidationError, where: str) -> str:
     lines = [f"invalid config in {where}:"]
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = e["msg"]
+        key = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling against civicml.yaml)"
         value = e.get("input")
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"  - {key}: {msg}{shown}")
+        # Cross-section rules name their keys in the message itself.
+        lines.append(f"  - {key}: {msg}{shown}" if key else f"  - {msg}")
     return "\n".join(lines)
 
 

@@ -24,7 +24,7 @@ from civicml import steps
 from civicml.config import ColumnSpec, ConfigError, RunConfig, parse_config
 from civicml.governance.audit import AuditLog
 from civicml.provenance import code_revision, image, library_versions
-from civicml.storage.registry import Registry, RegistryError, dict_diff
+from civicml.storage.registry import IntegrityError, Registry, RegistryError, dict_diff
 
 
 @contextlib.contextmanager
@@ -82,6 +82,12 @@ def reproduce(registry: Registry, version: str, actor: str | None = None) -> dic
     """
     man = registry.manifest(version)
     version = man["version"]
+    # A retrain can only vouch for a version whose stored files are the ones that were committed.
+    problems = registry.verify(version)
+    if problems:
+        raise IntegrityError(
+            f"version {version} fails verification, so it cannot be reproduced: " + "; ".join(problems)
+        )
     lineage = man.get("lineage") or {}
     cfg = recorded_config(man)
     train_cfg = cfg.model_copy(deep=True)

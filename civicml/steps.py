@@ -208,6 +208,18 @@ def tune(
 
         result = run_optuna(cfg, spec, splits["train"], splits["valid"], on_trial=on_trial)
     _write_json(params_path, result)
+    AuditLog(open_store(cfg.storage.uri)).append(
+        "tuning_done",
+        {
+            "version": data_info(data_dir)["version"],
+            "backend": result.get("backend"),
+            "algorithm": result.get("algorithm"),
+            "trials": len(result.get("trials", [])),
+            "objective_metric": result.get("objective_metric"),
+            "best_value": result.get("best_value"),
+            "best_params": result.get("best_params"),
+        },
+    )
     from civicml.tuning.report import trials_html, trials_markdown
 
     for path, text in ((trials_html_path, trials_html), (trials_md_path, trials_markdown)):
@@ -233,7 +245,12 @@ def train(config: RunConfig | str, data_dir: str, params_path: str | None, model
     params = build_params(cfg.model.family, cfg.model.params, tuned)
     model = fit_model(cfg.model.family, spec, params, splits["train"], cfg.model.seed, cfg.model.n_threads)
     files = save_model(model, model_dir)
-    return {"model_sha256": model_hash(model_dir), "params": params, "files": [f.name for f in files]}
+    result = {"model_sha256": model_hash(model_dir), "params": params, "files": [f.name for f in files]}
+    AuditLog(open_store(cfg.storage.uri)).append(
+        "model_trained",
+        {"version": data_info(data_dir)["version"], "family": cfg.model.family, **result},
+    )
+    return result
 
 
 def model_hash(model_dir: str | Path) -> str:
@@ -425,8 +442,14 @@ def deploy(config: RunConfig | str, version: str, by: str = "pipeline") -> dict[
     if cfg.deploy.mode == "challenger" and champion not in (None, version):
         result = promote(registry, version, alias=CHALLENGER, by=by, reason="gate decision: deploy as challenger")
         set_weights(registry, cfg.deploy.challenger_traffic, by=by, reason=f"challenger {version} deployed")
+        AuditLog(registry.store).append(
+            "deployed",
+            {"target": "local", "role": CHALLENGER, "share": cfg.deploy.challenger_traffic, **result},
+            actor=by,
+        )
         return {**result, "challenger_share": cfg.deploy.challenger_traffic}
     result = promote(registry, version, alias=CHAMPION, by=by, reason="gate decision: deploy")
+    AuditLog(registry.store).append("deployed", {"target": "local", "role": CHAMPION, **result}, actor=by)
     if registry.get_alias(CHALLENGER):
         move = registry.set_alias(CHALLENGER, None, by=by, reason=f"{version} replaced the champion")
         AuditLog(registry.store).append("alias_moved", {"alias": CHALLENGER, **move}, actor=by)

@@ -118,7 +118,7 @@ def run(
         table.add_row(k, f"{v:.4f}")
     colour = {"deploy": "green", "reject": "red"}.get(summary["decision"], "yellow")
     table.add_row("gate decision", f"[bold {colour}]{summary['decision']}[/] — {escape(summary['reason'])}")
-    table.add_row("champion", str(summary["champion"]))
+    table.add_row("champion", summary["champion"] or "none yet (no version has passed the gate)")
     table.add_row("time", f"{summary['seconds']} s")
     console.print(table)
     console.print(f"model card: {summary['model_card']}", soft_wrap=True, highlight=False)

@@ -83,6 +83,7 @@ def report_cmd(
     if as_json:
         console.print_json(json.dumps(rep))
         return
+
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.3f}"
 

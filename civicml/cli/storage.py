@@ -79,8 +79,11 @@ def _fmt(value: Any) -> str:
 @friendly_errors
 def list_cmd(config: Path | None = ConfigOpt, store: str | None = StoreOpt, as_json: bool = JsonOpt) -> None:
     """List committed model versions, oldest first, with status, key metrics and aliases."""
+    from civicml.governance.approval import effective_status
+
     registry = _registry(config, store)
-    versions = registry.versions()
+    # The manifest is immutable; a human approval or rejection recorded later changes the status.
+    versions = [{**m, "status": effective_status(registry, m["version"])} for m in registry.versions()]
     aliases = _aliases_by_version(registry)
     if as_json:
         _print_json(
@@ -129,10 +132,13 @@ def show_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Show one version: lineage, metrics, gate decision, artifacts and alias moves."""
+    from civicml.governance.approval import effective_status
     from civicml.storage.registry import ALIASES
 
     registry = _registry(config, store)
     man = registry.manifest(version)
+    # The manifest is immutable; a human approval or rejection recorded later changes the status.
+    man = {**man, "recorded_status": man.get("status"), "status": effective_status(registry, man["version"])}
     if as_json:
         _print_json(man)
         return

@@ -336,6 +336,7 @@ def _fairness_plot(attr: str, rep: dict[str, Any]) -> _Plot:
     ax.set_xticks(x, [f"{g}\n(n={rep['groups'][g]['count']})" for g in groups])
     ax.set(ylabel="rate", title=f"Fairness by {attr}", ylim=(0, 1.1))
     ax.legend(loc="upper right")
+
     def _rate(g: str) -> str:
         rate = rep["groups"][g]["selection_rate"]
         return "suppressed" if rate is None else _fmt(rate, 2)

@@ -169,6 +169,8 @@ def trial_job(cfg: RunConfig, version: str, space: dict[str, ParamSpec]) -> dict
                 },
                 "spec": {
                     "serviceAccountName": SERVICE_ACCOUNT,
+                    # A trial talks to the object store only, never to the Kubernetes API.
+                    "automountServiceAccountToken": False,
                     "restartPolicy": "Never",
                     "securityContext": restricted_pod_security_context(),
                     "containers": [container],

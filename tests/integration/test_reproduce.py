@@ -117,10 +117,10 @@ def test_reproduce_names_differing_libraries_and_code(trained, store):
     edited = json.loads(reg.store.get_bytes(key))
     edited["lineage"]["libraries"]["xgboost-cpu"] = "0.0.1"
     edited["lineage"]["code_revision"] = "0123abc"
-    edited["model_sha256"] = "f" * 64  # and a model hash this code cannot produce
     reg.store.put_bytes(key, json.dumps(edited).encode())
     result = reproduce(reg, man["version"])
-    assert result["identical"] is False
+    # The model still reproduces bit for bit, and the report still names what differs from the record.
+    assert result["identical"] is True
     inputs = {d["input"] for d in result["differences"]}
     assert {"library versions", "code revision"} <= inputs and "data fingerprint" not in inputs
     lib = next(d for d in result["differences"] if d["input"] == "library versions")
@@ -136,3 +136,16 @@ def test_reproduce_refuses_a_tampered_version_and_an_unknown_one(trained, store)
     assert "Traceback" not in res.output
     with pytest.raises(RegistryError, match="no model version 'v-nope'"):
         reproduce(reg, "v-nope")
+
+
+def test_reproduce_refuses_a_version_whose_model_file_was_replaced(trained, store):
+    _, man, _ = trained
+    reg = Registry(open_store(str(store)))
+    key = man["artifacts"]["model/model.json"]["key"]
+    original = reg.store.get_bytes(key)
+    try:
+        reg.store.put_bytes(key, original + b" ")
+        res = _cli(store, "reproduce", man["version"])
+        assert res.exit_code == 1 and "fails verification" in res.output and "model/model.json" in res.output
+    finally:
+        reg.store.put_bytes(key, original)

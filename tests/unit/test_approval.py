@@ -149,3 +149,8 @@ def test_cli_approve_deploys_locally_and_reject_does_not(tmp_path, monkeypatch, 
     assert missing.exit_code == 1 and "no model version 'v9'" in missing.output
     events = [r["event"] for r in AuditLog(registry.store).records()]
     assert events.count("approval_recorded") == 2 and "alias_moved" in events and events.count("approval_refused") == 3
+    # `models list` shows the status after the human decisions, not the manifest's original one.
+    listed = runner.invoke(app, ["models", "list", "--json", "--store", store])
+    assert listed.exit_code == 0, listed.output
+    status = {m["version"]: m["status"] for m in json.loads(listed.output)}
+    assert status == {"v1": "approved", "v2": "rejected"}

@@ -17,7 +17,9 @@ def test_example_config_loads_and_round_trips():
 
 
 def test_dotted_overrides_apply():
-    cfg = load_config(ROOT / "civicml.yaml", {"data.demo.month": 4, "model.family": "random_forest"})
+    cfg = load_config(
+        ROOT / "civicml.yaml", {"data.demo.month": 4, "model.family": "random_forest", "tuning.search_space": {}}
+    )
     assert cfg.data.demo.month == 4 and cfg.model.family == "random_forest"
 
 
@@ -52,3 +54,21 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("data: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    "over, key, bad",
+    [
+        ({"model.family": "random_forest"}, "tuning.search_space", "learning_rate"),
+        ({"model.family": "logistic_regression", "tuning.search_space": {}}, "model.params", "n_estimators"),
+    ],
+)
+def test_parameters_must_fit_the_model_family(over, key, bad):
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "civicml.yaml", over)
+    assert key in str(err.value) and bad in str(err.value) and "valid names" in str(err.value)
+
+
+def test_switching_family_with_its_default_space_loads():
+    cfg = load_config(ROOT / "civicml.yaml", {"model.family": "random_forest", "tuning.search_space": {}})
+    assert cfg.model.family == "random_forest" and cfg.tuning.search_space == {}

@@ -346,7 +346,12 @@ def test_local_store_is_refused_before_anything_is_sent(cfg, monkeypatch):
 def test_invalid_space_fails_before_building(cfg):
     bad = load_config(
         REPO / "civicml.yaml",
-        {"model.family": "logistic_regression", "tuning.search_space": {}, "tuning.algorithm": "cmaes"},
+        {
+            "model.family": "logistic_regression",
+            "model.params": {},
+            "tuning.search_space": {},
+            "tuning.algorithm": "cmaes",
+        },
     )
     with pytest.raises(ConfigError, match="cmaes"):
         kb.build_experiment(bad, VERSION)

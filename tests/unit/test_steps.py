@@ -82,6 +82,24 @@ def test_tune_train_evaluate_gate_register_deploy(cfg, tmp_path):
     assert {"model/model.ubj", "model/model.json", "model_card.html", "data/profile.json"} <= set(manifest["artifacts"])
     steps.deploy(cfg, "v1")
     assert reg.get_alias("champion") == "v1"
+    # Every step leaves evidence, in order, in a chain that verifies.
+    from civicml.governance.audit import AuditLog
+
+    log = AuditLog(reg.store)
+    events = [r["event"] for r in log.records()]
+    for expected in (
+        "data_validated",
+        "tuning_done",
+        "model_trained",
+        "evaluation_done",
+        "gate_decided",
+        "version_committed",
+        "alias_moved",
+        "deployed",
+    ):
+        assert expected in events, expected
+    assert events.index("tuning_done") < events.index("model_trained") < events.index("version_committed")
+    assert log.verify()[0]
 
 
 def _write(tmp_path, df, name="data.csv"):

@@ -26,16 +26,19 @@ def test_demo_config_tuning_section_parses():
 
 def test_every_algorithm_and_type_accepted():
     space = {
-        "lr": {"type": "double", "min": 0.01, "max": 0.3, "log": True},
-        "depth": {"type": "int", "min": 2, "max": 6},
-        "booster": {"type": "categorical", "values": ["gbtree", "dart"]},
+        "learning_rate": {"type": "double", "min": 0.01, "max": 0.3, "log": True},
+        "max_depth": {"type": "int", "min": 2, "max": 6},
+        "grow_policy": {"type": "categorical", "values": ["depthwise", "lossguide"]},
     }
     for algorithm in ("random", "tpe", "multivariate-tpe", "cmaes"):
         cfg = parse_config(tuning(algorithm=algorithm, search_space=space))
         assert cfg.tuning.algorithm == algorithm
-    grid = {"lr": {"type": "double", "min": 0.1, "max": 0.3, "step": 0.1}, "depth": {"type": "int", "min": 2, "max": 4}}
+    grid = {
+        "learning_rate": {"type": "double", "min": 0.1, "max": 0.3, "step": 0.1},
+        "max_depth": {"type": "int", "min": 2, "max": 4},
+    }
     cfg = parse_config(tuning(algorithm="grid", max_trials=9, search_space=grid))
-    assert grid_values(cfg.tuning.search_space) == {"lr": [0.1, 0.2, 0.3], "depth": [2, 3, 4]}
+    assert grid_values(cfg.tuning.search_space) == {"learning_rate": [0.1, 0.2, 0.3], "max_depth": [2, 3, 4]}
 
 
 @pytest.mark.parametrize(
@@ -131,30 +134,41 @@ def test_default_space_is_checked_against_the_algorithm_when_resolved():
 
 def test_coerce_params_types_and_ranges():
     cfg = parse_config(
-        tuning(
-            search_space={
-                "lr": {"type": "double", "min": 0.01, "max": 0.3},
-                "depth": {"type": "int", "min": 2, "max": 6},
-                "flag": {"type": "categorical", "values": [True, False]},
-                "n": {"type": "categorical", "values": [100, 200]},
-            }
-        )
+        {
+            "model": {"family": "random_forest"},
+            **tuning(
+                search_space={
+                    "min_impurity_decrease": {"type": "double", "min": 0.01, "max": 0.3},
+                    "max_depth": {"type": "int", "min": 2, "max": 6},
+                    "bootstrap": {"type": "categorical", "values": [True, False]},
+                    "n_estimators": {"type": "categorical", "values": [100, 200]},
+                }
+            ),
+        }
     )
     space = cfg.tuning.search_space
     # Katib substitutes every value as text.
-    assert coerce_params(space, {"lr": "0.05", "depth": "4", "flag": "False", "n": "200"}) == {
-        "lr": 0.05,
-        "depth": 4,
-        "flag": False,
-        "n": 200,
+    assert coerce_params(
+        space, {"min_impurity_decrease": "0.05", "max_depth": "4", "bootstrap": "False", "n_estimators": "200"}
+    ) == {
+        "min_impurity_decrease": 0.05,
+        "max_depth": 4,
+        "bootstrap": False,
+        "n_estimators": 200,
     }
     for bad, words in [
-        ({"lr": "0.5", "depth": 4, "flag": True, "n": 100}, "outside 0.01..0.3"),
-        ({"lr": "x", "depth": 4, "flag": True, "n": 100}, "not a number"),
-        ({"lr": 0.1, "depth": "4.5", "flag": True, "n": 100}, "not a whole number"),
-        ({"lr": 0.1, "depth": 4, "flag": "maybe", "n": 100}, "not one of"),
-        ({"lr": 0.1, "depth": 4, "flag": True}, "missing parameter(s) ['n']"),
-        ({"lr": 0.1, "depth": 4, "flag": True, "n": 100, "eta": 1}, "unknown parameter(s) ['eta']"),
+        ({"min_impurity_decrease": "0.5", "max_depth": 4, "bootstrap": True, "n_estimators": 100}, "outside 0.01..0.3"),
+        ({"min_impurity_decrease": "x", "max_depth": 4, "bootstrap": True, "n_estimators": 100}, "not a number"),
+        (
+            {"min_impurity_decrease": 0.1, "max_depth": "4.5", "bootstrap": True, "n_estimators": 100},
+            "not a whole number",
+        ),
+        ({"min_impurity_decrease": 0.1, "max_depth": 4, "bootstrap": "maybe", "n_estimators": 100}, "not one of"),
+        ({"min_impurity_decrease": 0.1, "max_depth": 4, "bootstrap": True}, "missing parameter(s) ['n_estimators']"),
+        (
+            {"min_impurity_decrease": 0.1, "max_depth": 4, "bootstrap": True, "n_estimators": 100, "eta": 1},
+            "unknown parameter(s) ['eta']",
+        ),
     ]:
         with pytest.raises(ValueError) as info:
             coerce_params(space, bad)
