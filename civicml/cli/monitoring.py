@@ -153,11 +153,12 @@ def _pipeline_file(pipeline: str, pipeline_file: Path | None, cfg, image: str, t
 
 def _cluster_call(fn, *args, **kwargs):
     """Run a KFP client call; turn connection and API errors into one clear message."""
-    from civicml.orchestration.kfp_client import SubmitError
+    from civicml.orchestration.kfp_client import CronError, SubmitError
 
     try:
         return fn(*args, **kwargs)
-    except SubmitError as err:
+    except (SubmitError, CronError) as err:
+        # Our own checks (bad cron, unknown pipeline): the message already says what to fix.
         _fail(str(err))
     except Exception as err:  # noqa: BLE001 - kfp/urllib3 raise many types; all mean "the cluster said no"
         _fail(

@@ -130,7 +130,9 @@ def decide_retrain(
         )
     elif triggers:
         reason = "retraining: " + "; ".join(
-            f"{r['rule']} {r['value']} crosses {r['threshold']} ({r['note']})" for r in rules if r["rule"] in triggers
+            f"{r['rule']}: measured {r['value']} crosses the limit {r['threshold']} ({r['note']})"
+            for r in rules
+            if r["rule"] in triggers
         )
     else:
         reason = "no trigger fired: drift and live performance are within the policy"
