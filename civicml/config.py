@@ -368,7 +368,13 @@ class DeployConfig(_Strict):
     memory: str = "512Mi"
     cpu_limit: str = "1"
     memory_limit: str = "1Gi"
-    log_flush_seconds: float = Field(0.01, gt=0, le=10, description="longest a prediction waits for its log batch")
+    log_flush_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="how long a prediction may wait for others to share its log write; 0 = write at once "
+        "(requests that arrive during a write share the next one)",
+    )
     log_batch_records: int = Field(256, ge=1, description="a log batch is written once it holds this many records")
 
 

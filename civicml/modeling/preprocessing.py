@@ -7,11 +7,34 @@ categories makes an unseen value become "missing" instead of shifting the codes.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+
+@functools.lru_cache(maxsize=256)
+def _category_lookup(categories: tuple[str, ...]) -> tuple[pd.Index, pd.CategoricalDtype]:
+    return pd.Index(categories, dtype=object), pd.CategoricalDtype(list(categories))
+
+
+def _as_category(s: pd.Series, categories: list[str]) -> pd.Categorical:
+    """Codes against the fixed training categories; missing and unseen values become missing.
+
+    Vectorised through an index lookup (no per-value Python call): this runs on every served
+    request, and pandas is deprecating Categorical construction from values outside the categories.
+    """
+    index, dtype = _category_lookup(tuple(categories))
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(object)
+    values = s.to_numpy(dtype=object, na_value=None)
+    if len(values) and pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+        # Numbers (or mixed values) used as category labels: compare them as text, as at training time.
+        values = np.array([None if v is None else str(v) for v in values], dtype=object)
+    codes = index.get_indexer(values)
+    return pd.Categorical.from_codes(codes, dtype=dtype)
 
 
 @dataclass
@@ -54,12 +77,10 @@ class FeatureSpec:
         """Feature frame with float64 numerics and fixed-category categoricals, in model order."""
         out = {}
         for c in self.numeric:
-            out[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
-        for c, cats in self.categorical.items():
             s = df[c]
-            s = s.astype(object).where(s.notna(), None)
-            s = s.map(lambda v: None if v is None else str(v))
-            out[c] = pd.Categorical(s, categories=cats)
+            out[c] = s.astype("float64") if pd.api.types.is_numeric_dtype(s) else pd.to_numeric(s, errors="coerce")
+        for c, cats in self.categorical.items():
+            out[c] = _as_category(df[c], cats)
         return pd.DataFrame(out, index=df.index)
 
     def encode_target(self, y: pd.Series) -> np.ndarray:

@@ -317,8 +317,9 @@ def create_app(state: ServingState) -> FastAPI:
         model = served.model
 
         def run():
+            # One pass through the model: the label is the score at the model's threshold.
             score = model.score(frame)
-            pred = model.predict(frame) if model.task == "binary_classification" else score
+            pred = (score >= 0.5).astype("int64") if model.task == "binary_classification" else score
             return score, pred
 
         score, pred = await run_in_threadpool(run)

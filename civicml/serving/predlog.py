@@ -2,8 +2,10 @@
 
 Durability choice: *flush before acknowledging* (group commit), not a local
 write-ahead file. A request's log records are queued, the flusher writes the
-queue as one JSON-lines object when it reaches `max_records` or every
-`interval_seconds`, and only then does the request get its response. So:
+queue as one JSON-lines object at once (interval 0: requests that arrive while a
+write is in flight share the next write), or when it reaches `max_records` or
+every `interval_seconds` when an interval is set; only then does the request get
+its response. So:
 
 - every acknowledged prediction is already in the store — no local state to
   replay, which matters on a cluster where the pod's disk (an `emptyDir` under a
@@ -11,7 +13,7 @@ queue as one JSON-lines object when it reaches `max_records` or every
 - an unreachable store means predictions are refused (503) rather than served
   unlogged: for decisions about people, a decision without evidence is worse
   than no decision;
-- the cost is latency (up to one interval plus one PUT), shared by the batch.
+- the cost is latency (one PUT, plus the interval when one is set), shared by the batch.
 
 On shutdown (uvicorn's lifespan exit, after in-flight requests finished) the
 flusher drains whatever is left. Objects are named
@@ -59,7 +61,7 @@ class BatchLog:
         kind: str,
         server_id: str,
         max_records: int = 256,
-        interval_seconds: float = 0.01,
+        interval_seconds: float = 0.0,
         retries: int = 2,
     ):
         self.store = store
@@ -92,7 +94,7 @@ class BatchLog:
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending.append((records, fut))
         self._count += len(records)
-        if self._count >= self.max_records and self._wake is not None:
+        if (self.interval <= 0 or self._count >= self.max_records) and self._wake is not None:
             self._wake.set()
         await fut
 
@@ -100,7 +102,7 @@ class BatchLog:
         assert self._wake is not None
         while not self._closed:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval if self.interval > 0 else None)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
