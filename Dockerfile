@@ -81,13 +81,16 @@ COPY --from=builder /opt/civicml /opt/civicml
 # Caches go to /tmp: pods run with a read-only root filesystem and an
 # emptyDir at /tmp. CIVICML_IMAGE and CIVICML_REVISION are what
 # civicml.provenance records with every model version.
+# OMP_WAIT_POLICY: XGBoost's OpenMP threads spin while waiting by default; under a CPU limit
+# or a busy neighbour that made trials up to 60x slower in `make bench`.
 ENV PATH=/opt/civicml/bin:${PATH} \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     MPLCONFIGDIR=/tmp/matplotlib \
     XDG_CACHE_HOME=/tmp/.cache \
     CIVICML_IMAGE=${IMAGE} \
-    CIVICML_REVISION=${REVISION}
+    CIVICML_REVISION=${REVISION} \
+    OMP_WAIT_POLICY=PASSIVE
 
 USER 10001:10001
 WORKDIR /home/civicml
