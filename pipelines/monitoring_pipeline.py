@@ -8,10 +8,10 @@ through kfp.local like the training pipeline.
 
 from pathlib import Path
 
-from kfp import compiler, dsl
+from kfp import dsl
 
 from components import monitor_drift, monitor_report, monitor_retrain, monitor_trigger
-from pipelines.training_pipeline import _cluster_env
+from pipelines._common import compile_pipeline, task_preparer
 
 PIPELINE_NAME = "civicml-monitoring"
 
@@ -29,13 +29,7 @@ def build_monitoring_pipeline(image: str, default_config_json: str, secret_name=
     c_report = monitor_report.component(image)
     c_retrain = monitor_retrain.component(image)
 
-    def prepare(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
-        # Each run looks at a new window of data: never reuse a cached result.
-        task.set_caching_options(False)
-        task.set_display_name(name)
-        if secret_name:
-            _cluster_env(task, secret_name)
-        return task
+    prepare = task_preparer(secret_name)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -68,8 +62,4 @@ def compile_monitoring_pipeline(
     output: str | Path, image: str, default_config_json: str, secret_name: str | None = None
 ) -> Path:
     """Compile the monitoring pipeline to YAML at `output`."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    pipeline = build_monitoring_pipeline(image, default_config_json, secret_name)
-    compiler.Compiler().compile(pipeline, str(output))
-    return output
+    return compile_pipeline(build_monitoring_pipeline(image, default_config_json, secret_name), output)

@@ -6,26 +6,12 @@ writes the YAML. The same YAML runs on a Kubeflow cluster and locally through kf
 
 from pathlib import Path
 
-from kfp import compiler, dsl
+from kfp import dsl
 
 from components import deploy, evaluate, gate, register, train, tune, validate_data
+from pipelines._common import compile_pipeline, task_preparer
 
 PIPELINE_NAME = "civicml-training"
-SETTINGS_CONFIGMAP = "civicml-settings"
-SETTINGS_KEYS = ("CIVICML_STORE_URI", "CIVICML_S3_ENDPOINT", "CIVICML_S3_SECURE")
-
-
-def _cluster_env(task: dsl.PipelineTask, secret_name: str) -> dsl.PipelineTask:
-    """Store settings from a ConfigMap and credentials from a Secret: never pipeline parameters."""
-    from kfp import kubernetes
-
-    from civicml.storage.s3 import secret_env_mapping
-
-    kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=secret_env_mapping())
-    kubernetes.use_config_map_as_env(
-        task, config_map_name=SETTINGS_CONFIGMAP, config_map_key_to_env={k: k for k in SETTINGS_KEYS}
-    )
-    return task
 
 
 def build_training_pipeline(image: str, default_config_json: str, secret_name=None):
@@ -44,13 +30,7 @@ def build_training_pipeline(image: str, default_config_json: str, secret_name=No
     c_register = register.component(image)
     c_deploy = deploy.component(image)
 
-    def prepare(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
-        # Every run must produce a new version, so results are never served from cache.
-        task.set_caching_options(False)
-        task.set_display_name(name)
-        if secret_name:
-            _cluster_env(task, secret_name)
-        return task
+    prepare = task_preparer(secret_name)
 
     @dsl.pipeline(name=PIPELINE_NAME, description="civicml: validate, tune, train, evaluate, gate and deploy a model")
     def training_pipeline(config_json: str = default_config_json, version: str = ""):
@@ -85,8 +65,4 @@ def compile_training_pipeline(
     output: str | Path, image: str, default_config_json: str, secret_name: str | None = None
 ) -> Path:
     """Compile the training pipeline to YAML at `output`."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    pipeline = build_training_pipeline(image, default_config_json, secret_name)
-    compiler.Compiler().compile(pipeline, str(output))
-    return output
+    return compile_pipeline(build_training_pipeline(image, default_config_json, secret_name), output)

@@ -1,0 +1,44 @@
+"""What every civicml pipeline does to its tasks and how it is compiled."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+from kfp import compiler, dsl
+
+SETTINGS_CONFIGMAP = "civicml-settings"
+SETTINGS_KEYS = ("CIVICML_STORE_URI", "CIVICML_S3_ENDPOINT", "CIVICML_S3_SECURE")
+
+
+def cluster_env(task: dsl.PipelineTask, secret_name: str) -> dsl.PipelineTask:
+    """Store settings from a ConfigMap and credentials from a Secret: never pipeline parameters."""
+    from kfp import kubernetes
+
+    from civicml.storage.s3 import secret_env_mapping
+
+    kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=secret_env_mapping())
+    kubernetes.use_config_map_as_env(
+        task, config_map_name=SETTINGS_CONFIGMAP, config_map_key_to_env={k: k for k in SETTINGS_KEYS}
+    )
+    return task
+
+
+def task_preparer(secret_name: str | None) -> Callable[[dsl.PipelineTask, str], dsl.PipelineTask]:
+    """A function that names a task, turns caching off and, for a cluster build, wires the store env."""
+
+    def prepare(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
+        # Every run must look at its own data and make its own record: never reuse a cached result.
+        task.set_caching_options(False)
+        task.set_display_name(name)
+        if secret_name:
+            cluster_env(task, secret_name)
+        return task
+
+    return prepare
+
+
+def compile_pipeline(pipeline, output: str | Path) -> Path:
+    """Compile a pipeline function to YAML at `output` (parent directories created)."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(pipeline, str(output))
+    return output
