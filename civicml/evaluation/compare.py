@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from civicml.evaluation.metrics import resample_weights, weighted_classification, weighted_regression
+from civicml.evaluation.metrics import MAX_CHUNK_CELLS, resample_weights, weighted_classification, weighted_regression
 from civicml.modeling.estimators import TrainedModel
 
 HEADLINE = {"binary_classification": "roc_auc", "regression": "rmse"}
@@ -81,6 +81,7 @@ def paired_comparison(
     champ_v = float(_metric(task, y, champ, ones)[0])
     rng = np.random.default_rng(seed)
     diffs = []
+    chunk = max(1, min(chunk, MAX_CHUNK_CELLS // max(len(y), 1)))  # same stream, bounded memory
     for start in range(0, n_resamples, chunk):
         W = resample_weights(len(y), min(chunk, n_resamples - start), rng)
         diffs.append(sign * (_metric(task, y, chal, W) - _metric(task, y, champ, W)))

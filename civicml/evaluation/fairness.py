@@ -113,12 +113,13 @@ def disparity_intervals(
     of a few hundred rows per group; the gate itself judges the point value (the four-fifths
     rule is defined on it).
     """
-    from civicml.evaluation.metrics import resample_weights
+    from civicml.evaluation.metrics import MAX_CHUNK_CELLS, resample_weights
 
     if len(np.unique(groups)) < 2 or n_resamples <= 0:
         return {}
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {}
+    chunk = max(1, min(chunk, MAX_CHUNK_CELLS // max(len(groups), 1)))  # same stream, bounded memory
     for start in range(0, n_resamples, chunk):
         W = resample_weights(len(groups), min(chunk, n_resamples - start), rng)
         for k, v in weighted_disparities(y_true, y_pred, groups, W).items():

@@ -151,6 +151,9 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> list[list[int]]:
 # -- bootstrap ----------------------------------------------------------------------------------------
 
 
+MAX_CHUNK_CELLS = 2_000_000
+
+
 def resample_weights(n: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
     """Multinomial bootstrap counts: row b says how often each of the `n` rows is drawn in resample b.
 
@@ -281,6 +284,10 @@ def bootstrap_intervals(
     """
     rng = np.random.default_rng(seed)
     n = len(y_true)
+    # Each resample is a row of n weights and the AUC pass makes several such matrices, so cap
+    # the cells per chunk: 100 resamples of 200k test rows would hold ~1.3 GB at once. Smaller
+    # chunks draw the same random stream in the same order, so the intervals do not change.
+    chunk = max(1, min(chunk, MAX_CHUNK_CELLS // max(n, 1)))
     collected: dict[str, list[np.ndarray]] = {}
     for start in range(0, n_resamples, chunk):
         W = resample_weights(n, min(chunk, n_resamples - start), rng)
