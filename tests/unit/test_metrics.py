@@ -133,3 +133,16 @@ def test_evaluation_doc_holds_plot_data(clf_data):
     reg = evaluate_predictions("regression", p, p + 0.1, n_resamples=100)
     assert {"metrics", "confidence_intervals", "residuals"} <= set(reg)
     assert reg["metrics"]["mae"] == pytest.approx(0.1)
+
+
+def test_memory_bounded_chunks_give_the_same_intervals(monkeypatch):
+    from civicml.evaluation import metrics as m
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 3000)
+    p = np.clip(0.3 * y + 0.7 * rng.random(3000), 0, 1)
+    monkeypatch.setattr(m, "MAX_CHUNK_CELLS", 10**12)
+    whole = m.bootstrap_intervals("binary_classification", y, p, n_resamples=200, seed=9)
+    monkeypatch.setattr(m, "MAX_CHUNK_CELLS", 3000 * 7)  # 7 resamples per chunk
+    chunked = m.bootstrap_intervals("binary_classification", y, p, n_resamples=200, seed=9)
+    assert chunked == whole
