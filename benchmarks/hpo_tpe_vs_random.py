@@ -101,7 +101,9 @@ def main() -> None:
                 "pruned_trials": run["pruned"],
                 "seconds": round(run["seconds"], 2),
             }
-        row["pruning_rounds_fraction_vs_unpruned_tpe"] = runs["tpe+medianstop"]["rounds_run"] / runs["tpe"]["rounds_run"]
+        row["pruning_rounds_fraction_vs_unpruned_tpe"] = (
+            runs["tpe+medianstop"]["rounds_run"] / runs["tpe"]["rounds_run"]
+        )
         per_seed.append(row)
         print(
             f"seed {seed}: best {best:.4f} | trials to within 0.5%: tpe {row['tpe']['trials_to_within_0.5pct']}, "
@@ -122,9 +124,14 @@ def main() -> None:
         "seeds": args.seeds,
         "n_estimators": int(base.model.params.get("n_estimators", 0)) or None,
         "early_stopping": es,
-        "tpe_trials_to_within_0.5pct": {"mean": statistics.mean(needed("tpe")), "median": statistics.median(needed("tpe"))},
-        "random_trials_to_within_0.5pct": {"mean": statistics.mean(needed("random")),
-                                           "median": statistics.median(needed("random"))},
+        "tpe_trials_to_within_0.5pct": {
+            "mean": statistics.mean(needed("tpe")),
+            "median": statistics.median(needed("tpe")),
+        },
+        "random_trials_to_within_0.5pct": {
+            "mean": statistics.mean(needed("random")),
+            "median": statistics.median(needed("random")),
+        },
         "tpe_best_auc_mean": statistics.mean(r["tpe"]["best_auc"] for r in per_seed),
         "random_best_auc_mean": statistics.mean(r["random"]["best_auc"] for r in per_seed),
         "tpe_wins_or_ties": sum(r["tpe"]["best_auc"] >= r["random"]["best_auc"] for r in per_seed),
