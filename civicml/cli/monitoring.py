@@ -151,6 +151,13 @@ def _pipeline_file(pipeline: str, pipeline_file: Path | None, cfg, image: str, t
     return compile_pipeline(pipeline, tmp / default.name, cfg, image)
 
 
+# Options shared by `schedule` and `submit`.
+HostOpt = typer.Option(None, "--host", help="KFP endpoint (default: env KFP_HOST, then monitoring.kfp_host).")
+PipelineFileOpt = typer.Option(None, "--pipeline-file", help="Compiled pipeline YAML.")
+ImageOpt = typer.Option(DEFAULT_IMAGE, help="Image for compiling when no compiled YAML exists.")
+RunConfigOpt = typer.Option(None, "--config", "-c", help="Config sent as the config_json parameter.")
+
+
 def _cluster_call(fn, *args, **kwargs):
     """Run a KFP client call; turn connection and API errors into one clear message."""
     from civicml.orchestration.kfp_client import CronError, SubmitError
@@ -179,12 +186,10 @@ def schedule(
         help="When: KFP's 6-field cron 'SEC MIN HOUR DOM MON DOW' (e.g. '0 0 2 * * *'); a 5-field cron is converted.",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the recurring-run request instead of sending it."),
-    host: str | None = typer.Option(
-        None, "--host", help="KFP endpoint (default: env KFP_HOST, then monitoring.kfp_host)."
-    ),
-    pipeline_file: Path | None = typer.Option(None, "--pipeline-file", help="Compiled pipeline YAML."),
-    image: str = typer.Option(DEFAULT_IMAGE, help="Image for compiling when no compiled YAML exists."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="Config sent as the config_json parameter."),
+    host: str | None = HostOpt,
+    pipeline_file: Path | None = PipelineFileOpt,
+    image: str = ImageOpt,
+    config: Path | None = RunConfigOpt,
 ) -> None:
     """Create a KFP recurring run (one run at a time, no backfill) of the training or monitoring pipeline."""
     from civicml.orchestration.kfp_client import (
@@ -225,12 +230,10 @@ def schedule(
 def submit(
     pipeline: str = typer.Option("training", "--pipeline", help=PIPELINE_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the run request instead of sending it."),
-    host: str | None = typer.Option(
-        None, "--host", help="KFP endpoint (default: env KFP_HOST, then monitoring.kfp_host)."
-    ),
-    pipeline_file: Path | None = typer.Option(None, "--pipeline-file", help="Compiled pipeline YAML."),
-    image: str = typer.Option(DEFAULT_IMAGE, help="Image for compiling when no compiled YAML exists."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="Config sent as the config_json parameter."),
+    host: str | None = HostOpt,
+    pipeline_file: Path | None = PipelineFileOpt,
+    image: str = ImageOpt,
+    config: Path | None = RunConfigOpt,
 ) -> None:
     """Submit one run of the training or monitoring pipeline to a KFP cluster."""
     from civicml.orchestration.kfp_client import (

@@ -248,7 +248,13 @@ class Registry:
             version = obj.key.split("/")[1]
             newest[version] = max(newest.get(version, 0.0), obj.modified)
         now = time.time()
-        return sorted(v for v, stamp in newest.items() if v not in committed and now - stamp >= min_age_seconds)
+        # An age limit of 0 means "regardless of age": object-store clocks and rounding can put a
+        # just-written object's timestamp a moment after ours.
+        return sorted(
+            v
+            for v, stamp in newest.items()
+            if v not in committed and (min_age_seconds <= 0 or now - stamp >= min_age_seconds)
+        )
 
     def gc_staging(self, min_age_seconds: float = 3600.0) -> list[str]:
         """Delete staging data of runs that never committed; return the removed version ids."""

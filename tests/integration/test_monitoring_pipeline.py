@@ -13,19 +13,7 @@ from civicml.storage.store import LocalStore
 from pipelines.monitoring_pipeline import compile_monitoring_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    from kfp.local import config as local_config
-
-    local_config.LocalExecutionConfig.instance = None
-    monkeypatch.chdir(tmp_path)
-    for var in ("CIVICML_STORE_URI", "KFP_HOST"):
-        monkeypatch.delenv(var, raising=False)
-    yield
-    local_config.LocalExecutionConfig.instance = None
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("kfp_local_isolated")]
 
 
 def _cfg(store: Path, **over):

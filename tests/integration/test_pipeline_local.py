@@ -14,18 +14,7 @@ from civicml.storage.registry import Registry
 from civicml.storage.store import LocalStore
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    from kfp.local import config as local_config
-
-    local_config.LocalExecutionConfig.instance = None
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("CIVICML_STORE_URI", raising=False)
-    yield
-    local_config.LocalExecutionConfig.instance = None
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("kfp_local_isolated")]
 
 
 def _cfg(tmp_path, **over):
