@@ -1,7 +1,7 @@
 """Save and load models without pickle: XGBoost UBJ + JSON spec, scikit-learn via skops.
 
-Nothing read from storage is ever unpickled; skops loads only types on an explicit
-allow-list, so a tampered file cannot run code.
+Nothing read from storage is ever unpickled; skops loads only its own safe defaults plus the
+exact types in `SKOPS_TRUSTED_TYPES`, so a tampered file cannot name a callable to run.
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ from civicml.modeling.preprocessing import FeatureSpec
 MODEL_META = "model.json"
 XGB_FILE = "model.ubj"
 SKOPS_FILE = "model.skops"
-# Types our sklearn pipelines contain; anything else in a .skops file is refused.
-SKOPS_ALLOWED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "collections.")
+# The exact types, beyond skops' own safe defaults, that the models civicml saves contain: what
+# `skops.io.get_untrusted_types` reports for logistic regression and random forest pipelines (both
+# tasks, numeric and categorical columns). Never a prefix: `builtins.` would admit `builtins.exec`,
+# which a skops reduce node calls. tests/unit/test_hostile_store.py regenerates this from real models.
+SKOPS_TRUSTED_TYPES = frozenset({"numpy.dtype", "sklearn.tree._tree.Tree"})
 
 
 class ModelLoadError(RuntimeError):
@@ -61,11 +64,18 @@ def load_model(directory: str | Path) -> TrainedModel:
         import skops.io as sio
 
         path = str(d / SKOPS_FILE)
-        untrusted = sio.get_untrusted_types(file=path)
-        refused = [t for t in untrusted if not t.startswith(SKOPS_ALLOWED_PREFIXES)]
+        try:
+            untrusted = sio.get_untrusted_types(file=path)
+        except Exception as err:  # noqa: BLE001 - any parse failure of a stored file is a refusal, not a crash
+            raise ModelLoadError(f"refusing to load {path}: it is not a readable skops file ({err})") from None
+        refused = sorted(t for t in untrusted if t not in SKOPS_TRUSTED_TYPES)
         if refused:
-            raise ModelLoadError(f"refusing to load {path}: it contains types outside the allow-list: {refused}")
-        est = sio.load(path, trusted=untrusted)
+            raise ModelLoadError(
+                f"refusing to load {path}: it names types outside civicml's allow-list: {', '.join(refused)}. "
+                "A model saved by civicml contains only scikit-learn estimators; this file was modified or "
+                "was not written by civicml — retrain the version or restore the file"
+            )
+        est = sio.load(path, trusted=sorted(SKOPS_TRUSTED_TYPES & set(untrusted)))
     return TrainedModel(family=family, spec=spec, params=meta["params"], estimator=est)
 
 

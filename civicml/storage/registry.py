@@ -163,16 +163,26 @@ class Registry:
         return data
 
     def fetch_prefix(self, version: str, prefix: str, dest: str | Path) -> Path:
-        """Download every artifact named `<prefix>/...` into `dest`, verifying each."""
+        """Download every artifact named `<prefix>/...` into `dest`, verifying each.
+
+        Names come from a manifest, which anyone with write access to the store can edit: each is
+        checked like an object key and its resolved path must stay under `dest`, so a name such as
+        `model/../../x` or `model//etc/x` is refused before anything is written.
+
+        Raises:
+            IntegrityError: an artifact name would leave `dest` (nothing is written then).
+        """
         man = self.manifest(version)
         dest = Path(dest)
         names = [n for n in man["artifacts"] if n.startswith(prefix + "/")]
         if not names:
             raise RegistryError(f"version {man['version']} has no artifacts under {prefix!r}")
-        for name in names:
-            target = dest / name[len(prefix) + 1 :]
+        root = dest.resolve()
+        targets = {name: _contained_path(root, name, name[len(prefix) + 1 :], man["version"]) for name in names}
+        for name, target in targets.items():
+            data = self._read_entry(man, name)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self._read_entry(man, name))
+            target.write_bytes(data)
         return dest
 
     def verify(self, version: str) -> list[str]:
@@ -263,6 +273,41 @@ class Registry:
             for key in self.store.list(f"staging/{version}/"):
                 self.store.delete(key)
         return removed
+
+
+def check_artifact_name(name: str) -> str | None:
+    """Why an artifact name from a manifest is unsafe as a relative path, or None when it is fine.
+
+    The rule is the object-key rule, stricter: no empty part (`a//b`, leading or trailing `/`), no
+    `.` or `..` part, no backslash, no NUL or other control character.
+    """
+    if not isinstance(name, str) or not name:
+        return "it is empty"
+    if any(ord(ch) < 32 or ch == "\x7f" for ch in name):
+        return "it contains a control character"
+    if "\\" in name:
+        return "it contains a backslash"
+    parts = name.split("/")
+    if "" in parts:
+        return "it has an empty part (a leading, trailing or doubled '/')"
+    if "." in parts or ".." in parts:
+        return "it has a '.' or '..' part"
+    return None
+
+
+def _contained_path(root: Path, name: str, relative: str, version: str) -> Path:
+    """`root / relative`, refused unless `relative` is a safe name whose resolved path stays under `root`."""
+    problem = check_artifact_name(name) or check_artifact_name(relative)
+    target = (root / relative).resolve() if problem is None else None
+    if target is not None and not target.is_relative_to(root):
+        problem = f"it resolves to {target}, outside {root}"
+    if problem is not None or target is None:
+        raise IntegrityError(
+            f"manifest of version {version} names artifact {name!r}, which is not a safe relative path: {problem}; "
+            "the manifest was edited after commit — refusing to fetch it (restore the manifest or retrain). "
+            "A valid name looks like 'model/model.json'"
+        )
+    return target
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
