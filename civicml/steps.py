@@ -411,6 +411,26 @@ def register(
     return manifest
 
 
+def current_card(registry: Registry, version: str) -> tuple[str, str]:
+    """Re-render a committed version's model card with its current effective status.
+
+    The card stored at commit time cannot know a later human decision (manifests are immutable);
+    this renders the same card from the stored evaluation, gate decision and config, plus the
+    decision, person, role, time, reason and bound hashes.
+
+    Returns:
+        (html, markdown).
+    """
+    from civicml.evaluation.card import render_model_card
+    from civicml.governance.approval import version_status
+
+    man = registry.manifest(version)
+    evaluation = json.loads(registry.read_artifact(man["version"], "evaluation.json"))
+    gate = json.loads(registry.read_artifact(man["version"], "gate.json")) if "gate.json" in man["artifacts"] else None
+    cfg = RunConfig.model_validate(man.get("lineage", {}).get("config") or {})
+    return render_model_card(man, evaluation, gate, cfg, status=version_status(registry, man))
+
+
 def deploy(config: RunConfig | str, version: str, by: str = "pipeline") -> dict[str, Any]:
     """Deploy an approved version with the configured backend.
 

@@ -134,10 +134,12 @@ def promote_cmd(
 
 
 def _default_version(registry) -> str:
-    approved = [m["version"] for m in registry.versions() if m.get("status") == "approved"]
-    if not approved:
+    from civicml.governance.approval import newest_approved
+
+    version = newest_approved(registry)
+    if version is None:
         _fail("no approved model version to deploy; pass a VERSION or run the pipeline first")
-    return approved[-1]
+    return version
 
 
 @friendly_errors
@@ -165,12 +167,11 @@ def deploy_cmd(
     cfg = cfg.model_copy(update={"deploy": cfg.deploy.model_copy(update=updates)})
     registry = _registry(cfg)
     version = version or _default_version(registry)
-    status = registry.manifest(version).get("status")
-    if status == "rejected":
-        _fail(
-            f"version {version} was rejected by the gate ({registry.manifest(version).get('gate', {}).get('reason')});"
-            " it cannot be deployed"
-        )
+    from civicml.governance.approval import version_status
+
+    status = version_status(registry, version)
+    if status.status != "approved":
+        _fail(f"version {status.version} cannot be deployed: {status.describe()}")
     if dry_run:
         if cfg.deploy.target != "kubernetes":
             _fail("--dry-run prints Kubernetes objects; use it with --target kubernetes")

@@ -79,11 +79,12 @@ def _fmt(value: Any) -> str:
 @friendly_errors
 def list_cmd(config: Path | None = ConfigOpt, store: str | None = StoreOpt, as_json: bool = JsonOpt) -> None:
     """List committed model versions, oldest first, with status, key metrics and aliases."""
-    from civicml.governance.approval import effective_status
+    from civicml.governance.approval import version_status
 
     registry = _registry(config, store)
     # The manifest is immutable; a human approval or rejection recorded later changes the status.
-    versions = [{**m, "status": effective_status(registry, m["version"])} for m in registry.versions()]
+    statuses = {m["version"]: version_status(registry, m) for m in registry.versions()}
+    versions = [{**m, "status": statuses[m["version"]].status} for m in registry.versions()]
     aliases = _aliases_by_version(registry)
     if as_json:
         _print_json(
@@ -94,6 +95,7 @@ def list_cmd(config: Path | None = ConfigOpt, store: str | None = StoreOpt, as_j
                     "name": m.get("name"),
                     "family": m.get("family"),
                     "status": m.get("status"),
+                    "decision": statuses[m["version"]].model_dump(),
                     "aliases": aliases.get(m["version"], []),
                     "model_sha256": m.get("model_sha256"),
                     "metrics": m.get("metrics", {}),
@@ -132,13 +134,14 @@ def show_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Show one version: lineage, metrics, gate decision, artifacts and alias moves."""
-    from civicml.governance.approval import effective_status
+    from civicml.governance.approval import version_status
     from civicml.storage.registry import ALIASES
 
     registry = _registry(config, store)
     man = registry.manifest(version)
     # The manifest is immutable; a human approval or rejection recorded later changes the status.
-    man = {**man, "recorded_status": man.get("status"), "status": effective_status(registry, man["version"])}
+    status = version_status(registry, man)
+    man = {**man, "recorded_status": man.get("status"), "status": status.status, "decision": status.model_dump()}
     if as_json:
         _print_json(man)
         return
@@ -153,6 +156,7 @@ def show_cmd(
     console.print(f"created {man.get('created_at')}  model sha256 {man.get('model_sha256')}", highlight=False)
     gate = man.get("gate", {})
     console.print(f"gate: {gate.get('decision')} — {gate.get('reason', '')}", highlight=False)
+    console.print(f"decision: {status.describe()}", highlight=False, soft_wrap=True)
     metrics = Table(title="metrics (test split)")
     metrics.add_column("metric")
     metrics.add_column("value")
@@ -182,6 +186,26 @@ def show_cmd(
                 f" ({mv.get('reason', '')})",
                 highlight=False,
             )
+
+
+@models_app.command("card")
+@friendly_errors
+def card_cmd(
+    version: str = typer.Argument(..., help="Version id, or the alias champion/challenger."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the HTML card here (default: print Markdown)."),
+    config: Path | None = ConfigOpt,
+    store: str | None = StoreOpt,
+) -> None:
+    """The model card with the current decision (a human approval or rejection recorded after commit)."""
+    from civicml import steps
+
+    page, md = steps.current_card(_registry(config, store), version)
+    if out is None:
+        sys.stdout.write(md)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page)
+    console.print(f"model card written to {out}", highlight=False, soft_wrap=True)
 
 
 @models_app.command("diff")

@@ -65,6 +65,7 @@ table.rules td:last-child{width:34%}
 .decision{border:3px solid #1a1a1a;padding:.6em 1em;margin:1em 0;font-size:1.1em}
 .decision-deploy{border-color:#0a6b0a}.decision-reject{border-color:#b00020}
 .decision-pending_approval{border-color:#7a4b00}
+.decision-approved{border-color:#0a6b0a}.decision-rejected{border-color:#b00020}
 figure{margin:1em 0 1.6em}figure img{max-width:100%;height:auto;border:1px solid #ccc}
 figcaption{font-size:.95em;color:#333}
 code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em;word-break:break-all}
@@ -590,12 +591,40 @@ def _lineage_section(doc: _Doc, man: dict[str, Any]) -> None:
         )
 
 
+def _human_decision(doc: _Doc, gate: dict[str, Any], status: Any, version: str) -> None:
+    """The human decision (or its absence) under the gate decision."""
+    human = getattr(status, "human", None)
+    if human is not None and getattr(status, "decided_by", None) == "person":
+        word = {"approved": "APPROVED", "rejected": "REJECTED"}.get(human.decision, human.decision.upper())
+        text = f"Human decision: {word} by {human.by} ({human.role}) at {human.at}. Reason: {human.reason}"
+        doc.h.append(
+            f'<p class="decision decision-{html.escape(human.decision)}"><strong>{html.escape(text)}</strong></p>'
+        )
+        doc.m.append(f"**{text}**\n")
+        doc.table(
+            "Hashes the human decision is bound to",
+            ["item", "sha256"],
+            [["model", human.model_sha256], ["evaluation report", human.evaluation_sha256]],
+        )
+        return
+    if status is not None and getattr(status, "problem", None):
+        doc.para(f"A recorded human decision does not count: {status.problem}.", "note")
+    if gate["decision"] == "pending_approval":
+        when = "now" if status is not None else "when this card was written"
+        doc.para(
+            f"No person had decided on this version {when}. It serves no one until a named person approves it: "
+            f"civicml approve {version} --by NAME --role ROLE --reason TEXT. The current decision is shown by "
+            f"`civicml models card {version}` and `civicml models show {version}`."
+        )
+
+
 def render_model_card(
     manifest_like: dict[str, Any],
     evaluation: dict[str, Any],
     gate: dict[str, Any] | None,
     cfg,
     title: str | None = None,
+    status: Any = None,
 ) -> tuple[str, str]:
     """Render the model card as (self-contained HTML, Markdown).
 
@@ -607,6 +636,9 @@ def render_model_card(
         gate: The gate decision with every rule, or None (evaluation-only report).
         cfg: RunConfig; its `card:` section supplies intended use, limitations and owner.
         title: Page title; default "Model card: <card.title>".
+        status: The version's effective status (`civicml.governance.approval.VersionStatus`), when the
+            card is rendered after commit: shows the human decision, who, role, when, why and the hashes
+            it is bound to. None at commit time (no human has decided yet).
 
     Returns:
         (html, markdown).
@@ -632,11 +664,7 @@ def render_model_card(
             f"{html.escape(word)}</strong> — {html.escape(gate.get('reason', ''))}</p>"
         )
         doc.m.append(f"**Gate decision: {word}** — {gate.get('reason', '')}\n")
-        if gate["decision"] == "pending_approval":
-            doc.para(
-                f"This version serves no one until a named person approves it: civicml approve {version} "
-                "--by NAME --role ROLE --reason TEXT."
-            )
+        _human_decision(doc, gate, status, str(version))
     headline = "roc_auc" if (manifest_like.get("task") or ev.get("task")) == "binary_classification" else "rmse"
     hv = ev.get("metrics", {}).get(headline)
     if hv is not None:

@@ -82,9 +82,14 @@ class ServingState:
 
 
 def _load_version(registry: Registry, version: str, arm: str, workdir: Path) -> ServedModel:
+    from civicml.governance.approval import version_status
     from civicml.modeling.persistence import ModelLoadError, load_model
 
     try:
+        status = version_status(registry, version)
+        if status.status != "approved":
+            # Invariant 6 at the last step: an alias pointing at an unapproved version serves no one.
+            raise ServingError(f"refusing to serve {arm} version {version}: {status.describe()}")
         model_dir = registry.fetch_prefix(version, "model", workdir / version / "model")
         model = load_model(model_dir)
         if model.family == "xgboost":

@@ -154,3 +154,91 @@ def test_cli_approve_deploys_locally_and_reject_does_not(tmp_path, monkeypatch, 
     assert listed.exit_code == 0, listed.output
     status = {m["version"]: m["status"] for m in json.loads(listed.output)}
     assert status == {"v1": "approved", "v2": "rejected"}
+
+
+def _gate_version(registry: Registry, version: str, model_dir, gate_decision: str) -> None:
+    """A version as `steps.register` commits it: the gate decision and the status frozen in the manifest."""
+    sha = model_hash(model_dir)
+    arts = registry.upload_dir(version, "model", model_dir)
+    ev = json.dumps({"metrics": {"roc_auc": 0.8}, "model_sha256": sha}).encode()
+    arts["evaluation.json"] = registry.upload(version, "evaluation.json", ev)
+    gate = {"decision": gate_decision, "reason": f"gate said {gate_decision}", "rules": []}
+    arts["gate.json"] = registry.upload(version, "gate.json", json.dumps(gate).encode())
+    status = {"deploy": "approved", "reject": "rejected", "pending_approval": "pending_approval"}[gate_decision]
+    meta = {"status": status, "model_sha256": sha, "evaluation_sha256": sha256_bytes(ev), "gate": gate}
+    registry.commit(version, arts, meta)
+
+
+def test_deploy_without_version_keeps_the_human_approved_champion(tmp_path, monkeypatch, model_dir):
+    """Issue 13 item 1: `civicml deploy` (no VERSION) used the manifest's frozen status and demoted V."""
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "store"
+    (tmp_path / "civicml.yaml").write_text(f"name: p\nstorage: {{uri: {store}}}\n")
+    registry = Registry(LocalStore(store))
+    _gate_version(registry, "v1", model_dir, "deploy")
+    _gate_version(registry, "v2", model_dir, "pending_approval")
+    runner = CliRunner()
+    ok = runner.invoke(
+        app, ["approve", "v2", "--by", "A. Jones", "--role", "owner", "--reason", "reviewed", "--store", str(store)]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert registry.get_alias("champion") == "v2"
+    again = runner.invoke(app, ["deploy"])
+    assert again.exit_code == 0, again.output
+    assert registry.get_alias("champion") == "v2"
+    # A rejected version is never the default and is refused by name, with who and why.
+    _gate_version(registry, "v3", model_dir, "pending_approval")
+    record_decision(registry, "v3", "rejected", "C. Lee", "auditor", "bias in region")
+    refused = runner.invoke(app, ["deploy", "v3"])
+    assert refused.exit_code == 1 and "rejected by C. Lee (auditor)" in refused.output
+    assert registry.get_alias("champion") == "v2"
+
+
+def test_version_status_is_one_answer_for_gate_and_human_decisions(registry, model_dir):
+    from civicml.governance.approval import newest_approved, version_status
+
+    _gate_version(registry, "v1", model_dir, "deploy")
+    _gate_version(registry, "v2", model_dir, "reject")
+    _gate_version(registry, "v3", model_dir, "pending_approval")
+    assert [effective_status(registry, v) for v in ("v1", "v2", "v3")] == ["approved", "rejected", "pending_approval"]
+    assert version_status(registry, "v1").decided_by == "gate"
+    assert newest_approved(registry) == "v1"
+    record_decision(registry, "v3", "approved", "A. Jones", "owner", "reviewed")
+    st = version_status(registry, "v3")
+    assert (st.status, st.decided_by, st.human.by, st.human.role) == ("approved", "person", "A. Jones", "owner")
+    assert st.human.model_sha256 == registry.manifest("v3")["model_sha256"]
+    assert newest_approved(registry) == "v3"
+    # A decision record bound to other hashes (copied from another version, or edited) does not count.
+    rec = json.loads(registry.store.get_bytes("approvals/v3.json"))
+    registry.store.put_bytes("approvals/v3.json", json.dumps({**rec, "model_sha256": "0" * 64}).encode())
+    st = version_status(registry, "v3")
+    assert st.status == "pending_approval" and "other hashes" in st.problem
+    assert newest_approved(registry) == "v1"
+
+
+def test_human_decision_is_shown_in_models_show_and_the_card(tmp_path, model_dir):
+    """Issue 13 item 6: the decision, person, role, time, reason and bound hashes wherever status is shown."""
+    store = str(tmp_path / "store")
+    registry = Registry(LocalStore(store))
+    _gate_version(registry, "v1", model_dir, "pending_approval")
+    _gate_version(registry, "v2", model_dir, "pending_approval")
+    record_decision(registry, "v1", "rejected", "C. Lee", "auditor", "too few rows for region north")
+    record_decision(registry, "v2", "approved", "A. Jones", "service owner", "fairness reviewed")
+    runner = CliRunner()
+    shown = runner.invoke(app, ["models", "show", "v1", "--store", store])
+    assert shown.exit_code == 0, shown.output
+    assert "rejected by C. Lee (auditor)" in shown.output and "too few rows for region north" in shown.output
+    as_json = json.loads(runner.invoke(app, ["models", "show", "v1", "--json", "--store", store]).output)
+    decision = as_json["decision"]["human"]
+    assert decision["by"] == "C. Lee" and decision["model_sha256"] == registry.manifest("v1")["model_sha256"]
+    listed = json.loads(runner.invoke(app, ["models", "list", "--json", "--store", store]).output)
+    assert {m["version"]: m["decision"]["human"]["by"] for m in listed} == {"v1": "C. Lee", "v2": "A. Jones"}
+    card = runner.invoke(app, ["models", "card", "v2", "--store", store])
+    assert card.exit_code == 0, card.output
+    assert "Human decision: APPROVED by A. Jones (service owner)" in card.output
+    assert "fairness reviewed" in card.output and registry.manifest("v2")["model_sha256"] in card.output
+    assert "PENDING HUMAN APPROVAL" in card.output  # the gate's own decision stays visible beside it
+    out = tmp_path / "card.html"
+    assert runner.invoke(app, ["models", "card", "v1", "--out", str(out), "--store", store]).exit_code == 0
+    page = out.read_text()
+    assert "Human decision: REJECTED by C. Lee (auditor)" in page and "decision-rejected" in page
