@@ -250,7 +250,39 @@ class TuningConfig(_Strict):
         # (civicml.modeling.search_space.space_for), where the family is known.
         if self.search_space:
             check_space_for_algorithm(self.algorithm, self.search_space, self.max_trials)
+            if self.backend == "katib":
+                check_katib_arg_values(self.search_space)
+        # Katib's Experiment webhook refuses both (validator.go); an unset value is capped
+        # at max_trials when the Experiment is built, a value the user wrote is refused here.
+        for name in ("max_failed_trials", "parallel_trials"):
+            value = getattr(self, name)
+            if name in self.model_fields_set and value > self.max_trials:
+                raise ValueError(
+                    f"tuning.{name} ({value}) is larger than tuning.max_trials ({self.max_trials}); Katib refuses "
+                    f"such an Experiment: set {name} to at most {self.max_trials} (e.g. {name}: "
+                    f"{min(value, self.max_trials)}) or raise max_trials"
+                )
         return self
+
+
+#: Values Katib can pass to a trial safely: its webhook joins the trial's args with spaces
+#: into one `sh -c` string without quoting, so a space or shell character would split or
+#: run as shell syntax.
+KATIB_SAFE_VALUE = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
+def check_katib_arg_values(space: dict[str, ParamSpec]) -> None:
+    """Raise ValueError for a categorical value Katib would pass to `sh -c` unquoted."""
+    for name, p in space.items():
+        if p.type != "categorical":
+            continue
+        bad = [v for v in p.values or [] if not KATIB_SAFE_VALUE.fullmatch(str(v))]
+        if bad:
+            raise ValueError(
+                f"search_space.{name}: value(s) {bad!r} contain spaces or shell characters; Katib passes trial "
+                "arguments to `sh -c` unquoted, so they would break the trial command. Use letters, digits and "
+                "_ . + - only (e.g. 'squared_error' rather than 'squared error')"
+            )
 
 
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

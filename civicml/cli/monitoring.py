@@ -156,6 +156,12 @@ HostOpt = typer.Option(None, "--host", help="KFP endpoint (default: env KFP_HOST
 PipelineFileOpt = typer.Option(None, "--pipeline-file", help="Compiled pipeline YAML.")
 ImageOpt = typer.Option(DEFAULT_IMAGE, help="Image for compiling when no compiled YAML exists.")
 RunConfigOpt = typer.Option(None, "--config", "-c", help="Config sent as the config_json parameter.")
+NamespaceOpt = typer.Option(
+    None,
+    "--namespace",
+    "-n",
+    help="Namespace of the KFP experiment and its runs (default: deploy.namespace, then the kube context's).",
+)
 
 
 def _cluster_call(fn, *args, **kwargs):
@@ -190,11 +196,14 @@ def schedule(
     pipeline_file: Path | None = PipelineFileOpt,
     image: str = ImageOpt,
     config: Path | None = RunConfigOpt,
+    namespace: str | None = NamespaceOpt,
 ) -> None:
     """Create a KFP recurring run (one run at a time, no backfill) of the training or monitoring pipeline."""
     from civicml.orchestration.kfp_client import (
+        build_experiment_request,
         build_recurring_run_request,
         default_pipeline_yaml,
+        run_namespace,
         schedule_run,
         validate_request,
     )
@@ -213,13 +222,16 @@ def schedule(
                     {
                         "pipeline": pipeline,
                         "pipeline_file": str(path),
-                        "experiment": cfg.monitoring.kfp_experiment,
+                        "experiment": _cluster_call(
+                            validate_request,
+                            build_experiment_request(cfg, _cluster_call(run_namespace, cfg, namespace)),
+                        ),
                         "recurring_run": request,
                     }
                 )
             )
             return
-        sub = _cluster_call(schedule_run, cfg, pipeline, cron, path, host)
+        sub = _cluster_call(schedule_run, cfg, pipeline, cron, path, host, namespace)
     console.print(
         f"created recurring run {sub.id} of the {pipeline} pipeline on {sub.host} "
         f"(cron '{sub.request['trigger']['cron_schedule']['cron']}')"
@@ -234,11 +246,14 @@ def submit(
     pipeline_file: Path | None = PipelineFileOpt,
     image: str = ImageOpt,
     config: Path | None = RunConfigOpt,
+    namespace: str | None = NamespaceOpt,
 ) -> None:
     """Submit one run of the training or monitoring pipeline to a KFP cluster."""
     from civicml.orchestration.kfp_client import (
+        build_experiment_request,
         build_run_request,
         default_pipeline_yaml,
+        run_namespace,
         submit_run,
         validate_request,
     )
@@ -254,13 +269,16 @@ def submit(
                     {
                         "pipeline": pipeline,
                         "pipeline_file": str(path),
-                        "experiment": cfg.monitoring.kfp_experiment,
+                        "experiment": _cluster_call(
+                            validate_request,
+                            build_experiment_request(cfg, _cluster_call(run_namespace, cfg, namespace)),
+                        ),
                         "run": request,
                     }
                 )
             )
             return
-        sub = _cluster_call(submit_run, cfg, pipeline, path, host)
+        sub = _cluster_call(submit_run, cfg, pipeline, path, host, namespace=namespace)
     console.print(f"submitted run {sub.id} of the {pipeline} pipeline to {sub.host}")
 
 

@@ -1,5 +1,12 @@
-"""Kubernetes deploy backend: ConfigMap (routing) + Deployment + Service, server-side applied,
-rollout watched with a timeout, rolled back to the previous champion when it fails.
+"""Kubernetes deploy backend: Deployment + Service, server-side applied, rollout watched with a
+timeout, rolled back to the previous champion when it fails.
+
+The versions a rollout serves (the routing document) and the server's config are pinned in
+the pod template itself, as annotations the pods read back through a downward-API volume.
+A ReplicaSet therefore carries exactly what its pods serve, and `kubectl rollout undo`
+(the runbook's emergency path) brings back the previous version, not the newest one: a
+shared, fixed-name ConfigMap would have been rewritten by the newer rollout. It also means
+the pipeline runner needs no write access to any ConfigMap (manifests/base/role.yaml).
 
 The objects are plain dicts (the camelCase JSON the API server takes), built by
 `build_objects` so they can be printed (`--dry-run`), validated against the official
@@ -42,19 +49,22 @@ FIELD_MANAGER = "civicml"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 CONFIG_DIR = "/etc/civicml"
 
-#: Exactly the (apiGroup, resource, verbs) this module needs. Server-side apply is a
-#: PATCH, but when the object does not exist yet the API server creates it and
-#: authorizes that request as "create" too, so a fresh namespace needs both. "get" on
-#: deployments reads the rollout status; nothing here reads ConfigMaps or Services
-#: (a rollback rebuilds the previous objects from the registry instead).
+#: Pod-template annotations holding the documents the pods serve (read through the downward API).
+ROUTING_ANNOTATION = "civicml.io/routing"
+CONFIG_ANNOTATION = "civicml.io/config"
+
+#: Exactly the (apiGroup, resource, verbs) this module needs, on the objects named by
+#: `deploy.name` only (role.yaml lists them as resourceNames). Server-side apply is a
+#: PATCH, but when the object does not exist yet the API server also authorizes it as
+#: "create" with the object's name, so resourceNames hold for create too. "get" on
+#: deployments reads the rollout status; nothing here reads Services (a rollback rebuilds
+#: the previous objects from the registry instead).
 K8S_PERMISSIONS: list[tuple[str, str, tuple[str, ...]]] = [
     ("apps", "deployments", ("create", "get", "patch")),
     ("", "services", ("create", "patch")),
-    ("", "configmaps", ("create", "patch")),
 ]
 
 _PATHS = {
-    ("v1", "ConfigMap"): "/api/v1/namespaces/{namespace}/configmaps/{name}",
     ("v1", "Service"): "/api/v1/namespaces/{namespace}/services/{name}",
     ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
 }
@@ -74,13 +84,20 @@ def _labels(cfg: RunConfig) -> dict[str, str]:
     }
 
 
-def routing_configmap_name(cfg: RunConfig) -> str:
-    """Name of the ConfigMap holding the routing document and the server's config."""
-    return f"{cfg.deploy.name}-routing"
+def owned_object_names(cfg: RunConfig) -> dict[str, str]:
+    """resource -> the one object name this module writes (the Role's resourceNames)."""
+    return {"deployments": cfg.deploy.name, "services": cfg.deploy.name}
+
+
+def pinned_documents(deployment: dict[str, Any]) -> tuple[Routing, str]:
+    """The routing and the config JSON a Deployment's (or ReplicaSet's) pod template serves."""
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+    doc = json.loads(annotations[ROUTING_ANNOTATION])
+    return Routing(**doc), annotations[CONFIG_ANNOTATION]
 
 
 def build_objects(cfg: RunConfig, routing: Routing, store_uri: str | None = None) -> list[dict[str, Any]]:
-    """The ConfigMap, Service and Deployment that serve `routing` (apply in this order).
+    """The Service and Deployment that serve `routing` (apply in this order).
 
     Args:
         cfg: Run config (`deploy` and `storage` sections are used).
@@ -96,12 +113,6 @@ def build_objects(cfg: RunConfig, routing: Routing, store_uri: str | None = None
     uri = store_uri or resolve_store_uri(cfg.storage.uri)
     data = {"routing.json": routing.to_json(), "civicml.yaml": cfg.to_json()}
     data_hash = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-    configmap = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": routing_configmap_name(cfg), "namespace": d.namespace, "labels": labels},
-        "data": data,
-    }
     service = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -167,7 +178,22 @@ def build_objects(cfg: RunConfig, routing: Routing, store_uri: str | None = None
         "terminationGracePeriodSeconds": 30,
         "containers": [container],
         "volumes": [
-            {"name": "config", "configMap": {"name": routing_configmap_name(cfg)}},
+            # The pod's own annotations, as files: what this ReplicaSet was created to serve.
+            {
+                "name": "config",
+                "downwardAPI": {
+                    "items": [
+                        {
+                            "path": "routing.json",
+                            "fieldRef": {"fieldPath": f"metadata.annotations['{ROUTING_ANNOTATION}']"},
+                        },
+                        {
+                            "path": "civicml.yaml",
+                            "fieldRef": {"fieldPath": f"metadata.annotations['{CONFIG_ANNOTATION}']"},
+                        },
+                    ]
+                },
+            },
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
         ],
     }
@@ -180,8 +206,14 @@ def build_objects(cfg: RunConfig, routing: Routing, store_uri: str | None = None
         "civicml.io/champion": routing.champion or "",
         "civicml.io/challenger": routing.challenger or "",
         "civicml.io/challenger-share": f"{routing.effective_share:g}",
-        # A changed routing document must roll the pods: they read it at start-up.
         "civicml.io/config-sha256": data_hash,
+    }
+    # The documents themselves live in the pod template only: a new routing is a new
+    # ReplicaSet, and rolling back the Deployment rolls back what its pods serve.
+    template_annotations = {
+        **annotations,
+        ROUTING_ANNOTATION: data["routing.json"],
+        CONFIG_ANNOTATION: data["civicml.yaml"],
     }
     deployment = {
         "apiVersion": "apps/v1",
@@ -193,10 +225,10 @@ def build_objects(cfg: RunConfig, routing: Routing, store_uri: str | None = None
             "progressDeadlineSeconds": d.rollout_timeout_seconds,
             "selector": {"matchLabels": selector},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
+            "template": {"metadata": {"labels": labels, "annotations": template_annotations}, "spec": pod_spec},
         },
     }
-    return [configmap, service, deployment]
+    return [service, deployment]
 
 
 def to_yaml(objects: list[dict[str, Any]]) -> str:

@@ -24,6 +24,23 @@ from typing import Any
 
 from civicml.config import RunConfig
 
+#: What KFP's own runtime calls on the Kubernetes API, as the run's ServiceAccount, in the run's
+#: namespace: (apiGroup, resource, verbs, resourceNames or ()). Read from KFP 2.17.0's
+#: backend/src/v2 (every client-go call there); manifests/base/role.yaml (civicml-kfp-runtime)
+#: must grant exactly this, and tests/cluster checks it with `can-i` as the ServiceAccount.
+KFP_RUNTIME_PERMISSIONS: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
+    # root-DAG driver (driver/root_dag.go:103) and importer (component/importer_launcher.go:331) ->
+    # config.FromConfigMap (config/env.go:73): only NotFound is tolerated, a 403 fails the run.
+    ("", "configmaps", ("get",), ("kfp-launcher",)),
+    # launcher: the object-store credentials named by kfp-launcher's secretRef (objectstore/object_store.go:391).
+    ("", "secrets", ("get",), ("civicml-object-store",)),
+    # driver reads its own pod (driver/k8s.go:1198, publishDriverExecution); launcher its retry annotation
+    # (component/launcher_v2.go:607). Generated names: no resourceNames.
+    ("", "pods", ("get",), ()),
+    # Argo >= 3.4 executor: step outputs as WorkflowTaskResults (upstream pipeline-runner-role.yaml).
+    ("argoproj.io", "workflowtaskresults", ("create", "patch"), ()),
+]
+
 KFP_HOST_ENV = "KFP_HOST"
 KFP_TOKEN_ENV = "KFP_TOKEN"
 PIPELINES = ("training", "monitoring")
@@ -198,6 +215,50 @@ def run_parameters(cfg: RunConfig, spec: dict[str, Any], version: str = "") -> d
     return params
 
 
+def kube_context_namespace() -> str | None:
+    """The namespace of the current kube context (or of the pod, in a cluster), if any."""
+    pod_ns = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    if pod_ns.is_file():
+        return pod_ns.read_text().strip() or None
+    try:
+        from kubernetes import config
+
+        # The client reads $KUBECONFIG once at import; read it now so the current value counts.
+        _, context = config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG") or None)
+    except Exception:  # noqa: BLE001 - no kubeconfig (or a broken one) just means "no context namespace"
+        return None
+    return (context or {}).get("context", {}).get("namespace") or None
+
+
+def run_namespace(cfg: RunConfig, namespace: str | None = None) -> str:
+    """The namespace runs go to: `--namespace`, else `deploy.namespace`, else the kube context's.
+
+    Multi-user KFP refuses an experiment without one (resource_manager.go CreateExperiment);
+    single-user KFP ignores it (ReplaceNamespace) and runs in its own namespace.
+
+    Raises:
+        SubmitError: no namespace from any of the three.
+    """
+    ns = namespace or cfg.deploy.namespace or kube_context_namespace()
+    if not ns:
+        raise SubmitError(
+            "no namespace for the KFP experiment: pass --namespace NS or set deploy.namespace "
+            "(the namespace where civicml-pipeline-runner and kfp-launcher live, e.g. your Kubeflow profile)"
+        )
+    return ns
+
+
+def build_experiment_request(cfg: RunConfig, namespace: str):
+    """The `V2beta1Experiment` that runs are filed under, in `namespace`."""
+    import kfp_server_api
+
+    return kfp_server_api.V2beta1Experiment(
+        display_name=cfg.monitoring.kfp_experiment,
+        description=f"civicml runs of {cfg.name}",
+        namespace=namespace,
+    )
+
+
 def _display_name(cfg: RunConfig, pipeline: str, suffix: str = "") -> str:
     return f"{cfg.name}-{pipeline}{suffix}"
 
@@ -360,28 +421,44 @@ def _client(cfg: RunConfig, host: str | None):
     return kfp.Client(host=endpoint, existing_token=os.environ.get(KFP_TOKEN_ENV) or None), endpoint
 
 
+def _experiment_id(client: Any, cfg: RunConfig, namespace: str | None) -> str:
+    """Get or create the run's experiment in its namespace (kfp.Client looks it up by name first)."""
+    body = build_experiment_request(cfg, run_namespace(cfg, namespace))
+    validate_request(body)
+    experiment = client.create_experiment(body.display_name, description=body.description, namespace=body.namespace)
+    return experiment.experiment_id
+
+
 def submit_run(
-    cfg: RunConfig, pipeline: str, pipeline_yaml: str | Path | None = None, host: str | None = None, version: str = ""
+    cfg: RunConfig,
+    pipeline: str,
+    pipeline_yaml: str | Path | None = None,
+    host: str | None = None,
+    version: str = "",
+    namespace: str | None = None,
 ) -> Submitted:
-    """Submit one run of a compiled pipeline to the cluster."""
+    """Submit one run of a compiled pipeline to the cluster, in `run_namespace(cfg, namespace)`."""
     client, endpoint = _client(cfg, host)
-    experiment = client.create_experiment(cfg.monitoring.kfp_experiment)
-    body = build_run_request(
-        cfg, pipeline, pipeline_yaml or default_pipeline_yaml(pipeline), experiment.experiment_id, version
-    )
+    experiment_id = _experiment_id(client, cfg, namespace)
+    body = build_run_request(cfg, pipeline, pipeline_yaml or default_pipeline_yaml(pipeline), experiment_id, version)
     data = validate_request(body)
     res = client.runs.run_service_create_run(run=body)
     return Submitted("run", res.run_id, endpoint, data)
 
 
 def schedule_run(
-    cfg: RunConfig, pipeline: str, cron: str, pipeline_yaml: str | Path | None = None, host: str | None = None
+    cfg: RunConfig,
+    pipeline: str,
+    cron: str,
+    pipeline_yaml: str | Path | None = None,
+    host: str | None = None,
+    namespace: str | None = None,
 ) -> Submitted:
-    """Create a recurring run of a compiled pipeline on the cluster."""
+    """Create a recurring run of a compiled pipeline on the cluster, in `run_namespace(cfg, namespace)`."""
     client, endpoint = _client(cfg, host)
-    experiment = client.create_experiment(cfg.monitoring.kfp_experiment)
+    experiment_id = _experiment_id(client, cfg, namespace)
     body, _ = build_recurring_run_request(
-        cfg, pipeline, pipeline_yaml or default_pipeline_yaml(pipeline), cron, experiment.experiment_id
+        cfg, pipeline, pipeline_yaml or default_pipeline_yaml(pipeline), cron, experiment_id
     )
     data = validate_request(body)
     res = client.recurring_runs.recurring_run_service_create_recurring_run(recurring_run=body)

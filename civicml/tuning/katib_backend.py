@@ -23,6 +23,7 @@ search is not bit-for-bit reproducible.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from civicml.config import ParamSpec, RunConfig
+from civicml.config import ConfigError, ParamSpec, RunConfig, check_katib_arg_values
 from civicml.deploy.security import restricted_container_security_context, restricted_pod_security_context
 from civicml.evaluation.metrics import CLASSIFICATION_HEADLINE, REGRESSION_HEADLINE
 from civicml.modeling.search_space import coerce_params, space_for
@@ -60,6 +61,9 @@ SETTINGS_CONFIGMAP = "civicml-settings"
 JOB_SUCCESS_CONDITION = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
 JOB_FAILURE_CONDITION = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
+VERSION_LABEL = "civicml.io/version"
+#: sha256 of the Experiment's spec as civicml built it: a retried tune pod resumes only its own search.
+SPEC_ANNOTATION = "civicml.io/spec-sha256"
 
 
 class KatibError(TuningError):
@@ -194,6 +198,10 @@ def build_experiment(cfg: RunConfig, version: str):
 
     t = cfg.tuning
     space = space_for(cfg.model.family, t.search_space, t.algorithm, t.max_trials)
+    try:
+        check_katib_arg_values(space)
+    except ValueError as err:
+        raise ConfigError(f"invalid config: tuning.{err}") from None
     metrics = _metric_names(cfg)
     early = None
     if t.early_stopping is not None:
@@ -219,9 +227,11 @@ def build_experiment(cfg: RunConfig, version: str):
             algorithm_settings=[m.V1beta1AlgorithmSetting(name="random_state", value=str(t.seed))],
         ),
         early_stopping=early,
-        parallel_trial_count=t.parallel_trials,
+        # Katib's webhook refuses either above maxTrialCount; the config refuses such values when
+        # written, so min() only caps the defaults (e.g. max_failed_trials 3 with max_trials 2).
+        parallel_trial_count=min(t.parallel_trials, t.max_trials),
         max_trial_count=t.max_trials,
-        max_failed_trial_count=t.max_failed_trials,
+        max_failed_trial_count=min(t.max_failed_trials, t.max_trials),
         metrics_collector_spec=m.V1beta1MetricsCollectorSpec(collector=m.V1beta1CollectorSpec(kind="StdOut")),
         parameters=[
             m.V1beta1ParameterSpec(
@@ -240,13 +250,15 @@ def build_experiment(cfg: RunConfig, version: str):
             trial_spec=trial_job(cfg, version, space),
         ),
     )
+    spec_hash = sha256(json.dumps(spec.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
     return m.V1beta1Experiment(
         api_version=f"{GROUP}/{VERSION}",
         kind="Experiment",
         metadata=m.IoK8sApimachineryPkgApisMetaV1ObjectMeta(
             name=experiment_name(cfg, version),
             namespace=t.katib.namespace,
-            labels={"app.kubernetes.io/part-of": "civicml", "civicml.io/version": _label_value(version)},
+            labels={"app.kubernetes.io/part-of": "civicml", VERSION_LABEL: _label_value(version)},
+            annotations={SPEC_ANNOTATION: spec_hash},
         ),
         spec=spec,
     )
@@ -280,7 +292,8 @@ def _api_error(action: str, namespace: str, name: str, err: Exception) -> KatibE
         403: f"the service account lacks RBAC for {GROUP}/{PLURAL} in namespace {namespace} "
         "(apply manifests/base/role.yaml)",
         404: f"no {GROUP}/{VERSION} {PLURAL} API, or namespace {namespace} is missing: is Katib installed?",
-        409: f"an Experiment named {name} already exists in {namespace}; delete it or use a new version",
+        409: f"an Experiment named {name} already exists in {namespace} and is not this run's; delete it "
+        f"(`kubectl -n {namespace} delete experiment {name}`) or use a new version",
     }.get(status, "check the Katib controller and the API server")
     return KatibError(f"could not {action} Katib Experiment {namespace}/{name}: HTTP {status} {reason}; {hint}")
 
@@ -321,7 +334,9 @@ def submit_and_wait(
     try:
         api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     except ApiException as err:
-        raise _api_error("create", namespace, name, err) from None
+        if getattr(err, "status", None) != 409:
+            raise _api_error("create", namespace, name, err) from None
+        _adopt_existing(api, body, err)
     try:
         start = clock()
         while True:
@@ -358,6 +373,36 @@ def submit_and_wait(
             except ApiException as err:
                 if getattr(err, "status", None) != 404:
                     raise _api_error("delete", namespace, name, err) from None
+
+
+def _adopt_existing(api: Any, body: dict[str, Any], conflict: Exception) -> None:
+    """On 409, resume polling the Experiment if it is this run's own (a retried tune pod).
+
+    It is ours when it carries the same civicml version label and spec hash; anything else
+    (another run, or the same version with a changed config) is refused, never reused.
+    Like google-cloud-pipeline-components' remote runners, a retry resumes the remote job
+    instead of failing on the one it started.
+
+    Raises:
+        KatibError: the existing Experiment cannot be read or is not this run's.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    try:
+        existing = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except ApiException as err:
+        raise _api_error("read", namespace, name, err) from None
+    their = existing.get("metadata") or {}
+    same_version = (their.get("labels") or {}).get(VERSION_LABEL) == meta["labels"][VERSION_LABEL]
+    same_spec = (their.get("annotations") or {}).get(SPEC_ANNOTATION) == meta["annotations"][SPEC_ANNOTATION]
+    if not (same_version and same_spec):
+        why = "another civicml version" if not same_version else "the same version with a different search"
+        raise KatibError(
+            f"could not create Katib Experiment {namespace}/{name}: HTTP 409 Conflict; it exists and belongs to "
+            f"{why}; delete it (`kubectl -n {namespace} delete experiment {name}`) or use a new version"
+        ) from None
 
 
 def _list_trials(api: Any, namespace: str, name: str) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -154,11 +155,31 @@ def parse_param_args(params_json: str | None, pairs: list[str] | None) -> dict[s
     return raw
 
 
-def format_metric(name: str, value: float) -> str | None:
-    """One `name=value` line Katib's regex parses, or None for a non-finite value (Katib cannot store it)."""
+def format_metric(name: str, value: float, timestamp: str | None = None) -> str | None:
+    """One `[TIMESTAMP ]name=value` line Katib's collector parses, or None for a non-finite value.
+
+    Katib's file collector takes the text before the first space as the observation's
+    time when it parses as RFC3339Nano; without it every value gets the zero time, and
+    "latest" or medianstop's first-N then depend on the database's order among ties.
+    """
     if value is None or not math.isfinite(float(value)):
         return None
-    return f"{name}={float(value):.10g}"
+    line = f"{name}={float(value):.10g}"
+    return f"{timestamp} {line}" if timestamp else line
+
+
+class MetricClock:
+    """Strictly increasing RFC3339Nano UTC timestamps (two lines never share a time)."""
+
+    def __init__(self, now_ns: Callable[[], int] = time.time_ns):
+        self._now_ns = now_ns
+        self._last = 0
+
+    def __call__(self) -> str:
+        ns = max(self._now_ns(), self._last + 1)
+        self._last = ns
+        seconds, frac = divmod(ns, 1_000_000_000)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{frac:09d}Z"
 
 
 def run_trial(
@@ -169,6 +190,7 @@ def run_trial(
     raw_params: dict[str, Any],
     emit: Callable[[str], None] = print,
     report_rounds: bool | None = None,
+    clock: Callable[[], str] | None = None,
 ) -> dict[str, float]:
     """Train one candidate on train, score it on valid and emit the metrics as `name=value` lines.
 
@@ -181,11 +203,13 @@ def run_trial(
         emit: Where lines go (stdout in the CLI, which Katib's collector reads).
         report_rounds: Emit the objective after every boosting round (for Katib's
             medianstop); default: when early stopping is configured and the model has rounds.
+        clock: Timestamp for each line (default: strictly increasing wall-clock RFC3339Nano).
 
     Returns:
         The validation metrics.
     """
     t = cfg.tuning
+    stamp = clock or MetricClock()
     space = space_for(cfg.model.family, t.search_space)
     params = coerce_params(space, raw_params)
     spec = FeatureSpec.fit(train, cfg.data.target, cfg.task, info["numeric_features"], info["categorical_features"])
@@ -196,7 +220,7 @@ def run_trial(
     if report_rounds and round_metric is not None:
 
         def on_round(step: int, value: float) -> None:
-            line = format_metric(t.objective_metric, value)
+            line = format_metric(t.objective_metric, value, stamp())
             if line:
                 emit(line)
 
@@ -204,7 +228,7 @@ def run_trial(
     metrics = train_and_score(cfg, spec, params, train, valid, callbacks=callbacks)
     # The objective goes last: Katib's "latest" strategy then reads the final model's value.
     for name in [*(n for n in sorted(metrics) if n != t.objective_metric), t.objective_metric]:
-        line = format_metric(name, metrics.get(name)) if name in metrics else None
+        line = format_metric(name, metrics.get(name), stamp()) if name in metrics else None
         if line:
             emit(line)
     return metrics

@@ -34,13 +34,6 @@ SECRET_KEYS = {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"}
 # Modules that declare the Kubernetes permissions their code uses.
 PERMISSION_MODULES = ("civicml.tuning.katib_backend", "civicml.deploy.kubernetes")
 
-# What KFP's own runtime needs when pipeline pods run as civicml-pipeline-runner;
-# reviewed here rather than derived, because no civicml code declares it.
-KFP_RUNTIME_PERMISSIONS = {
-    ("", "secrets", "get"),
-    ("argoproj.io", "workflowtaskresults", "create"),
-    ("argoproj.io", "workflowtaskresults", "patch"),
-}
 
 needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 
@@ -291,13 +284,15 @@ def _roles() -> dict[str, dict]:
     return {d["metadata"]["name"]: d for d in docs}
 
 
-def _grants(role: dict) -> set[tuple[str, str, str]]:
+def _grants(role: dict) -> set[tuple[str, str, str, str]]:
+    """(group, resource, verb, name or "") for every grant; "" = any object of that resource."""
     return {
-        (group, resource, verb)
+        (group, resource, verb, name)
         for rule in role["rules"]
         for group in rule["apiGroups"]
         for resource in rule["resources"]
         for verb in rule["verbs"]
+        for name in (rule.get("resourceNames") or [""])
     }
 
 
@@ -305,13 +300,29 @@ def _declared_permissions() -> set[tuple[str, str, str]]:
     missing = [m for m in PERMISSION_MODULES if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"permission-declaring module(s) not written yet: {', '.join(missing)}")
+    from civicml.config import RunConfig
+    from civicml.deploy.kubernetes import owned_object_names
+
+    names = owned_object_names(RunConfig())
     declared = set()
     for module_name in PERMISSION_MODULES:
         # Import errors and a missing constant fail the test: only absence skips.
         permissions = importlib.import_module(module_name).K8S_PERMISSIONS
         for group, resource, verbs in permissions:
-            declared |= {(group, resource, verb) for verb in verbs}
+            name = names.get(resource, "") if module_name == "civicml.deploy.kubernetes" else ""
+            declared |= {(group, resource, verb, name) for verb in verbs}
     return declared
+
+
+def _kfp_runtime_permissions() -> set[tuple[str, str, str, str]]:
+    from civicml.orchestration.kfp_client import KFP_RUNTIME_PERMISSIONS
+
+    return {
+        (group, resource, verb, name)
+        for group, resource, verbs, names in KFP_RUNTIME_PERMISSIONS
+        for verb in verbs
+        for name in (names or ("",))
+    }
 
 
 def test_no_role_grants_dangerous_permissions():
@@ -329,17 +340,36 @@ def test_no_role_grants_dangerous_permissions():
 
 def test_pipeline_runner_role_matches_declared_permissions():
     role = _roles()["civicml-pipeline-runner"]
-    assert not any(rule.get("resourceNames") for rule in role["rules"])
     assert _grants(role) == _declared_permissions()
+    # Item 12: the runner writes only the model server's own objects, and no ConfigMap at all
+    # (it cannot rewrite civicml-settings or kfp-launcher).
+    for group, resource, verb, name in _grants(role):
+        if group in ("", "apps") and verb in ("create", "patch", "update"):
+            assert name == "civicml-model-server", (resource, verb)
+        assert resource != "configmaps"
 
 
-def test_kfp_runtime_role_is_the_reviewed_allowlist():
+def test_kfp_runtime_role_is_what_kfp_2_17_calls():
+    # upstream: kubeflow/pipelines backend/src/v2/driver/root_dag.go:103 @ 2.17.0 (GET configmap kfp-launcher)
+    # upstream: kubeflow/pipelines backend/src/v2/config/env.go:73-80 @ 2.17.0 (only NotFound tolerated)
+    # upstream: kubeflow/pipelines backend/src/v2/objectstore/object_store.go:391 @ 2.17.0 (GET secret)
+    # upstream: kubeflow/pipelines backend/src/v2/driver/k8s.go:1198 @ 2.17.0 (GET own pod)
+    # upstream: kubeflow/pipelines manifests/kustomize/base/pipeline/pipeline-runner-role.yaml @ 2.17.0
     roles = _roles()
     assert set(roles) == {"civicml-pipeline-runner", "civicml-kfp-runtime"}
     runtime = roles["civicml-kfp-runtime"]
-    assert _grants(runtime) == KFP_RUNTIME_PERMISSIONS
-    (secret_rule,) = [r for r in runtime["rules"] if "secrets" in r["resources"]]
-    assert secret_rule["resourceNames"] == [SECRET_NAME]
+    assert _grants(runtime) == _kfp_runtime_permissions()
+    assert ("", "configmaps", "get", "kfp-launcher") in _grants(runtime)
+    assert ("", "secrets", "get", SECRET_NAME) in _grants(runtime)
+
+
+def test_compiled_pipelines_use_no_pipeline_job_time_placeholders():
+    # The driver GETs the Argo Workflow only to resolve these placeholders; the Role omits
+    # argoproj.io/workflows, so a pipeline using them would need it added.
+    # upstream: kubeflow/pipelines backend/src/v2/cmd/driver/main.go:178,242-246 @ 2.17.0
+    for path in (REPO / "pipelines" / "compiled").glob("*.yaml"):
+        text = path.read_text()
+        assert "pipeline_job_create_time" not in text and "pipeline_job_schedule_time" not in text, path
 
 
 def test_role_bindings_bind_only_the_pipeline_runner():

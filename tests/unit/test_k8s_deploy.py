@@ -14,11 +14,14 @@ from typer.testing import CliRunner
 from civicml.config import RunConfig
 from civicml.deploy.kubernetes import (
     APPLY_CONTENT_TYPE,
+    CONFIG_ANNOTATION,
     K8S_PERMISSIONS,
+    ROUTING_ANNOTATION,
     DeployError,
     KubeClient,
     build_objects,
     deploy_version,
+    pinned_documents,
 )
 from civicml.deploy.security import pod_spec_of, restricted_violations
 from civicml.governance.audit import AuditLog
@@ -129,9 +132,9 @@ def _validate(objects):
 def test_objects_validate_strict_and_restricted(setup):
     cfg, _ = setup
     objects = build_objects(cfg, Routing(champion="v1", challenger="v2", challenger_share=0.2))
-    assert [o["kind"] for o in objects] == ["ConfigMap", "Service", "Deployment"]
+    assert [o["kind"] for o in objects] == ["Service", "Deployment"]
     _validate(objects)
-    dep = objects[2]
+    dep = objects[1]
     pod = dep["spec"]["template"]["spec"]
     c = pod["containers"][0]
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
@@ -142,17 +145,35 @@ def test_objects_validate_strict_and_restricted(setup):
     for var in ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"):
         assert env[var]["valueFrom"]["secretKeyRef"] == {"name": cfg.storage.secret_name, "key": var}
     assert "requests" in c["resources"] and "limits" in c["resources"]
-    routing = json.loads(objects[0]["data"]["routing.json"])
-    assert (routing["champion"], routing["challenger"], routing["challenger_share"]) == ("v1", "v2", 0.2)
-    # The mounted config parses back into the same RunConfig, and holds no credentials.
-    assert RunConfig.from_json(objects[0]["data"]["civicml.yaml"]) == cfg
-    assert "SECRET" not in objects[0]["data"]["civicml.yaml"].upper().replace("SECRET_NAME", "")
+    routing, config_json = pinned_documents(dep)
+    assert (routing.champion, routing.challenger, routing.challenger_share) == ("v1", "v2", 0.2)
+    # The pinned config parses back into the same RunConfig, and holds no credentials.
+    assert RunConfig.from_json(config_json) == cfg
+    assert "SECRET" not in config_json.upper().replace("SECRET_NAME", "")
+    # The pods read both documents from their own annotations (downward API), not from a shared object.
+    (config_volume,) = [v for v in pod["volumes"] if v["name"] == "config"]
+    paths = {i["path"]: i["fieldRef"]["fieldPath"] for i in config_volume["downwardAPI"]["items"]}
+    assert paths == {
+        "routing.json": f"metadata.annotations['{ROUTING_ANNOTATION}']",
+        "civicml.yaml": f"metadata.annotations['{CONFIG_ANNOTATION}']",
+    }
+    assert env[ROUTING_FILE_ENV]["value"] == "/etc/civicml/routing.json"
+    assert not any("configMap" in v for v in pod["volumes"])
+
+
+def test_each_routing_is_its_own_pod_template(setup):
+    # `kubectl rollout undo` restores an old pod template; it must carry the old versions with it.
+    cfg, _ = setup
+    one = build_objects(cfg, Routing(champion="v1"))[1]
+    two = build_objects(cfg, Routing(champion="v2"))[1]
+    assert one["spec"]["template"] != two["spec"]["template"]
+    assert pinned_documents(one)[0].champion == "v1" and pinned_documents(two)[0].champion == "v2"
 
 
 def test_invalid_object_is_caught_by_validator(setup):
     # Guard that the validator above can fail: a typo in a field name is rejected in strict mode.
     cfg, _ = setup
-    dep = build_objects(cfg, Routing(champion="v1"))[2]
+    dep = build_objects(cfg, Routing(champion="v1"))[1]
     dep["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(dep, "1.30.0", strict=True)
@@ -181,7 +202,6 @@ def test_deploy_success_applies_exactly_the_validated_objects(setup):
         assert c["headers"]["Content-Type"] == APPLY_CONTENT_TYPE
         assert ("fieldManager", "civicml") in c["query"] and ("force", "true") in c["query"]
     assert [c["path"] for c in patches] == [
-        "/api/v1/namespaces/civicml/configmaps/civicml-model-server-routing",
         "/api/v1/namespaces/civicml/services/civicml-model-server",
         "/apis/apps/v1/namespaces/civicml/deployments/civicml-model-server",
     ]
@@ -202,9 +222,9 @@ def test_deploy_as_challenger_keeps_champion(setup):
     assert reg.get_alias(CHAMPION) == "v1" and reg.get_alias(CHALLENGER) == "v2"
     r = current_routing(reg)
     assert r.challenger_share == cfg.deploy.challenger_traffic
-    cm = next(c["body"] for c in api.calls if c["path"].endswith("configmaps/civicml-model-server-routing"))
-    routing = json.loads(cm["data"]["routing.json"])
-    assert (routing["champion"], routing["challenger"]) == ("v1", "v2")
+    dep = next(c["body"] for c in api.calls if c["path"].endswith("deployments/civicml-model-server"))
+    routing, _ = pinned_documents(dep)
+    assert (routing.champion, routing.challenger) == ("v1", "v2")
 
 
 @pytest.mark.parametrize("deadline_exceeded", [False, True])
@@ -219,8 +239,8 @@ def test_failed_rollout_rolls_back_to_previous_champion(setup, deadline_exceeded
     assert "rolled back to the previous champion v1" in msg and "was not moved" in msg
     assert ("progress deadline exceeded" in msg) if deadline_exceeded else ("did not finish within 60s" in msg)
     patches = [c["body"] for c in api.calls if c["method"] == "PATCH"]
-    assert patches[:3] == build_objects(cfg, Routing(champion="v3"))
-    assert patches[3:] == previous_objects
+    assert patches[:2] == build_objects(cfg, Routing(champion="v3"))
+    assert patches[2:] == previous_objects
     _validate(patches)
     assert reg.get_alias(CHAMPION) == "v1"
     events = [r["event"] for r in AuditLog(reg.store).records()]
@@ -272,9 +292,9 @@ def test_cli_dry_run_prints_valid_yaml(setup, tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["deploy", "v2", "--target", "kubernetes", "--dry-run", "--as", "challenger"])
     assert result.exit_code == 0, result.output
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
-    assert [d["kind"] for d in docs] == ["ConfigMap", "Service", "Deployment"]
+    assert [d["kind"] for d in docs] == ["Service", "Deployment"]
     _validate(docs)
-    assert json.loads(docs[0]["data"]["routing.json"])["challenger"] == "v2"
+    assert pinned_documents(docs[1])[0].challenger == "v2"
     assert reg.get_alias(CHALLENGER) is None  # dry run moved nothing
     bad = CliRunner().invoke(app, ["deploy", "v2", "--target", "moon"])
     assert bad.exit_code == 1 and "--target must be local or kubernetes" in bad.output

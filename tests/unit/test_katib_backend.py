@@ -47,11 +47,8 @@ def test_experiment_for_demo_config_round_trips_through_katib_models(cfg, body):
     assert {s.name: s.value for s in spec.algorithm.algorithm_settings} == {"random_state": "42"}
     assert spec.objective.objective_metric_name == "roc_auc" and spec.objective.type == "maximize"
     assert spec.max_trial_count == 8 and spec.parallel_trial_count == 2 and spec.max_failed_trial_count == 3
-    assert spec.early_stopping.algorithm_name == "medianstop"
-    assert {s.name: s.value for s in spec.early_stopping.algorithm_settings} == {
-        "min_trials_required": "3",
-        "start_step": "10",
-    }
+    # The example runs under "restricted": no early-stopping container in the suggestion pod.
+    assert spec.early_stopping is None
     assert spec.metrics_collector_spec.collector.kind == "StdOut"
     params = {p.name: p for p in spec.parameters}
     assert params["learning_rate"].parameter_type == "double"
@@ -65,6 +62,21 @@ def test_experiment_for_demo_config_round_trips_through_katib_models(cfg, body):
         "name": "benefits-review-v20260101-120000-abc123",
         "namespace": "civicml",
         "labels": {"app.kubernetes.io/part-of": "civicml", "civicml.io/version": VERSION},
+        "annotations": {"civicml.io/spec-sha256": body["metadata"]["annotations"]["civicml.io/spec-sha256"]},
+    }
+
+
+def test_early_stopping_settings_reach_the_experiment(monkeypatch):
+    monkeypatch.setenv("CIVICML_STORE_URI", S3)
+    cfg = load_config(
+        REPO / "civicml.yaml",
+        {"tuning.backend": "katib", "tuning.early_stopping": {"min_trials_required": 3, "start_step": 10}},
+    )
+    spec = kb.build_experiment(cfg, VERSION).spec
+    assert spec.early_stopping.algorithm_name == "medianstop"
+    assert {s.name: s.value for s in spec.early_stopping.algorithm_settings} == {
+        "min_trials_required": "3",
+        "start_step": "10",
     }
 
 
@@ -207,12 +219,18 @@ class FakeCustomObjectsApi:
         "list_namespaced_custom_object": "list",
     }
 
-    def __init__(self, states: list[dict | None], trials: list[dict] | None = None, create_error: int | None = None):
+    def __init__(
+        self,
+        states: list[dict | None],
+        trials: list[dict] | None = None,
+        create_error: int | None = None,
+        existing: dict | None = None,
+    ):
         self.states = states
         self.trials = trials or []
         self.create_error = create_error
         self.calls: list[tuple[str, str, str, str, str]] = []
-        self.created: dict | None = None
+        self.created: dict | None = copy.deepcopy(existing)
 
     def _record(self, method, group, version, namespace, plural):
         self.calls.append((self.VERBS[method], group, version, namespace, plural))
@@ -321,11 +339,33 @@ def test_timeout_raises_and_retain_keeps_the_experiment(body):
     assert "delete" not in [c[0] for c in api.calls]
 
 
-def test_create_conflict_is_a_clear_error(body):
-    api = FakeCustomObjectsApi([None], create_error=409)
-    with pytest.raises(kb.KatibError, match="HTTP 409.*already exists"):
+def test_create_conflict_with_another_runs_experiment_is_a_clear_error(body):
+    other = copy.deepcopy(body)
+    other["metadata"]["labels"]["civicml.io/version"] = "v20250101-000000-other"
+    api = FakeCustomObjectsApi([None], create_error=409, existing=other)
+    with pytest.raises(kb.KatibError, match="HTTP 409.*another civicml version.*kubectl -n civicml delete experiment"):
         kb.submit_and_wait(api, body, timeout_seconds=60, clock=FakeClock(), sleep=lambda s: None)
-    assert [c[0] for c in api.calls] == ["create"]
+    assert [c[0] for c in api.calls] == ["create", "get"]
+
+
+def test_create_conflict_with_a_changed_search_is_refused(body, cfg):
+    cfg.tuning.max_trials = 5
+    changed = kb.experiment_body(kb.build_experiment(cfg, VERSION))
+    assert changed["metadata"]["name"] == body["metadata"]["name"]
+    api = FakeCustomObjectsApi([None], create_error=409, existing=changed)
+    with pytest.raises(kb.KatibError, match="same version with a different search"):
+        kb.submit_and_wait(api, body, timeout_seconds=60, clock=FakeClock(), sleep=lambda s: None)
+
+
+def test_retried_tune_pod_resumes_its_own_experiment_on_409(cfg, body):
+    # A retried pod re-sends the same body: 409 AlreadyExists; it reads the Experiment, sees its own
+    # version label and spec hash, and resumes polling instead of failing.
+    running = copy.deepcopy(body)
+    api = FakeCustomObjectsApi([running, finished(body, "Succeeded")], create_error=409, existing=body)
+    clock = FakeClock()
+    obj, _ = kb.submit_and_wait(api, body, timeout_seconds=600, poll_seconds=5, clock=clock, sleep=clock.sleep)
+    assert kb.result_from_experiment(cfg, obj, [])["best_value"] == 0.81
+    assert [c[0] for c in api.calls] == ["create", "get", "get", "list", "delete"]
 
 
 def test_success_without_optimal_trial_is_an_error(cfg, body):

@@ -5,6 +5,7 @@ from typing import ClassVar
 
 import kfp_server_api
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from civicml.config import RunConfig
@@ -211,8 +212,10 @@ class _FakeClient:
         self.runs, self.recurring_runs = _Runs(), _RecurringRuns()
         _FakeClient.instances.append(self)
 
-    def create_experiment(self, name):
-        return kfp_server_api.V2beta1Experiment(experiment_id=f"exp-{name}", display_name=name)
+    def create_experiment(self, name, description=None, namespace=None):
+        # Same signature as kfp.Client.create_experiment (kfp 2.17, kfp/client/client.py).
+        self.experiment_namespace = namespace
+        return kfp_server_api.V2beta1Experiment(experiment_id=f"exp-{name}", display_name=name, namespace=namespace)
 
 
 def test_schedule_and_submit_send_validated_bodies(compiled, monkeypatch):
@@ -232,6 +235,47 @@ def test_schedule_and_submit_send_validated_bodies(compiled, monkeypatch):
     assert run.id == "run-123" and _FakeClient.instances[-1].host == "http://other:80"
     assert isinstance(_FakeClient.instances[-1].sent[-1], kfp_server_api.V2beta1Run)
     assert "tok" not in json.dumps(run.request)
+
+
+def test_experiment_is_created_in_a_namespace(compiled, monkeypatch):
+    # Multi-user KFP refuses an experiment without a namespace; single-user ignores it.
+    # upstream: kubeflow/pipelines backend/src/apiserver/resource/resource_manager.go:195-199 @ 2.17.0
+    # upstream: kubeflow/pipelines backend/src/apiserver/resource/resource_manager.go:2456-2462 @ 2.17.0
+    # upstream: kubeflow/pipelines backend/api/v2beta1/experiment.proto:90-91 @ 2.17.0 (field `namespace`)
+    import kfp
+
+    monkeypatch.setattr(kfp, "Client", _FakeClient)
+    monkeypatch.setenv("KFP_HOST", "http://ml-pipeline.kubeflow:8888")
+    cfg = RunConfig.model_validate({"deploy": {"namespace": "team-a"}})
+    kfp_client.submit_run(cfg, "training", compiled["training"])
+    assert _FakeClient.instances[-1].experiment_namespace == "team-a"
+    kfp_client.schedule_run(cfg, "training", "0 0 2 * * *", compiled["training"], namespace="team-b")
+    assert _FakeClient.instances[-1].experiment_namespace == "team-b"
+    body = validate_request(kfp_client.build_experiment_request(cfg, "team-a"))
+    assert body == {"display_name": "civicml", "description": "civicml runs of benefits-review", "namespace": "team-a"}
+
+
+def test_namespace_falls_back_to_the_kube_context(monkeypatch, tmp_path):
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "x"}}],
+                "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u", "namespace": "from-context"}}],
+                "current-context": "ctx",
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    cfg = RunConfig.model_validate({"deploy": {"namespace": ""}})
+    assert kfp_client.run_namespace(cfg) == "from-context"
+    assert kfp_client.run_namespace(cfg, "explicit") == "explicit"
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    with pytest.raises(kfp_client.SubmitError, match="--namespace"):
+        kfp_client.run_namespace(cfg)
 
 
 def test_triggered_retraining_on_a_cluster_submits_the_training_pipeline_on_the_new_batch(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ def tuning(**section) -> dict:
 def test_demo_config_tuning_section_parses():
     cfg = load_config(REPO / "civicml.yaml")
     t = cfg.tuning
-    assert t.algorithm == "tpe" and t.early_stopping is not None
+    assert t.algorithm == "tpe" and t.early_stopping is None  # off: the example runs under restricted
     assert t.search_space["learning_rate"].log is True
     assert t.search_space["max_depth"].type == "int"
 
