@@ -34,19 +34,26 @@ def load_cfg(config: Path | None, overrides: dict[str, Any] | None = None):
 
 
 def friendly_errors(fn: Callable) -> Callable:
-    """Turn the library's expected errors into a red message and exit code 1 (no traceback)."""
+    """Turn the library's expected errors and cluster failures into one red line and exit code 1 (no traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from civicml.config import ConfigError
         from civicml.data.errors import DataError
+        from civicml.deploy.cluster import ClusterError, explain, is_cluster_failure
         from civicml.storage.registry import RegistryError
         from civicml.storage.store import StoreError
 
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, DataError, RegistryError, StoreError, FileNotFoundError, ValueError) as err:
+        except (ConfigError, DataError, RegistryError, StoreError, FileNotFoundError, ValueError, ClusterError) as err:
             err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+        except Exception as err:
+            # No kubeconfig, an unreachable API server, a 403: one line, never a traceback.
+            if not is_cluster_failure(err):
+                raise
+            err_console.print(f"[bold red]error:[/] {explain(err)}", highlight=False, soft_wrap=True)
             sys.exit(1)
 
     return wrapper

@@ -120,8 +120,10 @@ def promote_cmd(
         _fail("there is no challenger to promote; deploy one with `civicml deploy VERSION --as challenger`")
     who = _actor()
     if cfg.deploy.target == "kubernetes":
+        from civicml.deploy.cluster import require_cluster
         from civicml.deploy.kubernetes import DeployError, deploy_version
 
+        require_cluster()
         try:
             deploy_version(cfg, registry, challenger, mode="replace", by=who)
         except DeployError as err:
@@ -178,6 +180,10 @@ def deploy_cmd(
         result = deploy_version(cfg, registry, version, dry_run=True)
         sys.stdout.write(to_yaml(result["objects"]))
         return
+    if cfg.deploy.target == "kubernetes":
+        from civicml.deploy.cluster import require_cluster
+
+        require_cluster()
     try:
         result = steps.deploy(cfg, version, by=_actor())
     except DeployError as err:
@@ -210,8 +216,10 @@ def rollback_cmd(
         _fail(f"nothing to roll back to: the champion alias ({current}) has no earlier version in its history")
     who = _actor()
     if cfg.deploy.target == "kubernetes":
+        from civicml.deploy.cluster import require_cluster
         from civicml.deploy.kubernetes import DeployError, deploy_version
 
+        require_cluster()
         try:
             deploy_version(cfg, registry, previous, mode="replace", by=who)
         except DeployError as err:

@@ -108,6 +108,11 @@ def tune(
         return
     if dry_run:
         raise ValueError("--dry-run applies to --backend katib only (the Optuna search runs locally)")
+    if cfg.tuning.backend == "katib":
+        from civicml.deploy.cluster import require_cluster
+
+        # Before validating and uploading anything: no kubeconfig or no API server is one line, now.
+        require_cluster()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with tempfile.TemporaryDirectory(prefix="civicml-tune-") as tmp:

@@ -250,13 +250,9 @@ class KubeClient:
 
     def __init__(self, api_client: ApiClientLike | None = None):
         if api_client is None:
-            from kubernetes import client, config
+            from civicml.deploy.cluster import api_client as default_api_client
 
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                config.load_kube_config()
-            api_client = client.ApiClient()
+            api_client = default_api_client()
         self.api = api_client
 
     @staticmethod
@@ -403,8 +399,9 @@ def deploy_version(
             client, ns, name, cfg.deploy.rollout_timeout_seconds, cfg.deploy.poll_seconds, sleep, clock
         )
     except Exception as err:  # noqa: BLE001 - any failure after the first apply (API error, timeout) must restore
-        rolled_back = _rollback(cfg, registry, client, version, str(err), by, sleep, clock)
-        raise DeployError(f"{err}; {rolled_back}; the registry alias {alias!r} was not moved") from None
+        why = _one_line(err, f"roll out {ns}/{name}")
+        rolled_back = _rollback(cfg, registry, client, version, why, by, sleep, clock)
+        raise DeployError(f"{why}; {rolled_back}; the registry alias {alias!r} was not moved") from None
     move = promote(registry, version, alias=alias, by=by, reason=f"kubernetes rollout of {ns}/{name} succeeded")
     if alias == CHALLENGER:
         set_weights(registry, routing.challenger_share, by=by, reason=f"challenger {version} deployed")
@@ -432,6 +429,13 @@ def deploy_version(
         "rollout": detail,
         "objects": objects,
     }
+
+
+def _one_line(err: Exception, action: str) -> str:
+    """A cluster error as one line (an ApiException's str carries headers and body); others as they are."""
+    from civicml.deploy.cluster import explain, is_cluster_failure
+
+    return explain(err, action) if is_cluster_failure(err) else str(err)
 
 
 def _rollback(
@@ -462,12 +466,13 @@ def _rollback(
             clock,
         )
     except Exception as err:  # noqa: BLE001 - report the failed rollback instead of masking the first error
+        err_text = _one_line(err, "roll back")
         audit.append(
             "k8s_rollout_failed",
-            {"version": failed, "error": why, "rollback_error": str(err), "rolled_back_to": previous.champion},
+            {"version": failed, "error": why, "rollback_error": err_text, "rolled_back_to": previous.champion},
             actor=by,
         )
-        return f"rolling back to {previous.champion} ALSO failed ({err}); check the cluster now"
+        return f"rolling back to {previous.champion} ALSO failed ({err_text}); check the cluster now"
     audit.append(
         "k8s_rollback",
         {

@@ -24,6 +24,7 @@ search is not bit-for-bit reproducible.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -33,11 +34,14 @@ from typing import Any
 import yaml
 
 from civicml.config import ConfigError, ParamSpec, RunConfig, check_katib_arg_values
+from civicml.deploy.cluster import ENFORCE_LABEL, api_client, namespace_labels
 from civicml.deploy.security import restricted_container_security_context, restricted_pod_security_context
 from civicml.evaluation.metrics import CLASSIFICATION_HEADLINE, REGRESSION_HEADLINE
 from civicml.modeling.search_space import coerce_params, space_for
 from civicml.storage.store import resolve_store_uri
 from civicml.tuning.objective import TuningError
+
+log = logging.getLogger(__name__)
 
 GROUP = "kubeflow.org"
 VERSION = "v1beta1"
@@ -487,17 +491,45 @@ def result_from_experiment(cfg: RunConfig, obj: dict[str, Any], trials: list[dic
     }
 
 
+def check_pod_security(cfg: RunConfig, labels: dict[str, str] | None) -> str | None:
+    """Refuse early stopping where Pod Security "restricted" is enforced; None when fine, else a warning.
+
+    With early stopping Katib adds an `early-stopping` container to the suggestion pod with
+    no securityContext, and katib-config has no key to give it one, so "restricted"
+    refuses the pod and the Experiment never starts.
+
+    Args:
+        cfg: Run config (`tuning.early_stopping`, `tuning.katib.namespace`).
+        labels: The tuning namespace's labels, or None when they could not be read.
+
+    Raises:
+        KatibError: early stopping is on and the namespace enforces "restricted".
+    """
+    if cfg.tuning.early_stopping is None:
+        return None
+    ns = cfg.tuning.katib.namespace
+    if labels is None:
+        return (
+            f"could not read namespace {ns}'s labels (no RBAC for namespaces): if it enforces Pod Security "
+            '"restricted", Katib\'s early-stopping container will be refused and the search will not start'
+        )
+    if labels.get(ENFORCE_LABEL) == "restricted":
+        raise KatibError(
+            f"tuning.early_stopping ({cfg.tuning.early_stopping.algorithm}) cannot run in namespace {ns}: it enforces "
+            'Pod Security "restricted" and Katib adds an early-stopping container to the suggestion pod that no '
+            "katib-config can secure. Either turn early stopping off (remove tuning.early_stopping) or tune in a "
+            'namespace enforcing "baseline" (set tuning.katib.namespace; see docs/run-on-kubeflow.md)'
+        )
+    return None
+
+
 def _default_api():
-    from kubernetes import client, config
+    from kubernetes import client
 
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.CustomObjectsApi()
+    return client.CustomObjectsApi(api_client())
 
 
-def run_katib(cfg: RunConfig, version: str, api: Any = None, on_poll=None) -> dict[str, Any]:
+def run_katib(cfg: RunConfig, version: str, api: Any = None, on_poll=None, core: Any = None) -> dict[str, Any]:
     """Run the configured search as a Katib Experiment and return the `run_optuna`-shaped result.
 
     The tuning split must already be in the store (`civicml.tuning.trial.upload_tuning_data`;
@@ -508,12 +540,21 @@ def run_katib(cfg: RunConfig, version: str, api: Any = None, on_poll=None) -> di
         version: The run's version id (names the Experiment; trials read its tuning data).
         api: CustomObjectsApi; default: in-cluster config, else the local kubeconfig.
         on_poll: Progress callback with the Experiment status after each poll.
+        core: CoreV1Api for the Pod Security preflight (only read when early stopping is on).
 
     Raises:
-        KatibError: creation refused, Experiment failed, or timeout.
+        KatibError: early stopping in a "restricted" namespace, creation refused, Experiment failed, or timeout.
+        ClusterError: no cluster configured, or the API server unreachable.
     """
     require_shared_store(resolve_store_uri(cfg.storage.uri))
     body = experiment_body(build_experiment(cfg, version))
+    if cfg.tuning.early_stopping is not None:
+        from kubernetes import client
+
+        core = core if core is not None else client.CoreV1Api(api_client())
+        warning = check_pod_security(cfg, namespace_labels(core, cfg.tuning.katib.namespace))
+        if warning:
+            log.warning(warning)
     api = api if api is not None else _default_api()
     k = cfg.tuning.katib
     obj, trials = submit_and_wait(api, body, timeout_seconds=k.timeout_seconds, retain=k.retain, on_poll=on_poll)

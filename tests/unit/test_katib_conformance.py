@@ -104,3 +104,60 @@ def test_metric_lines_carry_strictly_increasing_rfc3339nano_timestamps():
 
 def test_example_config_parses_for_katib():
     load_config(REPO / "civicml.yaml", {"tuning.backend": "katib"})
+
+
+# --- item 3: early stopping cannot run under "restricted" -----------------------------------------------------
+
+
+class _Core:
+    """CoreV1Api.read_namespace stand-in."""
+
+    def __init__(self, labels=None, status=None):
+        self.labels, self.status = labels, status
+
+    def read_namespace(self, name):
+        from kubernetes.client import V1Namespace, V1ObjectMeta
+        from kubernetes.client.exceptions import ApiException
+
+        if self.status:
+            raise ApiException(status=self.status, reason="Forbidden")
+        return V1Namespace(metadata=V1ObjectMeta(name=name, labels=self.labels))
+
+
+class _NoCalls:
+    def __getattr__(self, name):
+        raise AssertionError(f"the Experiment API must not be called ({name})")
+
+
+def _early_cfg(monkeypatch):
+    monkeypatch.setenv("CIVICML_STORE_URI", S3)
+    return _cfg(early_stopping={"min_trials_required": 2, "start_step": 3})
+
+
+def test_early_stopping_in_a_restricted_namespace_is_refused_before_anything_is_sent(monkeypatch):
+    # Katib adds an `early-stopping` container with no securityContext to the suggestion pod, and
+    # EarlyStoppingConfig has no field to give it one.
+    # upstream: kubeflow/katib pkg/controller.v1beta1/suggestion/composer/composer.go:245-260 @ v0.19.0
+    # upstream: kubeflow/katib pkg/apis/config/v1beta1/types.go:112-117 @ v0.19.0
+    cfg = _early_cfg(monkeypatch)
+    core = _Core({"pod-security.kubernetes.io/enforce": "restricted"})
+    with pytest.raises(kb.KatibError) as info:
+        kb.run_katib(cfg, "v1", api=_NoCalls(), core=core)
+    message = str(info.value)
+    assert "restricted" in message and "remove tuning.early_stopping" in message and '"baseline"' in message
+
+
+def test_early_stopping_in_a_baseline_namespace_is_sent(monkeypatch):
+    cfg = _early_cfg(monkeypatch)
+    assert kb.check_pod_security(cfg, {"pod-security.kubernetes.io/enforce": "baseline"}) is None
+    # No early stopping: nothing to check, whatever the namespace enforces.
+    assert kb.check_pod_security(_cfg(), {"pod-security.kubernetes.io/enforce": "restricted"}) is None
+
+
+def test_unreadable_namespace_labels_warn_instead_of_refusing(monkeypatch):
+    cfg = _early_cfg(monkeypatch)
+    from civicml.deploy.cluster import namespace_labels
+
+    labels = namespace_labels(_Core(status=403), "civicml")
+    assert labels is None
+    assert "could not read namespace civicml" in kb.check_pod_security(cfg, labels)
