@@ -381,6 +381,19 @@ class StorageConfig(_Strict):
 
     uri: str = ".civicml"
     secret_name: str = Field("civicml-object-store", description="Kubernetes Secret with the store credentials")
+    server_secret_name: str = Field(
+        "civicml-model-server-store",
+        description="Secret with the model server's own store credential: read-only, plus writes under logs/",
+    )
+
+
+class StepResources(_Strict):
+    """CPU/memory requests and limits of every pipeline step's pod (ResourceQuota namespaces need them)."""
+
+    cpu: str = "500m"
+    memory: str = "1Gi"
+    cpu_limit: str = "2"
+    memory_limit: str = "4Gi"
 
 
 class DeployConfig(_Strict):
@@ -396,6 +409,10 @@ class DeployConfig(_Strict):
     rollout_timeout_seconds: int = Field(300, ge=10)
     poll_seconds: float = Field(2.0, gt=0, description="how often the rollout status is read")
     port: int = Field(8080, ge=1024, le=65535, description="container port (non-root: above 1023)")
+    client_namespaces: list[str] = Field(
+        default_factory=list,
+        description="namespaces whose pods may call the model server (its own namespace always may)",
+    )
     cpu: str = "250m"
     memory: str = "512Mi"
     cpu_limit: str = "1"
@@ -485,6 +502,7 @@ class RunConfig(_Strict):
     deploy: DeployConfig = DeployConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     card: CardConfig = CardConfig()
+    steps: StepResources = StepResources()
 
     @model_validator(mode="after")
     def _params_fit_family(self) -> RunConfig:

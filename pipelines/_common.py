@@ -22,13 +22,25 @@ def cluster_env(task: dsl.PipelineTask, secret_name: str) -> dsl.PipelineTask:
     return task
 
 
-def task_preparer(secret_name: str | None) -> Callable[[dsl.PipelineTask, str], dsl.PipelineTask]:
-    """A function that names a task, turns caching off and, for a cluster build, wires the store env."""
+def task_preparer(
+    secret_name: str | None, default_config_json: str | None = None
+) -> Callable[[dsl.PipelineTask, str], dsl.PipelineTask]:
+    """A function that names a task, turns caching off, sets its CPU/memory and, for a cluster build,
+    wires the store env.
+
+    Requests and limits come from the config's `steps` section (a namespace with a ResourceQuota
+    refuses pods without them); they are fixed at compile time, as KFP needs them in the spec.
+    """
+    from civicml.config import RunConfig
+
+    res = RunConfig.from_json(default_config_json).steps if default_config_json else RunConfig().steps
 
     def prepare(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
         # Every run must look at its own data and make its own record: never reuse a cached result.
         task.set_caching_options(False)
         task.set_display_name(name)
+        task.set_cpu_request(res.cpu).set_cpu_limit(res.cpu_limit)
+        task.set_memory_request(res.memory).set_memory_limit(res.memory_limit)
         if secret_name:
             cluster_env(task, secret_name)
         return task

@@ -29,7 +29,7 @@ def build_monitoring_pipeline(image: str, default_config_json: str, secret_name=
     c_report = monitor_report.component(image)
     c_retrain = monitor_retrain.component(image)
 
-    prepare = task_preparer(secret_name)
+    prepare = task_preparer(secret_name, default_config_json)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,

@@ -30,7 +30,7 @@ def build_training_pipeline(image: str, default_config_json: str, secret_name=No
     c_register = register.component(image)
     c_deploy = deploy.component(image)
 
-    prepare = task_preparer(secret_name)
+    prepare = task_preparer(secret_name, default_config_json)
 
     @dsl.pipeline(name=PIPELINE_NAME, description="civicml: validate, tune, train, evaluate, gate and deploy a model")
     def training_pipeline(config_json: str = default_config_json, version: str = ""):

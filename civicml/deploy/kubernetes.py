@@ -62,11 +62,17 @@ CONFIG_ANNOTATION = "civicml.io/config"
 K8S_PERMISSIONS: list[tuple[str, str, tuple[str, ...]]] = [
     ("apps", "deployments", ("create", "get", "patch")),
     ("", "services", ("create", "patch")),
+    # Who may call the server (deploy.client_namespaces) is part of what civicml deploys.
+    ("networking.k8s.io", "networkpolicies", ("create", "patch")),
 ]
 
 _PATHS = {
     ("v1", "Service"): "/api/v1/namespaces/{namespace}/services/{name}",
     ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
+    (
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+    ): "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/{name}",
 }
 
 
@@ -86,7 +92,7 @@ def _labels(cfg: RunConfig) -> dict[str, str]:
 
 def owned_object_names(cfg: RunConfig) -> dict[str, str]:
     """resource -> the one object name this module writes (the Role's resourceNames)."""
-    return {"deployments": cfg.deploy.name, "services": cfg.deploy.name}
+    return {"deployments": cfg.deploy.name, "services": cfg.deploy.name, "networkpolicies": cfg.deploy.name}
 
 
 def pinned_documents(deployment: dict[str, Any]) -> tuple[Routing, str]:
@@ -96,8 +102,30 @@ def pinned_documents(deployment: dict[str, Any]) -> tuple[Routing, str]:
     return Routing(**doc), annotations[CONFIG_ANNOTATION]
 
 
+def ingress_policy(cfg: RunConfig, labels: dict[str, str]) -> dict[str, Any]:
+    """Who may reach the server's port: pods in its own namespace and in `deploy.client_namespaces`."""
+    d = cfg.deploy
+    sources: list[dict[str, Any]] = [{"podSelector": {}}]
+    sources += [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}} for ns in d.client_namespaces
+    ]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": d.name, "namespace": d.namespace, "labels": labels},
+        "spec": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": d.name}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": sources, "ports": [{"protocol": "TCP", "port": d.port}]}],
+        },
+    }
+
+
 def build_objects(cfg: RunConfig, routing: Routing, store_uri: str | None = None) -> list[dict[str, Any]]:
-    """The Service and Deployment that serve `routing` (apply in this order).
+    """The NetworkPolicy, Service and Deployment that serve `routing` (apply in this order).
+
+    `civicml deploy` is the one owner of these objects (the kustomize base ships none of
+    them), so two appliers never roll out a hybrid of their fields.
 
     Args:
         cfg: Run config (`deploy` and `storage` sections are used).
@@ -123,7 +151,8 @@ def build_objects(cfg: RunConfig, routing: Routing, store_uri: str | None = None
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         },
     }
-    secret = cfg.storage.secret_name
+    # The server's own credential: read the registry, write only its logs/ (docs/run-on-kubeflow.md).
+    secret = cfg.storage.server_secret_name
     container = {
         "name": "server",
         "image": d.image,
@@ -177,6 +206,21 @@ def build_objects(cfg: RunConfig, routing: Routing, store_uri: str | None = None
         # Long enough for uvicorn to finish in-flight requests and flush the prediction log.
         "terminationGracePeriodSeconds": 30,
         "containers": [container],
+        # Replicas on one node are one node failure from an outage.
+        **(
+            {
+                "topologySpreadConstraints": [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": "kubernetes.io/hostname",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": selector},
+                    }
+                ]
+            }
+            if d.replicas > 1
+            else {}
+        ),
         "volumes": [
             # The pod's own annotations, as files: what this ReplicaSet was created to serve.
             {
@@ -228,7 +272,7 @@ def build_objects(cfg: RunConfig, routing: Routing, store_uri: str | None = None
             "template": {"metadata": {"labels": labels, "annotations": template_annotations}, "spec": pod_spec},
         },
     }
-    return [service, deployment]
+    return [ingress_policy(cfg, labels), service, deployment]
 
 
 def to_yaml(objects: list[dict[str, Any]]) -> str:

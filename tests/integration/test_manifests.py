@@ -77,7 +77,8 @@ def test_every_object_validates_strictly(rendered):
     _, objects = rendered
     kinds = {o["kind"] for o in objects}
     assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "NetworkPolicy", "ConfigMap"} <= kinds
-    assert {"Deployment", "Service"} <= kinds
+    # The model server's Deployment and Service are `civicml deploy`'s alone (item 11).
+    assert not [o for o in objects if o["metadata"]["name"] == "civicml-model-server" and o["kind"] != "ServiceAccount"]
     for obj in objects:
         for version in K8S_VERSIONS:
             kubernetes_validate.validate(obj, version, strict=True)
@@ -95,9 +96,19 @@ def test_strict_validation_rejects_unknown_fields():
 # --- pod security ----------------------------------------------------------------------------------
 
 
+def _civicml_deploy_objects() -> list[dict]:
+    from civicml.config import RunConfig
+    from civicml.deploy.kubernetes import build_objects
+    from civicml.serving.routing import Routing
+
+    return build_objects(RunConfig(), Routing(champion="v1"), "s3://civicml/registry")
+
+
 def test_every_pod_template_is_restricted(rendered):
+    # The kustomize targets ship no pods of their own; with what `civicml deploy` adds, every pod is restricted.
     _, objects = rendered
-    pod_specs = [(o, pod_spec_of(o)) for o in objects if pod_spec_of(o) is not None]
+    everything = objects + _civicml_deploy_objects()
+    pod_specs = [(o, pod_spec_of(o)) for o in everything if pod_spec_of(o) is not None]
     assert pod_specs, "expected at least the model-server Deployment"
     for obj, spec in pod_specs:
         assert restricted_violations(spec) == [], obj["metadata"]["name"]
@@ -115,9 +126,8 @@ def test_namespace_enforces_restricted_and_katib_injection(rendered):
     assert labels["katib.kubeflow.org/metrics-collector-injection"] == "enabled"
 
 
-def test_checker_catches_a_privileged_root_model_server(rendered):
-    _, objects = rendered
-    deployment = copy.deepcopy(_find(objects, "Deployment", "civicml-model-server"))
+def test_checker_catches_a_privileged_root_model_server():
+    deployment = copy.deepcopy(_find(_civicml_deploy_objects(), "Deployment", "civicml-model-server"))
     spec = deployment["spec"]["template"]["spec"]
     spec["securityContext"] = {"runAsUser": 0}
     spec["containers"][0]["securityContext"] = {"privileged": True, "allowPrivilegeEscalation": True}
@@ -135,31 +145,15 @@ def test_checker_catches_a_privileged_root_model_server(rendered):
 # --- model server ----------------------------------------------------------------------------------
 
 
-def test_model_server_shape(rendered):
+def test_model_server_has_one_owner(rendered):
+    # Item 11: kustomize ships none of the objects `civicml deploy` applies, so the two appliers
+    # never own different fields of one Deployment (tests/cluster applies both in sequence).
     _, objects = rendered
-    deployment = _find(objects, "Deployment", "civicml-model-server")
-    spec = deployment["spec"]["template"]["spec"]
-    (container,) = spec["containers"]
-    assert container["args"] == ["serve", "--host", "0.0.0.0", "--port", "8080"]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
-    assert spec["automountServiceAccountToken"] is False
+    owned = {(o["kind"], o["metadata"]["name"]) for o in _civicml_deploy_objects()}
+    assert not owned & {(o["kind"], o["metadata"]["name"]) for o in objects}
     assert _find(objects, "ServiceAccount", "civicml-model-server")["automountServiceAccountToken"] is False
-
-    # Selectors must not pick up the shared labels kustomize adds (immutable).
-    assert deployment["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "civicml-model-server"}
-    service = _find(objects, "Service", "civicml-model-server")
-    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "civicml-model-server"}
-    assert service["spec"]["ports"][0]["port"] == 80
-    assert service["spec"]["ports"][0]["targetPort"] in (8080, "http")
-
-    env = {e["name"]: e for e in container["env"]}
-    for key in SECRET_KEYS:
-        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": SECRET_NAME, "key": key}
     settings = _find(objects, "ConfigMap", "civicml-settings")["data"]
     assert settings["CIVICML_STORE_URI"] == "s3://civicml/registry"
-    assert {"configMapRef": {"name": "civicml-settings"}} in container["envFrom"]
 
 
 def test_network_policies_default_deny_then_allow(rendered):
@@ -175,7 +169,48 @@ def test_network_policies_default_deny_then_allow(rendered):
     assert ports(policies["allow-dns"], "egress") == {("UDP", 53), ("TCP", 53)}
     assert ports(policies["allow-egress-kube-apiserver"], "egress") == {("TCP", 443), ("TCP", 6443)}
     assert ports(policies["allow-egress-object-store"], "egress") == {("TCP", 9000)}
-    assert ports(policies["allow-ingress-model-server"], "ingress") == {("TCP", 8080)}
+    # Item 12: no blanket ingress to the server here; `civicml deploy` applies one from the config.
+    assert not any(
+        p["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == "civicml-model-server"
+        for p in policies.values()
+        if "Ingress" in p["policyTypes"]
+    )
+    # Trials and the model server hold no API token: no API server egress for them.
+    api = policies["allow-egress-kube-apiserver"]["podSelector"]["matchExpressions"]
+    assert {"key": "app.kubernetes.io/component", "operator": "NotIn", "values": ["katib-trial"]} in api
+
+
+def test_early_stopping_path_is_allowed_exactly(rendered):
+    # Item 4: the trial's metrics collector calls SetTrialStatus on the Experiment's early-stopping
+    # service, port 6788, in the Experiment's namespace, and exits fatally if it cannot.
+    # upstream: kubeflow/katib cmd/metricscollector/v1beta1/file-metricscollector/main.go:313-327 @ v0.19.0
+    # upstream: kubeflow/katib pkg/controller.v1beta1/consts/const.go:89 @ v0.19.0 (DefaultEarlyStoppingPort)
+    # upstream: kubeflow/katib pkg/webhook/v1beta1/pod/utils.go:279 @ v0.19.0 (trial pods labelled .../trial)
+    # upstream: kubeflow/katib pkg/controller.v1beta1/util/labels.go:34 @ v0.19.0 (suggestion pods .../suggestion)
+    _, objects = rendered
+    policies = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
+    trial = {"matchExpressions": [{"key": "katib.kubeflow.org/trial", "operator": "Exists"}]}
+    suggestion = {"matchExpressions": [{"key": "katib.kubeflow.org/suggestion", "operator": "Exists"}]}
+    egress = policies["allow-katib-early-stopping-egress"]
+    assert egress["podSelector"] == trial
+    assert egress["egress"] == [{"to": [{"podSelector": suggestion}], "ports": [{"protocol": "TCP", "port": 6788}]}]
+    ingress = policies["allow-katib-early-stopping-ingress"]
+    assert ingress["podSelector"] == suggestion
+    assert ingress["ingress"] == [{"from": [{"podSelector": trial}], "ports": [{"protocol": "TCP", "port": 6788}]}]
+    # The sidecar's metrics reach katib-db-manager (6789) in kubeflow.
+    control = policies["allow-egress-kubeflow-control-plane"]
+    assert {"protocol": "TCP", "port": 6789} in control["egress"][0]["ports"]
+
+
+def test_istio_sidecars_reach_istiod(rendered):
+    # Item 9: Kubeflow Profile namespaces are Istio-injected; a sidecar that cannot reach istiod
+    # (xDS/CA on 15012) never becomes ready, under the default-deny egress.
+    _, objects = rendered
+    policy = _find(objects, "NetworkPolicy", "allow-egress-istiod")["spec"]
+    assert policy["podSelector"] == {}
+    (rule,) = policy["egress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 15012}]
+    assert rule["to"][0]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "istio-system"}}
 
 
 # --- images and credentials ------------------------------------------------------------------------
@@ -192,7 +227,10 @@ def test_overlays_pin_image_tags(overlay):
             continue
         images += [c["image"] for c in spec["containers"]]
         assert tool.image_problems(obj) == []
-    assert images
+    # Any pod template an overlay renders gets the pinned image; the kustomization pins it.
+    kustomization = yaml.safe_load((MANIFESTS / overlay / "kustomization.yaml").read_text())
+    pins = {i["name"]: i for i in kustomization["images"]}
+    assert pins["civicml"].get("newTag") not in (None, "", "latest") or pins["civicml"].get("digest")
     for image in images:
         name, _, tag = image.rpartition(":")
         assert name and "/" not in tag and tag not in ("", "latest"), image

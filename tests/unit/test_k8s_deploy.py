@@ -31,7 +31,11 @@ from civicml.storage.store import LocalStore
 
 K8S_VERSIONS = ("1.30.0", "1.33.0")
 VERB = {"PATCH": "patch", "GET": "get"}
-RESOURCE = {"configmaps": ("", "configmaps"), "services": ("", "services"), "deployments": ("apps", "deployments")}
+RESOURCE = {
+    "networkpolicies": ("networking.k8s.io", "networkpolicies"),
+    "services": ("", "services"),
+    "deployments": ("apps", "deployments"),
+}
 
 
 class FakeApiClient:
@@ -132,9 +136,9 @@ def _validate(objects):
 def test_objects_validate_strict_and_restricted(setup):
     cfg, _ = setup
     objects = build_objects(cfg, Routing(champion="v1", challenger="v2", challenger_share=0.2))
-    assert [o["kind"] for o in objects] == ["Service", "Deployment"]
+    assert [o["kind"] for o in objects] == ["NetworkPolicy", "Service", "Deployment"]
     _validate(objects)
-    dep = objects[1]
+    dep = objects[2]
     pod = dep["spec"]["template"]["spec"]
     c = pod["containers"][0]
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
@@ -143,7 +147,8 @@ def test_objects_validate_strict_and_restricted(setup):
     env = {e["name"]: e for e in c["env"]}
     assert env["CIVICML_STORE_URI"]["value"] == "s3://civicml/registry"
     for var in ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"):
-        assert env[var]["valueFrom"]["secretKeyRef"] == {"name": cfg.storage.secret_name, "key": var}
+        # The server's own (read-only) credential, not the pipeline's read-write one.
+        assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "civicml-model-server-store", "key": var}
     assert "requests" in c["resources"] and "limits" in c["resources"]
     routing, config_json = pinned_documents(dep)
     assert (routing.champion, routing.challenger, routing.challenger_share) == ("v1", "v2", 0.2)
@@ -161,11 +166,25 @@ def test_objects_validate_strict_and_restricted(setup):
     assert not any("configMap" in v for v in pod["volumes"])
 
 
+def test_ingress_is_limited_to_the_configured_namespaces(setup):
+    # Item 12: only the server's own namespace and deploy.client_namespaces reach its port.
+    cfg, _ = setup
+    cfg = cfg.model_copy(update={"deploy": cfg.deploy.model_copy(update={"client_namespaces": ["portal"]})})
+    policy = build_objects(cfg, Routing(champion="v1"))[0]
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "civicml-model-server"}}
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [
+        {"podSelector": {}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "portal"}}},
+    ]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+
+
 def test_each_routing_is_its_own_pod_template(setup):
     # `kubectl rollout undo` restores an old pod template; it must carry the old versions with it.
     cfg, _ = setup
-    one = build_objects(cfg, Routing(champion="v1"))[1]
-    two = build_objects(cfg, Routing(champion="v2"))[1]
+    one = build_objects(cfg, Routing(champion="v1"))[2]
+    two = build_objects(cfg, Routing(champion="v2"))[2]
     assert one["spec"]["template"] != two["spec"]["template"]
     assert pinned_documents(one)[0].champion == "v1" and pinned_documents(two)[0].champion == "v2"
 
@@ -173,7 +192,7 @@ def test_each_routing_is_its_own_pod_template(setup):
 def test_invalid_object_is_caught_by_validator(setup):
     # Guard that the validator above can fail: a typo in a field name is rejected in strict mode.
     cfg, _ = setup
-    dep = build_objects(cfg, Routing(champion="v1"))[1]
+    dep = build_objects(cfg, Routing(champion="v1"))[2]
     dep["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(dep, "1.30.0", strict=True)
@@ -202,6 +221,7 @@ def test_deploy_success_applies_exactly_the_validated_objects(setup):
         assert c["headers"]["Content-Type"] == APPLY_CONTENT_TYPE
         assert ("fieldManager", "civicml") in c["query"] and ("force", "true") in c["query"]
     assert [c["path"] for c in patches] == [
+        "/apis/networking.k8s.io/v1/namespaces/civicml/networkpolicies/civicml-model-server",
         "/api/v1/namespaces/civicml/services/civicml-model-server",
         "/apis/apps/v1/namespaces/civicml/deployments/civicml-model-server",
     ]
@@ -239,8 +259,8 @@ def test_failed_rollout_rolls_back_to_previous_champion(setup, deadline_exceeded
     assert "rolled back to the previous champion v1" in msg and "was not moved" in msg
     assert ("progress deadline exceeded" in msg) if deadline_exceeded else ("did not finish within 60s" in msg)
     patches = [c["body"] for c in api.calls if c["method"] == "PATCH"]
-    assert patches[:2] == build_objects(cfg, Routing(champion="v3"))
-    assert patches[2:] == previous_objects
+    assert patches[:3] == build_objects(cfg, Routing(champion="v3"))
+    assert patches[3:] == previous_objects
     _validate(patches)
     assert reg.get_alias(CHAMPION) == "v1"
     events = [r["event"] for r in AuditLog(reg.store).records()]
@@ -292,9 +312,9 @@ def test_cli_dry_run_prints_valid_yaml(setup, tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["deploy", "v2", "--target", "kubernetes", "--dry-run", "--as", "challenger"])
     assert result.exit_code == 0, result.output
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
-    assert [d["kind"] for d in docs] == ["Service", "Deployment"]
+    assert [d["kind"] for d in docs] == ["NetworkPolicy", "Service", "Deployment"]
     _validate(docs)
-    assert pinned_documents(docs[1])[0].challenger == "v2"
+    assert pinned_documents(docs[2])[0].challenger == "v2"
     assert reg.get_alias(CHALLENGER) is None  # dry run moved nothing
     bad = CliRunner().invoke(app, ["deploy", "v2", "--target", "moon"])
     assert bad.exit_code == 1 and "--target must be local or kubernetes" in bad.output
