@@ -254,9 +254,10 @@ class TuningConfig(_Strict):
                 check_katib_arg_values(self.search_space)
         # Katib's Experiment webhook refuses both (validator.go); an unset value is capped
         # at max_trials when the Experiment is built, a value the user wrote is refused here.
+        # (Optuna runs one trial at a time and ignores both bounds, so only Katib is checked.)
         for name in ("max_failed_trials", "parallel_trials"):
             value = getattr(self, name)
-            if name in self.model_fields_set and value > self.max_trials:
+            if self.backend == "katib" and name in self.model_fields_set and value > self.max_trials:
                 raise ValueError(
                     f"tuning.{name} ({value}) is larger than tuning.max_trials ({self.max_trials}); Katib refuses "
                     f"such an Experiment: set {name} to at most {self.max_trials} (e.g. {name}: "

@@ -39,6 +39,10 @@ def test_counts_katib_refuses_are_refused_in_the_config(tuning, key):
         _cfg(**tuning)
 
 
+def test_the_optuna_backend_ignores_the_katib_bounds():
+    RunConfig.model_validate({"tuning": {"backend": "optuna", "max_trials": 2, "max_failed_trials": 3}})
+
+
 def test_unset_counts_are_capped_so_the_webhook_accepts_them():
     # Defaults (max_failed_trials 3) with a small search must still build an Experiment Katib accepts.
     cfg = _cfg(max_trials=2)
