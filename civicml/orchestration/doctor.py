@@ -40,11 +40,14 @@ class Check:
     name: str
     detail: str
     fix: str = ""
+    #: Passes, but something should be tightened (shown with "!", does not fail the run).
+    warn: bool = False
 
     def line(self) -> str:
-        """`✓ name: detail` or `✗ name: detail — fix: ...`."""
-        mark = "✓" if self.ok else "✗"
-        return f"{mark} {self.name}: {self.detail}" + ("" if self.ok or not self.fix else f" — fix: {self.fix}")
+        """`✓ name: detail`, `! name: detail — fix: ...` or `✗ name: detail — fix: ...`."""
+        mark = "✗" if not self.ok else ("!" if self.warn else "✓")
+        show_fix = (not self.ok or self.warn) and self.fix
+        return f"{mark} {self.name}: {self.detail}" + (f" — fix: {self.fix}" if show_fix else "")
 
 
 def runner_permissions(cfg: RunConfig) -> list[tuple[str, str, str, str]]:
@@ -95,6 +98,7 @@ class Doctor:
             self.check_secrets,
             self.check_kfp_security,
             self.check_early_stopping,
+            self.check_api_egress,
             self.check_store,
         ):
             result = self._guard(fn.__name__.removeprefix("check_").replace("_", " "), fn)
@@ -278,6 +282,24 @@ class Doctor:
             "early stopping",
             f"{es.algorithm} in {tuning_ns}, which enforces {labels.get(ENFORCE_LABEL, 'nothing')}",
             "remove tuning.early_stopping, or set tuning.katib.namespace to a namespace at baseline",
+        )
+
+    def check_api_egress(self) -> Check:
+        from kubernetes import client
+
+        net = client.NetworkingV1Api(self.core.api_client)
+        policy = self._read(net.read_namespaced_network_policy, "allow-egress-kube-apiserver", self.ns)
+        if policy is None:
+            return Check(
+                False, "api egress", "NetworkPolicy allow-egress-kube-apiserver missing", "kubectl apply -k ..."
+            )
+        narrowed = all(rule.to for rule in policy.spec.egress or [])
+        return Check(
+            True,
+            "api egress",
+            "limited to the API server's addresses" if narrowed else "443/6443 to any address",
+            "add `to: [{ipBlock: {cidr: IP/32}}]` per address of `kubectl get endpoints kubernetes -n default`",
+            warn=not narrowed,
         )
 
     def check_store(self) -> Check:

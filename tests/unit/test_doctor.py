@@ -38,3 +38,8 @@ def test_report_lines():
     assert Check(True, "API server", "reachable").line() == "✓ API server: reachable"
     line = Check(False, "secret x", "missing", "kubectl create secret ...").line()
     assert line == "✗ secret x: missing — fix: kubectl create secret ..."
+
+
+def test_warning_lines_pass_but_show_the_fix():
+    check = Check(True, "api egress", "443/6443 to any address", "add an ipBlock", warn=True)
+    assert check.ok and check.line() == "! api egress: 443/6443 to any address — fix: add an ipBlock"
