@@ -529,6 +529,12 @@ def _default_api():
     return client.CustomObjectsApi(api_client())
 
 
+def _default_core():
+    from kubernetes import client
+
+    return client.CoreV1Api(api_client())
+
+
 def run_katib(cfg: RunConfig, version: str, api: Any = None, on_poll=None, core: Any = None) -> dict[str, Any]:
     """Run the configured search as a Katib Experiment and return the `run_optuna`-shaped result.
 
@@ -549,9 +555,7 @@ def run_katib(cfg: RunConfig, version: str, api: Any = None, on_poll=None, core:
     require_shared_store(resolve_store_uri(cfg.storage.uri))
     body = experiment_body(build_experiment(cfg, version))
     if cfg.tuning.early_stopping is not None:
-        from kubernetes import client
-
-        core = core if core is not None else client.CoreV1Api(api_client())
+        core = core if core is not None else _default_core()
         warning = check_pod_security(cfg, namespace_labels(core, cfg.tuning.katib.namespace))
         if warning:
             log.warning(warning)

@@ -210,6 +210,16 @@ class FakeKatibController:
 
 
 @pytest.mark.slow
+class FakeCore:
+    """CoreV1Api stand-in: `read_namespace` returns a namespace with the given labels."""
+
+    def __init__(self, labels: dict[str, str]):
+        self.labels = labels
+
+    def read_namespace(self, name: str):
+        return {"metadata": {"name": name, "labels": self.labels}}
+
+
 def test_tune_step_with_katib_backend_end_to_end(workdir, s3_env, monkeypatch, tmp_path):
     """steps.tune uploads the split to S3, submits the Experiment, trials read it back by version."""
     from civicml.tuning import katib_backend
@@ -223,6 +233,8 @@ def test_tune_step_with_katib_backend_end_to_end(workdir, s3_env, monkeypatch, t
         ]
     )
     monkeypatch.setattr(katib_backend, "_default_api", lambda: fake)
+    # The early-stopping preflight reads the tuning namespace's labels; this one enforces nothing.
+    monkeypatch.setattr(katib_backend, "_default_core", lambda: FakeCore({}))
     result = steps.tune(
         cfg,
         str(root / "data"),
