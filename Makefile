@@ -10,8 +10,10 @@ VERSION ?= 0.1.0
 MONTH ?=
 CONFIG ?= civicml.yaml
 PYTEST_ARGS ?=
+# What `make testcluster` builds (build.sh targets): MinIO now; the control plane lands with tests/cluster.
+TESTCLUSTER_TARGETS ?= minio
 
-.PHONY: run test compile lint check-manifests image bench bench-quick clean constraints
+.PHONY: run test test-fast testcluster compile lint check-manifests image bench bench-quick clean constraints
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,10 +25,23 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(CIVICML) run --config $(CONFIG) $(if $(MONTH),--month $(MONTH),)
 
-## test: the whole test suite (unit + integration, slow ones included); "no tests ran" is a failure
-test: $(STAMP)
+## test: the whole test suite (unit + integration + cluster, slow ones included); "no tests ran" is a failure
+test: $(STAMP) testcluster
 	@set +e; $(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+## test-fast: unit tests only (no MinIO, no control plane, no kfp.local pipelines)
+test-fast: $(STAMP)
+	@set +e; $(PY) -m pytest -q tests/unit $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+## testcluster: build the real test servers (MinIO, etcd, Kubernetes, KWOK) from Go modules if missing
+## (cached in ~/.cache/civicml/testcluster). CIVICML_SKIP_CLUSTER=1 opts out, loudly, never in CI.
+testcluster:
+	@if [ -n "$$CIVICML_SKIP_CLUSTER" ] && [ "$$CIVICML_SKIP_CLUSTER" != 0 ]; then \
+	  if [ -n "$$CI" ]; then echo "error: CIVICML_SKIP_CLUSTER is set but so is CI: CI must run the real-server tests" >&2; exit 1; fi; \
+	  echo "!!! CIVICML_SKIP_CLUSTER=$$CIVICML_SKIP_CLUSTER: NOT building the real servers; MinIO and Kubernetes tests will be SKIPPED !!!" >&2; \
+	else tools/testcluster/build.sh $(TESTCLUSTER_TARGETS); fi
 
 ## compile: write pipelines/compiled/*.yaml for the KFP UI (IMAGE=... sets the components' image)
 compile: $(STAMP)

@@ -1,44 +1,78 @@
 """Shared pytest fixtures.
 
-S3: `s3_server` runs one real S3 endpoint for the whole session (moto's
-ThreadedMotoServer over HTTP on 127.0.0.1, a free port); `s3_env` gives each test a
-fresh versioned bucket and points civicml at it through the environment, exactly as
-a cluster would (CIVICML_STORE_URI, CIVICML_S3_ENDPOINT, CIVICML_S3_SECURE,
-MINIO_ACCESS_KEY/MINIO_SECRET_KEY). Subprocesses (kfp.local tasks) inherit those
-variables, so a whole local pipeline run uses the bucket too.
+S3: `s3_server` runs one real MinIO server for the whole session (built from its Go
+module by tools/testcluster/build.sh, started on 127.0.0.1 on a free port with generated
+root credentials); `s3_env` gives each test a fresh versioned bucket and points civicml at
+it through the environment, exactly as a cluster would (CIVICML_STORE_URI,
+CIVICML_S3_ENDPOINT, CIVICML_S3_SECURE, MINIO_ACCESS_KEY/MINIO_SECRET_KEY). Subprocesses
+(kfp.local tasks) inherit those variables, so a whole local pipeline run uses the bucket too.
+`private_s3_server` is a MinIO process of the test's own, which it may stop mid-test.
 
-Moto keeps all buckets in process memory shared by every server it starts, so tests
-isolate themselves by bucket name, never by server.
+Tests share the session server and isolate themselves by bucket name. If the MinIO binary is
+missing it is built first (a few minutes, once per machine; see README "Tests and the real
+servers"); if that fails the tests error with the reason. Only an explicit
+CIVICML_SKIP_CLUSTER=1 (refused when CI is set) skips them, and the run summary says so.
 """
 
 from __future__ import annotations
 
-import logging
+import os
 import uuid
 from dataclasses import dataclass
 
 import pytest
+from testcluster.minio import MinioServer, start_minio
+from testcluster.procs import SKIP_ENV, ServerError, require_real_servers, skip_requested
 
-TEST_ACCESS_KEY = "civicml-test-access"
-TEST_SECRET_KEY = "civicml-test-secret-d0n0tl0g"
+S3_REGION = "us-east-1"
+
+
+def pytest_configure(config):
+    if skip_requested() and os.environ.get("CI"):
+        raise pytest.UsageError(f"{SKIP_ENV} is set but so is CI: CI must run the real-server tests")
+
+
+REAL_SERVER_FIXTURES = {"s3_server", "private_s3_server", "s3_env", "control_plane"}
+
+
+def pytest_collection_modifyitems(config, items):
+    # Everything that needs a real server is `cluster`: `-m "not cluster"` runs without Go.
+    for item in items:
+        if REAL_SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.cluster)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if skip_requested():
+        terminalreporter.write_sep(
+            "!", f"{SKIP_ENV} is set: tests needing MinIO or the Kubernetes control plane were SKIPPED", red=True
+        )
 
 
 @dataclass
 class S3Server:
-    """A running S3 endpoint: `endpoint` is host:port, `url` is http://host:port."""
+    """A running S3 endpoint (real MinIO): `endpoint` is host:port, `url` is http://host:port."""
 
-    server: object
+    server: MinioServer
     host: str
     port: int
-    access_key: str = TEST_ACCESS_KEY
-    secret_key: str = TEST_SECRET_KEY
+    access_key: str
+    secret_key: str
     stopped: bool = False
 
-    def stop(self) -> None:
-        """Stop serving (idempotent); requests then fail with connection refused."""
+    def stop(self, keep_data: bool = False) -> None:
+        """Stop serving (idempotent); requests then fail with connection refused. With `keep_data`
+        the bucket contents survive for `restart()`."""
         if not self.stopped:
-            self.server.stop()
+            self.server.stop(keep_data=keep_data)
             self.stopped = True
+        elif not keep_data:
+            self.server.stop()
+
+    def restart(self) -> None:
+        """Bring a server stopped with `keep_data=True` back on the same port and credentials."""
+        self.server.restart()
+        self.stopped = False
 
     def env(self, uri: str) -> dict[str, str]:
         """The environment that makes civicml use store `uri` on this server (as a cluster's Secret/env do)."""
@@ -46,7 +80,7 @@ class S3Server:
             "CIVICML_STORE_URI": uri,
             "CIVICML_S3_ENDPOINT": self.url,
             "CIVICML_S3_SECURE": "false",
-            "CIVICML_S3_REGION": "us-east-1",
+            "CIVICML_S3_REGION": S3_REGION,
             "MINIO_ACCESS_KEY": self.access_key,
             "MINIO_SECRET_KEY": self.secret_key,
         }
@@ -57,7 +91,7 @@ class S3Server:
         from minio.versioningconfig import ENABLED, VersioningConfig
 
         client = Minio(
-            self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False, region="us-east-1"
+            self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False, region=S3_REGION
         )
         client.make_bucket(bucket)
         client.set_bucket_versioning(bucket, VersioningConfig(ENABLED))
@@ -84,15 +118,13 @@ class S3Env:
 
 
 def start_s3_server() -> S3Server:
-    """Start a ThreadedMotoServer on 127.0.0.1 with an OS-chosen free port (caller stops it)."""
-    from moto.server import ThreadedMotoServer
-
-    # Werkzeug logs one line per request; keep test output readable.
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    return S3Server(server, host, port)
+    """Start a real MinIO on 127.0.0.1 with a free port and generated credentials (caller stops it)."""
+    require_real_servers()
+    try:
+        srv = start_minio()
+    except ServerError as err:
+        pytest.fail(str(err), pytrace=False)
+    return S3Server(srv, srv.host, srv.port, srv.access_key, srv.secret_key)
 
 
 @pytest.fixture(scope="session")
