@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from civicml.config import ColumnSpec, RunConfig
-from civicml.governance.audit import AuditLog
+from civicml.governance.audit import AuditLog, default_actor
 from civicml.provenance import code_revision, image, library_versions
 from civicml.storage.registry import Registry, new_version_id
 from civicml.storage.store import open_store
@@ -392,6 +392,7 @@ def register(
             "code_revision": code_revision(),
             "libraries": library_versions(),
             "image": image(),
+            "started_by": default_actor(),
         },
     }
     from civicml.evaluation.card import render_model_card

@@ -44,6 +44,14 @@ def _decide(
 
     cfg, registry = _cfg_and_registry(config, store)
     record = record_decision(registry, version, decision, by, role, reason, expected_model_sha256=model_sha256)
+    if record["decision"] == "signoff":
+        console.print(
+            f"[bold]{record['version']}[/] approval {record['n']} of {record['needed']} approvals recorded "
+            f"for {record['by']} ({record['role']}); the gate marked it borderline, so "
+            f"{record['needed'] - record['n']} more person(s) must approve before it can be deployed",
+            highlight=False,
+        )
+        return
     console.print(
         f"[bold]{record['version']}[/] {decision} by {record['by']} ({record['role']}); bound to model "
         f"{record['model_sha256'][:16]}… and evaluation {record['evaluation_sha256'][:16]}…",

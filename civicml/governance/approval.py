@@ -12,6 +12,19 @@ Manifests are immutable, so the decision is stored as its own object,
 every refusal is appended to the audit log. Deploying an approved version is
 the caller's job (the CLI), because deploy backends sit beside this layer.
 
+Separation of duties, enforced here so that the CLI and the review console obey
+the same rules:
+
+* the person who started the run that produced a version (`lineage.started_by`,
+  or for older versions the actor of its `version_committed` audit record) cannot
+  approve it (they may reject it);
+* when the gate marked the version borderline and the policy in force at gate
+  time asked for `policy.borderline_approvals` > 1, the first approvals are
+  stored as sign-offs (`approvals/signoffs/<version>/<n>.json`) and the decision
+  is final only when that many *different* people have approved. One rejection
+  is final at once. The requirement is read from the version's own `gate.json`,
+  so changing the config later cannot lower the bar for a version already made.
+
 Race: two people approving the same version at the same instant could both pass
 the "no earlier decision" check (the store has no create-if-absent); the audit
 log keeps both attempts.
@@ -28,6 +41,7 @@ from civicml.governance.audit import AuditLog
 from civicml.storage.registry import IntegrityError, Registry, RegistryError, sha256_bytes, utcnow
 
 APPROVALS_PREFIX = "approvals/"
+SIGNOFFS_PREFIX = "approvals/signoffs/"
 Decision = Literal["approved", "rejected"]
 
 
@@ -210,6 +224,70 @@ def check_bindings(registry: Registry, version: str, expected_model_sha256: str 
     return {"model_sha256": model_sha, "evaluation_sha256": eval_sha, "gate": gate}
 
 
+def same_person(a: str | None, b: str | None) -> bool:
+    """Whether two recorded identities name the same person (trimmed, case-insensitive)."""
+    return bool(a and b and a.strip().casefold() == b.strip().casefold())
+
+
+def started_by(registry: Registry, version: str) -> str | None:
+    """Who started the run that produced `version`, or None when nothing recorded it.
+
+    The manifest's `lineage.started_by` (recorded since the review console) wins; older
+    versions fall back to the actor of their `version_committed` audit record.
+    """
+    recorded = registry.manifest(version).get("lineage", {}).get("started_by")
+    if recorded:
+        return str(recorded)
+    for rec in AuditLog(registry.store).records():
+        if rec.get("event") == "version_committed" and (rec.get("payload") or {}).get("version") == version:
+            return rec.get("actor")
+    return None
+
+
+def signoffs(registry: Registry, version: str) -> list[dict[str, Any]]:
+    """Approvals recorded so far for a version that needs more than one, oldest first."""
+    out = []
+    for key in sorted(registry.store.list(f"{SIGNOFFS_PREFIX}{version}/")):
+        try:
+            out.append(json.loads(registry.store.get_bytes(key)))
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+    return sorted(out, key=lambda r: r.get("n", 0))
+
+
+def required_approvals(gate: dict[str, Any]) -> int:
+    """How many different people must approve, from the version's stored gate decision.
+
+    `policy.borderline_approvals` applies only when the gate marked a rule borderline.
+    """
+    policy = gate.get("policy") or {}
+    wanted = int(policy.get("borderline_approvals") or 1)
+    return wanted if gate.get("borderline") else 1
+
+
+def _create_once(registry: Registry, key: str, record: dict[str, Any], what: str) -> None:
+    """Write `record` at `key` unless the key exists (a decision is never overwritten)."""
+    # The store has no create-if-absent yet; the audit log keeps both attempts of a race.
+    if registry.store.exists(key):
+        raise ApprovalError(f"refusing: {what} was recorded by someone else a moment ago; reload and check")
+    registry.store.put_bytes(key, json.dumps(record, indent=2, sort_keys=True).encode())
+
+
+def _check_duties(registry: Registry, version: str, decision: str, by: str, earlier: list[dict[str, Any]]) -> None:
+    starter = started_by(registry, version)
+    if decision == "approved" and same_person(starter, by):
+        raise ApprovalError(
+            f"refusing: the run that produced {version} was started by {starter}, and separation of duties "
+            f"means someone other than {by.strip()} must approve it (you may still reject it)"
+        )
+    for signed in earlier:
+        if same_person(signed.get("by"), by):
+            raise ApprovalError(
+                f"refusing: {signed.get('by')} already approved {version} at {signed.get('at')}; this version needs "
+                "approvals from different people"
+            )
+
+
 def record_decision(
     registry: Registry,
     version: str,
@@ -231,11 +309,12 @@ def record_decision(
         expected_model_sha256: Optional hash prefix the person reviewed (see `check_bindings`).
 
     Returns:
-        The stored approval record.
+        The stored record: the final decision, or a sign-off (`decision: "signoff"`, with
+        `needed` and `have`) when the version needs approvals from more people.
 
     Raises:
         ApprovalError: the version is not pending, was already decided, fails verification,
-            or a field is empty. The refusal is audited.
+            a field is empty, or separation of duties forbids this person. The refusal is audited.
         RegistryError: the version does not exist (also audited).
     """
     audit = AuditLog(registry.store)
@@ -264,6 +343,8 @@ def record_decision(
                 f"({earlier['role']}) at {earlier['at']}; a decision is final — retrain for a new "
                 "version"
             )
+        signed = signoffs(registry, version)
+        _check_duties(registry, version, decision, by, signed)
         bound = check_bindings(registry, version, expected_model_sha256)
     except RegistryError as err:  # includes ApprovalError and unknown versions
         audit.append(
@@ -283,8 +364,19 @@ def record_decision(
         "evaluation_sha256": bound["evaluation_sha256"],
         "gate_decision": bound["gate"].get("decision"),
         "gate_reason": bound["gate"].get("reason"),
+        "started_by": started_by(registry, version),
     }
-    registry.store.put_bytes(approval_key(version), json.dumps(record, indent=2, sort_keys=True).encode())
+    needed = required_approvals(bound["gate"])
+    if decision == "approved" and len(signed) + 1 < needed:
+        record.update(decision="signoff", n=len(signed) + 1, needed=needed)
+        _create_once(registry, f"{SIGNOFFS_PREFIX}{version}/{record['n']:03d}.json", record, "this sign-off")
+        entry = audit.append("approval_signoff", record, actor=record["by"])
+        record["audit_hash"] = entry["hash"]
+        return record
+    if decision == "approved" and needed > 1:
+        record["approvers"] = [*({k: s[k] for k in ("by", "role", "reason", "at")} for s in signed)]
+        record["approvers"].append({k: record[k] for k in ("by", "role", "reason", "at")})
+    _create_once(registry, approval_key(version), record, "a decision on this version")
     entry = audit.append("approval_recorded", record, actor=record["by"])
     record["audit_hash"] = entry["hash"]
     return record

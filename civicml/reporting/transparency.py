@@ -1,0 +1,351 @@
+"""UK Algorithmic Transparency Recording Standard (ATRS v3.0) record of one model version.
+
+The field list is the standard's own (reference numbers, attribute names, tiers and sections), from
+the v3.0 template table published by CDDO:
+upstream: co-cddo/algorithmic-transparency-recording-standard template_table.md @ 0bf872f ("V3.0 (March 2024)").
+
+Two kinds of source fill it, and the record says which filled each field:
+
+* people, through the config's `transparency:` section (owner, purpose, contact, phase,
+  alternatives considered, ...): only they know these;
+* the evidence civicml holds for the version: the manifest's lineage (data source and fingerprint,
+  rows, model family and parameters), the evaluation (metrics with intervals, fairness by group), the
+  gate decision with each rule, and the human approvals.
+
+A field neither source fills is `not_filled` and is rendered as such, naming the config key that
+would fill it. Nothing is invented.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from civicml.config import RunConfig, TransparencyConfig
+from civicml.governance.approval import get_decision, signoffs, started_by
+from civicml.storage.registry import Registry, RegistryError
+
+STANDARD_VERSION = "3.0"
+NOT_FILLED = "Not filled in"
+
+# (reference, attribute, name, tier, section, required) exactly as in the v3.0 template table.
+ATRS_FIELDS: tuple[tuple[str, str, str, str, str, bool], ...] = (
+    ("0.2", "standard_version", "Standard version", "N/A", "Metadata", True),
+    ("0.3", "organisation_type", "Organisation type", "N/A", "Metadata", True),
+    ("0.4", "function", "Function", "N/A", "Metadata", True),
+    ("0.6", "task", "Task", "N/A", "Metadata", True),
+    ("0.11", "title", "Title", "N/A", "Title Information", True),
+    ("0.12", "organisation_name", "Organisation name", "N/A", "Title Information", True),
+    ("0.13", "phase", "Phase", "N/A", "Title Information", True),
+    ("0.14", "region", "Region", "N/A", "Title Information", True),
+    ("0.15", "one_sentence_description", "One sentence description", "N/A", "Title Information", True),
+    ("1.1", "name", "Name", "1", "Tier 1 Information", True),
+    ("1.2", "description", "Description", "1", "Tier 1 Information", True),
+    ("1.3", "website_url", "Website URL", "1", "Tier 1 Information", True),
+    ("1.4", "contact_email", "Contact email", "1", "Tier 1 Information", True),
+    ("2.1.1", "organisation_or_department", "Organisation or department", "2", "Owner and Responsibility", True),
+    ("2.1.2", "team", "Team", "2", "Owner and Responsibility", True),
+    ("2.1.3", "senior_responsible_owner", "Senior responsible owner", "2", "Owner and Responsibility", True),
+    (
+        "2.1.4",
+        "external_supplier_involvement",
+        "External supplier involvement",
+        "2",
+        "Owner and Responsibility",
+        True,
+    ),
+    ("2.1.4.1", "external_supplier", "External supplier", "2", "Owner and Responsibility", False),
+    ("2.1.4.2", "companies_house_number", "Companies House Number", "2", "Owner and Responsibility", False),
+    ("2.1.4.3", "external_supplier_role", "External supplier role", "2", "Owner and Responsibility", False),
+    ("2.1.4.4", "procurement_procedure_type", "Procurement procedure type", "2", "Owner and Responsibility", False),
+    ("2.1.4.5", "data_access_terms", "Data access terms", "2", "Owner and Responsibility", False),
+    ("2.2.1", "detailed_description", "Detailed description", "2", "Description and Rationale", False),
+    ("2.2.2", "scope", "Scope", "2", "Description and Rationale", True),
+    ("2.2.3", "benefit", "Benefit", "2", "Description and Rationale", True),
+    ("2.2.4", "previous_process", "Previous process", "2", "Description and Rationale", False),
+    ("2.2.5", "alternatives_considered", "Alternatives considered", "2", "Description and Rationale", False),
+    ("2.3.1", "process_integration", "Process integration", "2", "Decision-making Process", True),
+    ("2.3.2", "provided_information", "Provided information", "2", "Decision-making Process", True),
+    ("2.3.3", "frequency_and_scale_of_usage", "Frequency and scale of usage", "2", "Decision-making Process", True),
+    ("2.3.4", "human_decisions_and_review", "Human decisions and review", "2", "Decision-making Process", True),
+    ("2.3.5", "required_training", "Required training", "2", "Decision-making Process", True),
+    ("2.3.6", "appeals_and_review", "Appeals and review", "2", "Decision-making Process", False),
+    ("2.4.1.1", "system_architecture", "System architecture", "2", "Tool Specification", True),
+    ("2.4.1.2", "phase", "Phase", "2", "Tool Specification", True),
+    ("2.4.1.3", "maintenance", "Maintenance", "2", "Tool Specification", True),
+    ("2.4.1.4", "models", "Models", "2", "Tool Specification", True),
+    ("2.4.2.1", "model_name", "Model name", "2", "Model Specification", True),
+    ("2.4.2.2", "model_version", "Model version", "2", "Model Specification", True),
+    ("2.4.2.3", "model_task", "Model task", "2", "Model Specification", True),
+    ("2.4.2.4", "model_input", "Model input", "2", "Model Specification", True),
+    ("2.4.2.5", "model_output", "Model output", "2", "Model Specification", True),
+    ("2.4.2.6", "model_architecture", "Model architecture", "2", "Model Specification", True),
+    ("2.4.2.7", "model_performance", "Model performance", "2", "Model Specification", True),
+    ("2.4.2.8", "datasets", "Datasets", "2", "Model Specification", True),
+    ("2.4.2.9", "dataset_purposes", "Dataset purposes", "2", "Model Specification", True),
+    ("2.4.3.1", "source_data_name", "Source data name", "2", "Data Specification", True),
+    ("2.4.3.2", "data_modality", "Data modality", "2", "Data Specification", True),
+    ("2.4.3.3", "data_description", "Data description", "2", "Data Specification", True),
+    ("2.4.3.4", "data_quantities", "Data quantities", "2", "Data Specification", True),
+    ("2.4.3.5", "sensitive_attributes", "Sensitive attributes", "2", "Data Specification", True),
+    (
+        "2.4.3.6",
+        "data_completeness_and_representativeness",
+        "Data completeness and representativeness",
+        "2",
+        "Data Specification",
+        True,
+    ),
+    ("2.4.3.7", "source_data_url", "Source data URL", "2", "Data Specification", True),
+    ("2.4.3.8", "data_collection", "Data collection", "2", "Data Specification", True),
+    ("2.4.3.9", "data_cleaning", "Data cleaning", "2", "Data Specification", False),
+    ("2.4.3.10", "data_sharing_agreements", "Data sharing agreements", "2", "Data Specification", True),
+    ("2.4.3.11", "data_access_and_storage", "Data access and storage", "2", "Data Specification", True),
+    ("2.5.1", "impact_assessment", "Impact assessment", "2", "Risks, mitigations and impact assessments", True),
+    (
+        "2.5.2",
+        "risks_and_mitigations",
+        "Risks and mitigations",
+        "2",
+        "Risks, mitigations and impact assessments",
+        True,
+    ),
+)
+# ATRS attributes whose people-written value lives under another `transparency:` key.
+CONFIG_KEY = {"organisation_or_department": "organisation_name"}
+
+
+class RecordField(BaseModel):
+    """One ATRS field: what people wrote, what the evidence says, and who filled it."""
+
+    ref: str
+    attribute: str
+    name: str
+    tier: str
+    section: str
+    required: bool
+    text: str | None = None
+    evidence: list[str] = []
+    filled_by: Literal["people", "evidence", "people and evidence", "not_filled"] = "not_filled"
+    config_key: str | None = None
+
+
+class TransparencyRecord(BaseModel):
+    """An ATRS v3.0 record of one model version."""
+
+    standard_version: str = STANDARD_VERSION
+    version: str
+    model_sha256: str | None
+    status: str
+    generated_from: str
+    fields: list[RecordField]
+
+    def sections(self) -> list[tuple[str, list[RecordField]]]:
+        """Fields grouped by ATRS section, in the standard's order."""
+        out: dict[str, list[RecordField]] = {}
+        for f in self.fields:
+            out.setdefault(f.section, []).append(f)
+        return list(out.items())
+
+    def not_filled(self) -> list[RecordField]:
+        """Fields neither people nor evidence filled."""
+        return [f for f in self.fields if f.filled_by == "not_filled"]
+
+
+def _ci(cis: dict[str, Any], name: str) -> str:
+    ci = cis.get(name) or {}
+    if ci.get("low") is None or ci.get("high") is None:
+        return ""
+    return f" (95% CI {ci['low']:.3f} to {ci['high']:.3f})"
+
+
+def _num(v: Any, digits: int = 3) -> str:
+    return f"{v:.{digits}f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+
+def _fairness_lines(ev: dict[str, Any]) -> list[str]:
+    lines = []
+    for attr, rep in (ev.get("fairness") or {}).items():
+        ratio = rep.get("demographic_parity_ratio")
+        cis = rep.get("confidence_intervals") or {}
+        text = (
+            f"{attr}: demographic parity ratio {_num(ratio)}{_ci(cis, 'demographic_parity_ratio')}, "
+            f"equalised odds difference {_num(rep.get('equalized_odds_difference'))}"
+            f"{_ci(cis, 'equalized_odds_difference')} over groups {', '.join(rep.get('reportable_groups', []))}"
+        )
+        if rep.get("suppressed_groups"):
+            text += (
+                f"; groups with fewer than {rep.get('min_group_count')} test rows were too small to report: "
+                + ", ".join(rep["suppressed_groups"])
+            )
+        lines.append(text)
+    return lines
+
+
+def _approval_lines(registry: Registry, version: str) -> list[str]:
+    lines = []
+    for s in signoffs(registry, version):
+        lines.append(f"approved by {s['by']} ({s['role']}) on {s['at']}: {s['reason']} (1 of {s.get('needed')})")
+    decision = get_decision(registry, version)
+    if decision:
+        lines.append(
+            f"{decision['decision']} by {decision['by']} ({decision['role']}) on {decision['at']}: "
+            f"{decision['reason']} — bound to model {decision['model_sha256'][:16]}…"
+        )
+    return lines
+
+
+def _evidence(registry: Registry, man: dict[str, Any], ev: dict[str, Any], gate: dict[str, Any]) -> dict[str, list]:
+    lineage = man.get("lineage", {})
+    cfg = lineage.get("config", {})
+    data = cfg.get("data", {})
+    rows = lineage.get("rows") or {}
+    metrics = ev.get("metrics") or man.get("metrics") or {}
+    cis = ev.get("confidence_intervals") or {}
+    features = ev.get("features") or []
+    params = (cfg.get("model") or {}).get("params") or {}
+    rules = [
+        f"{r.get('rule')}: threshold {_num(r.get('threshold'))}, measured {_num(r.get('value'))}, {r.get('verdict')}"
+        for r in gate.get("rules", [])
+    ]
+    who = started_by(registry, man["version"])
+    human = [
+        f"The automated gate decided '{gate.get('decision', man.get('gate', {}).get('decision'))}': "
+        f"{gate.get('reason', man.get('gate', {}).get('reason'))}",
+        *[f"gate rule {r}" for r in rules],
+        "A version the gate sends to pending_approval serves nobody until a named person approves it in the "
+        "review console or with `civicml approve`; the person who started the training run cannot approve it.",
+        *_approval_lines(registry, man["version"]),
+    ]
+    if who:
+        human.append(f"The training run was started by {who}.")
+    pii = data.get("pii_columns") or []
+    sensitive = data.get("sensitive_attributes") or []
+    return {
+        "standard_version": [STANDARD_VERSION],
+        "task": [man.get("task")] if man.get("task") else [],
+        "models": [f"{man.get('name', 'model')} {man['version']} ({man.get('family')})"],
+        "model_name": [man.get("name")] if man.get("name") else [],
+        "model_version": [f"{man['version']} (model sha256 {man.get('model_sha256')})"],
+        "model_task": [man.get("task")] if man.get("task") else [],
+        "model_input": [f"{len(features)} features: {', '.join(features)}"] if features else [],
+        "model_output": (
+            [f"a score between 0 and 1 for '{data.get('target')}'; scores at or above {ev.get('threshold')} flag a case"]
+            if man.get("task") == "binary_classification"
+            else ([f"a predicted value of '{data.get('target')}'"] if data.get("target") else [])
+        ),
+        "model_architecture": [
+            f"{man.get('family')} with parameters {json.dumps(params, sort_keys=True)}; code revision "
+            f"{lineage.get('code_revision')}, image {lineage.get('image')}"
+        ],
+        "model_performance": [
+            f"{k} {_num(v)}{_ci(cis, k)} on {ev.get('n_test', rows.get('test', '?'))} held-out test rows"
+            for k, v in metrics.items()
+        ]
+        + _fairness_lines(ev),
+        "datasets": [f"{lineage.get('data_source')} (fingerprint {lineage.get('data_fingerprint')})"]
+        if lineage.get("data_source")
+        else [],
+        "dataset_purposes": [f"{split}: {n} rows" for split, n in rows.items()],
+        "source_data_name": [str(lineage["data_source"])] if lineage.get("data_source") else [],
+        "data_quantities": [f"{sum(rows.values())} rows in total ({json.dumps(rows)}); {len(features)} features"]
+        if rows
+        else [],
+        "sensitive_attributes": [
+            f"{', '.join(sensitive)}: used to measure fairness"
+            + ("" if data.get("allow_sensitive_as_features") else ", not as model features")
+        ]
+        if sensitive
+        else [],
+        "data_cleaning": [f"personal data columns dropped before anything else: {', '.join(pii)}"] if pii else [],
+        "human_decisions_and_review": human,
+        "risks_and_mitigations": [
+            "Risk of unequal treatment of groups: fairness is measured on the test rows for every sensitive "
+            "attribute and the gate's fairness rules must pass before the model is used.",
+            *_fairness_lines(ev),
+        ]
+        if ev.get("fairness")
+        else [],
+        "maintenance": [
+            f"drift monitoring: retraining is considered when any feature PSI reaches "
+            f"{(cfg.get('monitoring') or {}).get('psi_threshold')} or the live metric falls more than "
+            f"{(cfg.get('monitoring') or {}).get('max_metric_drop')} below the test value"
+        ]
+        if cfg.get("monitoring")
+        else [],
+        "phase": [],
+    }
+
+
+def _load(registry: Registry, version: str, name: str) -> dict[str, Any]:
+    man = registry.manifest(version)
+    if name not in man["artifacts"]:
+        return {}
+    return json.loads(registry.read_artifact(version, name))
+
+
+def build_record(registry: Registry, version: str, cfg: RunConfig | None = None) -> TransparencyRecord:
+    """Build the ATRS v3.0 record of `version`.
+
+    Args:
+        registry: The registry.
+        version: Version id (or alias).
+        cfg: Config whose `transparency:` section holds what people wrote; when None, the section
+            recorded in the version's lineage is used.
+
+    Raises:
+        RegistryError: unknown version or an artifact that fails its integrity check.
+    """
+    from civicml.governance.approval import effective_status
+
+    man = registry.manifest(version)
+    version = man["version"]
+    ev, gate = _load(registry, version, "evaluation.json"), _load(registry, version, "gate.json")
+    if cfg is not None:
+        people, source = cfg.transparency, "the current config's transparency section and the version's evidence"
+    else:
+        recorded = (man.get("lineage", {}).get("config") or {}).get("transparency") or {}
+        try:
+            people = TransparencyConfig.model_validate(recorded)
+        except ValueError as err:
+            raise RegistryError(f"the transparency section recorded with {version} is not valid: {err}") from None
+        source = "the transparency section recorded with the version and its evidence"
+    card = (man.get("lineage", {}).get("config") or {}).get("card") or {}
+    evidence = _evidence(registry, man, ev, gate)
+    fields = []
+    for ref, attr, name, tier, section, required in ATRS_FIELDS:
+        key = CONFIG_KEY.get(attr, attr)
+        if attr in ("title", "name"):
+            text, config_key = card.get("title"), "card.title"  # the model card's title is people-written
+        elif key in TransparencyConfig.model_fields:
+            text, config_key = getattr(people, key), f"transparency.{key}"
+        else:
+            text, config_key = None, None
+        text = text.strip() if isinstance(text, str) and text.strip() else None
+        found = [str(e) for e in evidence.get(attr, []) if e not in (None, "")]
+        filled = {(True, True): "people and evidence", (True, False): "people", (False, True): "evidence"}.get(
+            (bool(text), bool(found)), "not_filled"
+        )
+        fields.append(
+            RecordField(
+                ref=ref,
+                attribute=attr,
+                name=name,
+                tier=tier,
+                section=section,
+                required=required,
+                text=text,
+                evidence=found,
+                filled_by=filled,
+                config_key=config_key,
+            )
+        )
+    return TransparencyRecord(
+        version=version,
+        model_sha256=man.get("model_sha256"),
+        status=effective_status(registry, version),
+        generated_from=source,
+        fields=fields,
+    )
