@@ -13,7 +13,9 @@ PYTEST_ARGS ?=
 # What `make testcluster` builds (build.sh targets): MinIO now; the control plane lands with tests/cluster.
 TESTCLUSTER_TARGETS ?= minio
 
-.PHONY: run test test-fast testcluster compile lint check-manifests image bench bench-quick clean constraints
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: run test test-fast testcluster compile lint check-manifests image bench bench-quick clean constraints chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,8 +27,17 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(CIVICML) run --config $(CONFIG) $(if $(MONTH),--month $(MONTH),)
 
+## chromium: Debian's chromium for the review console's browser tests (apt-get; Playwright downloads nothing)
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  echo "installing Debian's chromium for the browser tests (apt-get install chromium)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || { \
+	  echo "error: $(CHROMIUM) is missing and apt-get could not install chromium (run as root, or set CHROMIUM=...)" >&2; \
+	  exit 1; }
+	@test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) is still missing after apt-get install chromium" >&2; exit 1; }
+
 ## test: the whole test suite (unit + integration + cluster, slow ones included); "no tests ran" is a failure
-test: $(STAMP) testcluster
+test: $(STAMP) testcluster chromium
 	@set +e; $(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

@@ -172,7 +172,12 @@ def stored_model_hash(registry: Registry, version: str) -> str:
     return model_hash_from_files({name[len("model/") :]: registry.read_artifact(version, name) for name in names})
 
 
-def check_bindings(registry: Registry, version: str, expected_model_sha256: str | None = None) -> dict[str, Any]:
+def check_bindings(
+    registry: Registry,
+    version: str,
+    expected_model_sha256: str | None = None,
+    expected_evaluation_sha256: str | None = None,
+) -> dict[str, Any]:
     """Re-verify the version's artifacts and the hashes an approval is bound to.
 
     Args:
@@ -180,6 +185,8 @@ def check_bindings(registry: Registry, version: str, expected_model_sha256: str 
         version: Version id.
         expected_model_sha256: Optional hash (or a prefix of at least 12 hex digits) the approver
             reviewed, e.g. copied from the model card.
+        expected_evaluation_sha256: Optional full evaluation hash the approver was shown (the review
+            console sends the one on the page it rendered).
 
     Returns:
         `{model_sha256, evaluation_sha256, gate}` when everything matches.
@@ -220,6 +227,11 @@ def check_bindings(registry: Registry, version: str, expected_model_sha256: str 
                 f"refusing: you reviewed model {exp[:16]}…, but version {version} is model {model_sha[:16]}… — "
                 "re-read the model card of this version (use at least 12 hex digits of model_sha256)"
             )
+    if expected_evaluation_sha256 is not None and expected_evaluation_sha256.strip().lower() != eval_sha:
+        raise ApprovalError(
+            f"refusing: you were shown evaluation {expected_evaluation_sha256.strip()[:16]}…, but version {version} "
+            f"now records {eval_sha[:16]}… — reload the page and review again"
+        )
     gate = json.loads(registry.read_artifact(version, "gate.json")) if "gate.json" in man["artifacts"] else {}
     return {"model_sha256": model_sha, "evaluation_sha256": eval_sha, "gate": gate}
 
@@ -296,6 +308,7 @@ def record_decision(
     role: str,
     reason: str,
     expected_model_sha256: str | None = None,
+    expected_evaluation_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Record a human approval or rejection of a pending version, bound to its hashes; audited.
 
@@ -307,6 +320,7 @@ def record_decision(
         role: Their role (e.g. "service owner").
         reason: Why — shown in the model's history and the audit log.
         expected_model_sha256: Optional hash prefix the person reviewed (see `check_bindings`).
+        expected_evaluation_sha256: Optional evaluation hash the person was shown (see `check_bindings`).
 
     Returns:
         The stored record: the final decision, or a sign-off (`decision: "signoff"`, with
@@ -345,7 +359,7 @@ def record_decision(
             )
         signed = signoffs(registry, version)
         _check_duties(registry, version, decision, by, signed)
-        bound = check_bindings(registry, version, expected_model_sha256)
+        bound = check_bindings(registry, version, expected_model_sha256, expected_evaluation_sha256)
     except RegistryError as err:  # includes ApprovalError and unknown versions
         audit.append(
             "approval_refused",

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, select_autoescape
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -37,7 +37,6 @@ def environment(html: bool = True) -> Environment:
     env = Environment(
         loader=PackageLoader("civicml.reporting", "templates"),
         autoescape=select_autoescape(default=html, default_for_string=html) if html else False,
-        undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )

@@ -232,7 +232,10 @@ def _evidence(registry: Registry, man: dict[str, Any], ev: dict[str, Any], gate:
         "model_task": [man.get("task")] if man.get("task") else [],
         "model_input": [f"{len(features)} features: {', '.join(features)}"] if features else [],
         "model_output": (
-            [f"a score between 0 and 1 for '{data.get('target')}'; scores at or above {ev.get('threshold')} flag a case"]
+            [
+                f"a score between 0 and 1 for '{data.get('target')}'; "
+                f"a score of {ev.get('threshold')} or more flags the case"
+            ]
             if man.get("task") == "binary_classification"
             else ([f"a predicted value of '{data.get('target')}'"] if data.get("target") else [])
         ),
@@ -349,3 +352,16 @@ def build_record(registry: Registry, version: str, cfg: RunConfig | None = None)
         generated_from=source,
         fields=fields,
     )
+
+
+def render_record(record: TransparencyRecord, fmt: Literal["md", "html", "json"] = "md") -> str:
+    """The record as Markdown, a self-contained accessible HTML page, or JSON."""
+    from civicml.reporting.render import STATIC_DIR, render
+
+    if fmt == "json":
+        return record.model_dump_json(indent=2)
+    if fmt == "html":
+        return render("transparency.html.j2", rec=record, css=(STATIC_DIR / "review.css").read_text())
+    if fmt == "md":
+        return render("transparency.md.j2", rec=record)
+    raise ValueError(f"unknown format {fmt!r}; use md, html or json")
