@@ -563,6 +563,11 @@ class ReviewConfig(_Strict):
     reviewers: list[str] = Field(default_factory=list)
     approvers: list[str] = Field(default_factory=list)
     session_minutes: int = Field(30, ge=1, le=24 * 60, description="a session expires this long after sign-in")
+    path_prefix: str = Field(
+        "",
+        pattern=r"^(/[A-Za-z0-9._~-]+)*$",
+        description="URL prefix the gateway serves the console under, e.g. /civicml-review ('' = the root)",
+    )
 
 
 class RunConfig(_Strict):

@@ -26,6 +26,17 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _when(value: Any) -> str:
+    """An ISO 8601 timestamp as people read it: `1 Dec 2026, 21:46 UTC` (unparseable text unchanged)."""
+    from datetime import datetime, timezone
+
+    try:
+        t = datetime.fromisoformat(str(value)).astimezone(timezone.utc)
+    except (TypeError, ValueError):
+        return "—" if value is None else str(value)
+    return f"{t.day} {t:%b %Y, %H:%M} UTC"
+
+
 def _short(value: Any, n: int = 16) -> str:
     text = "" if value is None else str(value)
     return text if len(text) <= n else text[:n] + "…"
@@ -42,6 +53,7 @@ def environment(html: bool = True) -> Environment:
     )
     env.filters["fmt"] = _fmt
     env.filters["short"] = _short
+    env.filters["when"] = _when
     return env
 
 

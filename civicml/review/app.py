@@ -58,6 +58,7 @@ def create_app(cfg: RunConfig, registry, settings: ConsoleSettings | None = None
     """The console app over `registry`, with roles and identity from `cfg.review`."""
     settings = settings or ConsoleSettings()
     review = cfg.review
+    root = review.path_prefix  # the gateway strips it; links and redirects must carry it
     app = FastAPI(title="civicml review", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(
         SessionMiddleware,
@@ -90,6 +91,7 @@ def create_app(cfg: RunConfig, registry, settings: ConsoleSettings | None = None
             who=who,
             csrf=csrf(request),
             behind_gateway=review.behind_gateway,
+            root=root,
             labels=views.STATUS_LABELS,
             nav=ctx.pop("nav", None),
             **ctx,
@@ -130,7 +132,7 @@ def create_app(cfg: RunConfig, registry, settings: ConsoleSettings | None = None
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused):
         if exc.status == 303:
-            return RedirectResponse(exc.message, status_code=303)
+            return RedirectResponse(root + exc.message, status_code=303)
         return page(
             request,
             "message.html.j2",
@@ -139,7 +141,7 @@ def create_app(cfg: RunConfig, registry, settings: ConsoleSettings | None = None
             message=exc.message,
             hint=exc.hint,
             kind="bad",
-            back="/",
+            back=f"{root}/",
             back_text="Go to the dashboard",
         )
 
@@ -162,7 +164,7 @@ def create_app(cfg: RunConfig, registry, settings: ConsoleSettings | None = None
     @app.get("/login")
     def login_form(request: Request, expired: int = 0):
         if review.behind_gateway:
-            return RedirectResponse("/", status_code=303)
+            return RedirectResponse(f"{root}/", status_code=303)
         return page(request, "login.html.j2", title="Sign in", error=None, expired=bool(expired), name="")
 
     @app.post("/login")
@@ -176,13 +178,13 @@ def create_app(cfg: RunConfig, registry, settings: ConsoleSettings | None = None
             return page(request, "login.html.j2", 401, title="Sign in", error=error, expired=False, name=name)
         request.session.clear()  # a fresh session (and CSRF token) for each sign-in
         request.session.update(user=name, issued=time.time(), csrf=secrets.token_urlsafe(32))
-        return RedirectResponse("/", status_code=303)
+        return RedirectResponse(f"{root}/", status_code=303)
 
     @app.post("/logout")
     async def logout(request: Request):
         await form_with_csrf(request)
         request.session.clear()
-        return RedirectResponse("/login" if not review.behind_gateway else "/", status_code=303)
+        return RedirectResponse(f"{root}/login" if not review.behind_gateway else f"{root}/", status_code=303)
 
     @app.get("/")
     def dashboard(request: Request):
@@ -290,7 +292,7 @@ def create_app(cfg: RunConfig, registry, settings: ConsoleSettings | None = None
                 done=None,
                 **ctx,
             )
-        return RedirectResponse(f"/versions/{version}?done=1#done", status_code=303)
+        return RedirectResponse(f"{root}/versions/{version}?done=1#done", status_code=303)
 
     @app.get("/versions/{version}/model-card")
     def model_card(request: Request, version: str):

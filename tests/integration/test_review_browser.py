@@ -258,3 +258,19 @@ def test_axe_reports_no_violations(browser, console, path):
         assert_accessible(page)
     finally:
         context.close()
+
+
+def test_screenshots_of_the_dashboard_a_version_and_the_transparency_record(page, console, tmp_path):
+    """Full-page screenshots; CIVICML_SCREENSHOTS=docs/screenshots writes the ones the docs show."""
+    base, _ = console
+    out = Path(os.environ.get("CIVICML_SCREENSHOTS") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    sign_in(page, base, "Rita Reviewer")
+    for name, path in (
+        ("dashboard", "/"),
+        ("version", f"/versions/{PENDING}"),
+        ("transparency", f"/versions/{PENDING}/transparency"),
+    ):
+        page.goto(base + path)
+        page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+        assert (out / f"{name}.png").stat().st_size > 20_000

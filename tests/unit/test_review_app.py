@@ -267,3 +267,17 @@ def test_pages_show_the_evidence(store):
     assert "Pending approval" in dash and "Rejected by the gate" in dash and "champion" in dash
     assert "no trigger fired" in dash  # the last drift decision
     assert json.loads(client.get(f"/versions/{PENDING}/transparency.json").text)["version"] == PENDING
+
+
+def test_links_and_redirects_carry_the_gateway_path_prefix(store):
+    client = _client(store, **{"review.path_prefix": "/civicml-review"})
+    r = client.get("/", follow_redirects=False)
+    assert r.headers["location"] == "/civicml-review/login"
+    page = client.get("/login")
+    login = client.post(
+        "/login", data={"name": "Rita Reviewer", "token": TOKEN, "csrf_token": _csrf(page.text)}, follow_redirects=False
+    )
+    assert login.headers["location"] == "/civicml-review/"
+    html = client.get(f"/versions/{PENDING}").text
+    links = re.findall(r'(?:href|action)="([^"#][^"]*)"', html)
+    assert links and all(link.startswith("/civicml-review/") for link in links), links

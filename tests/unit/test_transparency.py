@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from review_support import CHAMPION, PENDING, TRANSPARENCY, TRAINER, built_store, copy_store
+from review_support import CHAMPION, PENDING, TRAINER, TRANSPARENCY, built_store, copy_store
 from typer.testing import CliRunner
 
 from civicml.cli import app
