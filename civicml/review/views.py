@@ -12,6 +12,7 @@ from civicml.governance.approval import (
     same_person,
     signoffs,
     started_by,
+    version_status,
 )
 from civicml.governance.audit import AuditLog
 from civicml.review.identity import Identity
@@ -28,10 +29,11 @@ STATUS_LABELS = {
 
 
 def display_status(registry: Registry, man: dict[str, Any]) -> str:
-    """`gate_rejected` when the gate rejected it, else the effective status after human decisions."""
-    if man.get("gate", {}).get("decision") == "reject":
+    """The effective status (`version_status`), with a gate rejection told apart from a person's."""
+    status = version_status(registry, man)
+    if status.status == "rejected" and status.decided_by == "gate":
         return "gate_rejected"
-    return effective_status(registry, man["version"])
+    return status.status
 
 
 def _events_by_version(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
