@@ -306,15 +306,18 @@ def build_record(registry: Registry, version: str, cfg: RunConfig | None = None)
     man = registry.manifest(version)
     version = man["version"]
     ev, gate = _load(registry, version, "evaluation.json"), _load(registry, version, "gate.json")
+    recorded = (man.get("lineage", {}).get("config") or {}).get("transparency") or {}
+    try:
+        people = TransparencyConfig.model_validate(recorded)
+    except ValueError as err:
+        raise RegistryError(f"the transparency section recorded with {version} is not valid: {err}") from None
+    source = "the transparency section recorded with the version and its evidence"
     if cfg is not None:
-        people, source = cfg.transparency, "the current config's transparency section and the version's evidence"
-    else:
-        recorded = (man.get("lineage", {}).get("config") or {}).get("transparency") or {}
-        try:
-            people = TransparencyConfig.model_validate(recorded)
-        except ValueError as err:
-            raise RegistryError(f"the transparency section recorded with {version} is not valid: {err}") from None
-        source = "the transparency section recorded with the version and its evidence"
+        # What people write can change after training (phase, contact): the current config wins
+        # field by field; a field it leaves empty keeps what was recorded with the version.
+        current = cfg.transparency.model_dump(exclude_none=True)
+        people = people.model_copy(update=current)
+        source = "the current config's transparency section (else the one recorded with the version) and its evidence"
     card = (man.get("lineage", {}).get("config") or {}).get("card") or {}
     evidence = _evidence(registry, man, ev, gate)
     fields = []

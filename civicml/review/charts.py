@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-LEFT, WIDTH, ROW, TOP = 170, 420, 30, 10
+LEFT, WIDTH, ROW, TOP = 230, 420, 30, 10
+SVG_WIDTH = LEFT + WIDTH + 60
 
 
 def _x(value: float) -> float:
@@ -25,7 +26,14 @@ def bars(items: list[tuple[str, float | None]], title: str) -> dict[str, Any] | 
         rows.append({"label": label, "value": value, "y": y, "x2": _x(value), "ty": y + ROW / 2 + 5})
     if not rows:
         return None
-    return {"title": title, "rows": rows, "height": TOP * 2 + len(rows) * ROW + 20, "axis": _axis(len(rows))}
+    return {
+        "title": title,
+        "rows": rows,
+        "height": TOP * 2 + len(rows) * ROW + 20,
+        "axis": _axis(len(rows)),
+        "left": LEFT,
+        "width": SVG_WIDTH,
+    }
 
 
 def intervals(items: list[dict[str, Any]], title: str) -> dict[str, Any] | None:
@@ -50,7 +58,14 @@ def intervals(items: list[dict[str, Any]], title: str) -> dict[str, Any] | None:
         )
     if not rows:
         return None
-    return {"title": title, "rows": rows, "height": TOP * 2 + len(rows) * ROW + 20, "axis": _axis(len(rows))}
+    return {
+        "title": title,
+        "rows": rows,
+        "height": TOP * 2 + len(rows) * ROW + 20,
+        "axis": _axis(len(rows)),
+        "left": LEFT,
+        "width": SVG_WIDTH,
+    }
 
 
 def _axis(n: int) -> dict[str, Any]:

@@ -56,13 +56,18 @@ def test_people_fill_what_only_they_know_and_the_rest_is_marked_not_filled(store
     sro = _field(rec, "senior_responsible_owner")
     assert sro.filled_by == "not_filled" and sro.text is None and sro.evidence == []
     assert sro.config_key == "transparency.senior_responsible_owner"
-    # A config with an empty section: every people-only field is not filled, none is made up.
-    empty = build_record(registry, PENDING, load_config(None))
-    people_only = [f for f in empty.fields if f.config_key and f.config_key.startswith("transparency.")]
-    assert people_only and all(f.text is None for f in people_only)
-    assert all(f.filled_by in ("not_filled", "evidence") for f in people_only)
-    md = render_record(empty, "md")
-    assert md.count("**Not filled in**") == len(empty.not_filled())
+    # The current config wins field by field; what it leaves empty keeps the recorded text; a field
+    # nobody wrote anywhere stays not filled - never made up.
+    current = build_record(registry, PENDING, load_config(None, {"transparency": {"phase": "Production"}}))
+    assert _field(current, "phase", "Title Information").text == "Production"
+    assert _field(current, "description").text == TRANSPARENCY["description"]
+    people_only = [f for f in current.fields if f.config_key and f.config_key.startswith("transparency.")]
+    written = {k for k in TRANSPARENCY} | {"phase"}
+    for f in people_only:
+        if f.config_key.removeprefix("transparency.") not in written:
+            assert f.text is None and f.filled_by in ("not_filled", "evidence"), f
+    md = render_record(current, "md")
+    assert md.count("**Not filled in**") == len(current.not_filled())
     assert "set `transparency.senior_responsible_owner` in the config" in md
 
 
