@@ -271,11 +271,18 @@ class Doctor:
         tuning_ns = self.cfg.tuning.katib.namespace
         if es is None:
             return Check(True, "early stopping", "off (runs under restricted)")
-        labels = (
-            self.labels
-            if tuning_ns == self.ns
-            else dict(self._read(self.core.read_namespace, tuning_ns).metadata.labels or {})
-        )
+        if tuning_ns == self.ns:
+            labels = self.labels
+        else:
+            found = self._read(self.core.read_namespace, tuning_ns)
+            if found is None:
+                return Check(
+                    False,
+                    "early stopping",
+                    f"tuning namespace {tuning_ns} does not exist",
+                    "create it (docs/run-on-kubeflow.md) or fix tuning.katib.namespace",
+                )
+            labels = dict(found.metadata.labels or {})
         restricted = labels.get(ENFORCE_LABEL) == "restricted"
         return Check(
             not restricted,
