@@ -81,7 +81,7 @@ class DeployError(RuntimeError):
 
 
 def _labels(cfg: RunConfig) -> dict[str, str]:
-    # Same selector label as manifests/base/deployment.yaml: a Deployment's selector is immutable.
+    # The selector label is immutable on a Deployment: never change it for an existing install.
     return {
         "app.kubernetes.io/name": cfg.deploy.name,
         "app.kubernetes.io/component": "model-server",

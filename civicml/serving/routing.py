@@ -7,8 +7,9 @@ champion to the challenger, never back.
 
 Weights live in the store at `serving/routing.json`, written by the deploy step,
 `civicml ab set-weights` and `civicml ab promote`; every change is audited. On a
-cluster the deploy backend copies the same document into a ConfigMap, which the
-server reads through `CIVICML_ROUTING_FILE` so that each rollout pins its versions.
+cluster the deploy backend pins the same document in the pod template (an annotation
+projected as a file by the downward API), which the server reads through
+`CIVICML_ROUTING_FILE`, so that each rollout (and `kubectl rollout undo`) pins its versions.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class Routing:
         return self.challenger_share if self.challenger else 0.0
 
     def to_json(self) -> str:
-        """Stable JSON form (sorted keys), as stored and as put in the Kubernetes ConfigMap."""
+        """Stable JSON form (sorted keys), as stored and as pinned in the pod template."""
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
 
@@ -110,7 +111,7 @@ def stored_share(registry: Registry) -> float:
 def current_routing(registry: Registry) -> Routing:
     """Routing from the registry: aliases name the versions, `serving/routing.json` the share.
 
-    When `CIVICML_ROUTING_FILE` is set (a ConfigMap mounted on a cluster) that file wins:
+    When `CIVICML_ROUTING_FILE` is set (the pod's pinned routing on a cluster) that file wins:
     it pins the exact versions this rollout serves.
     """
     path = os.environ.get(ROUTING_FILE_ENV)
@@ -118,7 +119,7 @@ def current_routing(registry: Registry) -> Routing:
         p = Path(path)
         if not p.is_file():
             raise RegistryError(
-                f"{ROUTING_FILE_ENV}={path} does not exist; mount the routing ConfigMap there "
+                f"{ROUTING_FILE_ENV}={path} does not exist; mount the pod's routing there "
                 "or unset the variable to read aliases from the registry"
             )
         doc = _parse(p.read_bytes(), path)
