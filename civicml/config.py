@@ -383,6 +383,23 @@ class PolicyConfig(_Strict):
         return self
 
 
+class TrainingConfig(_Strict):
+    """Where the final fit runs: one process, or XGBoost's collective across `workers` processes."""
+
+    workers: int = Field(
+        1, ge=1, le=64, description="1 = one process; N > 1 = N XGBoost workers, each reading only its shard"
+    )
+    backend: Literal["local", "trainjob"] = Field(
+        "local", description="local: N processes on loopback; trainjob: a Kubeflow Trainer TrainJob (cluster)"
+    )
+    runtime: str = Field("xgboost-distributed", description="the Kubeflow Trainer ClusterTrainingRuntime")
+    namespace: str = "civicml"
+    cpu: str = "1"
+    memory: str = "2Gi"
+    timeout_seconds: int = Field(3600, ge=10, description="the whole distributed fit, workers included")
+    poll_seconds: float = Field(5.0, gt=0)
+
+
 class StorageConfig(_Strict):
     """Where artifacts and the registry live. No credentials here, ever."""
 
@@ -580,6 +597,7 @@ class RunConfig(_Strict):
     model: ModelConfig = ModelConfig()
     tuning: TuningConfig = TuningConfig()
     policy: PolicyConfig = PolicyConfig()
+    training: TrainingConfig = TrainingConfig()
     storage: StorageConfig = StorageConfig()
     deploy: DeployConfig = DeployConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
@@ -599,6 +617,15 @@ class RunConfig(_Strict):
                     f"valid names: {', '.join(sorted(allowed))}. When switching families, also set "
                     f"{key} (or leave tuning.search_space empty to use the family's default space)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _workers_need_xgboost(self) -> RunConfig:
+        if self.training.workers > 1 and self.model.family != "xgboost":
+            raise ValueError(
+                f"training.workers={self.training.workers} needs model.family 'xgboost' (XGBoost's collective); "
+                f"{self.model.family!r} trains in one process: set training.workers: 1"
+            )
         return self
 
     def to_json(self) -> str:

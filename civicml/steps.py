@@ -137,6 +137,7 @@ def validate_data(config: RunConfig | str, data_dir: str, version: str = "") -> 
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in splits.items():
         frame.to_parquet(out / f"{name}.parquet", index=False)
+    training = _write_training_inputs(cfg, out, splits["train"], numeric, categorical)
     _write_json(out / "contract.json", [c.model_dump(mode="json") for c in contract])
     _write_json(out / "profile.json", build_profile(splits["train"], numeric, categorical, seed=cfg.split.seed))
     champion = registry.get_alias("champion")
@@ -154,15 +155,43 @@ def validate_data(config: RunConfig | str, data_dir: str, version: str = "") -> 
         "dropped_pii": [c for c in cfg.data.pii_columns if c not in missing_pii],
         "contract_origin": contract_origin,
         "warnings": report.warnings,
+        "training": training,
     }
     _write_json(out / "data_info.json", info)
     audit.append("data_validated", {k: info[k] for k in ("version", "status", "source", "fingerprint", "rows")})
     return info
 
 
-def _spec(cfg: RunConfig, data_dir: str | Path, train: pd.DataFrame):
+FEATURE_SPEC = "feature_spec.json"
+
+
+def _write_training_inputs(cfg: RunConfig, out: Path, train: pd.DataFrame, numeric, categorical) -> dict[str, Any]:
+    """Fit the feature spec once on the whole training split; with N workers, cut N shards of it.
+
+    Returns:
+        `{"workers": N, "shards": [{key, sha256, rows, fingerprint}, ...]}` for data_info and the lineage.
+    """
     from civicml.modeling.preprocessing import FeatureSpec
 
+    spec = FeatureSpec.fit(train, cfg.data.target, cfg.task, numeric, categorical)
+    # No sort_keys: the order of the categorical columns is the model's feature order.
+    (out / FEATURE_SPEC).write_text(json.dumps(spec.to_dict(), indent=2, default=str))
+    workers = cfg.training.workers
+    if workers == 1:
+        return {"workers": 1, "shards": []}
+    from civicml.modeling.distributed import SHARD_DIR, write_shards
+
+    refs = write_shards(train, out / SHARD_DIR, workers)
+    return {"workers": workers, "shards": [r.model_dump() for r in refs]}
+
+
+def _spec(cfg: RunConfig, data_dir: str | Path, train: pd.DataFrame | None = None):
+    """The feature spec `validate_data` fitted on the whole training split (fitted here for older data dirs)."""
+    from civicml.modeling.preprocessing import FeatureSpec
+
+    path = Path(data_dir) / FEATURE_SPEC
+    if path.is_file():
+        return FeatureSpec.from_dict(_read_json(path))
     info = data_info(data_dir)
     return FeatureSpec.fit(train, cfg.data.target, cfg.task, info["numeric_features"], info["categorical_features"])
 
@@ -239,18 +268,72 @@ def train(config: RunConfig | str, data_dir: str, params_path: str | None, model
     from civicml.modeling.persistence import save_model
 
     cfg = _cfg(config)
-    splits = load_splits(data_dir)
-    spec = _spec(cfg, data_dir, splits["train"])
     tuned = _read_json(params_path)["best_params"] if params_path else {}
     params = build_params(cfg.model.family, cfg.model.params, tuned)
-    model = fit_model(cfg.model.family, spec, params, splits["train"], cfg.model.seed, cfg.model.n_threads)
-    files = save_model(model, model_dir)
-    result = {"model_sha256": model_hash(model_dir), "params": params, "files": [f.name for f in files]}
-    AuditLog(open_store(cfg.storage.uri)).append(
-        "model_trained",
-        {"version": data_info(data_dir)["version"], "family": cfg.model.family, **result},
-    )
+    audit = AuditLog(open_store(cfg.storage.uri))
+    version = data_info(data_dir)["version"]
+    if cfg.training.workers > 1:
+        workers = _train_distributed(cfg, data_dir, params, model_dir, audit)
+        result = {"model_sha256": model_hash(model_dir), "params": params}
+        result["files"] = sorted(p.name for p in Path(model_dir).iterdir())
+        result["training"] = {"workers": cfg.training.workers, "backend": cfg.training.backend, "reports": workers}
+    else:
+        splits = load_splits(data_dir)
+        spec = _spec(cfg, data_dir, splits["train"])
+        model = fit_model(cfg.model.family, spec, params, splits["train"], cfg.model.seed, cfg.model.n_threads)
+        files = save_model(model, model_dir)
+        result = {"model_sha256": model_hash(model_dir), "params": params, "files": [f.name for f in files]}
+    audit.append("model_trained", {"version": version, "family": cfg.model.family, **result})
     return result
+
+
+def _train_distributed(cfg: RunConfig, data_dir: str, params: dict[str, Any], model_dir: str, audit: AuditLog):
+    """The final fit on `training.workers` XGBoost workers, each reading only its shard.
+
+    Returns:
+        One report per worker (rows, peak RSS, seconds).
+
+    Raises:
+        DistributedTrainingError: a worker died, the TrainJob failed, or the data was sharded for another N.
+    """
+    from civicml.modeling.distributed import SHARD_DIR, DistributedTrainingError, ShardRef, WorkerJob
+
+    info = data_info(data_dir)
+    sharded = (info.get("training") or {}).get("workers", 1)
+    if sharded != cfg.training.workers:
+        raise DistributedTrainingError(
+            f"training.workers is {cfg.training.workers} but validate-data cut the training split into {sharded} "
+            "shard(s); run validate-data with the same config"
+        )
+    job = WorkerJob(
+        spec=_spec(cfg, data_dir).to_dict(),
+        params=params,
+        seed=cfg.model.seed,
+        n_threads=cfg.model.n_threads,
+        shards=[ShardRef.model_validate(s) for s in info["training"]["shards"]],
+        timeout_seconds=cfg.training.timeout_seconds,
+        shard_root=str(Path(data_dir) / SHARD_DIR),
+        output=str(model_dir),
+    )
+    try:
+        if cfg.training.backend == "trainjob":
+            from civicml.deploy.trainjob import run_trainjob
+
+            return run_trainjob(cfg, info["version"], job, model_dir)
+        from civicml.modeling.distributed import train_distributed
+
+        return train_distributed(job, model_dir)
+    except DistributedTrainingError as err:
+        audit.append(
+            "training_failed",
+            {
+                "version": info["version"],
+                "workers": cfg.training.workers,
+                "backend": cfg.training.backend,
+                "error": str(err).splitlines()[0],
+            },
+        )
+        raise
 
 
 def model_hash(model_dir: str | Path) -> str:
@@ -389,6 +472,7 @@ def register(
             "config": json.loads(cfg.to_json()),
             "seeds": {"split": cfg.split.seed, "model": cfg.model.seed, "tuning": cfg.tuning.seed},
             "n_threads": cfg.model.n_threads,
+            "training": info.get("training") or {"workers": 1, "shards": []},
             "code_revision": code_revision(),
             "libraries": library_versions(),
             "image": image(),

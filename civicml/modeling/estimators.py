@@ -107,6 +107,26 @@ def build_params(family: str, fixed: dict[str, Any], tuned: dict[str, Any] | Non
     return base
 
 
+def xgb_estimator(spec: FeatureSpec, params: dict[str, Any], seed: int, n_threads: int, callbacks=None):
+    """The unfitted XGBoost estimator: one definition for the in-process and the distributed fit."""
+    import xgboost as xgb
+
+    classify = spec.task == "binary_classification"
+    cls = xgb.XGBClassifier if classify else xgb.XGBRegressor
+    extra: dict[str, Any] = {"eval_metric": "auc" if classify else "rmse"}
+    if callbacks:
+        extra["callbacks"] = callbacks
+    return cls(
+        tree_method="hist",
+        enable_categorical=True,
+        max_cat_to_onehot=1,
+        random_state=seed,
+        n_jobs=n_threads,
+        **extra,
+        **params,
+    )
+
+
 def fit_model(
     family: str,
     spec: FeatureSpec,
@@ -132,22 +152,7 @@ def fit_model(
     X = spec.transform(train)
     y = spec.encode_target(train[spec.target])
     if family == "xgboost":
-        import xgboost as xgb
-
-        classify = spec.task == "binary_classification"
-        cls = xgb.XGBClassifier if classify else xgb.XGBRegressor
-        extra = {"eval_metric": "auc" if classify else "rmse"}
-        if callbacks:
-            extra["callbacks"] = callbacks
-        est = cls(
-            tree_method="hist",
-            enable_categorical=True,
-            max_cat_to_onehot=1,
-            random_state=seed,
-            n_jobs=n_threads,
-            **extra,
-            **params,
-        )
+        est = xgb_estimator(spec, params, seed, n_threads, callbacks)
         fit_kw: dict[str, Any] = {"verbose": False}
         if valid is not None:
             fit_kw["eval_set"] = [(spec.transform(valid), spec.encode_target(valid[spec.target]))]
