@@ -151,6 +151,18 @@ def _differences(lineage: dict[str, Any], cfg: RunConfig, info: dict[str, Any]) 
                 "current": info["fingerprint"],
             }
         )
+    # With training.workers > 1 each worker trained on one shard: a shard that differs is named.
+    recorded_shards = (lineage.get("training") or {}).get("shards") or []
+    current_shards = (info.get("training") or {}).get("shards") or []
+    if [s.get("fingerprint") for s in recorded_shards] != [s.get("fingerprint") for s in current_shards]:
+        out.append(
+            {
+                "input": "training shards",
+                "key": f"{len(recorded_shards)} recorded, {len(current_shards)} now",
+                "recorded": [s.get("fingerprint") for s in recorded_shards],
+                "current": [s.get("fingerprint") for s in current_shards],
+            }
+        )
     for row in dict_diff(lineage.get("rows", {}), info["rows"]):
         out.append({"input": "data rows", "key": row["key"], "recorded": row["a"], "current": row["b"]})
     for row in dict_diff(lineage.get("libraries", {}), library_versions()):

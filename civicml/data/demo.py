@@ -9,6 +9,9 @@ without the sensitive column still learns the bias and fairness checks catch it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -38,8 +41,38 @@ _FIRST = np.array(["Alex", "Sam", "Jordan", "Taylor", "Morgan", "Casey", "Riley"
 _LAST = np.array(["Smith", "Jones", "Brown", "Garcia", "Nguyen", "Khan", "Murphy", "Cohen", "Okafor", "Silva"])
 
 
+#: Rows per generated block. Fixed (not a memory knob) so that the table's bytes depend only on
+#: (rows, month, bias, seed): block 0 is seeded [seed, month] as the table always was, block k > 0
+#: is seeded [seed, month, k]; tables up to CHUNK_ROWS rows are one block.
+CHUNK_ROWS = 1_000_000
+
+
+def _check(rows: int, month: int, bias: float) -> None:
+    if rows < 1:
+        raise ValueError(f"rows must be >= 1, got {rows}")
+    if month < 1:
+        raise ValueError(f"month must be >= 1, got {month}")
+    if not 0.0 <= bias <= 1.0:
+        raise ValueError(f"bias must be within [0, 1], got {bias}")
+
+
+def iter_benefits(
+    rows: int = 5000, month: int = 1, bias: float = 0.0, seed: int = 7, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
+    """The benefit-claims table as consecutive blocks of at most `chunk_rows` rows.
+
+    Every block is an independent sample of the same distribution, so memory stays at one
+    block whatever `rows` is. `chunk_rows` is for tests; the default gives the canonical table.
+    """
+    _check(rows, month, bias)
+    for k, start in enumerate(range(0, rows, chunk_rows)):
+        # The month enters the seed so drifted months are fresh samples, not shifted copies.
+        rng = np.random.default_rng([seed, month] if k == 0 else [seed, month, k])
+        yield _block(rng, min(chunk_rows, rows - start), month, bias)
+
+
 def generate_benefits(rows: int = 5000, month: int = 1, bias: float = 0.0, seed: int = 7) -> pd.DataFrame:
-    """Generate the benefit-claims table.
+    """Generate the benefit-claims table in memory (the same rows `write_benefits` streams to a file).
 
     Args:
         rows: Number of rows (1k to 10M is the supported range).
@@ -52,14 +85,53 @@ def generate_benefits(rows: int = 5000, month: int = 1, bias: float = 0.0, seed:
         A DataFrame with numeric and categorical features, sensitive attributes,
         one PII column and the binary target `needs_review`.
     """
-    if rows < 1:
-        raise ValueError(f"rows must be >= 1, got {rows}")
-    if month < 1:
-        raise ValueError(f"month must be >= 1, got {month}")
-    if not 0.0 <= bias <= 1.0:
-        raise ValueError(f"bias must be within [0, 1], got {bias}")
-    # The month enters the seed so drifted months are fresh samples, not shifted copies.
-    rng = np.random.default_rng([seed, month])
+    blocks = list(iter_benefits(rows, month, bias, seed))
+    return blocks[0] if len(blocks) == 1 else pd.concat(blocks, ignore_index=True)
+
+
+def write_benefits(
+    path: str | Path, rows: int, month: int = 1, bias: float = 0.0, seed: int = 7, chunk_rows: int = CHUNK_ROWS
+) -> int:
+    """Stream the table to `.parquet` (one row group per block) or `.csv`, in bounded memory.
+
+    Written to a temporary file beside `path` and renamed, so a failed write leaves nothing.
+
+    Returns:
+        The number of rows written.
+    """
+    import os
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(path)
+    parquet = out.suffix.lower() == ".parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    os.close(fd)
+    written = 0
+    try:
+        writer = None
+        with open(tmp, "wb") as fh:
+            for block in iter_benefits(rows, month, bias, seed, chunk_rows):
+                if parquet:
+                    table = pa.Table.from_pandas(block, preserve_index=False)
+                    writer = writer or pq.ParquetWriter(fh, table.schema)
+                    writer.write_table(table)
+                else:
+                    block.to_csv(fh, index=False, header=written == 0)
+                written += len(block)
+            if writer is not None:
+                writer.close()
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return written
+
+
+def _block(rng: np.random.Generator, rows: int, month: int, bias: float) -> pd.DataFrame:
     shift = month - 1
 
     sex = rng.choice(np.array(["F", "M"]), size=rows, p=[0.52, 0.48])

@@ -50,3 +50,53 @@ def test_size_knob_and_bad_values():
     with pytest.raises(ValueError, match="month"):
         generate_benefits(100, month=0)
     assert np.isfinite(generate_benefits(100).select_dtypes("number").to_numpy()).all()
+
+
+def test_streamed_file_has_the_rows_of_the_blocks_and_blocks_are_one_distribution(tmp_path):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from civicml.data.demo import iter_benefits, write_benefits
+
+    blocks = list(iter_benefits(25_000, month=2, seed=5, chunk_rows=10_000))
+    assert [len(b) for b in blocks] == [10_000, 10_000, 5_000]
+    # Block 0 is the table as it always was; later blocks are fresh samples, not copies.
+    assert _digest(blocks[0]) == _digest(generate_benefits(10_000, month=2, seed=5))
+    assert _digest(blocks[1].iloc[:100]) != _digest(blocks[0].iloc[:100])
+    for col in ("monthly_income", "inconsistency_score"):
+        assert blocks[1][col].mean() == pytest.approx(blocks[0][col].mean(), rel=0.03)
+    path = tmp_path / "claims.parquet"
+    assert write_benefits(path, 25_000, month=2, seed=5, chunk_rows=10_000) == 25_000
+    meta = pq.ParquetFile(path).metadata
+    assert meta.num_row_groups == 3 and meta.num_rows == 25_000  # one block in memory at a time
+    assert _digest(pd.read_parquet(path)) == _digest(pd.concat(blocks, ignore_index=True))
+    csv = tmp_path / "claims.csv"
+    write_benefits(csv, 25_000, month=2, seed=5, chunk_rows=10_000)
+    expected = "".join(b.to_csv(index=False, header=i == 0) for i, b in enumerate(blocks))
+    assert csv.read_text() == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["claims.csv", "claims.parquet"]  # no temp files left
+
+
+def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
+    from civicml.data import demo
+
+    first = demo.generate_benefits(100)
+
+    def broken(*args, **kwargs):
+        yield first
+        raise OSError("disk full")
+
+    monkeypatch.setattr(demo, "iter_benefits", broken)
+    with pytest.raises(OSError, match="disk full"):
+        demo.write_benefits(tmp_path / "t.parquet", 200)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_in_memory_table_beyond_one_block_is_the_streamed_one(monkeypatch):
+    import pandas as pd
+
+    from civicml.data import demo
+
+    blocks = list(demo.iter_benefits(2_500, chunk_rows=1_000))
+    monkeypatch.setattr(demo, "iter_benefits", lambda *a, **k: iter(blocks))
+    assert _digest(demo.generate_benefits(2_500)) == _digest(pd.concat(blocks, ignore_index=True))
