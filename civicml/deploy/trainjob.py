@@ -273,13 +273,15 @@ def submit_and_wait(
 
 
 def _default_apis():
-    from kubernetes import client, config
+    from kubernetes import client
+
+    from civicml.deploy.cluster import ClusterError, api_client
 
     try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.CustomObjectsApi(), client.CoreV1Api()
+        api = api_client()
+    except ClusterError as err:
+        raise TrainJobError(f"training.backend trainjob: {err}") from None
+    return client.CustomObjectsApi(api), client.CoreV1Api(api)
 
 
 def stage_job(cfg: RunConfig, version: str, job: WorkerJob) -> WorkerJob:

@@ -296,6 +296,16 @@ def _how(code: int) -> str:
     return f"exited with code {code}"
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL this worker when the launcher dies (even by SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the launcher's own cleanup still stops workers on any Python exception
+
+
 def _stop(procs: list[subprocess.Popen]) -> None:
     for p in procs:
         if p.poll() is None:
@@ -399,7 +409,9 @@ def train_distributed(
                 with log.open("wb") as fh:
                     cmd = [sys.executable, "-m", "civicml.modeling.distributed", "--job", str(job_path)]
                     cmd += ["--tracker-host", "127.0.0.1"]
-                    procs.append(subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env))
+                    procs.append(
+                        subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+                    )
                 logs.append(log)
             if on_started:
                 on_started(procs, logs)

@@ -139,3 +139,50 @@ def test_worker_outside_a_trainjob_says_so(monkeypatch, tmp_path, capsys):
     job.write_text(WorkerJob(spec={}, params={}, seed=1, n_threads=1, shards=[], output="").model_dump_json())
     assert main(["--job", str(job)]) == 1
     assert "missing DMLC_TRACKER_URI" in capsys.readouterr().err
+
+
+_LAUNCHER = """
+import json, sys
+from civicml.modeling.distributed import WorkerJob, train_distributed
+job = WorkerJob.model_validate_json(open(sys.argv[1]).read())
+train_distributed(job, sys.argv[2], on_started=lambda procs, logs: print(json.dumps([p.pid for p in procs]), flush=True))
+"""
+
+
+def test_workers_die_with_a_killed_launcher(work):
+    import subprocess
+    import sys
+
+    cfg = _cfg(work, 2, **{"model.params": {"n_estimators": 3000, "max_depth": 6}})
+    info = steps.validate_data(cfg, str(work / "data"))
+    job = WorkerJob(
+        spec=json.loads((work / "data" / "feature_spec.json").read_text()),
+        params={"n_estimators": 3000, "max_depth": 6},
+        seed=1,
+        n_threads=1,
+        shards=info["training"]["shards"],
+        shard_root=str(work / "data" / "train-shards"),
+        output="",
+    )
+    (work / "job.json").write_text(job.model_dump_json())
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", _LAUNCHER, str(work / "job.json"), str(work / "model")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    pids = json.loads(launcher.stdout.readline())
+    launcher.kill()  # SIGKILL: no Python cleanup runs in the launcher
+    launcher.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in pids if Path(f"/proc/{p}").exists() and "Z" not in _state(p)]
+        time.sleep(0.1)
+    assert alive == [], f"workers {alive} outlived their launcher"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "Z"
