@@ -145,7 +145,8 @@ _LAUNCHER = """
 import json, sys
 from civicml.modeling.distributed import WorkerJob, train_distributed
 job = WorkerJob.model_validate_json(open(sys.argv[1]).read())
-train_distributed(job, sys.argv[2], on_started=lambda procs, logs: print(json.dumps([p.pid for p in procs]), flush=True))
+pids = lambda procs, logs: print(json.dumps([p.pid for p in procs]), flush=True)
+train_distributed(job, sys.argv[2], on_started=pids)
 """
 
 
