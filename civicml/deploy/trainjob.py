@@ -211,7 +211,7 @@ def _failed(obj: dict[str, Any], namespace: str, name: str, logs: dict[str, list
     parts = [f"TrainJob {namespace}/{name} failed: {c.get('reason', '?')}: {c.get('message', '')}".rstrip()]
     for pod, lines in sorted(logs.items()):
         parts.append(f"  last lines of pod {pod}:")
-        parts += [f"    {line}" for line in lines] or ["    (no output)"]
+        parts += [f"    | {line}" for line in lines] or ["    | (no output)"]
     if not logs:
         parts.append(f"  (no pod logs readable; try `kubectl -n {namespace} logs -l {JOBSET_NAME_LABEL}={name}`)")
     return TrainJobError("\n".join(parts))

@@ -321,7 +321,8 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 
 def _failure(rank: int, n: int, proc: subprocess.Popen, log: Path, elapsed: float) -> DistributedTrainingError:
     lines = tail(log)
-    shown = "\n".join(f"    {line}" for line in lines) or "    (no output)"
+    # "| " keeps a quoted traceback line from reading as this error's own last line (failure_detail).
+    shown = "\n".join(f"    | {line}" for line in lines) or "    | (no output)"
     return DistributedTrainingError(
         f"distributed training failed: worker {rank} of {n} (pid {proc.pid}) {_how(proc.returncode)} after "
         f"{elapsed:.1f}s; the other worker(s) were stopped and no model was written. "

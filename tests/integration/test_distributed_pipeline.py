@@ -112,3 +112,67 @@ def test_two_workers_through_kfp_local_gate_serve_and_reproduce(tmp_path, monkey
     assert result["identical"] is True
     assert result["reproduced_model_sha256"] == man["model_sha256"]
     assert not [d for d in result["differences"] if d["input"] in {"training shards", "data fingerprint"}]
+
+
+def _workers(rank: int) -> list[tuple[int, Path]]:
+    """(pid, log) of running distributed workers of this rank, found through /proc."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"civicml.modeling.distributed" not in argv:
+                continue
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"DMLC_TASK_ID={rank}".encode() in env:
+            job = Path(argv[argv.index(b"--job") + 1].decode())
+            out.append((int(proc.name), job.parent / f"worker-{rank}.log"))
+    return out
+
+
+def test_a_worker_killed_inside_the_pipeline_fails_train_and_commits_no_version(tmp_path):
+    import os
+    import signal
+    import time
+
+    from civicml.orchestration.local import failure_detail, run_pipeline
+
+    cfg = load_config(
+        ROOT / "civicml.yaml",
+        {
+            "storage.uri": str(tmp_path / "store"),
+            "data.demo.rows": 3000,
+            "tuning.max_trials": 1,
+            "tuning.max_failed_trials": 1,
+            "model.params": {"n_estimators": 1500, "max_depth": 6},
+            "training.workers": 2,
+        },
+    )
+    killed: dict = {}
+
+    def killer():
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not killed:
+            for pid, log in _workers(1):
+                if log.is_file() and "training" in log.read_text(errors="replace"):
+                    time.sleep(0.3)
+                    os.kill(pid, signal.SIGKILL)
+                    killed["pid"] = pid
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    events = []
+    run = run_pipeline(cfg, on_event=lambda task, what: events.append((task, what)))
+    killed.setdefault("done", True)
+    assert "pid" in killed, "no worker was killed"
+    assert not run.ok and ("train", "FAILURE") in events
+    detail = failure_detail(run)
+    assert f"DistributedTrainingError: distributed training failed: worker 1 of 2 (pid {killed['pid']}) " in detail
+    assert "was killed by signal SIGKILL" in detail
+    assert [t for t, what in events if what == "SUCCESS"] == ["validate-data", "tune"]
+    registry = Registry(LocalStore(cfg.storage.uri))
+    assert registry.versions() == [] and registry.get_alias("champion") is None

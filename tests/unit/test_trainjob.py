@@ -178,7 +178,7 @@ def test_failed_trainjob_is_reported_with_its_pods_last_log_lines(body):
     text = str(err.value)
     assert f"TrainJob civicml/{name} failed: BackoffLimitExceeded: jobset failed" in text
     assert f"last lines of pod {name}-node-0-1-y:" in text and "MemoryError: out of memory" in text
-    assert text.count("    a") == tj.LOG_LINES - 1  # only the tail
+    assert text.count("    | a") == tj.LOG_LINES - 1  # only the tail
     assert core.selectors == [f"jobset.sigs.k8s.io/jobset-name={name}"]
     assert not api.deleted  # kept for `kubectl describe`
 
