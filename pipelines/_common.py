@@ -13,9 +13,14 @@ def cluster_env(task: dsl.PipelineTask, secret_name: str) -> dsl.PipelineTask:
     """Store settings from a ConfigMap and credentials from a Secret: never pipeline parameters."""
     from kfp import kubernetes
 
+    from civicml.deploy.security import NON_ROOT_GID, NON_ROOT_UID
     from civicml.storage.s3 import secret_env_mapping
 
     kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=secret_env_mapping())
+    # KFP 2.17 hardens the user container only to PSS baseline (no runAsNonRoot): without this a
+    # namespace enforcing "restricted" refuses every step's pod. The image runs as this user.
+    # upstream: kubeflow/pipelines backend/src/v2/compiler/argocompiler/security_context.go:84-91,163-174 @ 2.17.0
+    kubernetes.set_security_context(task, run_as_user=NON_ROOT_UID, run_as_group=NON_ROOT_GID, run_as_non_root=True)
     kubernetes.use_config_map_as_env(
         task, config_map_name=SETTINGS_CONFIGMAP, config_map_key_to_env={k: k for k in SETTINGS_KEYS}
     )
