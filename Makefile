@@ -10,8 +10,8 @@ VERSION ?= 0.1.0
 MONTH ?=
 CONFIG ?= civicml.yaml
 PYTEST_ARGS ?=
-# What `make testcluster` builds (build.sh targets): MinIO now; the control plane lands with tests/cluster.
-TESTCLUSTER_TARGETS ?= minio
+# What `make testcluster` builds (build.sh targets: all, minio, kube, kwok).
+TESTCLUSTER_TARGETS ?= all
 
 CHROMIUM ?= /usr/bin/chromium
 
