@@ -451,6 +451,59 @@ class DeployConfig(_Strict):
     log_batch_records: int = Field(256, ge=1, description="a log batch is written once it holds this many records")
 
 
+class ClientAuth(_Strict):
+    """Who may call a group of server routes.
+
+    `none`: anyone who can reach the port. `token`: `Authorization: Bearer <token>`, where the token
+    is the value of the environment variable `token_env` (a Kubernetes Secret on a cluster; never the
+    config). `mesh`: mTLS terminated by the service mesh's sidecar, which sets `mesh_header` (Envoy's
+    `x-forwarded-client-cert`, with the caller's SPIFFE id as `URI=`); only callers whose identity is in
+    `mesh_identities` are admitted. Use `mesh` only when the sidecar sanitises that header (Istio does).
+    """
+
+    mode: Literal["none", "token", "mesh"] = "none"
+    token_env: str = Field("CIVICML_FEEDBACK_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    mesh_header: str = "x-forwarded-client-cert"
+    mesh_identities: list[str] = Field(
+        default_factory=list, description="e.g. spiffe://cluster.local/ns/case-system/sa/case-worker"
+    )
+
+    @model_validator(mode="after")
+    def _mesh_needs_identities(self) -> ClientAuth:
+        if self.mode == "mesh" and not self.mesh_identities:
+            raise ValueError(
+                "mode: mesh needs mesh_identities, the SPIFFE ids allowed to call, e.g. "
+                "[spiffe://cluster.local/ns/case-system/sa/case-worker]"
+            )
+        return self
+
+
+class ServingConfig(_Strict):
+    """The model server's exposure and limits (the same on a laptop and on a cluster)."""
+
+    predict_auth: ClientAuth = Field(
+        default_factory=lambda: ClientAuth(mode="none", token_env="CIVICML_PREDICT_TOKEN"),
+        description="who may ask for predictions (open by default)",
+    )
+    feedback_auth: ClientAuth = Field(
+        default_factory=lambda: ClientAuth(mode="token"),
+        description="who may label predictions; labels decide A/B promotions, so not open by default",
+    )
+    request_id_key_env: str = Field(
+        "CIVICML_REQUEST_ID_KEY",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="env var with the key that signs issued request ids (shared by replicas); unset: the "
+        "feedback token, else a per-process key (feedback then only reaches the replica that predicted)",
+    )
+    metrics: bool = Field(True, description="serve Prometheus /metrics")
+    docs: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="larger bodies get 413 while being read")
+    body_timeout_seconds: float = Field(10.0, gt=0, le=300, description="a body not received by then gets 408")
+    max_rows: int = Field(10_000, ge=1, description="records (or tensor rows) per request")
+    max_explain_rows: int = Field(100, ge=0, description="records per request with explain=true")
+    readiness_probe_seconds: float = Field(5.0, ge=0, description="how often readiness re-checks the store")
+
+
 class MonitoringConfig(_Strict):
     """When drift or live performance should trigger retraining, and where retraining runs.
 
@@ -600,6 +653,7 @@ class RunConfig(_Strict):
     training: TrainingConfig = TrainingConfig()
     storage: StorageConfig = StorageConfig()
     deploy: DeployConfig = DeployConfig()
+    serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     card: CardConfig = CardConfig()
     steps: StepResources = StepResources()

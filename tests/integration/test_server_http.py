@@ -30,6 +30,8 @@ from civicml.storage.store import LocalStore
 pytestmark = pytest.mark.slow
 
 SHARE = 0.3
+FEEDBACK_TOKEN = "test-feedback-token-0123456789"
+AUTH = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
 
 
 def build_registry(root: Path) -> tuple[RunConfig, Registry, str, str]:
@@ -105,6 +107,7 @@ def built(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.delenv("CIVICML_STORE_URI", raising=False)
     mp.delenv(ROUTING_FILE_ENV, raising=False)
+    mp.setenv("CIVICML_FEEDBACK_TOKEN", FEEDBACK_TOKEN)
     root = tmp_path_factory.mktemp("serving")
     yield build_registry(root)
     mp.undo()
@@ -276,7 +279,7 @@ _bodies = st.one_of(
 )
 @given(body=_bodies, route=st.sampled_from(["/predict", "/v2/models/benefits-review/infer", "/feedback"]))
 def test_fuzz_never_5xx(client, body, route):
-    r = client.post(route, content=body, headers={"content-type": "application/json"})
+    r = client.post(route, content=body, headers={"content-type": "application/json", **AUTH})
     assert r.status_code < 500, (route, body, r.text)
     if r.status_code >= 400:
         assert "x-request-id" in r.headers
@@ -305,14 +308,14 @@ def test_feedback_joined_gives_hand_computed_report(built, tmp_path):
             pred = body["predictions"][0]["prediction"]
             if i % 5 == 0:  # a fifth never gets feedback
                 return body["arm"], (pred, None)
-            fb = c.post("/feedback", json={"request_id": body["request_id"], "outcome": y})
+            fb = c.post("/feedback", json={"request_id": body["request_id"], "outcome": y}, headers=AUTH)
             assert fb.status_code == 200 and fb.json()["arm"] == body["arm"], fb.text
             return body["arm"], (pred, y)
 
         with ThreadPoolExecutor(8) as pool:
             for arm, row in pool.map(one, range(len(recs))):
                 hand[arm].append(row)
-        bad = c.post("/feedback", json={"request_id": "x", "outcome": 7})
+        bad = c.post("/feedback", json={"request_id": "x", "outcome": 7}, headers=AUTH)
         assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "outcome"]
     rep = ab_report(fresh, min_samples=10)
     for arm in (CHAMPION, CHALLENGER):

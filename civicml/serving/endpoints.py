@@ -1,0 +1,267 @@
+"""HTTP routes: Open Inference Protocol v2, `/predict`, `/feedback`, health and metrics.
+
+Each route is a few lines over the `DataPlane`; the request and response bodies are documented in
+`/openapi.json` from `civicml.serving.models` (the record type is the champion's contract).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from civicml.serving import models as m
+from civicml.serving.dataplane import (
+    DataPlane,
+    Refused,
+    champion_spec,
+    client_body_id,
+    feedback_outcome,
+    invalid,
+)
+from civicml.serving.routing import CHAMPION
+
+
+def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs: dict[str, Any]) -> None:
+    """Add every route to `app`; `defs` collects the component schemas of the request bodies."""
+    state = plane.state
+    champion = state.models[CHAMPION]
+    record = champion.schema.model
+    spec = champion_spec(state)
+    predict_body = m.json_body(
+        {
+            "oneOf": [
+                m._schema(m.predict_request(record, plane.cfg.max_rows), defs),
+                m.list_of(record, defs, plane.cfg.max_rows),
+            ]
+        },
+        defs,
+    )
+    feedback_body = m.json_body(
+        m.feedback_request(spec.classes if spec.task == "binary_classification" else None), defs
+    )
+    infer_body = m.json_body(m.InferRequest, defs)
+
+    @app.get("/v2/health/live", tags=["health"])
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    @app.get("/v2/health/ready", tags=["health"], responses=m.errors(503))
+    async def ready():
+        ok, reason = await plane.ready()
+        if not flags["ready"] or not ok:
+            return JSONResponse({"ready": False, "reason": reason or "starting or stopping"}, status_code=503)
+        return {"ready": True}
+
+    @app.get("/v2", tags=["v2"])
+    async def server_metadata() -> dict[str, Any]:
+        return {"name": "civicml", "version": "2", "extensions": []}
+
+    def unknown(name: str, request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "detail": f"unknown model {name!r}; this server serves {state.model_name!r}",
+                "request_id": request.state.request_id,
+            },
+            status_code=404,
+        )
+
+    @app.get("/v2/models/{name}", tags=["v2"], responses=m.errors(404))
+    async def model_metadata(name: str, request: Request):
+        if name != state.model_name:
+            return unknown(name, request)
+        served = state.models[CHAMPION]
+        request.state.arm, request.state.version = served.arm, served.version
+        task_cls = served.model.task == "binary_classification"
+        return {
+            "name": state.model_name,
+            "versions": [x.version for x in state.models.values()],
+            "platform": f"civicml-{served.model.family}",
+            "inputs": served.schema.metadata_inputs(),
+            "outputs": [
+                {"name": "score", "datatype": "FP64", "shape": [-1]},
+                {"name": "prediction", "datatype": "INT64" if task_cls else "FP64", "shape": [-1]},
+            ],
+            "parameters": {
+                "champion": state.routing.champion,
+                "challenger": state.routing.challenger,
+                "challenger_share": state.routing.effective_share,
+            },
+        }
+
+    @app.get("/v2/models/{name}/ready", tags=["v2"], responses=m.errors(404))
+    async def model_ready(name: str, request: Request):
+        if name != state.model_name:
+            return unknown(name, request)
+        return {"name": name, "ready": flags["ready"]}
+
+    @app.post(
+        "/v2/models/{name}/infer",
+        tags=["v2"],
+        response_model=m.InferResponse,
+        responses=m.errors(400, 401, 403, 404, 408, 413, 422, 503),
+        openapi_extra={"requestBody": infer_body},
+    )
+    async def infer(name: str, request: Request):
+        plane.authenticate(request, plane.predict_auth)
+        if name != state.model_name:
+            return unknown(name, request)
+        try:
+            body = await plane.body(request)
+        finally:
+            plane.route(request)
+        client_body_id(request, body)
+        params = body.get("parameters") if isinstance(body, dict) else None
+        served = plane.route(request, params.get("key") if isinstance(params, dict) else None)
+        if not isinstance(body, dict):
+            raise invalid("dict_type", ["body"], "body must be a v2 inference request object {id?, inputs: [...]}")
+        records, errors = served.schema.tensors_to_records(body.get("inputs"), loc=("body", "inputs"))
+        if errors:
+            raise m_validation(errors)
+        plane.check_rows(len(records), explain=False)
+        rows, _ = await plane.score(request, served, records)
+        st = request.state
+        dtype = "INT64" if served.model.task == "binary_classification" else "FP64"
+        return JSONResponse(
+            {
+                "model_name": state.model_name,
+                "model_version": served.version,
+                "id": st.client_id or st.request_id,
+                "parameters": {"arm": served.arm, "request_id": st.request_id},
+                "outputs": [
+                    {"name": "score", "datatype": "FP64", "shape": [len(rows)], "data": [r["score"] for r in rows]},
+                    {
+                        "name": "prediction",
+                        "datatype": dtype,
+                        "shape": [len(rows)],
+                        "data": [r["prediction"] for r in rows],
+                    },
+                ],
+            }
+        )
+
+    @app.post(
+        "/predict",
+        tags=["predict"],
+        response_model=m.PredictResponse,
+        responses=m.errors(400, 401, 403, 408, 413, 422, 503),
+        openapi_extra={"requestBody": predict_body},
+    )
+    async def predict(request: Request, explain: bool = False):
+        plane.authenticate(request, plane.predict_auth)
+        try:
+            body = await plane.body(request)
+        finally:
+            plane.route(request)
+        served = plane.route(request, body.get("key") if isinstance(body, dict) else None)
+        records, loc = _records(body)
+        if isinstance(records, list):
+            plane.check_rows(len(records), explain)
+        clean, errors = served.schema.validate(records, loc)
+        if errors:
+            raise m_validation(errors)
+        rows, explanations = await plane.score(request, served, clean, explain=explain)
+        out = [{"row": r["row"], "score": r["score"], "prediction": r["prediction"]} for r in rows]
+        for item, exp in zip(out, explanations or []):
+            item["explanation"] = exp
+        st = request.state
+        return {"request_id": st.request_id, "model_version": st.version, "arm": st.arm, "predictions": out}
+
+    @app.post(
+        "/feedback",
+        tags=["feedback"],
+        response_model=m.FeedbackResponse,
+        responses=m.errors(400, 401, 403, 404, 408, 409, 413, 422, 503),
+        openapi_extra={"requestBody": feedback_body},
+    )
+    async def feedback(request: Request):
+        caller = plane.authenticate(request, plane.feedback_auth)
+        body = await plane.body(request)
+        if not isinstance(body, dict):
+            raise invalid("dict_type", ["body"], 'send {"request_id": str, "outcome": observed label, "row": 0}')
+        encoded, errors = feedback_outcome(spec, body)
+        rid, row = body.get("request_id"), body.get("row", 0)
+        if errors:
+            raise m_validation(errors)
+        return await _label(plane, request, caller.source, rid, row, encoded, body.get("outcome"))
+
+    if state.serving.metrics:
+
+        @app.get("/metrics", tags=["health"], response_class=Response)
+        async def prometheus():
+            return Response(generate_latest(plane.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def m_validation(errors: list[dict[str, Any]]):
+    """A 422 carrying the validator's problems."""
+    from fastapi.exceptions import RequestValidationError
+
+    return RequestValidationError(errors)
+
+
+def _records(body: Any) -> tuple[Any, tuple[Any, ...]]:
+    if isinstance(body, dict) and "records" in body:
+        extra = sorted(set(body) - {"records", "key"})
+        if extra:
+            raise invalid(
+                "extra_forbidden", ["body", extra[0]], "unknown top-level field; send {records: [...], key?: str}"
+            )
+        return body["records"], ("body", "records")
+    if isinstance(body, list):
+        return body, ("body",)
+    raise invalid(
+        "missing", ["body", "records"], 'send {"records": [{feature: value, ...}], "key": optional sticky key}'
+    )
+
+
+async def _label(plane: DataPlane, request: Request, source: str, rid: str, row: int, encoded: Any, observed: Any):
+    """Record one label for a prediction this deployment issued; a second label is recorded as a conflict (409)."""
+    if not plane.issuer.issued(rid):
+        raise Refused(404, f"request id {rid!r} was not issued by this deployment; use the request_id of a prediction")
+    known = plane.recent.get(rid)
+    if known is not None:
+        request.state.arm, request.state.version = known[0], known[1]
+        if row >= known[2]:
+            raise invalid("less_than", ["body", "row"], f"row {row} is beyond the prediction's {known[2]} rows")
+    first = plane.labelled.get((rid, row), _MISSING)
+    record = {
+        "request_id": rid,
+        "row": row,
+        "outcome": encoded,
+        "observed": observed,
+        "ts": _now(),
+        "feedback_id": request.state.request_id,
+        "source": source,
+        "relabel": first is not _MISSING,
+    }
+    await plane.fb_log.write([record])
+    if first is not _MISSING:
+        plane.metrics.feedback.labels("conflict").inc()
+        raise Refused(
+            409,
+            f"prediction {rid} row {row} was labelled already (outcome {first!r}); this second label is recorded "
+            "as a conflict and not counted",
+        )
+    plane.labelled[(rid, row)] = encoded
+    while len(plane.labelled) > 100_000:
+        plane.labelled.popitem(last=False)
+    plane.metrics.feedback.labels("accepted").inc()
+    st = request.state
+    return {
+        "request_id": st.request_id,
+        "model_version": getattr(st, "version", None),
+        "arm": getattr(st, "arm", None),
+        "feedback_for": rid,
+        "accepted": True,
+    }
+
+
+_MISSING = object()
+
+
+def _now() -> str:
+    from civicml.storage.registry import utcnow
+
+    return utcnow()
