@@ -95,6 +95,21 @@ def report_cmd(
             arm, str(m["version"]), str(m["count"]), fmt(m["positive_rate"]), str(m["labelled"]), fmt(m["accuracy"])
         )
     console.print(table)
+    labels = rep["labels"]
+    sources = sorted(set(labels["received_by_source"]) | set(labels["counted_by_source"]))
+    if sources:
+        where = Table(title="where the labels came from")
+        for col in ("source", "received", "counted"):
+            where.add_column(col)
+        for src in sources:
+            where.add_row(
+                src, str(labels["received_by_source"].get(src, 0)), str(labels["counted_by_source"].get(src, 0))
+            )
+        console.print(where)
+    console.print(
+        f"labels: {labels['relabelled']} predictions labelled more than once ({labels['conflicting']} with "
+        f"different outcomes; the first label counts), {labels['unmatched']} for unknown predictions"
+    )
     z, s = rep["z_test"], rep["msprt"]
     if z["z"] is not None:
         console.print(

@@ -90,17 +90,48 @@ def msprt(sequence: pd.DataFrame, tau: float = 0.1, burn_in: int = 30) -> dict[s
 
 
 def join_logs(predictions: list[dict[str, Any]], feedback: list[dict[str, Any]]) -> pd.DataFrame:
-    """Predictions (one row per (request_id, row)) with their latest feedback outcome, if any."""
+    """Predictions (one row per (request_id, row)) with their first feedback outcome, if any.
+
+    The first label counts: a later one cannot overwrite it (a caller could otherwise flip a
+    prediction's outcome at will). Every label is kept in the log; `label_conflicts` counts the
+    predictions labelled more than once with different outcomes.
+    """
     cols = ["request_id", "row", "arm", "version", "ts", "prediction", "score"]
     preds = pd.DataFrame([{k: r.get(k, 0 if k == "row" else None) for k in cols} for r in predictions], columns=cols)
     preds = preds.drop_duplicates(["request_id", "row"], keep="last")
-    fb_cols = ["request_id", "row", "outcome", "ts"]
-    fb = pd.DataFrame([{k: r.get(k, 0 if k == "row" else None) for k in fb_cols} for r in feedback], columns=fb_cols)
+    fb = _feedback_frame(feedback)
+    first = fb.sort_values(["ts", "order"], kind="stable").drop_duplicates(["request_id", "row"], keep="first")
+    first = first.rename(columns={"ts": "feedback_ts"})[["request_id", "row", "outcome", "feedback_ts", "source"]]
+    return preds.merge(first, on=["request_id", "row"], how="left")
+
+
+def _feedback_frame(feedback: list[dict[str, Any]]) -> pd.DataFrame:
+    fb_cols = ["request_id", "row", "outcome", "ts", "source"]
+    defaults = {"row": 0, "source": "unrecorded"}
+    fb = pd.DataFrame([{k: r.get(k, defaults.get(k)) for k in fb_cols} for r in feedback], columns=fb_cols)
+    # Labels logged before sources were recorded count as "unrecorded".
+    fb["source"] = fb["source"].fillna("unrecorded")
+    fb["row"] = fb["row"].fillna(0)
     fb["order"] = np.arange(len(fb))
-    # A corrected outcome replaces the earlier one; arrival order breaks ties in timestamps.
-    fb = fb.sort_values(["ts", "order"], kind="stable").drop_duplicates(["request_id", "row"], keep="last")
-    fb = fb.rename(columns={"ts": "feedback_ts"})
-    return preds.merge(fb, on=["request_id", "row"], how="left")
+    return fb
+
+
+def label_provenance(feedback: list[dict[str, Any]], joined: pd.DataFrame) -> dict[str, Any]:
+    """Where labels came from: counts by source (all received, and those counted), relabels and conflicts."""
+    fb = _feedback_frame(feedback)
+    counted = joined[joined["outcome"].notna()] if len(joined) else joined
+    per_key = fb.groupby(["request_id", "row"])["outcome"].agg(["count", "nunique"]) if len(fb) else None
+    return {
+        "received_by_source": {str(k): int(v) for k, v in fb["source"].value_counts().sort_index().items()},
+        "counted_by_source": (
+            {str(k): int(v) for k, v in counted["source"].value_counts().sort_index().items()} if len(counted) else {}
+        ),
+        "relabelled": int((per_key["count"] > 1).sum()) if per_key is not None else 0,
+        "conflicting": int((per_key["nunique"] > 1).sum()) if per_key is not None else 0,
+        "unmatched": int(len(fb) - fb.merge(joined[["request_id", "row"]], on=["request_id", "row"]).shape[0])
+        if len(fb)
+        else 0,
+    }
 
 
 def ab_report(
@@ -122,15 +153,16 @@ def ab_report(
         min_samples: Labelled predictions each arm needs before any recommendation other than keep.
 
     Returns:
-        `arms` (per-arm count, positive_rate, labelled, accuracy), `z_test`, `msprt` and
-        `recommendation` with a `reason`.
+        `arms` (per-arm count, positive_rate, labelled, accuracy, labels_by_source), `z_test`, `msprt`,
+        `recommendation` with a `reason`, and `labels` (where labels came from, relabels, conflicts).
     """
     from civicml.serving.routing import current_routing
 
     routing = current_routing(registry)
     champion = champion or routing.champion
     challenger = challenger or routing.challenger
-    joined = join_logs(read_log(registry.store, PREDICTIONS), read_log(registry.store, FEEDBACK))
+    feedback = read_log(registry.store, FEEDBACK)
+    joined = join_logs(read_log(registry.store, PREDICTIONS), feedback)
     versions = {CHAMPION: champion, CHALLENGER: challenger}
     arms: dict[str, dict[str, Any]] = {}
     parts = []
@@ -148,6 +180,7 @@ def ab_report(
             "labelled": len(labelled),
             "correct": int(labelled["correct"].sum()),
             "accuracy": float(labelled["correct"].mean()) if len(labelled) else None,
+            "labels_by_source": {str(k): int(v) for k, v in labelled["source"].value_counts().sort_index().items()},
         }
     a, b = arms[CHAMPION], arms[CHALLENGER]
     z = two_proportion_ztest(a["correct"], a["labelled"], b["correct"], b["labelled"])
@@ -186,4 +219,5 @@ def ab_report(
         "recommendation": rec,
         "reason": reason,
         "min_samples": min_samples,
+        "labels": label_provenance(feedback, joined),
     }

@@ -113,7 +113,7 @@ def create_app(state: ServingState) -> FastAPI:
 
 
 def _document(app: FastAPI, defs: dict[str, Any]) -> None:
-    """OpenAPI with the request-body schemas the routes parse themselves, and no default 422 of FastAPI's."""
+    """OpenAPI with the request-body schemas the routes parse themselves."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -121,8 +121,6 @@ def _document(app: FastAPI, defs: dict[str, Any]) -> None:
         doc = get_openapi(title=app.title, version="2", routes=app.routes)
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         schemas.update(defs)
-        for name in ("HTTPValidationError", "ValidationError"):
-            schemas.pop(name, None)
         app.openapi_schema = doc
         return doc
 

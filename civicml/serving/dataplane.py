@@ -40,7 +40,7 @@ def invalid(kind: str, loc: list[Any], msg: str) -> RequestValidationError:
 
 
 class TooMany(Exception):
-    """More rows than the server takes in one request (413)."""
+    """More rows than the server takes in one request (422, like any other `maxItems` of the body schema)."""
 
 
 class Refused(Exception):
@@ -125,8 +125,8 @@ class DataPlane:
                 "version": served.version,
                 "ts": ts,
                 "features": rec,
-                "score": float(score[i]),
-                "prediction": int(pred[i]) if model.task == "binary_classification" else float(pred[i]),
+                "score": _finite(float(score[i])),
+                "prediction": int(pred[i]) if model.task == "binary_classification" else _finite(float(pred[i])),
             }
             for i, rec in enumerate(records)
         ]
@@ -149,17 +149,28 @@ class DataPlane:
         for i in range(len(frame)):
             if await request.is_disconnected():
                 raise ClientGone()
-            out.append(await run_in_threadpool(top_contributions, served.model, frame.iloc[[i]]))
+            items = await run_in_threadpool(top_contributions, served.model, frame.iloc[[i]])
+            out.append([{k: _finite(v) for k, v in item.items()} for item in items])
         return out
 
     async def ready(self) -> tuple[bool, str]:
         return await asyncio.to_thread(self.health.check)
 
 
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: an explanation of an extreme input reports those as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def feedback_outcome(spec, body: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
     """Encode and check a feedback body; returns (encoded outcome, problems)."""
     errors = []
     rid, outcome, row = body.get("request_id"), body.get("outcome"), body.get("row", 0)
+    if isinstance(row, float) and row.is_integer():
+        row = int(row)  # JSON has one number type: 3.0 is the integer 3
+        body["row"] = row
     if not isinstance(rid, str) or not rid:
         errors.append(_err("string_type", "request_id", "request_id of the prediction (from its response) is required"))
     if not isinstance(row, int) or isinstance(row, bool) or row < 0:
@@ -243,7 +254,7 @@ def register_errors(app: FastAPI, plane: DataPlane, json_safe) -> None:
 
     @app.exception_handler(TooMany)
     async def _too_many(request: Request, exc: TooMany):
-        return answer(request, 413, [{"type": "too_long", "loc": ["body"], "msg": str(exc), "input": None}])
+        return answer(request, 422, [{"type": "too_long", "loc": ["body"], "msg": str(exc), "input": None}])
 
     @app.exception_handler(BodyTimeout)
     async def _timeout(request: Request, exc: BodyTimeout):

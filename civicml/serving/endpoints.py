@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -149,7 +149,14 @@ def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs
         responses=m.errors(400, 401, 403, 408, 413, 422, 503),
         openapi_extra={"requestBody": predict_body},
     )
-    async def predict(request: Request, explain: bool = False):
+    async def predict(
+        request: Request,
+        explain: bool = Query(
+            False,
+            description=f"add each row's top feature contributions; at most {plane.cfg.max_explain_rows} rows "
+            "(serving.max_explain_rows)",
+        ),
+    ):
         plane.authenticate(request, plane.predict_auth)
         try:
             body = await plane.body(request)
@@ -202,6 +209,8 @@ def m_validation(errors: list[dict[str, Any]]):
 
 
 def _records(body: Any) -> tuple[Any, tuple[Any, ...]]:
+    if isinstance(body, dict) and body.get("key") is not None and not isinstance(body["key"], str):
+        raise invalid("string_type", ["body", "key"], "key must be a string (a user or case id), e.g. case-1234")
     if isinstance(body, dict) and "records" in body:
         extra = sorted(set(body) - {"records", "key"})
         if extra:
@@ -224,7 +233,7 @@ async def _label(plane: DataPlane, request: Request, source: str, rid: str, row:
     if known is not None:
         request.state.arm, request.state.version = known[0], known[1]
         if row >= known[2]:
-            raise invalid("less_than", ["body", "row"], f"row {row} is beyond the prediction's {known[2]} rows")
+            raise Refused(404, f"prediction {rid} has {known[2]} row(s); there is no row {row} to label")
     first = plane.labelled.get((rid, row), _MISSING)
     record = {
         "request_id": rid,

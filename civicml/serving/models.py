@@ -163,8 +163,9 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "unknown model name or request id",
         408: "the body did not arrive within the time limit",
         409: "the prediction was labelled already (this label is recorded as a conflict)",
-        413: "body or number of rows over the limit",
-        422: "the body is not valid for this model: each problem names its field",
+        413: "body larger than serving.max_body_bytes",
+        422: "the body is not valid for this model (or has more rows than serving.max_rows): each problem names "
+        "its field",
         503: "not served: the store cannot take the log, or the route is switched off",
     }
     return {c: {"model": ErrorResponse, "description": text[c]} for c in codes}

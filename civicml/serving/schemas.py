@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, create_model
 
 from civicml.config import ColumnSpec
@@ -22,15 +23,17 @@ NUMERIC_DATATYPES = frozenset(
     {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 )
 BYTES = "BYTES"
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _field_type(col: ColumnSpec | None, categories: list[str] | None) -> Any:
     if col is not None and col.kind == "numeric" or (col is None and categories is None):
-        constraints: dict[str, Any] = {"strict": True, "allow_inf_nan": False}
+        # Models compute in float32 (XGBoost refuses what overflows it): the float32 range is the widest bound.
+        constraints: dict[str, Any] = {"strict": True, "allow_inf_nan": False, "ge": -FLOAT32_MAX, "le": FLOAT32_MAX}
         if col is not None and col.min is not None:
-            constraints["ge"] = col.min
+            constraints["ge"] = max(col.min, -FLOAT32_MAX)
         if col is not None and col.max is not None:
-            constraints["le"] = col.max
+            constraints["le"] = min(col.max, FLOAT32_MAX)
         return Annotated[float, Field(**constraints)]
     cats = categories if categories is not None else (col.categories if col is not None else None)
     if cats:

@@ -9,7 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from civicml.monitoring.ab import KEEP, PROMOTE, ROLL_BACK, ab_report, join_logs, msprt, two_proportion_ztest
+from civicml.monitoring.ab import (
+    KEEP,
+    PROMOTE,
+    ROLL_BACK,
+    ab_report,
+    join_logs,
+    label_provenance,
+    msprt,
+    two_proportion_ztest,
+)
 from civicml.serving.routing import CHALLENGER, CHAMPION, ROUTING_FILE_ENV
 from civicml.storage.registry import Registry
 from civicml.storage.store import LocalStore
@@ -137,7 +146,8 @@ def test_ztest_edge_cases():
     assert two_proportion_ztest(10, 10, 10, 10) == {"diff": 0.0, "z": 0.0, "p_value": 1.0}
 
 
-def test_join_uses_latest_feedback_and_rows():
+def test_join_uses_first_feedback_and_rows():
+    """The first label counts (a later one is a conflict, kept in the log, never an overwrite)."""
     preds = [
         {"request_id": "r", "row": 0, "arm": CHAMPION, "version": "v1", "prediction": 1, "ts": "t"},
         {"request_id": "r", "row": 1, "arm": CHAMPION, "version": "v1", "prediction": 0, "ts": "t"},
@@ -147,7 +157,10 @@ def test_join_uses_latest_feedback_and_rows():
         {"request_id": "r", "row": 1, "outcome": 0, "ts": "2026-01-01T00:00:02"},
     ]
     joined = join_logs(preds, fb).set_index("row")
-    assert pd.isna(joined.loc[0, "outcome"]) and joined.loc[1, "outcome"] == 0
+    assert pd.isna(joined.loc[0, "outcome"]) and joined.loc[1, "outcome"] == 1
+    prov = label_provenance(fb, join_logs(preds, fb))
+    assert prov["relabelled"] == 1 and prov["conflicting"] == 1
+    assert prov["received_by_source"] == {"unrecorded": 2} and prov["counted_by_source"] == {"unrecorded": 1}
 
 
 def test_corrupt_log_names_the_object(tmp_path, monkeypatch):
