@@ -409,6 +409,9 @@ class StorageConfig(_Strict):
         "civicml-model-server-store",
         description="Secret with the model server's own store credential: read-only, plus writes under logs/",
     )
+    runs_keep: int = Field(
+        20, ge=1, description="run folders (pipeline + kfp.local log) kept under <store>/runs; `models gc` prunes too"
+    )
 
 
 class StepResources(_Strict):
@@ -743,10 +746,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         where = str(p)
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist; copy civicml.yaml from the repository root")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {p} is not valid YAML: {err}") from None
+        raw = read_yaml_config(p)
     for dotted, value in (overrides or {}).items():
         node = raw
         parts = dotted.split(".")
@@ -756,3 +756,79 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
                 raise ConfigError(f"cannot override {dotted}: {part} is not a mapping")
         node[parts[-1]] = value
     return parse_config(raw, where)
+
+
+# A config is a few hundred nodes; an alias bomb ("billion laughs") expands a 1 KB file to billions.
+YAML_NODE_BUDGET = 100_000
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (YAML says they are an error; PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(
+                    f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at line "
+                    f"{seen[key].start_mark.line + 1}): YAML keeps only one of them; remove or merge the other"
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes the document has once every alias is expanded (counted once per distinct node, so it is cheap)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a recursive alias counts once instead of looping
+    if isinstance(node, yaml.MappingNode):
+        total = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        total = 1 + sum(_expanded_size(v, memo) for v in node.value)
+    else:
+        total = 1
+    memo[id(node)] = min(total, YAML_NODE_BUDGET + 1)
+    return memo[id(node)]
+
+
+def read_yaml_config(path: Path) -> dict[str, Any]:
+    """Read a config file: UTF-8, one YAML mapping, no duplicate keys, bounded alias expansion.
+
+    Raises:
+        ConfigError: naming the file, what is wrong, an example and the fix.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {err.start} is 0x{err.object[err.start]:02x}); "
+            "save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    loader = _ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")):
+            raise ConfigError(
+                f"config file {path} is empty; an empty file is not the demo. Start from the repository's "
+                "civicml.yaml (e.g. `data: {source: claims.csv, target: needs_review}`) or run without --config "
+                "for the built-in demo"
+            )
+        if _expanded_size(node, {}) > YAML_NODE_BUDGET:
+            raise ConfigError(
+                f"config file {path} expands to more than {YAML_NODE_BUDGET} YAML nodes through its aliases "
+                "(&anchor / *alias); a config needs a few hundred. Write the values out instead of nesting aliases"
+            )
+        raw = loader.construct_document(node)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    finally:
+        loader.dispose()
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"config file {path} must be a mapping of keys (e.g. `name: my-project`), got {type(raw).__name__}"
+        )
+    return raw

@@ -70,10 +70,12 @@ def prepare_table(cfg: RunConfig, registry: Registry, df: pd.DataFrame):
     Raises:
         DataError: a sensitive attribute is missing or the data breaks the contract.
     """
+    from civicml.data.checks import check_columns, check_values
     from civicml.data.contract import enforce_contract, feature_lists, infer_contract
     from civicml.data.errors import DataError
 
     df = df.drop(columns=[c for c in cfg.data.pii_columns if c in df.columns])
+    check_columns(df, cfg.data.target, set(cfg.data.numeric_features or []) | set(cfg.data.categorical_features or []))
     missing_sensitive = [c for c in cfg.data.sensitive_attributes if c not in df.columns]
     if missing_sensitive:
         raise DataError(
@@ -90,6 +92,7 @@ def prepare_table(cfg: RunConfig, registry: Registry, df: pd.DataFrame):
             contract, origin = infer_contract(df, cfg.data), "inferred"
     df, report = enforce_contract(df, contract)
     numeric, categorical = feature_lists(contract, cfg.data)
+    check_values(df, numeric, categorical)
     keep = [*numeric, *categorical, *[c for c in cfg.data.sensitive_attributes if c not in numeric + categorical]]
     return df[[*dict.fromkeys([*keep, cfg.data.target])]], contract, origin, numeric, categorical, report
 
@@ -130,9 +133,8 @@ def validate_data(config: RunConfig | str, data_dir: str, version: str = "") -> 
         audit.append("validation_failed", {"version": version, "source": cfg.data.source, "error": str(err)})
         raise
     fp = fingerprint(df)
-    if contract_origin == "inferred":
-        # Stored only once the data has passed every check, so a bad first batch sets no contract.
-        registry.save_contract(cfg.name, [c.model_dump(mode="json") for c in contract])
+    # An inferred contract is stored by `register`, with the first committed version: a first run
+    # that fails in any later step leaves no contract behind to hold the next batch to.
     out = Path(data_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in splits.items():
@@ -489,6 +491,8 @@ def register(
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text)
     manifest = registry.commit(version, artifacts, meta)
+    if info.get("contract_origin") == "inferred" and registry.load_contract(cfg.name) is None:
+        registry.save_contract(cfg.name, _read_json(str(Path(data_dir) / "contract.json")))
     AuditLog(registry.store).append(
         "version_committed",
         {"version": version, "model_sha256": meta["model_sha256"], "status": status, "gate": decision},

@@ -44,6 +44,9 @@ def run(
         help="Who starts this run (recorded in the lineage and audit log; that person cannot approve the "
         "version). Default: CIVICML_ACTOR, else your OS user name.",
     ),
+    keep_run_data: bool = typer.Option(
+        False, "--keep-run-data", help="Debugging: keep the steps' outputs (the data splits: personal data)."
+    ),
 ) -> None:
     """Compile the training pipeline and run it locally through kfp.local."""
     from civicml.orchestration.local import failure_detail, read_manifest, run_pipeline
@@ -81,7 +84,7 @@ def run(
                 mark = "[green]✓[/]" if what == "SUCCESS" else "[red]✗[/]"
                 progress.console.print(f"  {mark} {task}")
 
-        result = run_pipeline(cfg, on_event=on_event)
+        result = run_pipeline(cfg, on_event=on_event, keep_outputs=keep_run_data)
         progress.update(bar, completed=len(STEPS), description="done" if result.ok else "[red]failed")
     manifest = read_manifest(cfg, result.version)
     summary = {
@@ -91,6 +94,10 @@ def run(
         "log": str(result.log_path),
         "steps": status,
     }
+    if result.ok and result.temp_root is not None:
+        # A remote store's run folder is temporary; a failed run keeps its log (no data) for reading.
+        result.cleanup()
+        summary["log"] = None
     if not result.ok:
         summary["error"] = failure_detail(result)
         if as_json:

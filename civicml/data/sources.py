@@ -29,11 +29,69 @@ def parse_demo_source(source: str, defaults: DemoOptions) -> tuple[str, DemoOpti
 
 
 def _read_bytes_table(data: bytes, name: str) -> pd.DataFrame:
+    """Parse a CSV or Parquet table, checking its header first and turning parser failures into hints.
+
+    Raises:
+        DataError: naming the file, what is wrong, an example and the fix.
+    """
     import io
 
-    if name.endswith((".parquet", ".pq")):
-        return pd.read_parquet(io.BytesIO(data))
-    return pd.read_csv(io.BytesIO(data))
+    from civicml.data.checks import check_header
+
+    if name.lower().endswith((".parquet", ".pq")):
+        import pyarrow.parquet as pq
+
+        try:
+            check_header(list(pq.read_schema(io.BytesIO(data)).names), name)
+            return pd.read_parquet(io.BytesIO(data))
+        except (OSError, ValueError) as err:
+            if isinstance(err, DataError):
+                raise
+            raise DataError(f"cannot parse {name} as Parquet: {err}") from None
+    gz = name.lower().endswith(".gz")
+    if data[:2] == b"\x1f\x8b" and not gz:
+        raise DataError(
+            f"data file {name} is gzip-compressed but not named .gz; rename it (e.g. claims.csv.gz) or gunzip it"
+        )
+    if gz:
+        import gzip
+
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as err:
+            raise DataError(f"data file {name} is named .gz but is not valid gzip ({err})") from None
+    try:
+        text_head = data[: data.find(b"\n") if b"\n" in data else len(data)].decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise _not_utf8(name, err) from None
+    import csv
+
+    header = next(csv.reader([text_head.rstrip("\r")]), [])
+    check_header(header, name)
+    try:
+        df = pd.read_csv(io.BytesIO(data), encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise _not_utf8(name, err) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"data file {name} is empty; it needs a header row and at least one data row") from None
+    except (pd.errors.ParserError, ValueError) as err:
+        raise DataError(f"cannot parse {name} as CSV: {err}") from None
+    if len(df.columns) == 1:
+        only = str(df.columns[0])
+        for sep, label in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
+            if sep in only:
+                raise DataError(
+                    f"data file {name} has one column named {only[:60]!r}: its values are separated by {label}, "
+                    "not commas; save it as comma-separated CSV (e.g. in a spreadsheet: CSV UTF-8, comma-delimited)"
+                )
+    return df
+
+
+def _not_utf8(name: str, err: UnicodeDecodeError) -> DataError:
+    return DataError(
+        f"data file {name} is not UTF-8 text (byte {err.start} is 0x{err.object[err.start]:02x}; Windows/latin-1 "
+        "files write é as 0xe9); save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`"
+    )
 
 
 def load_table(source: str, demo: DemoOptions | None = None) -> pd.DataFrame:
@@ -67,19 +125,13 @@ def load_table(source: str, demo: DemoOptions | None = None) -> pd.DataFrame:
         )
     if path.is_dir() or path.stat().st_size == 0:
         raise DataError(f"data file {path} is empty; it needs a header row and at least one data row")
+    if path.suffix.lower() not in (".parquet", ".pq", ".csv", ".txt", ".gz"):
+        raise DataError(f"cannot read {path}: unsupported extension {path.suffix!r}; use .csv or .parquet")
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
-        elif path.suffix.lower() in (".csv", ".txt", ".gz"):
-            df = pd.read_csv(path)
-        else:
-            raise DataError(f"cannot read {path}: unsupported extension {path.suffix!r}; use .csv or .parquet")
-    except pd.errors.EmptyDataError:
-        raise DataError(f"data file {path} is empty; it needs a header row and at least one data row") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as err:
-        if isinstance(err, DataError):
-            raise
-        raise DataError(f"cannot parse {path}: {err}") from None
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot read data file {path}: {err.strerror}") from None
+    df = _read_bytes_table(data, str(path))
     if len(df) == 0:
         raise DataError(f"data file {path} has a header but no data rows")
     return df

@@ -48,24 +48,40 @@ def two_proportion_ztest(x1: int, n1: int, x2: int, n2: int) -> dict[str, float 
     return {"diff": p2 - p1, "z": z, "p_value": float(2 * stats.norm.sf(abs(z)))}
 
 
-def msprt_lambda(
+def msprt_log_lambda(
     x1: np.ndarray, n1: np.ndarray, x2: np.ndarray, n2: np.ndarray, tau: float, burn_in: int = 30
 ) -> np.ndarray:
-    """Mixture likelihood ratio Lambda for the difference of two proportions (vectorised over prefixes).
+    """log of the mixture likelihood ratio Lambda for p2 - p1 (vectorised over prefixes).
 
     Uses theta_hat = p2 - p1 with variance V = p1(1-p1)/n1 + p2(1-p2)/n2 and a N(0, tau^2)
-    mixture: Lambda = sqrt(V / (V + tau^2)) * exp(tau^2 theta_hat^2 / (2 V (V + tau^2))).
-    Prefixes where V is 0 or an arm has fewer than `burn_in` observations get Lambda = 1 (no
-    evidence): the normal approximation is unreliable for tiny samples (p_hat of 0 or 1 gives V ~ 0).
+    mixture: log Lambda = 0.5 log(V / (V + tau^2)) + tau^2 theta_hat^2 / (2 V (V + tau^2)).
+    Worked in logs: an overwhelming difference has Lambda beyond float range, which must read as
+    "overwhelming", not be dropped as non-finite.
+
+    When V is 0 (each arm all-correct or all-wrong, e.g. 0% vs 100%) the plug-in variance says
+    nothing; it is replaced by the variance at add-half-a-success-and-a-failure estimates
+    p~ = (x + 0.5) / (n + 1), the smallest variance the counts are consistent with. Prefixes where an
+    arm has fewer than `burn_in` observations get log Lambda = 0 (no evidence): the normal
+    approximation is unreliable for tiny samples.
     """
     x1, n1, x2, n2 = (np.asarray(a, dtype="float64") for a in (x1, n1, x2, n2))
     with np.errstate(divide="ignore", invalid="ignore"):
         p1, p2 = x1 / n1, x2 / n2
         v = p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2
+        q1, q2 = (x1 + 0.5) / (n1 + 1), (x2 + 0.5) / (n2 + 1)
+        v = np.where(v > 0, v, q1 * (1 - q1) / n1 + q2 * (1 - q2) / n2)
         t2 = tau * tau
-        lam = np.sqrt(v / (v + t2)) * np.exp(t2 * (p2 - p1) ** 2 / (2 * v * (v + t2)))
-    ok = (n1 >= max(burn_in, 1)) & (n2 >= max(burn_in, 1)) & (v > 0) & np.isfinite(lam)
-    return np.where(ok, lam, 1.0)
+        log_lam = 0.5 * np.log(v / (v + t2)) + t2 * (p2 - p1) ** 2 / (2 * v * (v + t2))
+    ok = (n1 >= max(burn_in, 1)) & (n2 >= max(burn_in, 1)) & np.isfinite(log_lam)
+    return np.where(ok, log_lam, 0.0)
+
+
+def msprt_lambda(
+    x1: np.ndarray, n1: np.ndarray, x2: np.ndarray, n2: np.ndarray, tau: float, burn_in: int = 30
+) -> np.ndarray:
+    """Lambda itself (`exp` of `msprt_log_lambda`; inf where it exceeds float range)."""
+    with np.errstate(over="ignore"):
+        return np.exp(msprt_log_lambda(x1, n1, x2, n2, tau, burn_in))
 
 
 def msprt(sequence: pd.DataFrame, tau: float = 0.1, burn_in: int = 30) -> dict[str, float]:
@@ -77,16 +93,18 @@ def msprt(sequence: pd.DataFrame, tau: float = 0.1, burn_in: int = 30) -> dict[s
         burn_in: Observations each arm needs before a prefix counts as evidence.
 
     Returns:
-        `lambda` at the end, `p_value` (always valid: running min of 1/Lambda, capped at 1) and `n`.
+        `lambda` at the end (capped at 1e300 to stay JSON), `log_lambda`, `p_value` (always valid:
+        running min of 1/Lambda, capped at 1) and `n`.
     """
     a = (sequence["arm"] == CHAMPION).to_numpy()
     b = (sequence["arm"] == CHALLENGER).to_numpy()
     c = sequence["correct"].to_numpy(dtype="float64")
-    lam = msprt_lambda(np.cumsum(c * a), np.cumsum(a), np.cumsum(c * b), np.cumsum(b), tau, burn_in)
-    if len(lam) == 0:
-        return {"lambda": 1.0, "p_value": 1.0, "n": 0}
-    p = float(min(1.0, np.min(1.0 / lam)))
-    return {"lambda": float(lam[-1]), "p_value": p, "n": len(lam)}
+    log_lam = msprt_log_lambda(np.cumsum(c * a), np.cumsum(a), np.cumsum(c * b), np.cumsum(b), tau, burn_in)
+    if len(log_lam) == 0:
+        return {"lambda": 1.0, "log_lambda": 0.0, "p_value": 1.0, "n": 0}
+    p = float(min(1.0, math.exp(-float(np.max(log_lam)))))
+    last = float(log_lam[-1])
+    return {"lambda": math.exp(min(last, math.log(1e300))), "log_lambda": last, "p_value": p, "n": len(log_lam)}
 
 
 def join_logs(predictions: list[dict[str, Any]], feedback: list[dict[str, Any]]) -> pd.DataFrame:
@@ -186,7 +204,7 @@ def ab_report(
     z = two_proportion_ztest(a["correct"], a["labelled"], b["correct"], b["labelled"])
     seq = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["arm", "correct", "feedback_ts"])
     seq = seq.sort_values("feedback_ts", kind="stable") if len(seq) else seq
-    sequential = msprt(seq, tau) if len(seq) else {"lambda": 1.0, "p_value": 1.0, "n": 0}
+    sequential = msprt(seq, tau) if len(seq) else {"lambda": 1.0, "log_lambda": 0.0, "p_value": 1.0, "n": 0}
     if not challenger:
         rec, reason = KEEP, "no challenger is deployed"
     elif min(a["labelled"], b["labelled"]) < min_samples:

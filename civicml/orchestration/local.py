@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import shutil
 import tempfile
 import time
 import warnings
@@ -36,6 +37,13 @@ class LocalRun:
     seconds: float
     step_seconds: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    temp_root: Path | None = None
+
+    def cleanup(self) -> None:
+        """Remove the temporary folder of a run on a remote store (call once the log has been read)."""
+        if self.temp_root is not None:
+            shutil.rmtree(self.temp_root, ignore_errors=True)
+            self.temp_root = None
 
 
 class _ProgressTee(io.TextIOBase):
@@ -79,6 +87,7 @@ def run_pipeline(
     workdir: str | Path | None = None,
     on_event: Callable[[str, str], None] | None = None,
     pipeline_yaml: str | Path | None = None,
+    keep_outputs: bool = False,
 ) -> LocalRun:
     """Compile (unless `pipeline_yaml` is given) and execute the training pipeline locally.
 
@@ -89,6 +98,8 @@ def run_pipeline(
             for a local store, else a temp dir).
         on_event: Callback `(task_name, "start" | "SUCCESS" | "FAILURE")` for progress.
         pipeline_yaml: A compiled pipeline to run instead of compiling one.
+        keep_outputs: Keep the steps' outputs (train/valid/test Parquet: personal data) for debugging;
+            by default they are removed when the run ends, whatever its outcome.
 
     Returns:
         A LocalRun with the version id, success flag, log path and per-step seconds.
@@ -99,9 +110,13 @@ def run_pipeline(
     from civicml.storage.store import resolve_store_uri
 
     version = version or new_version_id()
+    temp_root = None
     if workdir is None:
         uri = resolve_store_uri(cfg.storage.uri)
-        workdir = Path(uri) / "runs" if "://" not in uri else Path(tempfile.mkdtemp(prefix="civicml-run-"))
+        if "://" in uri:
+            temp_root = workdir = Path(tempfile.mkdtemp(prefix="civicml-run-"))
+        else:
+            workdir = Path(uri) / "runs"
     workdir = Path(workdir).resolve()
     run_dir = workdir / version
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -142,6 +157,10 @@ def run_pipeline(
             from kfp.local import config as local_config
 
             local_config.LocalExecutionConfig.instance = None
+            if not keep_outputs:
+                shutil.rmtree(run_dir / "outputs", ignore_errors=True)
+            if temp_root is None and workdir.name == "runs":
+                prune_runs(workdir, cfg.storage.runs_keep)
     return LocalRun(
         version=version,
         ok=ok,
@@ -149,7 +168,24 @@ def run_pipeline(
         seconds=time.perf_counter() - t0,
         step_seconds=step_seconds,
         error=error,
+        temp_root=temp_root if not keep_outputs else None,
     )
+
+
+def prune_runs(runs_dir: str | Path, keep: int) -> list[str]:
+    """Remove all but the newest `keep` run folders under `<store>/runs` (0 keeps none); return the removed names.
+
+    A run folder holds the compiled pipeline and the kfp.local log of one run (its data outputs are
+    already gone unless the run was kept for debugging).
+    """
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: (p.stat().st_mtime, p.name))
+    doomed = runs[: max(len(runs) - keep, 0)]
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
+    return [p.name for p in doomed]
 
 
 def failure_detail(run: LocalRun, limit: int = 1) -> str:

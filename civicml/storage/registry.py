@@ -103,12 +103,31 @@ class Registry:
 
     # -- reading -------------------------------------------------------------
     def versions(self) -> list[dict[str, Any]]:
-        """Manifests of all committed versions, oldest first."""
-        out = []
-        for key in self.store.list("versions/"):
-            if key.endswith("/manifest.json"):
+        """Manifests of all committed versions that can be read, oldest first.
+
+        A damaged manifest does not hide the others: it is left out here and reported by
+        `damaged_versions` (which `models list`, `verify` and `gc` show).
+        """
+        return self.scan_versions()[0]
+
+    def damaged_versions(self) -> list[dict[str, str]]:
+        """Committed versions whose manifest cannot be read: `[{version, key, problem}]`."""
+        return self.scan_versions()[1]
+
+    def scan_versions(self) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+        """(readable manifests oldest first, damaged ones with the problem) in one pass over the store."""
+        out, damaged = [], []
+        for key in self._manifest_keys():
+            try:
                 out.append(self._parse_manifest(key, self.store.get_bytes(key)))
-        return sorted(out, key=lambda m: (m.get("created_at", ""), m["version"]))
+            except FileNotFoundError:
+                continue  # removed between list and read
+            except IntegrityError as err:
+                damaged.append({"version": key.split("/")[1], "key": key, "problem": str(err)})
+        return sorted(out, key=lambda m: (m.get("created_at", ""), m["version"])), damaged
+
+    def _manifest_keys(self) -> list[str]:
+        return [k for k in self.store.list("versions/") if k.endswith("/manifest.json") and k.count("/") == 2]
 
     def manifest(self, version: str) -> dict[str, Any]:
         """The manifest of a committed version (or of the version an alias points to)."""
@@ -133,8 +152,18 @@ class Registry:
             raise IntegrityError(
                 f"manifest {key} in {self.store.describe()} is not valid JSON ({err}); it was damaged"
             ) from None
-        if not isinstance(man, dict) or man.get("schema") != MANIFEST_SCHEMA or "artifacts" not in man:
+        if (
+            not isinstance(man, dict)
+            or man.get("schema") != MANIFEST_SCHEMA
+            or not isinstance(man.get("artifacts"), dict)
+        ):
             raise IntegrityError(f"{key} in {self.store.describe()} is not a {MANIFEST_SCHEMA} manifest")
+        expected = key.split("/")[1] if key.count("/") == 2 else None
+        if not isinstance(man.get("version"), str) or (expected is not None and man["version"] != expected):
+            raise IntegrityError(
+                f"manifest {key} in {self.store.describe()} names version {man.get('version')!r}, not {expected!r}; "
+                "it was damaged or moved"
+            )
         return man
 
     def read_artifact(self, version: str, name: str) -> bytes:
@@ -252,7 +281,8 @@ class Registry:
         Age is measured from the newest object of each staging prefix, so a run that is
         still uploading (and may yet commit) is never counted as abandoned.
         """
-        committed = {m["version"] for m in self.versions()}
+        # Committed = a manifest exists, readable or not: a damaged version's artifacts are never garbage.
+        committed = {k.split("/")[1] for k in self._manifest_keys()}
         newest: dict[str, float] = {}
         for obj in self.store.list_info("staging/"):
             version = obj.key.split("/")[1]

@@ -118,6 +118,7 @@ def test_sigterm_during_traffic_keeps_every_acknowledged_prediction(built, tmp_p
         _wait_ready(proc, url)
         recs = json.loads(generate_benefits(20, seed=5)[NUMERIC + CATEGORICAL].to_json(orient="records"))
         acked: list[str] = []
+        clients: dict[str, str] = {}
         refused: list[int] = []
         lock = threading.Lock()
         stop = threading.Event()
@@ -135,8 +136,10 @@ def test_sigterm_during_traffic_keeps_every_acknowledged_prediction(built, tmp_p
                         return  # the server has closed its listener: traffic stops
                     with lock:
                         if r.status_code == 200:
-                            assert r.json()["request_id"] == rid
-                            acked.append(rid)
+                            # The caller's id is echoed; the id the server issued is what the log (and feedback) use.
+                            assert r.headers["x-request-id"] == rid
+                            acked.append(r.json()["request_id"])
+                            clients[r.json()["request_id"]] = rid
                             if len(acked) >= 60:
                                 enough.set()
                         else:
@@ -169,6 +172,7 @@ def test_sigterm_during_traffic_keeps_every_acknowledged_prediction(built, tmp_p
     for r in logged:
         assert {"request_id", "key", "arm", "version", "ts", "features", "score", "prediction"} <= set(r)
         assert r["version"] == version and r["arm"] == "champion"
+    assert all(r["client_request_id"] == clients[r["request_id"]] for r in logged if r["request_id"] in clients)
 
 
 def test_tampered_model_exits_nonzero_with_clear_error(built, tmp_path):

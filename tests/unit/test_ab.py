@@ -169,3 +169,21 @@ def test_corrupt_log_names_the_object(tmp_path, monkeypatch):
     reg.store.put_bytes("logs/feedback/2026-01-01/zz-00000009.jsonl", b'{"request_id": "x"\n')
     with pytest.raises(ValueError, match="zz-00000009.jsonl line 1"):
         ab_report(reg)
+
+
+def test_msprt_perfectly_separated_arms_are_an_overwhelming_difference():
+    """0% vs 100% accuracy over 300 each: the plug-in variance is 0; the test must not say "no difference"."""
+    n = 300
+    seq = pd.DataFrame({"arm": [CHAMPION, CHALLENGER] * n, "correct": [0, 1] * n})
+    res = msprt(seq, tau=0.1, burn_in=30)
+    # Hand computation at the last prefix (x1=0, n1=300, x2=300, n2=300), variance at p~ = (x + 0.5) / (n + 1).
+    q1, q2 = 0.5 / 301, 300.5 / 301
+    v = q1 * (1 - q1) / 300 + q2 * (1 - q2) / 300
+    t2 = 0.01
+    hand = 0.5 * math.log(v / (v + t2)) + t2 * 1.0**2 / (2 * v * (v + t2))
+    assert res["log_lambda"] == pytest.approx(hand, rel=1e-12)
+    assert hand > 1000  # Lambda itself is beyond float range
+    assert res["p_value"] == 0.0 and res["lambda"] == pytest.approx(1e300)
+    # Identical degenerate arms (both always right) stay "no evidence".
+    same = pd.DataFrame({"arm": [CHAMPION, CHALLENGER] * n, "correct": [1, 1] * n})
+    assert msprt(same)["p_value"] == 1.0

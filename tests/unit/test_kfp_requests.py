@@ -223,18 +223,18 @@ def test_schedule_and_submit_send_validated_bodies(compiled, monkeypatch):
 
     monkeypatch.setattr(kfp, "Client", _FakeClient)
     monkeypatch.setenv("KFP_HOST", "http://ml-pipeline.kubeflow:8888")
-    monkeypatch.setenv("KFP_TOKEN", "tok")
+    monkeypatch.setenv("KFP_TOKEN", "kfp-tok-3c9e")
     cfg = RunConfig()
     sub = kfp_client.schedule_run(cfg, "training", "0 0 2 * * *", compiled["training"])
     client = _FakeClient.instances[-1]
-    assert (sub.id, sub.host, client.token) == ("rr-456", "http://ml-pipeline.kubeflow:8888", "tok")
+    assert (sub.id, sub.host, client.token) == ("rr-456", "http://ml-pipeline.kubeflow:8888", "kfp-tok-3c9e")
     sent = client.sent[-1]
     assert isinstance(sent, kfp_server_api.V2beta1RecurringRun) and sent.experiment_id == "exp-civicml"
     assert validate_request(sent)["trigger"]["cron_schedule"]["cron"] == "0 0 2 * * *"
     run = kfp_client.submit_run(cfg, "monitoring", compiled["monitoring"], host="http://other:80")
     assert run.id == "run-123" and _FakeClient.instances[-1].host == "http://other:80"
     assert isinstance(_FakeClient.instances[-1].sent[-1], kfp_server_api.V2beta1Run)
-    assert "tok" not in json.dumps(run.request)
+    assert "kfp-tok-3c9e" not in json.dumps(run.request)
 
 
 def test_experiment_is_created_in_a_namespace(compiled, monkeypatch):

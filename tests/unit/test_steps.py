@@ -1,6 +1,7 @@
 """Each step function on small demo data, and validate_data's bad-input paths."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -48,8 +49,9 @@ def test_validate_data_splits_fingerprints_profiles_and_drops_pii(cfg, tmp_path)
     again = steps.validate_data(cfg, str(tmp_path / "d2"), "v-test2")
     assert again["fingerprint"] == info["fingerprint"]
     pd.testing.assert_frame_equal(steps.load_splits(tmp_path / "d2")["test"], splits["test"])
-    # The inferred contract is stored for later runs.
-    assert _registry(cfg).load_contract(cfg.name) is not None
+    # The inferred contract is stored with the first committed version (register), not by validation:
+    # a first run that fails after validate-data leaves no contract behind (issue 12 item 8).
+    assert _registry(cfg).load_contract(cfg.name) is None
 
 
 def test_tune_train_evaluate_gate_register_deploy(cfg, tmp_path):
@@ -78,6 +80,8 @@ def test_tune_train_evaluate_gate_register_deploy(cfg, tmp_path):
     reg = _registry(cfg)
     assert [m["version"] for m in reg.versions()] == ["v1"]
     assert reg.verify("v1") == []
+    # The inferred contract is stored with the first committed version.
+    assert reg.load_contract(cfg.name) == json.loads((Path(d) / "contract.json").read_text())
     assert manifest["lineage"]["data_fingerprint"].startswith("sha256:")
     assert {"model/model.ubj", "model/model.json", "model_card.html", "data/profile.json"} <= set(manifest["artifacts"])
     steps.deploy(cfg, "v1")
