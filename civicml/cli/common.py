@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from collections.abc import Callable
@@ -33,6 +34,21 @@ def load_cfg(config: Path | None, overrides: dict[str, Any] | None = None):
     return load_config(config, overrides)
 
 
+def os_error_message(err: OSError) -> str:
+    """One line for a filesystem refusal: which path, what the system said, and what to check."""
+    import os
+
+    path = err.filename or "a file"
+    who = f"uid {os.getuid()}" if hasattr(os, "getuid") else "this user"
+    what = err.strerror or type(err).__name__
+    fix = {
+        errno.EROFS: "the file system is mounted read-only; point storage.uri at a writable location",
+        errno.ENOSPC: "the disk is full; free space or point storage.uri elsewhere",
+        errno.EDQUOT: "the disk quota is exhausted; free space or point storage.uri elsewhere",
+    }.get(err.errno or 0, f"{who} needs write permission there: check the owner and mode of the store (storage.uri)")
+    return f"cannot use {path}: {what} — {fix}"
+
+
 def friendly_errors(fn: Callable) -> Callable:
     """Turn the library's expected errors and cluster failures into one red line and exit code 1 (no traceback)."""
 
@@ -48,6 +64,14 @@ def friendly_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except (ConfigError, DataError, RegistryError, StoreError, FileNotFoundError, ValueError, ClusterError) as err:
             err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+        except (PermissionError, IsADirectoryError, NotADirectoryError) as err:
+            err_console.print(f"[bold red]error:[/] {os_error_message(err)}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+        except OSError as err:
+            if err.errno not in (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM):
+                raise
+            err_console.print(f"[bold red]error:[/] {os_error_message(err)}", highlight=False, soft_wrap=True)
             sys.exit(1)
         except Exception as err:
             # No kubeconfig, an unreachable API server, a 403: one line, never a traceback.

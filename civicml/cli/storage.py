@@ -82,9 +82,16 @@ def list_cmd(config: Path | None = ConfigOpt, store: str | None = StoreOpt, as_j
     from civicml.governance.approval import version_status
 
     registry = _registry(config, store)
+    good, damaged = registry.scan_versions()
     # The manifest is immutable; a human approval or rejection recorded later changes the status.
-    statuses = {m["version"]: version_status(registry, m) for m in registry.versions()}
-    versions = [{**m, "status": statuses[m["version"]].status} for m in registry.versions()]
+    statuses = {m["version"]: version_status(registry, m) for m in good}
+    versions = [{**m, "status": statuses[m["version"]].status} for m in good]
+    if damaged:
+        # One damaged manifest hides nothing else: it is listed as damaged, in version order.
+        bad_rows = [{"version": d["version"], "status": "damaged", "problem": d["problem"]} for d in damaged]
+        versions = sorted(versions + bad_rows, key=lambda m: m["version"])
+        for d in damaged:
+            err_console.print(f"[bold red]damaged[/] {d['version']}: {d['problem']}", highlight=False, soft_wrap=True)
     aliases = _aliases_by_version(registry)
     if as_json:
         _print_json(
@@ -95,7 +102,8 @@ def list_cmd(config: Path | None = ConfigOpt, store: str | None = StoreOpt, as_j
                     "name": m.get("name"),
                     "family": m.get("family"),
                     "status": m.get("status"),
-                    "decision": statuses[m["version"]].model_dump(),
+                    "decision": statuses[m["version"]].model_dump() if m["version"] in statuses else None,
+                    "problem": m.get("problem"),
                     "aliases": aliases.get(m["version"], []),
                     "model_sha256": m.get("model_sha256"),
                     "metrics": m.get("metrics", {}),
@@ -275,14 +283,18 @@ def verify_cmd(
 ) -> None:
     """Check every artifact's sha256 against its manifest; exit 1 on any mismatch."""
     registry = _registry(config, store)
-    manifests = [registry.manifest(version)] if version else registry.versions()
+    if version:
+        manifests, damaged = [registry.manifest(version)], []
+    else:
+        manifests, damaged = registry.scan_versions()
     audit = _audit_mismatches(registry, manifests)
-    results = []
+    results = [{"version": d["version"], "artifacts": 0, "problems": [d["problem"]]} for d in damaged]
     for man in manifests:
         problems = registry.verify(man["version"])
         if man["version"] in audit:
             problems.append(audit[man["version"]])
         results.append({"version": man["version"], "artifacts": len(man["artifacts"]), "problems": problems})
+    results.sort(key=lambda r: r["version"])
     bad = [r for r in results if r["problems"]]
     if as_json:
         _print_json({"ok": not bad, "versions": results})
@@ -326,14 +338,30 @@ def gc_cmd(
             from civicml.governance.audit import AuditLog
 
             AuditLog(registry.store).append("staging_removed", {"versions": found, "older_than_seconds": seconds})
+    runs = _prune_runs(registry, load_cfg(config).storage.runs_keep, dry_run)
     if as_json:
-        _print_json({"dry_run": dry_run, "versions": found})
+        _print_json({"dry_run": dry_run, "versions": found, "runs": runs})
         return
     verb = "would remove" if dry_run else "removed"
+    if runs:
+        console.print(f"{verb} {len(runs)} old run folder(s) beyond storage.runs_keep", highlight=False)
     if found:
         console.print(f"{verb} abandoned staging data of {len(found)} run(s): {', '.join(found)}", highlight=False)
     else:
         console.print(f"no abandoned staging data older than {older_than}")
+
+
+def _prune_runs(registry, keep: int, dry_run: bool) -> list[str]:
+    """Run folders under a local store's `runs/` beyond `storage.runs_keep` (removed unless `dry_run`)."""
+    from civicml.orchestration.local import prune_runs
+
+    root = registry.store.local_path("runs")
+    if root is None or not root.is_dir():
+        return []
+    if dry_run:
+        runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: (p.stat().st_mtime, p.name))
+        return [p.name for p in runs[: max(len(runs) - keep, 0)]]
+    return prune_runs(root, keep)
 
 
 @friendly_errors

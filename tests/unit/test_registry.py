@@ -100,7 +100,9 @@ def test_edited_manifest_model_hash_is_caught(reg):
 def test_damaged_manifest_is_an_integrity_error(reg):
     reg.store.put_bytes("versions/v9/manifest.json", b"{not json")
     with pytest.raises(IntegrityError, match="versions/v9/manifest.json .* not valid JSON"):
-        reg.versions()
+        reg.manifest("v9")
+    # Listing goes on without it and reports it (issue 12 item 10).
+    assert reg.versions() == [] and "not valid JSON" in reg.damaged_versions()[0]["problem"]
 
 
 def test_tree_hash_matches_steps_model_hash(tmp_path):
@@ -239,7 +241,7 @@ def test_cli_gc(cli, reg):
     assert res.exit_code == 0 and "would remove" in res.output and "v-old" in res.output
     assert reg.store.exists("staging/v-old/x")
     res = cli("models", "gc", "--older-than", "2d", "--json")
-    assert json.loads(res.output) == {"dry_run": False, "versions": ["v-old"]}
+    assert json.loads(res.output) == {"dry_run": False, "versions": ["v-old"], "runs": []}
     assert not reg.store.exists("staging/v-old/x") and reg.store.exists("staging/v-new/x")
     assert AuditLog(reg.store).records()[-1]["event"] == "staging_removed"
     res = cli("models", "gc", "--older-than", "soon")
