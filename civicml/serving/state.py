@@ -23,7 +23,8 @@ from civicml.serving.routing import CHALLENGER, CHAMPION, Routing, choose_arm, c
 from civicml.serving.schemas import RecordSchema
 from civicml.storage.registry import Registry, RegistryError, utcnow
 
-HEALTH_PREFIX = "serving/health"
+# Under logs/: on a cluster the server's store credential may write only there (storage.server_secret_name).
+HEALTH_PREFIX = "logs/health"
 
 
 class ServingError(RuntimeError):
@@ -44,7 +45,7 @@ class ServedModel:
 class StoreHealth:
     """Whether the store takes writes: predictions are refused without their log, so readiness follows it.
 
-    A probe object (`serving/health/<server-id>.json`) is written at most every `every_seconds`;
+    A probe object (`logs/health/<server-id>.json`) is written at most every `every_seconds`;
     a failed log write marks the store down at once, a successful one marks it up.
     """
 

@@ -195,18 +195,15 @@ def test_readiness_follows_the_store(built, tmp_path):
     server, reg = _serve(built, tmp_path, readiness_probe_seconds=0)
     with server as c:
         assert c.get("/v2/health/ready").status_code == 200
-        # The store stops taking writes (a file where its directories must go: no permission bits, which root ignores).
+        # The store stops taking writes under logs/ (the only place the server writes: predictions, feedback and
+        # its health probe): a file where that directory must be, since root ignores permission bits.
         root = reg.store.root
-        shutil.rmtree(root / "serving" / "health", ignore_errors=True)
-        (root / "serving" / "health").write_text("blocked")
-        (root / "logs").mkdir(exist_ok=True)
-        shutil.rmtree(root / "logs")
+        shutil.rmtree(root / "logs", ignore_errors=True)
         (root / "logs").write_text("blocked")
         recs, _ = _clean(1)
         assert c.post("/predict", json={"records": recs}).status_code == 503
         r = c.get("/v2/health/ready")
         assert r.status_code == 503 and "does not take writes" in r.json()["reason"]
-        (root / "serving" / "health").unlink()
         (root / "logs").unlink()
         assert c.get("/v2/health/ready").status_code == 200
         assert c.post("/predict", json={"records": recs}).status_code == 200
