@@ -15,7 +15,7 @@ TESTCLUSTER_TARGETS ?= all
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test test-fast testcluster compile lint check-manifests image bench bench-quick clean constraints chromium
+.PHONY: run test test-fast testcluster fuzz compile lint check-manifests image bench bench-quick clean constraints chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ testcluster:
 ## compile: write pipelines/compiled/*.yaml for the KFP UI (IMAGE=... sets the components' image)
 compile: $(STAMP)
 	$(CIVICML) compile --config $(CONFIG) --image $(IMAGE)
+
+## fuzz: schemathesis (--checks all) against the live server's /openapi.json; FUZZ_EXAMPLES=200 for a longer run
+FUZZ_EXAMPLES ?= 100
+fuzz: $(STAMP)
+	CIVICML_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q tests/integration/test_server_hardening.py -k schemathesis -s
 
 ## lint: ruff
 lint: $(STAMP)

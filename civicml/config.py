@@ -498,6 +498,10 @@ class ServingConfig(_Strict):
         description="env var with the key that signs issued request ids (shared by replicas); unset: the "
         "feedback token, else a per-process key (feedback then only reaches the replica that predicted)",
     )
+    auth_secret_name: str = Field(
+        "civicml-model-server-auth",
+        description="Kubernetes Secret holding the tokens (keys named like their env vars, e.g. CIVICML_FEEDBACK_TOKEN)",
+    )
     metrics: bool = Field(True, description="serve Prometheus /metrics")
     docs: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="larger bodies get 413 while being read")

@@ -169,6 +169,7 @@ def build_objects(cfg: RunConfig, routing: Routing, store_uri: str | None = None
             {"name": "MINIO_SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": secret, "key": "MINIO_SECRET_KEY"}}},
             {"name": "HOME", "value": "/tmp"},
             {"name": "TMPDIR", "value": "/tmp"},
+            *server_auth_env(cfg),
         ],
         "readinessProbe": {
             "httpGet": {"path": "/v2/health/ready", "port": "http"},
@@ -529,3 +530,17 @@ def _rollback(
         actor=by,
     )
     return f"rolled back to the previous champion {previous.champion}"
+
+
+def server_auth_env(cfg: RunConfig) -> list[dict[str, Any]]:
+    """The server's tokens as env vars from `serving.auth_secret_name` (never in the config or the manifest).
+
+    Optional references: without the Secret the pod still starts, and a token-protected route answers
+    503 naming the missing variable instead of blocking the rollout.
+    """
+    sv = cfg.serving
+    names = [a.token_env for a in (sv.predict_auth, sv.feedback_auth) if a.mode == "token"] + [sv.request_id_key_env]
+    return [
+        {"name": n, "valueFrom": {"secretKeyRef": {"name": sv.auth_secret_name, "key": n, "optional": True}}}
+        for n in dict.fromkeys(names)
+    ]

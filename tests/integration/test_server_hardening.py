@@ -5,6 +5,7 @@ and issued ids, docs/metrics switched off, and a bounded schemathesis run agains
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -327,7 +328,7 @@ def test_schemathesis_finds_no_server_error(built, tmp_path):
             "--checks",
             "all",
             "--max-examples",
-            "25",
+            os.environ.get("CIVICML_FUZZ_EXAMPLES", "25"),
             "--seed",
             "12",
             "-H",
