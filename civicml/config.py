@@ -500,7 +500,7 @@ class ServingConfig(_Strict):
     )
     auth_secret_name: str = Field(
         "civicml-model-server-auth",
-        description="Kubernetes Secret holding the tokens (keys named like their env vars, e.g. CIVICML_FEEDBACK_TOKEN)",
+        description="Kubernetes Secret with the tokens (keys named like their env vars: CIVICML_FEEDBACK_TOKEN, ...)",
     )
     metrics: bool = Field(True, description="serve Prometheus /metrics")
     docs: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
