@@ -40,6 +40,11 @@ def test_deploy_branch_then_reject_branch(tmp_path):
     assert reg.get_alias("champion") == run.version
     assert ("deploy", "SUCCESS") in events
     assert reg.verify(run.version) == []
+    # The steps' outputs (train/valid/test Parquet: personal data) are gone once the run ends; the
+    # compiled pipeline and the log stay (issue 12 item 13).
+    run_dir = Path(cfg.storage.uri) / "runs" / run.version
+    assert run.log_path.is_file() and not (run_dir / "outputs").exists()
+    assert not list(run_dir.rglob("*.parquet"))
 
     strict = _cfg(tmp_path, **{"policy.min_metrics": {"roc_auc": 0.999}, "data.demo.month": 4})
     events.clear()
@@ -63,6 +68,10 @@ def test_bad_input_fails_in_validate_data_and_writes_no_version(tmp_path):
     assert events[-1] == ("validate-data", "FAILURE")
     assert "target column 'needs_review'" in failure_detail(run)
     assert Registry(LocalStore(cfg.storage.uri)).versions() == []
+    # A failed run removes its data too; with the debug flag the outputs are kept.
+    assert not (run.log_path.parent / "outputs").exists()
+    kept = run_pipeline(cfg, keep_outputs=True)
+    assert not kept.ok and (kept.log_path.parent / "outputs").is_dir()
 
 
 def _cli(*args, cwd):
