@@ -336,7 +336,8 @@ def test_schemathesis_finds_no_server_error(built, tmp_path):
             "--request-timeout",
             "20",
         ]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=540)
+        # cwd: schemathesis keeps a cache folder (.schemathesis) in its working directory.
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=540, cwd=tmp_path)
     report = out.stdout[-6000:] + out.stderr[-2000:]
     assert out.returncode == 0, report
     assert "Server error" not in out.stdout, report
