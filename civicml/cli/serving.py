@@ -72,17 +72,29 @@ def report_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     alpha: float = typer.Option(0.05, help="Significance level of the sequential test."),
     min_samples: int = typer.Option(100, "--min-samples", help="Labelled predictions needed per arm."),
+    check: bool = typer.Option(
+        False, "--check", help="Exit 0 only when the report recommends promotion (3 = keep, 4 = roll back)."
+    ),
     config: Path | None = _CONFIG,
 ) -> None:
-    """Compare champion and challenger on predictions joined with feedback."""
-    from rich.table import Table
+    """Compare champion and challenger on predictions joined with feedback.
 
-    from civicml.monitoring.ab import ab_report
+    With --check the exit code is the recommendation, so `civicml ab report --check && civicml ab
+    promote` promotes only on a significant result.
+    """
+    from civicml.monitoring.ab import CHECK_EXIT_CODES, ab_report
 
     rep = ab_report(_registry(load_cfg(config)), alpha=alpha, min_samples=min_samples)
     if as_json:
         console.print_json(json.dumps(rep))
-        return
+    else:
+        _print_ab_report(rep)
+    if check and CHECK_EXIT_CODES[rep["recommendation"]]:
+        sys.exit(CHECK_EXIT_CODES[rep["recommendation"]])
+
+
+def _print_ab_report(rep: dict) -> None:
+    from rich.table import Table
 
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.3f}"
@@ -121,19 +133,30 @@ def report_cmd(
 
 @friendly_errors
 def promote_cmd(
-    reason: str = typer.Option("A/B test result", "--reason", help="Why (kept in the audit log)."),
+    reason: str | None = typer.Option(None, "--reason", help="Why (kept in the audit log); required with --force."),
+    force: bool = typer.Option(False, "--force", help="Promote without a significant A/B result (needs --reason)."),
+    alpha: float = typer.Option(0.05, help="Significance level of the sequential test."),
+    min_samples: int = typer.Option(100, "--min-samples", help="Labelled predictions needed per arm."),
     config: Path | None = _CONFIG,
 ) -> None:
-    """Make the challenger the champion, clear the challenger and send it no traffic (audited)."""
+    """Make the challenger the champion when the A/B test supports it; clear the challenger (audited).
+
+    Refuses unless `civicml ab report` recommends promotion, or `--force --reason TEXT` is given.
+    """
     from civicml.deploy.local import promote
+    from civicml.governance.audit import AuditLog
+    from civicml.monitoring.ab import PromotionRefused, ab_report, check_promotion
     from civicml.serving.routing import CHALLENGER, set_weights
 
     cfg = load_cfg(config)
     registry = _registry(cfg)
-    challenger = registry.get_alias(CHALLENGER)
-    if challenger is None:
-        _fail("there is no challenger to promote; deploy one with `civicml deploy VERSION --as challenger`")
     who = _actor()
+    try:
+        decision = check_promotion(ab_report(registry, alpha=alpha, min_samples=min_samples), force, reason)
+    except PromotionRefused as err:
+        AuditLog(registry.store).append("ab_promotion_refused", {"error": str(err), "force": force}, actor=who)
+        _fail(str(err))
+    challenger = decision["challenger"]
     if cfg.deploy.target == "kubernetes":
         from civicml.deploy.cluster import require_cluster
         from civicml.deploy.kubernetes import DeployError, deploy_version
@@ -144,10 +167,12 @@ def promote_cmd(
         except DeployError as err:
             _fail(str(err))
     else:
-        promote(registry, challenger, alias="champion", by=who, reason=reason)
+        promote(registry, challenger, alias="champion", by=who, reason=decision["reason"])
         registry.set_alias(CHALLENGER, None, by=who, reason=f"{challenger} promoted to champion")
         set_weights(registry, 0.0, by=who, reason=f"{challenger} promoted to champion")
-    console.print(f"{challenger} is now the champion; no challenger is set")
+    AuditLog(registry.store).append("ab_promoted", decision, actor=who)
+    forced = " (forced without a significant result)" if decision["forced"] else ""
+    console.print(f"{challenger} is now the champion{forced}; no challenger is set", highlight=False)
 
 
 def _default_version(registry) -> str:

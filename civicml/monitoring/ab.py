@@ -239,3 +239,57 @@ def ab_report(
         "min_samples": min_samples,
         "labels": label_provenance(feedback, joined),
     }
+
+
+# `civicml ab report --check` exit codes: only a recommendation to promote is success, so
+# `civicml ab report --check && civicml ab promote` promotes only what the test supports.
+CHECK_EXIT_CODES = {PROMOTE: 0, KEEP: 3, ROLL_BACK: 4}
+
+
+class PromotionRefused(RuntimeError):
+    """`ab promote` without a significant result and without `--force --reason`."""
+
+
+def check_promotion(report: dict[str, Any], force: bool = False, reason: str | None = None) -> dict[str, Any]:
+    """Whether the challenger may become the champion on this A/B report.
+
+    Args:
+        report: An `ab_report` result.
+        force: Promote although the report does not recommend it (a person takes responsibility).
+        reason: Why; required with `force` (it goes into the audit log).
+
+    Returns:
+        The audit payload: challenger, champion, recommendation, its reason, p-values, per-arm
+        figures, `forced` and the person's `reason`.
+
+    Raises:
+        PromotionRefused: no challenger; the report does not recommend promotion and `force` is not
+            set; or `force` without a reason.
+    """
+    arms = report["arms"]
+    challenger = arms[CHALLENGER]["version"]
+    if not challenger:
+        raise PromotionRefused("there is no challenger to promote; deploy one with `civicml deploy VERSION --as challenger`")
+    recommended = report["recommendation"] == PROMOTE
+    if not recommended and not force:
+        raise PromotionRefused(
+            f"refusing to promote {challenger}: the A/B report recommends {report['recommendation']!r} "
+            f"({report['reason']}). Wait for a significant result (`civicml ab report --check` exits 0 when it "
+            "recommends promotion), or take responsibility with `civicml ab promote --force --reason 'why'`"
+        )
+    if force and not recommended and not (reason or "").strip():
+        raise PromotionRefused(
+            "--force needs --reason: say why the challenger is promoted without a significant A/B result "
+            "(e.g. --reason 'champion withdrawn: data supplier changed') — it is kept in the audit log"
+        )
+    return {
+        "champion": arms[CHAMPION]["version"],
+        "challenger": challenger,
+        "recommendation": report["recommendation"],
+        "report_reason": report["reason"],
+        "msprt_p_value": report["msprt"]["p_value"],
+        "z_test_p_value": report["z_test"]["p_value"],
+        "arms": arms,
+        "forced": not recommended,
+        "reason": (reason or "").strip() or f"A/B test: {report['reason']}",
+    }

@@ -187,3 +187,48 @@ def test_msprt_perfectly_separated_arms_are_an_overwhelming_difference():
     # Identical degenerate arms (both always right) stay "no evidence".
     same = pd.DataFrame({"arm": [CHAMPION, CHALLENGER] * n, "correct": [1, 1] * n})
     assert msprt(same)["p_value"] == 1.0
+
+
+def test_ab_report_check_and_promote_refuse_without_a_significant_result(tmp_path, monkeypatch):
+    """Issue 13 item 4: `ab report && ab promote` promoted on "keep"; now the exit code and promote both refuse."""
+    from typer.testing import CliRunner
+
+    from civicml.cli import app
+    from civicml.governance.audit import AuditLog
+    from civicml.monitoring.ab import CHECK_EXIT_CODES
+
+    monkeypatch.delenv(ROUTING_FILE_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    same, _ = _experiment(tmp_path / "same", 300, 500, 302, 500)
+    cfg = tmp_path / "same.yaml"
+    cfg.write_text(f"name: p\nstorage: {{uri: {tmp_path / 'same' / 'store'}}}\n")
+    runner = CliRunner()
+    rep = runner.invoke(app, ["ab", "report", "--check", "-c", str(cfg)])
+    assert rep.exit_code == CHECK_EXIT_CODES[KEEP] == 3 and "no significant difference" in rep.output
+    assert runner.invoke(app, ["ab", "report", "-c", str(cfg)]).exit_code == 0  # reading a report is not a failure
+    refused = runner.invoke(app, ["ab", "promote", "-c", str(cfg)])
+    assert refused.exit_code == 1 and "refusing to promote v2" in refused.output and "'keep'" in refused.output
+    assert same.get_alias(CHAMPION) == "v1" and same.get_alias(CHALLENGER) == "v2"
+    no_reason = runner.invoke(app, ["ab", "promote", "--force", "-c", str(cfg)])
+    assert no_reason.exit_code == 1 and "--force needs --reason" in no_reason.output
+    assert same.get_alias(CHAMPION) == "v1"
+    forced = runner.invoke(app, ["ab", "promote", "--force", "--reason", "champion withdrawn", "-c", str(cfg)])
+    assert forced.exit_code == 0, forced.output
+    assert same.get_alias(CHAMPION) == "v2" and same.get_alias(CHALLENGER) is None
+    records = AuditLog(same.store).records()
+    assert [r["event"] for r in records].count("ab_promotion_refused") == 2
+    last = next(r for r in reversed(records) if r["event"] == "ab_promoted")
+    assert last["payload"]["forced"] is True and last["payload"]["reason"] == "champion withdrawn"
+    assert last["payload"]["recommendation"] == KEEP and last["payload"]["msprt_p_value"] >= 0.05
+    # A significant win: --check succeeds and promote needs no --force.
+    better, _ = _experiment(tmp_path / "better", 300, 500, 400, 500)
+    cfg2 = tmp_path / "better.yaml"
+    cfg2.write_text(f"name: p\nstorage: {{uri: {tmp_path / 'better' / 'store'}}}\n")
+    assert runner.invoke(app, ["ab", "report", "--check", "-c", str(cfg2)]).exit_code == 0
+    ok = runner.invoke(app, ["ab", "promote", "-c", str(cfg2)])
+    assert ok.exit_code == 0, ok.output
+    assert better.get_alias(CHAMPION) == "v2"
+    worse, _ = _experiment(tmp_path / "worse", 400, 500, 300, 500)
+    cfg3 = tmp_path / "worse.yaml"
+    cfg3.write_text(f"name: p\nstorage: {{uri: {tmp_path / 'worse' / 'store'}}}\n")
+    assert runner.invoke(app, ["ab", "report", "--check", "-c", str(cfg3)]).exit_code == 4
