@@ -269,7 +269,9 @@ def check_promotion(report: dict[str, Any], force: bool = False, reason: str | N
     arms = report["arms"]
     challenger = arms[CHALLENGER]["version"]
     if not challenger:
-        raise PromotionRefused("there is no challenger to promote; deploy one with `civicml deploy VERSION --as challenger`")
+        raise PromotionRefused(
+            "there is no challenger to promote; deploy one with `civicml deploy VERSION --as challenger`"
+        )
     recommended = report["recommendation"] == PROMOTE
     if not recommended and not force:
         raise PromotionRefused(
