@@ -317,16 +317,39 @@ HIGHER_IS_BETTER_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", 
 LOWER_IS_BETTER_METRICS = ("log_loss", "brier", "mse", "rmse", "mae")
 
 
+# Which fairness measures each task produces (civicml.evaluation.fairness): one place for the gate and
+# the config check.
+FAIRNESS_METRICS_BY_TASK = {
+    "binary_classification": ("demographic_parity_ratio", "demographic_parity_difference", "equalized_odds_difference"),
+    "regression": tuple(f"{m}_{k}" for m in ("mae", "mse", "mean_prediction") for k in ("difference", "ratio")),
+}
+
+
 class FairnessRule(_Strict):
     """A fairness limit applied to every sensitive attribute (or to `attributes` only).
 
     Example (the four-fifths rule): `{metric: demographic_parity_ratio, min: 0.8}`.
     """
 
-    metric: Literal["demographic_parity_ratio", "demographic_parity_difference", "equalized_odds_difference"]
+    metric: Literal[
+        "demographic_parity_ratio",
+        "demographic_parity_difference",
+        "equalized_odds_difference",
+        "mae_difference",
+        "mae_ratio",
+        "mse_difference",
+        "mse_ratio",
+        "mean_prediction_difference",
+        "mean_prediction_ratio",
+    ]
     min: float | None = None
     max: float | None = None
     attributes: list[str] | None = Field(None, description="restrict the rule to these attributes; default all")
+    optional: bool = Field(
+        False,
+        description="when the rule cannot be measured (no sensitive attribute configured) it is shown as not "
+        "measured and does not fail the gate; a required rule that cannot be measured fails it",
+    )
 
     @model_validator(mode="after")
     def _bound(self) -> FairnessRule:
@@ -351,7 +374,9 @@ class PolicyConfig(_Strict):
         False, description="judge min_metrics on the 95% CI lower bound (max_metrics on the upper bound)"
     )
     fairness: list[FairnessRule] = Field(
-        default_factory=lambda: [FairnessRule(metric="demographic_parity_ratio", min=0.8)]
+        # The built-in rule is optional: a project that names no sensitive attribute sees "not measured".
+        # A rule the user writes is required unless it says `optional: true`.
+        default_factory=lambda: [FairnessRule(metric="demographic_parity_ratio", min=0.8, optional=True)]
     )
     min_group_count: int = Field(30, ge=1)
     non_inferiority_margin: float = Field(0.01, ge=0.0)

@@ -450,10 +450,12 @@ def _fairness_section(doc: _Doc, ev: dict[str, Any], gate: dict[str, Any] | None
     doc.heading(2, "Fairness", "fairness")
     if not fairness:
         doc.para(
-            "Fairness was not measured: no sensitive attributes were configured (data.sensitive_attributes), "
-            "or the task is not classification.",
+            "Fairness was not measured: no sensitive attributes were configured (data.sensitive_attributes).",
             "note",
         )
+        return
+    if ev.get("task") == "regression":
+        _regression_fairness(doc, fairness)
         return
     any_rep = next(iter(fairness.values()))
     doc.para(
@@ -496,6 +498,41 @@ def _fairness_section(doc: _Doc, ev: dict[str, Any], gate: dict[str, Any] | None
             numeric={1, 2, 3},
         )
         doc.figure(_fairness_plot(attr, rep))
+
+
+def _regression_fairness(doc: _Doc, fairness: dict[str, Any]) -> None:
+    any_rep = next(iter(fairness.values()))
+    doc.para(
+        "Errors and mean predictions by group are computed with fairlearn's MetricFrame on the test rows. Groups "
+        f"with fewer than {any_rep.get('min_group_count')} rows are suppressed and excluded from the disparities. "
+        "A ratio is the smallest group value over the largest (1.0 = parity)."
+    )
+    for attr, rep in fairness.items():
+        doc.heading(3, f"By {attr}")
+        rows = [
+            [
+                g,
+                v["count"],
+                v["mae"],
+                v["mse"],
+                v["mean_prediction"],
+                "suppressed (small group)" if v["suppressed"] else "reported",
+            ]
+            for g, v in rep["groups"].items()
+        ]
+        doc.table(
+            f"Errors by {attr} (suppressed groups' values withheld)",
+            ["group", "rows", "mean absolute error", "mean squared error", "mean prediction", "status"],
+            rows,
+            numeric={1, 2, 3, 4},
+        )
+        keys = [f"{m}_{k}" for m in ("mae", "mse", "mean_prediction") for k in ("ratio", "difference")]
+        doc.table(
+            f"Disparity measures for {attr}",
+            ["measure", "reportable groups (used by the gate)"],
+            [[k.replace("_", " "), rep.get(k)] for k in keys],
+            numeric={1},
+        )
 
 
 def _gate_section(doc: _Doc, gate: dict[str, Any] | None) -> None:

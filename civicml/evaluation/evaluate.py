@@ -9,7 +9,7 @@ import pandas as pd
 from civicml.config import RunConfig
 from civicml.evaluation.compare import compare_with_champion
 from civicml.evaluation.explain import global_importance
-from civicml.evaluation.fairness import fairness_report
+from civicml.evaluation.fairness import fairness_report, regression_fairness_report
 from civicml.evaluation.metrics import evaluate_predictions
 from civicml.modeling.estimators import TrainedModel
 
@@ -53,6 +53,8 @@ def evaluate_model(
         doc["fairness"] = fairness_report(
             y, y_pred, test[attrs], min_group_count=cfg.policy.min_group_count, n_resamples=n_resamples, seed=seed
         )
+    elif attrs:
+        doc["fairness"] = regression_fairness_report(y, score, test[attrs], min_group_count=cfg.policy.min_group_count)
     doc["feature_importance"] = global_importance(model, test, seed=seed)
     if registry is not None:
         comparison = compare_with_champion(

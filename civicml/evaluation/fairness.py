@@ -204,3 +204,74 @@ def fairness_report(
             "confidence_intervals": cis,
         }
     return out
+
+
+# -- regression: error and mean-prediction parity by group ------------------------------------------------
+
+REGRESSION_RATES = ("mae", "mse", "mean_prediction")
+REGRESSION_DISPARITIES = tuple(f"{m}_{kind}" for m in REGRESSION_RATES for kind in ("difference", "ratio"))
+
+
+def _mean_prediction(y_true, y_pred) -> float:
+    return float(np.mean(y_pred))
+
+
+def regression_fairness_report(
+    y_true: np.ndarray, y_pred: np.ndarray, sensitive: pd.DataFrame, min_group_count: int = 30
+) -> dict[str, Any]:
+    """Per-group MAE, MSE and mean prediction with fairlearn's MetricFrame, and their disparities.
+
+    `<metric>_difference` is the largest minus the smallest group value and `<metric>_ratio` the
+    smallest over the largest (1.0 = parity), both between the reportable groups
+    (`MetricFrame.difference/ratio(method="between_groups")`). Small groups are suppressed as for
+    classification (see the module docstring).
+
+    Returns:
+        `{attribute: {groups: {group: {count, suppressed, mae, mse, mean_prediction}}, suppressed_groups,
+        reportable_groups, min_group_count, assessable, <metric>_difference, <metric>_ratio}}`.
+    """
+    from sklearn.metrics import mean_absolute_error, mean_squared_error
+
+    metrics = {
+        "count": count,
+        "mae": mean_absolute_error,
+        "mse": mean_squared_error,
+        "mean_prediction": _mean_prediction,
+    }
+    y_true = np.asarray(y_true, dtype="float64")
+    y_pred = np.asarray(y_pred, dtype="float64")
+    out: dict[str, Any] = {}
+    for attr in sensitive.columns:
+        groups = group_labels(sensitive[attr])
+        mf = MetricFrame(metrics=metrics, y_true=y_true, y_pred=y_pred, sensitive_features=pd.Series(groups, name=attr))
+        per_group = {
+            str(g): {
+                "count": int(row["count"]),
+                "suppressed": int(row["count"]) < min_group_count,
+                **{k: (None if int(row["count"]) < min_group_count else float(row[k])) for k in REGRESSION_RATES},
+            }
+            for g, row in mf.by_group.iterrows()
+        }
+        reportable = sorted(g for g, v in per_group.items() if not v["suppressed"])
+        disparities: dict[str, float | None] = {k: None for k in REGRESSION_DISPARITIES}
+        if len(reportable) >= 2:
+            keep = np.isin(groups, reportable)
+            sub = MetricFrame(
+                metrics={k: metrics[k] for k in REGRESSION_RATES},
+                y_true=y_true[keep],
+                y_pred=y_pred[keep],
+                sensitive_features=pd.Series(groups[keep], name=attr),
+            )
+            diff, ratio = sub.difference(method="between_groups"), sub.ratio(method="between_groups")
+            for m in REGRESSION_RATES:
+                disparities[f"{m}_difference"] = float(diff[m])
+                disparities[f"{m}_ratio"] = float(ratio[m]) if np.isfinite(ratio[m]) else None
+        out[attr] = {
+            "groups": per_group,
+            "suppressed_groups": sorted(set(per_group) - set(reportable)),
+            "reportable_groups": reportable,
+            "min_group_count": min_group_count,
+            "assessable": len(reportable) >= 2,
+            **disparities,
+        }
+    return out

@@ -7,9 +7,11 @@ Every rule yields a record with its threshold, the measured value and a verdict:
   task does not produce or whose CI is undefined, a disparity with fewer than two
   reportable groups, a champion that could not be scored). A machine cannot
   judge it, so a human must: the decision is at least `pending_approval`;
-* `not_measured` — a fairness rule that no sensitive attribute was configured
-  for. Shown so that a reader sees fairness was *not* checked; it does not
-  change the decision (the config author chose to measure nothing).
+* `not_measured` — a fairness rule that cannot be measured: no sensitive
+  attribute was configured, or the measure does not exist for the task (a
+  selection-rate rule on a regression). Shown so that a reader sees fairness
+  was *not* checked. It fails the gate unless the rule is `optional: true`
+  (the built-in default rule is optional).
 
 A passing rule is *borderline* when it passes by less than `borderline_margin`
 (in the metric's own units), when a fairness attribute has suppressed small
@@ -26,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from civicml.config import LOWER_IS_BETTER_METRICS, PolicyConfig
+from civicml.config import FAIRNESS_METRICS_BY_TASK, LOWER_IS_BETTER_METRICS, PolicyConfig
 
 LOWER_IS_BETTER = frozenset(LOWER_IS_BETTER_METRICS)
 TASK_DEFAULT_MIN_METRICS = {"binary_classification": {"roc_auc": 0.7}, "regression": {"r2": 0.0}}
@@ -133,24 +135,43 @@ def _metric_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict
     return rules
 
 
+# The per-group value a disparity is computed from, shown in the rule's detail.
+_GROUP_VALUE = {
+    "demographic_parity": "selection_rate",
+    "mae": "mae",
+    "mse": "mse",
+    "mean_prediction": "mean_prediction",
+}
+
+
+def _not_measured(fr: Any, detail: str) -> dict[str, Any]:
+    label = f"{fr.metric} ({'optional, ' if fr.optional else ''}not measured)"
+    r = _rule(label, "fairness", fr.min if fr.min is not None else fr.max, None, NOT_MEASURED, metric=fr.metric)
+    return {**r, "passed": fr.optional, "optional": fr.optional, "detail": detail}
+
+
 def _fairness_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     fairness = evaluation.get("fairness") or {}
+    task = evaluation.get("task", "binary_classification")
     rules = []
     for fr in policy.fairness:
+        measurable = FAIRNESS_METRICS_BY_TASK.get(task, ())
+        if fr.metric not in measurable:
+            rules.append(
+                _not_measured(fr, f"{fr.metric} is not measured for task {task}; use one of {', '.join(measurable)}")
+            )
+            continue
         attrs = [a for a in fairness if fr.attributes is None or a in fr.attributes]
         if not attrs:
-            if evaluation.get("task", "binary_classification") == "binary_classification":
-                rules.append(
-                    _rule(
-                        f"{fr.metric} (no sensitive attribute)",
-                        "fairness",
-                        fr.min if fr.min is not None else fr.max,
-                        None,
-                        NOT_MEASURED,
-                        metric=fr.metric,
-                        detail="fairness not measured: set data.sensitive_attributes to check it",
-                    )
+            wanted = f" {fr.attributes}" if fr.attributes else ""
+            rules.append(
+                _not_measured(
+                    fr,
+                    f"fairness not measured: no sensitive attribute{wanted} in the evaluation; set "
+                    "data.sensitive_attributes to check it"
+                    + ("" if fr.optional else " (this rule is required; mark it `optional: true` to allow this)"),
                 )
+            )
             continue
         for attr in attrs:
             rep = fairness[attr]
@@ -175,14 +196,16 @@ def _fairness_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[di
                     attribute=attr,
                     suppressed_groups=suppressed,
                 )
+                per_group = _GROUP_VALUE.get(fr.metric.rsplit("_", 1)[0])
                 rates = {
-                    g: v.get("selection_rate")
+                    g: v.get(per_group)
                     for g, v in (rep.get("groups") or {}).items()
-                    if v.get("selection_rate") is not None
+                    if per_group and v.get(per_group) is not None
                 }
-                if fr.metric.startswith("demographic_parity") and rates and r["verdict"] != NOT_ASSESSABLE:
+                if rates and r["verdict"] != NOT_ASSESSABLE:
                     lo, hi = min(rates, key=rates.get), max(rates, key=rates.get)
-                    r["detail"] = f"selection rate lowest in {lo} ({rates[lo]:.3f}), highest in {hi} ({rates[hi]:.3f})"
+                    what = per_group.replace("_", " ")
+                    r["detail"] = f"{what} lowest in {lo} ({rates[lo]:.3f}), highest in {hi} ({rates[hi]:.3f})"
                 ci = (rep.get("confidence_intervals") or {}).get(fr.metric)
                 if ci and r["verdict"] != NOT_ASSESSABLE:
                     # Context for the reviewer; the verdict stays on the point value (the rule's definition).
@@ -277,7 +300,8 @@ def decide(policy: PolicyConfig, evaluation: dict[str, Any]) -> dict[str, Any]:
         *_fairness_rules(policy, evaluation),
         *_champion_rule(policy, evaluation),
     ]
-    failed = [r["rule"] for r in rules if r["verdict"] == FAIL]
+    # A required rule that could not be measured fails: the policy asked for a check that did not happen.
+    failed = [r["rule"] for r in rules if r["verdict"] == FAIL or (r["verdict"] == NOT_MEASURED and not r["passed"])]
     unknown = [r["rule"] for r in rules if r["verdict"] == NOT_ASSESSABLE]
     borderline = [r["rule"] for r in rules if r["verdict"] == PASS and r["borderline"]]
     if failed:

@@ -124,3 +124,35 @@ def test_sensitive_attributes_are_not_features_unless_allowed():
     explicit = DataConfig(target="target", sensitive_attributes=["region"], categorical_features=["region"])
     with pytest.raises(DataError, match="sensitive attribute"):
         feature_lists(CONTRACT, explicit)
+
+
+def test_regression_fairness_matches_fairlearn_metricframe():
+    """Issue 13 item 2: error and mean-prediction parity by group for regression, via fairlearn."""
+    from fairlearn.metrics import MetricFrame
+    from sklearn.metrics import mean_absolute_error, mean_squared_error
+
+    from civicml.evaluation.fairness import regression_fairness_report
+
+    rng = np.random.default_rng(3)
+    n = 900
+    groups = rng.choice(["a", "b", "c", "tiny"], size=n, p=[0.5, 0.3, 0.18, 0.02])
+    y = rng.normal(10, 2, size=n)
+    pred = y + rng.normal(0, 1, size=n) + np.where(groups == "b", 1.5, 0.0)
+    rep = regression_fairness_report(y, pred, pd.DataFrame({"g": groups}), min_group_count=30)["g"]
+    keep = groups != "tiny"
+    assert rep["suppressed_groups"] == ["tiny"] and rep["groups"]["tiny"]["mae"] is None
+    mf = MetricFrame(
+        metrics={"mae": mean_absolute_error, "mse": mean_squared_error},
+        y_true=y[keep],
+        y_pred=pred[keep],
+        sensitive_features=groups[keep],
+    )
+    for g in ("a", "b", "c"):
+        assert rep["groups"][g]["mae"] == pytest.approx(mf.by_group.loc[g, "mae"])
+        assert rep["groups"][g]["mse"] == pytest.approx(mf.by_group.loc[g, "mse"])
+        assert rep["groups"][g]["mean_prediction"] == pytest.approx(pred[groups == g].mean())
+    assert rep["mae_ratio"] == pytest.approx(mf.ratio(method="between_groups")["mae"])
+    assert rep["mse_difference"] == pytest.approx(mf.difference(method="between_groups")["mse"])
+    means = [pred[groups == g].mean() for g in ("a", "b", "c")]
+    assert rep["mean_prediction_difference"] == pytest.approx(max(means) - min(means))
+    assert rep["mae_ratio"] < 0.8  # group b's errors are larger: the disparity is visible

@@ -200,3 +200,29 @@ def test_demo_data_with_injected_bias_fails_the_region_fairness_rule(tmp_path):
     assert "highest in East" in region_rule["detail"]
     events = [json.loads(line)["event"] for line in (tmp_path / "store/audit/log.jsonl").read_text().splitlines()]
     assert events[-2:] == ["evaluation_done", "gate_decided"]
+
+
+def test_required_fairness_rule_that_cannot_be_measured_fails_unless_optional():
+    """Issue 13 item 2: a regression with policy.fairness deployed with no fairness rule in gate.json."""
+    required = _policy(fairness=[{"metric": "mae_ratio", "min": 0.8}])
+    reg = {"task": "regression", "metrics": {"r2": 0.5, "rmse": 1.0}, "confidence_intervals": {}}
+    r = decide(_policy(min_metrics={"r2": 0.0}, fairness=[{"metric": "mae_ratio", "min": 0.8}]), reg)
+    assert r["decision"] == "reject" and r["failed"] == ["mae_ratio (not measured)"]
+    assert "no sensitive attribute" in r["rules"][-1]["detail"] and "optional: true" in r["rules"][-1]["detail"]
+    optional = _policy(min_metrics={"r2": 0.0}, fairness=[{"metric": "mae_ratio", "min": 0.8, "optional": True}])
+    r = decide(optional, reg)
+    assert r["decision"] == "deploy" and r["rules"][-1]["verdict"] == "not_measured"
+    # A classification measure on a regression cannot be measured either: named, not silently skipped.
+    r = decide(_policy(min_metrics={"r2": 0.0}, fairness=[{"metric": "demographic_parity_ratio", "min": 0.8}]), reg)
+    assert r["decision"] == "reject" and "not measured for task regression" in r["rules"][-1]["detail"]
+    # Measured: the regression disparity is judged like any other rule, naming the groups.
+    groups = {"F": {"mae": 1.0, "count": 50}, "M": {"mae": 1.6, "count": 50}}
+    fair = {"sex": {"mae_ratio": 0.625, "groups": groups, "suppressed_groups": [], "min_group_count": 30}}
+    r = decide(
+        _policy(min_metrics={"r2": 0.0}, fairness=[{"metric": "mae_ratio", "min": 0.8}]), {**reg, "fairness": fair}
+    )
+    assert r["decision"] == "reject" and r["failed"] == ["mae_ratio[sex] >= 0.8"]
+    assert "mae lowest in F (1.000), highest in M (1.600)" in r["rules"][-1]["detail"]
+    # The built-in default rule is optional: a project without sensitive attributes still deploys.
+    assert decide(PolicyConfig(), {**GOOD, "fairness": {}})["decision"] == "deploy"
+    assert required.fairness[0].optional is False
