@@ -126,6 +126,23 @@ FAMILY_PARAMS: dict[str, frozenset[str]] = {
 }
 
 
+class ThresholdConfig(_Strict):
+    """How the classification decision threshold is chosen on the validation split.
+
+    `fixed` uses `value` (default 0.5); `max_f1` and `max_youden` maximise F1 or TPR − FPR;
+    `target_precision` / `target_recall` reach `value` (see `civicml.evaluation.threshold`).
+    """
+
+    rule: Literal["fixed", "max_f1", "max_youden", "target_precision", "target_recall"] = "fixed"
+    value: float | None = Field(None, gt=0, le=1, description="fixed threshold, or the target precision/recall")
+
+    @model_validator(mode="after")
+    def _target(self) -> ThresholdConfig:
+        if self.rule.startswith("target_") and self.value is None:
+            raise ValueError(f"model.threshold.rule {self.rule} needs model.threshold.value, e.g. value: 0.8")
+        return self
+
+
 class ModelConfig(_Strict):
     """Model family and fixed parameters (tuned ones come from `tuning`)."""
 
@@ -133,6 +150,7 @@ class ModelConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int = 42
     n_threads: int = Field(2, ge=1, description="fixed so XGBoost `hist` is bit-for-bit reproducible")
+    threshold: ThresholdConfig = ThresholdConfig()
 
 
 class ParamSpec(_Strict):
@@ -313,7 +331,7 @@ def check_space_for_algorithm(algorithm: str, space: dict[str, ParamSpec], max_t
 
 
 # Metric names a policy may use, by direction (mirrors civicml.evaluation.metrics; config sits below it).
-HIGHER_IS_BETTER_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "r2")
+HIGHER_IS_BETTER_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "r2")
 LOWER_IS_BETTER_METRICS = ("log_loss", "brier", "mse", "rmse", "mae")
 
 
@@ -361,6 +379,37 @@ class FairnessRule(_Strict):
         return self
 
 
+SKILL_DEFAULTS = {"binary_classification": ("balanced_accuracy", 0.05), "regression": ("rmse", 0.0)}
+
+
+class SkillRule(_Strict):
+    """The model must beat the no-skill baseline (majority class / prior; the mean for regression).
+
+    The margin is the model's metric minus the baseline's (flipped for lower-is-better metrics, so
+    positive = better). Judged on the margin's 95% bootstrap lower bound unless `use_ci_lower_bound`
+    is false. Defaults: balanced_accuracy with `min_margin` 0.05 for classification (a constant
+    predictor has 0.5 whatever the class balance); rmse with `min_margin` 0 for regression.
+    """
+
+    enabled: bool = True
+    metric: str | None = Field(None, description="default: balanced_accuracy (classification), rmse (regression)")
+    min_margin: float | None = Field(None, description="default: 0.05 (classification), 0.0 (regression)")
+    use_ci_lower_bound: bool = True
+
+    def resolved(self, task: str) -> tuple[str, float]:
+        """(metric, min_margin) with the task defaults filled in."""
+        metric, margin = SKILL_DEFAULTS[task]
+        return (self.metric or metric, margin if self.min_margin is None else self.min_margin)
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        known = HIGHER_IS_BETTER_METRICS + LOWER_IS_BETTER_METRICS
+        if value is not None and value not in known:
+            raise ValueError(f"unknown metric {value!r} in policy.skill.metric; use one of {', '.join(known)}")
+        return value
+
+
 class PolicyConfig(_Strict):
     """Gate rules: what a model must meet before it may serve anyone.
 
@@ -378,6 +427,7 @@ class PolicyConfig(_Strict):
         # A rule the user writes is required unless it says `optional: true`.
         default_factory=lambda: [FairnessRule(metric="demographic_parity_ratio", min=0.8, optional=True)]
     )
+    skill: SkillRule = SkillRule()
     min_group_count: int = Field(30, ge=1)
     non_inferiority_margin: float = Field(0.01, ge=0.0)
     require_approval: Literal["always", "never", "borderline"] = "never"

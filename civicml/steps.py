@@ -276,17 +276,44 @@ def train(config: RunConfig | str, data_dir: str, params_path: str | None, model
     version = data_info(data_dir)["version"]
     if cfg.training.workers > 1:
         workers = _train_distributed(cfg, data_dir, params, model_dir, audit)
-        result = {"model_sha256": model_hash(model_dir), "params": params}
+        from civicml.modeling.persistence import load_model
+
+        # The threshold is chosen on the validation split after the fit, whoever fitted.
+        model = load_model(model_dir)
+        choice = _choose_threshold(cfg, load_splits(data_dir)["valid"], model)
+        if choice is not None:
+            save_model(model, model_dir)
+        result = {"model_sha256": model_hash(model_dir), "params": params, "threshold": choice}
         result["files"] = sorted(p.name for p in Path(model_dir).iterdir())
         result["training"] = {"workers": cfg.training.workers, "backend": cfg.training.backend, "reports": workers}
     else:
         splits = load_splits(data_dir)
         spec = _spec(cfg, data_dir, splits["train"])
         model = fit_model(cfg.model.family, spec, params, splits["train"], cfg.model.seed, cfg.model.n_threads)
+        choice = _choose_threshold(cfg, splits["valid"], model)
         files = save_model(model, model_dir)
-        result = {"model_sha256": model_hash(model_dir), "params": params, "files": [f.name for f in files]}
+        result = {
+            "model_sha256": model_hash(model_dir),
+            "params": params,
+            "files": [f.name for f in files],
+            "threshold": choice,
+        }
     audit.append("model_trained", {"version": version, "family": cfg.model.family, **result})
     return result
+
+
+def _choose_threshold(cfg: RunConfig, valid: pd.DataFrame, model) -> dict[str, Any] | None:
+    """Choose the decision threshold on the validation rows (`model.threshold`) and set it on the model."""
+    if cfg.task != "binary_classification":
+        return None
+    from civicml.evaluation.threshold import choose_threshold
+
+    rule = cfg.model.threshold
+    choice = choose_threshold(
+        model.spec.encode_target(valid[model.spec.target]), model.score(valid), rule.rule, rule.value
+    )
+    model.threshold = choice["threshold"]
+    return choice
 
 
 def _train_distributed(cfg: RunConfig, data_dir: str, params: dict[str, Any], model_dir: str, audit: AuditLog):
@@ -364,7 +391,7 @@ def evaluate(
     splits = load_splits(data_dir)
     model = load_model(model_dir)
     registry = _registry(cfg)
-    evaluation = evaluate_model(cfg, model, splits["test"], registry=registry)
+    evaluation = evaluate_model(cfg, model, splits["test"], registry=registry, train=splits["train"])
     evaluation["version"] = data_info(data_dir)["version"]
     evaluation["model_sha256"] = model_hash(model_dir)
     _write_json(evaluation_path, evaluation)

@@ -37,6 +37,7 @@ METRIC_LABELS = {
     "roc_auc": "ROC-AUC",
     "pr_auc": "PR-AUC (average precision)",
     "accuracy": "Accuracy",
+    "balanced_accuracy": "Balanced accuracy",
     "precision": "Precision",
     "recall": "Recall",
     "f1": "F1 score",
@@ -445,6 +446,33 @@ def _metric_rows(ev: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def _baseline_section(doc: _Doc, ev: dict[str, Any], cfg) -> None:
+    """The no-skill baseline, the model's margins over it and how the threshold was chosen."""
+    if ev.get("threshold") is not None:
+        rule = cfg.model.threshold
+        how = "fixed" if rule.rule == "fixed" else f"chosen on the validation split by rule {rule.rule}"
+        target = f" (target {rule.value})" if rule.rule.startswith("target_") else ""
+        doc.para(f"Decision threshold: {ev['threshold']:.4f}, {how}{target}; the server labels rows with it.")
+    base = ev.get("baseline")
+    if not base:
+        doc.para("No no-skill baseline was computed for this evaluation.", "note")
+        return
+    doc.heading(3, "Compared with no skill")
+    doc.para(
+        f"Baseline: {base['strategy']} (fitted on the {base.get('fitted_on', 'training')} rows). A positive margin "
+        "means better than the baseline; intervals are paired 95% bootstrap intervals."
+    )
+    doc.table(
+        "Margin over the no-skill baseline",
+        ["metric", "model", "baseline", "margin", "95% CI low", "95% CI high"],
+        [
+            [METRIC_LABELS.get(k, k), m["model"], m["baseline"], m["margin"], m.get("low"), m.get("high")]
+            for k, m in base.get("margins", {}).items()
+        ],
+        numeric={1, 2, 3, 4, 5},
+    )
+
+
 def _fairness_section(doc: _Doc, ev: dict[str, Any], gate: dict[str, Any] | None) -> None:
     fairness = ev.get("fairness") or {}
     doc.heading(2, "Fairness", "fairness")
@@ -748,6 +776,7 @@ def render_model_card(
         _metric_rows(ev),
         numeric={1, 2, 3},
     )
+    _baseline_section(doc, ev, cfg)
     if ev.get("task") == "regression" or "residuals" in ev:
         res = ev.get("residuals")
         if res:

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from civicml.config import RunConfig
+from civicml.evaluation.baseline import MARGIN_METRICS, no_skill_baseline
 from civicml.evaluation.compare import compare_with_champion
 from civicml.evaluation.explain import global_importance
 from civicml.evaluation.fairness import fairness_report, regression_fairness_report
@@ -18,7 +19,12 @@ N_RESAMPLES = 1000
 
 
 def evaluate_model(
-    cfg: RunConfig, model: TrainedModel, test: pd.DataFrame, registry=None, n_resamples: int = N_RESAMPLES
+    cfg: RunConfig,
+    model: TrainedModel,
+    test: pd.DataFrame,
+    registry=None,
+    n_resamples: int = N_RESAMPLES,
+    train: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Build the evaluation document for `model` on `test`.
 
@@ -34,22 +40,39 @@ def evaluate_model(
         test: Test rows with target and sensitive attributes.
         registry: When given and a champion exists, the champion is scored on the same rows.
         n_resamples: Bootstrap resamples for CIs and the champion comparison.
+        train: Training rows; the no-skill baseline (`baseline`) is fitted on their labels. Without them
+            the baseline is fitted on the test labels (said in `baseline.fitted_on`).
     """
     spec = model.spec
     seed = cfg.split.seed
+    threshold = model.threshold if cfg.task == "binary_classification" else None
     y = spec.encode_target(test[spec.target])
     score = model.score(test)
     doc: dict[str, Any] = {
         "task": cfg.task,
         "family": model.family,
         "n_test": len(test),
-        "threshold": THRESHOLD if cfg.task == "binary_classification" else None,
+        "threshold": threshold,
         "features": spec.features,
     }
-    doc.update(evaluate_predictions(cfg.task, y, score, THRESHOLD, n_resamples=n_resamples, seed=seed))
+    doc.update(evaluate_predictions(cfg.task, y, score, threshold or THRESHOLD, n_resamples=n_resamples, seed=seed))
+    y_base = spec.encode_target(train[spec.target]) if train is not None else y
+    skill_metric = cfg.policy.skill.resolved(cfg.task)[0]
+    doc["baseline"] = no_skill_baseline(
+        cfg.task,
+        y_base,
+        y,
+        score,
+        threshold or THRESHOLD,
+        metrics=tuple(dict.fromkeys((*MARGIN_METRICS[cfg.task], skill_metric))),
+        n_resamples=n_resamples,
+        seed=seed,
+    )
+    if train is None:
+        doc["baseline"]["fitted_on"] = "test (no training rows given)"
     attrs = [a for a in cfg.data.sensitive_attributes if a in test.columns]
     if cfg.task == "binary_classification" and attrs:
-        y_pred = (score >= THRESHOLD).astype(int)
+        y_pred = (score >= threshold).astype(int)
         doc["fairness"] = fairness_report(
             y, y_pred, test[attrs], min_group_count=cfg.policy.min_group_count, n_resamples=n_resamples, seed=seed
         )
@@ -64,7 +87,7 @@ def evaluate_model(
             cfg.policy.non_inferiority_margin,
             n_resamples=n_resamples,
             seed=seed,
-            threshold=THRESHOLD,
+            threshold=threshold or THRESHOLD,
         )
         if comparison is not None:
             doc["champion_comparison"] = comparison

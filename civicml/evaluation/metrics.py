@@ -18,11 +18,31 @@ import numpy as np
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
-CLASSIFICATION_HEADLINE = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss", "brier")
+CLASSIFICATION_HEADLINE = (
+    "accuracy",
+    "balanced_accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+)
 REGRESSION_HEADLINE = ("mse", "rmse", "mae", "r2")
 # Metrics that get a bootstrap CI (the headline ones a gate may use).
 CI_METRICS = {
-    "binary_classification": ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "brier", "log_loss"),
+    "binary_classification": (
+        "roc_auc",
+        "pr_auc",
+        "accuracy",
+        "balanced_accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "brier",
+        "log_loss",
+    ),
     "regression": ("rmse", "mae", "r2"),
 }
 LOWER_IS_BETTER = frozenset({"mse", "rmse", "mae", "log_loss", "brier"})
@@ -30,7 +50,7 @@ KNOWN_METRICS = frozenset(CLASSIFICATION_HEADLINE) | frozenset(REGRESSION_HEADLI
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """Threshold metrics (accuracy, precision, recall, F1) and ranking/probability metrics.
+    """Threshold metrics (accuracy, balanced accuracy, precision, recall, F1) and ranking/probability metrics.
 
     Args:
         y_true: 0/1 labels.
@@ -47,6 +67,8 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: flo
     both = len(np.unique(y_true)) > 1
     return {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        # Mean of the recall of each class: 0.5 for any constant predictor, whatever the class balance.
+        "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)) if both else float("nan"),
         "precision": float(skm.precision_score(y_true, y_pred, zero_division=0)),
         "recall": float(skm.recall_score(y_true, y_pred, zero_division=0)),
         "f1": float(skm.f1_score(y_true, y_pred, zero_division=0)),
@@ -197,6 +219,10 @@ def weighted_classification(
     with np.errstate(divide="ignore", invalid="ignore"):
         if "accuracy" in which:
             out["accuracy"] = (tp + tn) / n_w
+        if "balanced_accuracy" in which:
+            out["balanced_accuracy"] = np.where(
+                (tp + fn > 0) & (tn + fp > 0), 0.5 * (tp / (tp + fn) + tn / (tn + fp)), np.nan
+            )
         if "precision" in which:
             out["precision"] = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
         if "recall" in which:

@@ -223,6 +223,34 @@ def _fairness_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[di
     return rules
 
 
+def _skill_rule(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
+    """The model's margin over the no-skill baseline (majority class / prior; the mean)."""
+    rule = policy.skill
+    if not rule.enabled:
+        return []
+    task = evaluation.get("task", "binary_classification")
+    metric, bound = rule.resolved(task)
+    base = evaluation.get("baseline") or {}
+    m = (base.get("margins") or {}).get(metric)
+    on_ci = rule.use_ci_lower_bound
+    label = f"{metric} margin over the no-skill baseline{' (95% CI lower bound)' if on_ci else ''} >= {bound}"
+    extra = {"metric": metric, "baseline": base.get("strategy")}
+    if m is None:
+        detail = (
+            f"no baseline margin for {metric} in the evaluation (computed: {sorted(base.get('margins') or {})}); "
+            "re-evaluate the model"
+        )
+        return [_rule(label, "skill", bound, None, NOT_ASSESSABLE, detail=detail, **extra)]
+    value = _num(m.get("low")) if on_ci else _num(m.get("margin"))
+    r = _compare(label, "skill", value, bound, True, policy, f"no bootstrap interval for the {metric} margin", **extra)
+    r["detail"] = (
+        f"{metric}: model {m['model']:.4f}, baseline {m['baseline']:.4f} ({base.get('strategy')}); margin "
+        f"{m['margin']:+.4f}" + (f" (95% CI {m['low']:+.4f} to {m['high']:+.4f})" if "low" in m else "")
+    )
+    r["point_estimate"] = m["margin"]
+    return [r]
+
+
 def _champion_rule(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     comp = evaluation.get("champion_comparison")
     if not comp:
@@ -297,6 +325,7 @@ def decide(policy: PolicyConfig, evaluation: dict[str, Any]) -> dict[str, Any]:
     """
     rules = [
         *_metric_rules(policy, evaluation),
+        *_skill_rule(policy, evaluation),
         *_fairness_rules(policy, evaluation),
         *_champion_rule(policy, evaluation),
     ]

@@ -33,6 +33,9 @@ class TrainedModel:
     spec: FeatureSpec
     params: dict[str, Any]
     estimator: Any
+    # Classification decision threshold, chosen on the validation split (`civicml.evaluation.threshold`)
+    # and saved in model.json, so evaluation and the server label rows the same way.
+    threshold: float = 0.5
 
     @property
     def task(self) -> str:
@@ -48,10 +51,10 @@ class TrainedModel:
             raise TypeError("predict_proba is for classification models")
         return np.asarray(self.estimator.predict_proba(self._x(df))[:, 1], dtype="float64")
 
-    def predict(self, df: pd.DataFrame, threshold: float = 0.5) -> np.ndarray:
-        """0/1 labels at `threshold` (classification) or values (regression)."""
+    def predict(self, df: pd.DataFrame, threshold: float | None = None) -> np.ndarray:
+        """0/1 labels at `threshold` (default: the model's own) for classification, or values (regression)."""
         if self.task == "binary_classification":
-            return (self.predict_proba(df) >= threshold).astype("int64")
+            return (self.predict_proba(df) >= (self.threshold if threshold is None else threshold)).astype("int64")
         return np.asarray(self.estimator.predict(self._x(df)), dtype="float64")
 
     def score(self, df: pd.DataFrame) -> np.ndarray:

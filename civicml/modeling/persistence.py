@@ -31,6 +31,9 @@ def save_model(model: TrainedModel, directory: str | Path) -> list[Path]:
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     meta = {"family": model.family, "params": model.params, "spec": model.spec.to_dict(), "format": 1}
+    if model.task == "binary_classification" and model.threshold != 0.5:
+        # Only a chosen threshold is written: models at the default keep their bytes (and hashes).
+        meta["threshold"] = model.threshold
     files = [d / MODEL_META]
     files[0].write_text(json.dumps(meta, indent=2, default=str))  # no sort_keys: feature order matters
     if model.family == "xgboost":
@@ -76,7 +79,8 @@ def load_model(directory: str | Path) -> TrainedModel:
                 "was not written by civicml — retrain the version or restore the file"
             )
         est = sio.load(path, trusted=sorted(SKOPS_TRUSTED_TYPES & set(untrusted)))
-    return TrainedModel(family=family, spec=spec, params=meta["params"], estimator=est)
+    threshold = float(meta.get("threshold", 0.5))
+    return TrainedModel(family=family, spec=spec, params=meta["params"], estimator=est, threshold=threshold)
 
 
 def model_hash_from_files(files: dict[str, bytes]) -> str:

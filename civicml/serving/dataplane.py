@@ -107,7 +107,7 @@ class DataPlane:
 
         def run():
             score = model.score(frame)
-            pred = (score >= 0.5).astype("int64") if model.task == "binary_classification" else score
+            pred = (score >= model.threshold).astype("int64") if model.task == "binary_classification" else score
             return score, pred
 
         if await request.is_disconnected():

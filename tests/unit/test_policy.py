@@ -29,6 +29,16 @@ GOOD = {
         "brier": {"low": 0.14, "high": 0.16, "level": 0.95},
     },
     "fairness": {"region": _fair(0.9), "sex": _fair(0.97)},
+    "baseline": {
+        "strategy": "majority class 0, scored with the prior 0.3000",
+        "margins": {
+            "balanced_accuracy": {"model": 0.74, "baseline": 0.5, "margin": 0.24, "low": 0.21, "high": 0.27},
+        },
+    },
+}
+REG_BASELINE = {
+    "strategy": "training mean 10",
+    "margins": {"rmse": {"model": 1.0, "baseline": 2.0, "margin": 1.0, "low": 0.8, "high": 1.2}},
 }
 
 
@@ -52,7 +62,7 @@ def _failed(result) -> list[str]:
 def test_all_rules_pass_deploys_and_every_rule_is_recorded():
     r = decide(_policy(max_metrics={"brier": 0.25}), GOOD)
     assert r["decision"] == "deploy"
-    assert len(r["rules"]) == 4  # roc_auc, brier, two fairness attributes
+    assert len(r["rules"]) == 5  # roc_auc, brier, margin over the no-skill baseline, two fairness attributes
     for rule in r["rules"]:
         assert {"rule", "threshold", "value", "verdict", "passed"} <= set(rule)
     json.dumps(r)  # the decision is evidence: it must serialise
@@ -152,7 +162,7 @@ def test_skipped_champion_comparison_needs_a_person():
 
 
 def test_metric_not_produced_by_the_task_fails_with_a_fix():
-    ev = {"task": "regression", "metrics": {"rmse": 1.0, "mae": 0.8, "r2": 0.6, "mse": 1.0}}
+    ev = {"task": "regression", "metrics": {"rmse": 1.0, "mae": 0.8, "r2": 0.6, "mse": 1.0}, "baseline": REG_BASELINE}
     r = decide(_policy(min_metrics={"roc_auc": 0.7}), ev)
     assert r["decision"] == "reject" and "not computed for task regression" in r["rules"][0]["detail"]
     # The task default for regression is r2 >= 0.
@@ -205,7 +215,12 @@ def test_demo_data_with_injected_bias_fails_the_region_fairness_rule(tmp_path):
 def test_required_fairness_rule_that_cannot_be_measured_fails_unless_optional():
     """Issue 13 item 2: a regression with policy.fairness deployed with no fairness rule in gate.json."""
     required = _policy(fairness=[{"metric": "mae_ratio", "min": 0.8}])
-    reg = {"task": "regression", "metrics": {"r2": 0.5, "rmse": 1.0}, "confidence_intervals": {}}
+    reg = {
+        "task": "regression",
+        "metrics": {"r2": 0.5, "rmse": 1.0},
+        "confidence_intervals": {},
+        "baseline": REG_BASELINE,
+    }
     r = decide(_policy(min_metrics={"r2": 0.0}, fairness=[{"metric": "mae_ratio", "min": 0.8}]), reg)
     assert r["decision"] == "reject" and r["failed"] == ["mae_ratio (not measured)"]
     assert "no sensitive attribute" in r["rules"][-1]["detail"] and "optional: true" in r["rules"][-1]["detail"]
@@ -226,3 +241,26 @@ def test_required_fairness_rule_that_cannot_be_measured_fails_unless_optional():
     # The built-in default rule is optional: a project without sensitive attributes still deploys.
     assert decide(PolicyConfig(), {**GOOD, "fairness": {}})["decision"] == "deploy"
     assert required.fairness[0].optional is False
+
+
+def test_near_constant_classifier_fails_the_no_skill_rule():
+    """Issue 13 item 3: accuracy 0.72 vs 0.70 for always predicting the majority class passed the gate."""
+    base = {
+        "strategy": "majority class 1, scored with the prior 0.7000",
+        "margins": {"balanced_accuracy": {"model": 0.53, "baseline": 0.5, "margin": 0.03, "low": 0.01, "high": 0.05}},
+    }
+    r = decide(_policy(), _ev(baseline=base))
+    rule = next(x for x in r["rules"] if x["kind"] == "skill")
+    assert r["decision"] == "reject" and rule["verdict"] == "fail" and rule["value"] == 0.01
+    assert "baseline 0.5000" in rule["detail"] and "95% CI +0.0100 to +0.0500" in rule["detail"]
+    # On the point estimate instead of the interval, with a smaller margin, it passes.
+    r = decide(_policy(skill={"use_ci_lower_bound": False, "min_margin": 0.02}), _ev(baseline=base))
+    assert r["decision"] == "deploy"
+    # Switched off, no skill rule is recorded; missing from an evaluation, a person must judge.
+    assert not [
+        x for x in decide(_policy(skill={"enabled": False}), _ev(baseline=base))["rules"] if x["kind"] == "skill"
+    ]
+    r = decide(_policy(), _ev(baseline={}))
+    assert r["decision"] == "pending_approval" and "no-skill baseline" in r["not_assessable"][0]
+    with pytest.raises(Exception, match="unknown metric 'auc'"):
+        PolicyConfig(skill={"metric": "auc"})

@@ -129,7 +129,10 @@ def test_cli_challenger_lifecycle(tmp_path, monkeypatch):
     assert current_routing(reg).challenger_share == 0.4
     res = run(app, ["ab", "report", "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["recommendation"] == "keep"
-    assert run(app, ["ab", "promote"]).exit_code == 0
+    # "keep" is not a reason to promote (issue 13 item 4): refused unless forced with a reason.
+    res = run(app, ["ab", "promote"])
+    assert res.exit_code == 1 and "refusing to promote v2" in res.output
+    assert run(app, ["ab", "promote", "--force", "--reason", "lifecycle test"]).exit_code == 0
     r = current_routing(reg)
     assert (r.champion, r.challenger, r.challenger_share) == ("v2", None, 0.0)
     assert run(app, ["rollback"]).exit_code == 0

@@ -1,0 +1,106 @@
+"""The no-skill baseline a model must beat, with the model's margin over it and its interval.
+
+Classification: scikit-learn's `DummyClassifier(strategy="prior")` fitted on the training labels — it
+predicts the majority class and scores every row with the training prevalence. Regression:
+`DummyRegressor(strategy="mean")`, the training mean. The baseline is scored on the same test rows as
+the model; each margin (model minus baseline, sign flipped for lower-is-better metrics, so a positive
+margin always means "better than no skill") gets a paired percentile bootstrap interval: both are
+evaluated on the same resample weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.dummy import DummyClassifier, DummyRegressor
+
+from civicml.evaluation.metrics import (
+    LOWER_IS_BETTER,
+    MAX_CHUNK_CELLS,
+    classification_metrics,
+    regression_metrics,
+    resample_weights,
+    weighted_classification,
+    weighted_regression,
+)
+
+# Margins computed for every evaluation (cheap); the policy's skill metric is added when it is another.
+MARGIN_METRICS = {"binary_classification": ("balanced_accuracy", "accuracy"), "regression": ("rmse", "mae")}
+
+
+def baseline_scores(task: str, y_train: np.ndarray, n_test: int) -> tuple[np.ndarray, str]:
+    """The baseline's scores for `n_test` rows and a description of it."""
+    x_train = np.zeros((len(y_train), 1))
+    if task == "binary_classification":
+        dummy = DummyClassifier(strategy="prior").fit(x_train, np.asarray(y_train).astype(int))
+        proba = dummy.predict_proba(np.zeros((n_test, 1)))
+        p1 = proba[:, list(dummy.classes_).index(1)] if 1 in dummy.classes_ else np.zeros(n_test)
+        return p1, f"majority class {int(dummy.predict(np.zeros((1, 1)))[0])}, scored with the prior {p1[0]:.4f}"
+    dummy = DummyRegressor(strategy="mean").fit(x_train, np.asarray(y_train, dtype="float64"))
+    pred = dummy.predict(np.zeros((n_test, 1)))
+    return pred, f"training mean {pred[0]:.4f}"
+
+
+def no_skill_baseline(
+    task: str,
+    y_train: np.ndarray,
+    y_test: np.ndarray,
+    score: np.ndarray,
+    threshold: float = 0.5,
+    metrics: tuple[str, ...] | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Baseline metrics on the test rows and the model's margins over them.
+
+    Args:
+        task: `binary_classification` or `regression`.
+        y_train: Training labels/values (the baseline is fitted on them, never on test rows).
+        y_test: Test labels/values.
+        score: The model's test scores (probabilities or predictions).
+        threshold: The model's decision threshold (the baseline predicts its majority class).
+        metrics: Metrics to compute margins for; default `MARGIN_METRICS[task]`.
+        n_resamples: Paired bootstrap resamples for the margin intervals (0 = none).
+        seed: Bootstrap seed.
+        level: Interval coverage.
+
+    Returns:
+        `{strategy, metrics, margins: {metric: {model, baseline, margin, low, high, level, n_resamples}}}`.
+    """
+    y_test = np.asarray(y_test)
+    base, strategy = baseline_scores(task, y_train, len(y_test))
+    which = tuple(metrics or MARGIN_METRICS[task])
+    if task == "binary_classification":
+        # The baseline's label is its majority class, whatever threshold the model uses.
+        base_threshold = 0.5
+        model_m = classification_metrics(y_test, score, threshold)
+        base_m = classification_metrics(y_test, base, base_threshold)
+    else:
+        model_m, base_m = regression_metrics(y_test, score), regression_metrics(y_test, base)
+    sign = {m: (-1.0 if m in LOWER_IS_BETTER else 1.0) for m in which}
+    margins = {
+        m: {"model": model_m[m], "baseline": base_m[m], "margin": sign[m] * (model_m[m] - base_m[m])} for m in which
+    }
+    if n_resamples > 0:
+        rng = np.random.default_rng(seed)
+        chunk = max(1, min(100, MAX_CHUNK_CELLS // max(len(y_test), 1)))
+        draws: dict[str, list[np.ndarray]] = {m: [] for m in which}
+        for start in range(0, n_resamples, chunk):
+            W = resample_weights(len(y_test), min(chunk, n_resamples - start), rng)
+            if task == "binary_classification":
+                a = weighted_classification(y_test, score, W, threshold, which=which)
+                b = weighted_classification(y_test, base, W, base_threshold, which=which)
+            else:
+                a, b = weighted_regression(y_test, score, W, which=which), weighted_regression(y_test, base, W, which)
+            for m in which:
+                draws[m].append(sign[m] * (a[m] - b[m]))
+        alpha = (1 - level) / 2
+        for m in which:
+            v = np.concatenate(draws[m])
+            v = v[np.isfinite(v)]
+            if len(v) >= n_resamples / 2:
+                lo, hi = np.quantile(v, [alpha, 1 - alpha])
+                margins[m].update({"low": float(lo), "high": float(hi), "level": level, "n_resamples": len(v)})
+    return {"strategy": strategy, "fitted_on": "train", "metrics": base_m, "margins": margins}
