@@ -638,13 +638,88 @@ class MonitoringConfig(_Strict):
 class CardConfig(_Strict):
     """Text for the model card that only people can write."""
 
-    title: str = "Benefit claim review model"
-    owner: str = "Data Science Unit"
+    # No defaults about a use the user did not describe: an unset field is shown as missing on the card.
+    title: str | None = Field(None, description="default: the project's name")
+    owner: str | None = None
     contact: str | None = Field(None, description="where to report a problem with the model, e.g. an email")
-    intended_use: str = "Prioritise benefit claims for human review. Not for automated denial of benefits."
+    intended_use: str | None = Field(None, description="what the model is for and who acts on its output")
     out_of_scope: str | None = Field(None, description="uses the model must not be put to")
-    limitations: str = "Trained on synthetic data; not validated for use outside the claim types it was trained on."
+    limitations: str | None = Field(None, description="data, population and period it was not validated for")
     ethical_considerations: str | None = None
+
+    def missing(self) -> list[str]:
+        """The `card.*` keys a reviewer needs that nobody wrote."""
+        return [k for k in ("owner", "intended_use", "limitations") if not (getattr(self, k) or "").strip()]
+
+
+# The metrics each task produces (civicml.evaluation.metrics computes exactly these).
+TASK_METRICS = {
+    "binary_classification": (
+        "accuracy",
+        "balanced_accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "pr_auc",
+        "log_loss",
+        "brier",
+    ),
+    "regression": ("mse", "rmse", "mae", "r2"),
+}
+TASK_DEFAULT_OBJECTIVE = {"binary_classification": "roc_auc", "regression": "rmse"}
+
+
+def check_against_task(cfg: RunConfig) -> RunConfig:
+    """Refuse metric names the task cannot produce, before any step runs; fill task defaults.
+
+    Checked: `tuning.objective_metric` and `tuning.direction`, `policy.min_metrics`/`max_metrics`,
+    `policy.fairness[*].metric` and `policy.skill.metric`. Each message names the key and the fix.
+    Unset tuning keys take the task's default (roc_auc/maximize; rmse/minimize for regression).
+    """
+    task = cfg.task
+    produced = TASK_METRICS[task]
+    tuning = cfg.tuning
+    if "objective_metric" not in tuning.model_fields_set:
+        tuning.objective_metric = TASK_DEFAULT_OBJECTIVE[task]
+    metric = tuning.objective_metric
+    if metric not in produced:
+        raise ValueError(
+            f"tuning.objective_metric {metric!r} is not computed for task {task}; use one of {', '.join(produced)} "
+            f"(e.g. tuning: {{objective_metric: {TASK_DEFAULT_OBJECTIVE[task]}}})"
+        )
+    wanted = "minimize" if metric in LOWER_IS_BETTER_METRICS else "maximize"
+    if "direction" not in tuning.model_fields_set:
+        tuning.direction = wanted
+    elif tuning.direction != wanted:
+        raise ValueError(
+            f"tuning.direction is {tuning.direction!r}, but {metric} is best {wanted}d: set direction: {wanted}"
+        )
+    policy = cfg.policy
+    for key, names in (("policy.min_metrics", policy.min_metrics or {}), ("policy.max_metrics", policy.max_metrics)):
+        wrong = sorted(set(names) - set(produced))
+        if wrong:
+            raise ValueError(
+                f"{key} has {wrong}, which task {task} does not compute (they would fail every model); "
+                f"use metrics of {task}: {', '.join(produced)}"
+            )
+    fair = FAIRNESS_METRICS_BY_TASK[task]
+    if "fairness" not in policy.model_fields_set and task == "regression":
+        # The built-in rule is the four-fifths rule on selection rates; for regression the same 0.8 on the
+        # ratio of the groups' mean absolute errors (optional, like the classification default).
+        policy.fairness = [FairnessRule(metric="mae_ratio", min=0.8, optional=True)]
+    for i, rule in enumerate(policy.fairness):
+        if rule.metric not in fair:
+            raise ValueError(
+                f"policy.fairness[{i}].metric {rule.metric!r} is not measured for task {task}; use one of "
+                f"{', '.join(fair)}"
+            )
+    if policy.skill.metric is not None and policy.skill.metric not in produced:
+        raise ValueError(
+            f"policy.skill.metric {policy.skill.metric!r} is not computed for task {task}; use one of "
+            f"{', '.join(produced)}"
+        )
+    return cfg
 
 
 class TransparencyConfig(_Strict):
@@ -743,6 +818,10 @@ class RunConfig(_Strict):
     review: ReviewConfig = ReviewConfig()
 
     @model_validator(mode="after")
+    def _fits_the_task(self) -> RunConfig:
+        return check_against_task(self)
+
+    @model_validator(mode="after")
     def _params_fit_family(self) -> RunConfig:
         allowed = FAMILY_PARAMS[self.model.family]
         for key, names in (("model.params", self.model.params), ("tuning.search_space", self.tuning.search_space)):
@@ -834,6 +913,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             if not isinstance(node, dict):
                 raise ConfigError(f"cannot override {dotted}: {part} is not a mapping")
         node[parts[-1]] = value
+    if path is not None:
+        resolve_relative_paths(raw, Path(path).resolve().parent, set(overrides or {}))
     return parse_config(raw, where)
 
 
@@ -911,3 +992,35 @@ def read_yaml_config(path: Path) -> dict[str, Any]:
             f"config file {path} must be a mapping of keys (e.g. `name: my-project`), got {type(raw).__name__}"
         )
     return raw
+
+
+# Config keys holding a local path or a URI; a relative local path is relative to the config file.
+PATH_KEYS = ("data.source", "storage.uri", "monitoring.window_source")
+
+
+def _is_relative_local_path(value: Any) -> bool:
+    if not isinstance(value, str) or not value.strip() or value == "serving-log":
+        return False
+    if "://" in value or value.startswith(("demo:", "~")):
+        return False
+    return not Path(value).is_absolute()
+
+
+def resolve_relative_paths(raw: dict[str, Any], base: Path, skip: set[str]) -> None:
+    """Make relative local paths in the file absolute, against the config file's folder (in place).
+
+    Paths given as overrides (`--set`, flags) are left alone: they are relative to where the command
+    runs, like any other command-line path. `storage.uri` left unset defaults to `.civicml` beside
+    the config file.
+    """
+    for dotted in PATH_KEYS:
+        if dotted in skip:
+            continue
+        section, key = dotted.split(".")
+        node = raw.get(section)
+        if dotted == "storage.uri" and not (isinstance(node, dict) and "uri" in node):
+            if node is None or isinstance(node, dict):
+                raw.setdefault("storage", {})["uri"] = str(base / ".civicml")
+            continue
+        if isinstance(node, dict) and _is_relative_local_path(node.get(key)):
+            node[key] = str(base / node[key])

@@ -419,7 +419,8 @@ def evaluate(
         from civicml.evaluation.report import render_evaluation_html
 
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(report_path).write_text(render_evaluation_html(f"{cfg.card.title}: evaluation", evaluation, cfg=cfg))
+        title = f"{cfg.card.title or cfg.name}: evaluation"
+        Path(report_path).write_text(render_evaluation_html(title, evaluation, cfg=cfg))
     return evaluation
 
 
@@ -763,7 +764,7 @@ def monitor_report(
     perf = _read_json(performance_path) if performance_path and Path(performance_path).is_file() else None
     decision = _read_json(decision_path) if decision_path and Path(decision_path).is_file() else None
     html_text = render_drift_html(
-        drift, perf, decision, title=f"{cfg.card.title}: drift report", version=drift.get("version")
+        drift, perf, decision, title=f"{cfg.card.title or cfg.name}: drift report", version=drift.get("version")
     )
     Path(report_path).parent.mkdir(parents=True, exist_ok=True)
     Path(report_path).write_text(html_text)

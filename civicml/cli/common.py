@@ -25,6 +25,26 @@ err_console = Console(stderr=True)
 DEFAULT_CONFIG = "civicml.yaml"
 
 
+def print_table(table: Any) -> None:
+    """Print a rich table whole: on a pipe or in a file, as wide as its content (rich assumes 80 columns).
+
+    In a terminal rich wraps cells to the window; elsewhere nothing may be cut, because what is
+    read later (a log, a ticket, `| grep`) cannot be resized.
+    """
+    if console.is_terminal:
+        console.print(table)
+        return
+    from rich.measure import Measurement
+
+    need = Measurement.get(console, console.options.update_width(100_000), table).maximum
+    if need <= console.width:
+        console.print(table)
+        return
+    # Console.print(width=...) never renders wider than the console: widen it for this table only.
+    plain = Console(file=console.file, width=need, color_system=None, soft_wrap=False)
+    plain.print(table, crop=False)
+
+
 def load_cfg(config: Path | None, overrides: dict[str, Any] | None = None):
     """Load the config file (or `civicml.yaml` when present, else defaults)."""
     from civicml.config import load_config

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from civicml.cli.common import console, err_console, friendly_errors, load_cfg
+from civicml.cli.common import console, err_console, friendly_errors, load_cfg, print_table
 
 audit_app = typer.Typer(name="audit", help="The hash-chained audit log: show it, verify it.", no_args_is_help=True)
 
@@ -106,10 +106,11 @@ def reject(
     friendly_errors(_decide)("rejected", version, by, role, reason, model_sha256, config, store, True)
 
 
-def _summary(payload: dict[str, Any], width: int = 90) -> str:
+def _summary(payload: dict[str, Any], width: int = 400) -> str:
     keys = ("version", "decision", "status", "alias", "to", "by", "reason", "error")
     parts = [f"{k}={payload[k]}" for k in keys if k in payload and not isinstance(payload[k], dict)]
     text = ", ".join(parts) or json.dumps(payload, default=str)
+    # The table wraps long cells; only a payload without summary keys (a whole JSON document) is shortened.
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -144,7 +145,7 @@ def audit_show(
                 str(r.get("actor")),
                 _summary(r.get("payload") or {}),
             )
-        console.print(table)
+        print_table(table)
 
     body()
 

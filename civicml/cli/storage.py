@@ -12,7 +12,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from civicml.cli.common import console, err_console, friendly_errors, load_cfg
+from civicml.cli.common import console, err_console, friendly_errors, load_cfg, print_table
 
 models_app = typer.Typer(
     name="models",
@@ -130,7 +130,7 @@ def list_cmd(config: Path | None = ConfigOpt, store: str | None = StoreOpt, as_j
             *[_fmt(m.get("metrics", {}).get(k)) for k in metric_names],
             ", ".join(aliases.get(m["version"], [])),
         )
-    console.print(table)
+    print_table(table)
 
 
 @models_app.command("show")

@@ -350,7 +350,10 @@ def _fairness_plot(attr: str, rep: dict[str, Any]) -> _Plot:
         f"{_fmt(rep.get('equalized_odds_difference'), 3)}."
     )
     if rep.get("suppressed_groups"):
-        alt += f" Groups with fewer than {rep.get('min_group_count')} rows are suppressed: {rep['suppressed_groups']}."
+        alt += (
+            f" Groups with fewer than {rep.get('min_group_count')} rows are suppressed: "
+            f"{', '.join(map(str, rep['suppressed_groups']))}."
+        )
     return _Plot(f"Fairness by {attr}", _png(fig), alt)
 
 
@@ -711,7 +714,7 @@ def render_model_card(
     card = cfg.card
     ev = evaluation
     version = manifest_like.get("version") or ev.get("version") or "unregistered"
-    title = title or f"Model card: {card.title}"
+    title = title or f"Model card: {card.title or manifest_like.get('name') or cfg.name}"
     doc = _Doc()
     doc.h.append('<a class="skip" href="#main">Skip to content</a><header>')
     doc.heading(1, title)
@@ -748,19 +751,27 @@ def render_model_card(
             ["task", manifest_like.get("task") or ev.get("task")],
             ["model family", manifest_like.get("family") or ev.get("family")],
             ["model sha256 (approvals are bound to it)", manifest_like.get("model_sha256") or ev.get("model_sha256")],
-            ["owner", card.owner],
+            ["owner", card.owner or "not stated (card.owner)"],
             ["contact", card.contact],
             ["features", ", ".join(ev.get("features", [])) or None],
         ],
     )
 
+    missing = card.missing()
+    if missing:
+        doc.para(
+            "Not stated by the project: " + ", ".join(f"card.{k}" for k in missing) + ". A reviewer cannot judge "
+            "whether this model fits its use without them: write them under `card:` in the config and retrain "
+            "(or re-render the card).",
+            "note",
+        )
     doc.heading(2, "Intended use", "use")
-    doc.para(card.intended_use)
+    doc.para(card.intended_use or "Not stated (card.intended_use is empty).")
     if card.out_of_scope:
         doc.heading(3, "Out of scope")
         doc.para(card.out_of_scope)
     doc.heading(2, "Limitations", "limitations")
-    doc.para(card.limitations)
+    doc.para(card.limitations or "Not stated (card.limitations is empty).")
     if card.ethical_considerations:
         doc.heading(3, "Ethical considerations")
         doc.para(card.ethical_considerations)

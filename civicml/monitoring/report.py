@@ -214,6 +214,10 @@ def render_drift_html(
         "body{font-family:sans-serif;max-width:62em;margin:auto;line-height:1.4;color:#111}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #555;padding:.25em .5em}"
         "caption{text-align:left;font-weight:bold;margin-bottom:.3em}img{max-width:100%;height:auto}"
+        # Wide tables scroll inside the page instead of widening it past the window (1280 px and less);
+        # long feature names and values wrap.
+        "table{display:block;max-width:100%;overflow-x:auto}td,th{overflow-wrap:anywhere}"
+        "pre,code{white-space:pre-wrap;overflow-wrap:anywhere}"
     )
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">'

@@ -13,6 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux `/proc/self/status`; else set and restore)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class StoreError(RuntimeError):
     """The object store cannot be reached or refused an operation (message has no secrets)."""
 
@@ -103,6 +116,9 @@ class LocalStore(Store):
                 "check storage.uri and the directory's permissions"
             ) from None
         try:
+            # mkstemp creates 0600 whatever the umask; a store directory shared by a team's group
+            # must get the mode a plain open() would (0666 minus the umask).
+            os.fchmod(fd, 0o666 & ~current_umask())
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()

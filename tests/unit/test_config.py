@@ -72,3 +72,32 @@ def test_parameters_must_fit_the_model_family(over, key, bad):
 def test_switching_family_with_its_default_space_loads():
     cfg = load_config(ROOT / "civicml.yaml", {"model.family": "random_forest", "tuning.search_space": {}})
     assert cfg.model.family == "random_forest" and cfg.tuning.search_space == {}
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"task": "regression", "tuning.objective_metric": "roc_auc"}, "tuning.objective_metric 'roc_auc' is not"),
+        ({"task": "regression", "policy.min_metrics": {"roc_auc": 0.7}}, "policy.min_metrics has ['roc_auc']"),
+        ({"task": "regression", "policy.max_metrics": {"brier": 0.2}}, "policy.max_metrics has ['brier']"),
+        (
+            {"task": "regression", "policy.fairness": [{"metric": "demographic_parity_ratio", "min": 0.8}]},
+            "policy.fairness[0].metric 'demographic_parity_ratio' is not measured for task regression",
+        ),
+        ({"policy.skill": {"metric": "rmse"}}, "policy.skill.metric 'rmse' is not computed"),
+        ({"tuning.objective_metric": "log_loss", "tuning.direction": "maximize"}, "set direction: minimize"),
+        ({"model.family": "logistic_regression", "model.params": {"max_depth": 3}}, "When switching families"),
+    ],
+)
+def test_config_is_checked_against_task_and_family_before_any_step(overrides, message):
+    """Issue 13 item 10: mismatches used to fail after tuning trials or count as model failures."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    assert message in str(err.value)
+
+
+def test_unset_tuning_keys_take_the_task_defaults():
+    cfg = load_config(None, {"task": "regression"})
+    assert (cfg.tuning.objective_metric, cfg.tuning.direction) == ("rmse", "minimize")
+    assert [r.metric for r in cfg.policy.fairness] == ["mae_ratio"] and cfg.policy.fairness[0].optional
+    assert type(cfg).from_json(cfg.to_json()) == cfg

@@ -204,3 +204,13 @@ def test_report_has_a_chart_with_numeric_alt_text_and_a_table_per_feature(profil
     assert parser.tables >= 2 + 11 and parser.row_headers > 0
     assert 'lang="en"' in html_text and "data:image/png;base64," in html_text
     assert "household_size" in html_text and "missing" in html_text
+
+
+def test_report_fits_a_1280px_window(profile):
+    """Issue 13 item 12: the drift report overflowed 1280 px; wide tables now scroll inside the page."""
+    rep = compute_drift(profile, generate_benefits(1500, month=6, seed=1), POLICY)
+    html_text = render_drift_html(rep, title="Drift", version="v1")
+    assert "max-width:62em" in html_text  # the body is narrower than 1280 px at the default font size
+    assert "table{display:block;max-width:100%;overflow-x:auto}" in html_text
+    assert "overflow-wrap:anywhere" in html_text
+    assert 'width="560"' in html_text and "img{max-width:100%" in html_text

@@ -117,7 +117,10 @@ def test_html_is_self_contained_and_accessible(card):
     # Verdicts are words, not only colours.
     assert "FAIL" in text and "PASS" in text and "REJECT" in text
     assert "roc_auc >= 0.99" in text and "ml@example.org" in text and "Automated denial." in text
-    assert "sha256:123" in text and "Prioritise benefit claims" in text
+    assert "sha256:123" in text
+    # Issue 13 item 11: no demo text about a use nobody described; what is missing is said.
+    assert "Prioritise benefit claims" not in text and "synthetic data" not in text
+    assert "Not stated by the project: card.owner, card.intended_use, card.limitations" in text
 
 
 def test_markdown_mirrors_the_card(card):
@@ -169,3 +172,32 @@ def test_regression_card_and_evaluation_only_report():
     assert "The policy gate has not run" in md
     page = render_evaluation_html("Evaluation", ev)
     assert "<title>Evaluation" in page
+
+
+def test_card_shows_the_projects_own_text_and_no_missing_note():
+    """Issue 13 item 11: written card text is shown as written; nothing is said to be missing."""
+    from civicml.evaluation.card import render_model_card
+
+    cfg = RunConfig.model_validate(
+        {
+            "name": "school-meals",
+            "card": {"owner": "Nutrition team", "intended_use": "Plan meal orders.", "limitations": "2025 only."},
+        }
+    )
+    ev = {"task": "binary_classification", "metrics": {}, "n_test": 0}
+    page, md = render_model_card({"version": "v1", "name": "school-meals"}, ev, None, cfg)
+    assert "Model card: school-meals" in page and "Plan meal orders." in page and "Nutrition team" in md
+    assert "Not stated" not in page and "Benefit claim" not in page
+
+
+def test_alt_text_lists_suppressed_groups_as_words_not_a_python_list():
+    """Issue 13 item 12: alt text showed "['tiny']"."""
+    from civicml.evaluation.card import _fairness_plot
+
+    groups = {
+        "a": {"count": 400, "suppressed": False, "selection_rate": 0.4, "tpr": 0.7, "fpr": 0.2, "precision": 0.6},
+        "tiny": {"count": 5, "suppressed": True, "selection_rate": None, "tpr": None, "fpr": None, "precision": None},
+    }
+    rep = {"groups": groups, "suppressed_groups": ["tiny"], "min_group_count": 30, "demographic_parity_ratio": None}
+    alt = _fairness_plot("region", rep).alt
+    assert "suppressed: tiny." in alt and "[" not in alt and "'" not in alt
