@@ -25,6 +25,21 @@ err_console = Console(stderr=True)
 DEFAULT_CONFIG = "civicml.yaml"
 
 
+def warn_if_store_is_local(cfg: Any, what: str) -> None:
+    """Warn (stderr) when the store is a local directory: pods on a cluster cannot reach it."""
+    from civicml.storage.store import resolve_store_uri
+
+    uri = resolve_store_uri(cfg.storage.uri)
+    if "://" not in uri:
+        err_console.print(
+            f"[bold yellow]warning:[/] storage.uri is the local directory {uri}; the pods that {what} cannot "
+            "reach it, so they would read and write a different, empty store. Set storage.uri: "
+            "s3://BUCKET/PREFIX (MinIO or any S3 store) or CIVICML_STORE_URI for cluster runs.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def print_table(table: Any) -> None:
     """Print a rich table whole: on a pipe or in a file, as wide as its content (rich assumes 80 columns).
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from civicml.cli.common import console, err_console, friendly_errors, load_cfg
+from civicml.cli.common import console, err_console, friendly_errors, load_cfg, warn_if_store_is_local
 
 DEFAULT_IMAGE = "ghcr.io/civicml/civicml:0.1.0"
 
@@ -210,6 +210,7 @@ def schedule(
 
     _cluster_call(default_pipeline_yaml, pipeline)  # rejects an unknown pipeline name before any work
     cfg = load_cfg(config)
+    warn_if_store_is_local(cfg, "run this schedule")
     with tempfile.TemporaryDirectory(prefix="civicml-schedule-") as tmp:
         path = _pipeline_file(pipeline, pipeline_file, cfg, image, Path(tmp))
         if dry_run:
@@ -260,6 +261,7 @@ def submit(
 
     _cluster_call(default_pipeline_yaml, pipeline)
     cfg = load_cfg(config)
+    warn_if_store_is_local(cfg, "run this pipeline")
     with tempfile.TemporaryDirectory(prefix="civicml-submit-") as tmp:
         path = _pipeline_file(pipeline, pipeline_file, cfg, image, Path(tmp))
         if dry_run:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from civicml.cli.common import console, err_console, friendly_errors, load_cfg
+from civicml.cli.common import console, err_console, friendly_errors, load_cfg, warn_if_store_is_local
 
 ab_app = typer.Typer(help="Champion/challenger A/B test: weights, report, promotion.", no_args_is_help=True)
 
@@ -207,6 +207,8 @@ def deploy_cmd(
     if as_:
         updates["mode"] = "challenger" if as_ == "challenger" else "replace"
     cfg = cfg.model_copy(update={"deploy": cfg.deploy.model_copy(update=updates)})
+    if cfg.deploy.target == "kubernetes":
+        warn_if_store_is_local(cfg, "serve this model")
     registry = _registry(cfg)
     version = version or _default_version(registry)
     from civicml.governance.approval import version_status

@@ -64,6 +64,7 @@ def test_arrests_pipeline_gate_and_fairness_match_fairlearn(tmp_path):
             "model.params": {},
             "tuning.max_trials": 2,
             "tuning.parallel_trials": 1,
+            "tuning.max_failed_trials": 1,
             "tuning.objective_metric": "roc_auc",
             "tuning.search_space": {},
             "tuning.early_stopping": None,

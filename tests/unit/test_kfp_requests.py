@@ -307,3 +307,18 @@ def test_triggered_retraining_on_a_cluster_submits_the_training_pipeline_on_the_
     executor = next(iter(sent["pipeline_spec"]["pipeline_spec"]["deploymentSpec"]["executors"].values()))
     assert executor["container"]["image"] == cfg.deploy.image
     assert AuditLog(LocalStore(tmp_path / "store")).records()[-1]["event"] == "retrain_started"
+
+
+def test_cluster_commands_warn_that_a_local_store_is_unreachable_from_pods(cli, monkeypatch):
+    """Issue 13 item 13: submit/schedule/deploy --dry-run with a local storage.uri said nothing."""
+    monkeypatch.delenv("CIVICML_STORE_URI", raising=False)
+    for args in (
+        ("submit", "--dry-run"),
+        ("schedule", "--pipeline", "training", "--cron", "0 0 2 * * *", "--dry-run"),
+        ("deploy", "v1", "--target", "kubernetes", "--dry-run"),
+    ):
+        res = cli(*args)
+        assert "storage.uri is the local directory" in res.output and "s3://BUCKET/PREFIX" in res.output, args
+    monkeypatch.setenv("CIVICML_STORE_URI", "s3://civicml/registry")
+    res = cli("submit", "--dry-run")
+    assert res.exit_code == 0 and "local directory" not in res.output
