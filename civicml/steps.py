@@ -673,7 +673,7 @@ def monitor_drift(
         RegistryError: no such version (or no champion when `version` is empty).
     """
     from civicml.data.sources import load_table
-    from civicml.monitoring.drift import compute_drift, read_log_records, window_from_predictions
+    from civicml.monitoring.drift import compute_drift, read_log_records, served_by, window_from_predictions
     from civicml.monitoring.performance import join_feedback, live_performance
 
     cfg = _cfg(config)
@@ -692,7 +692,18 @@ def monitor_drift(
                 "the serving log has no predictions in the window yet (logs/predictions/ in "
                 f"{registry.store.describe()}); is the model server running and logging?"
             )
-        window = window_from_predictions(predictions)
+        window = window_from_predictions(predictions, version=version)
+        others = {v: n for v, n in served_by(predictions).items() if v != version}
+        if others:
+            messages.append(
+                f"measured only the {len(window)} logged predictions served by {version}; "
+                f"{sum(others.values())} in the window were served by other versions ({others}) and are left out"
+            )
+        if len(window) < cfg.monitoring.min_new_rows:
+            messages.append(
+                f"too little traffic to judge drift: {len(window)} predictions served by {version} in the window, "
+                f"monitoring.min_new_rows is {cfg.monitoring.min_new_rows}; drift will not trigger retraining"
+            )
         kind = "serving_log"
     else:
         predictions = None

@@ -348,10 +348,28 @@ def read_log_records(
     return records, warnings
 
 
-def window_from_predictions(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """The feature rows of prediction-log records (one row per record's `features`)."""
-    rows = [r["features"] for r in records if isinstance(r.get("features"), dict)]
+def window_from_predictions(records: list[dict[str, Any]], version: str | None = None) -> pd.DataFrame:
+    """The feature rows of prediction-log records (one row per record's `features`).
+
+    Args:
+        records: Prediction-log records.
+        version: Keep only the rows this model version served (the version under watch): traffic
+            served by an earlier champion says nothing about the new one. None keeps every row.
+    """
+    rows = [
+        r["features"]
+        for r in records
+        if isinstance(r.get("features"), dict) and (version is None or r.get("version") == version)
+    ]
     return pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+
+
+def served_by(records: list[dict[str, Any]]) -> dict[str, int]:
+    """How many logged predictions each version served, most first."""
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[str(r.get("version"))] = counts.get(str(r.get("version")), 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def finite_or_none(x: Any) -> Any:

@@ -214,3 +214,30 @@ def test_report_fits_a_1280px_window(profile):
     assert "table{display:block;max-width:100%;overflow-x:auto}" in html_text
     assert "overflow-wrap:anywhere" in html_text
     assert 'width="560"' in html_text and "img{max-width:100%" in html_text
+
+
+def test_serving_log_drift_counts_only_the_watched_versions_traffic(tmp_path, profile):
+    """Issue 13 item 7: right after a new champion, 2,002 rows served by older versions were measured."""
+    from civicml import steps
+    from civicml.config import load_config
+    from civicml.monitoring.trigger import decide_retrain
+    from civicml.storage.registry import Registry
+
+    cfg = load_config(None, {"storage.uri": str(tmp_path / "store"), "monitoring.window_days": 0})
+    reg = Registry(LocalStore(cfg.storage.uri))
+    arts = {"data/profile.json": reg.upload("v1", "data/profile.json", json.dumps(profile).encode())}
+    reg.commit("v1", arts, {"status": "approved", "metrics": {}})
+    old = generate_benefits(2002, month=6, seed=3)  # drifted traffic, served by the previous champion
+    new = generate_benefits(40, month=1, seed=4)
+    recs = [
+        {"request_id": f"{v}-{i}", "row": 0, "version": v, "ts": "2026-11-28T10:00:00+00:00", "features": row}
+        for v, frame in (("v0", old), ("v1", new))
+        for i, row in enumerate(frame[NUMERIC + CATEGORICAL].to_dict(orient="records"))
+    ]
+    _log(reg.store, "predictions", "2026-11-28", "srv-1", recs)
+    drift = steps.monitor_drift(cfg, "v1", str(tmp_path / "drift.json"), source=steps.SERVING_LOG)
+    assert drift["window_rows"] == 40
+    assert any("2002 in the window were served by other versions" in m for m in drift["messages"])
+    assert any("too little traffic to judge drift: 40 predictions served by v1" in m for m in drift["messages"])
+    decision = decide_retrain(cfg.monitoring, drift, None)
+    assert decision["decision"] != "retrain" and "min_new_rows" in decision["blocked_by"][0]
