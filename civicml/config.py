@@ -57,6 +57,11 @@ class DataConfig(_Strict):
     contract: list[ColumnSpec] | None = Field(
         None, description="declared data contract; when absent it is inferred on the first run and stored"
     )
+    out_of_contract: Literal["warn", "error"] = Field(
+        "warn",
+        description="values outside the contract's ranges or categories: 'warn' (shown on screen, in the KFP "
+        "log and on the model card) or 'error' (the run stops in validate-data)",
+    )
 
     @model_validator(mode="after")
     def _target_not_feature(self) -> DataConfig:
@@ -887,12 +892,17 @@ def parse_config(raw: Any, where: str = "<config>") -> RunConfig:
         raise ConfigError(_format_errors(err, where)) from None
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None, resolve_paths: bool = True
+) -> RunConfig:
     """Load `civicml.yaml` (or defaults when no path) and apply dotted-key overrides.
 
     Args:
         path: YAML file; None means the built-in defaults.
         overrides: e.g. {"data.demo.month": 3}.
+        resolve_paths: Make relative local paths in the file absolute against its folder
+            (`resolve_relative_paths`). `civicml compile` turns it off: the compiled YAML is the same
+            in every clone and its paths mean nothing on a cluster anyway.
 
     Raises:
         ConfigError: on a missing file, bad YAML or an invalid key/value.
@@ -913,7 +923,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             if not isinstance(node, dict):
                 raise ConfigError(f"cannot override {dotted}: {part} is not a mapping")
         node[parts[-1]] = value
-    if path is not None:
+    if path is not None and resolve_paths:
         resolve_relative_paths(raw, Path(path).resolve().parent, set(overrides or {}))
     return parse_config(raw, where)
 

@@ -90,7 +90,9 @@ def prepare_table(cfg: RunConfig, registry: Registry, df: pd.DataFrame):
             contract, origin = [ColumnSpec.model_validate(c) for c in stored], "stored"
         else:
             contract, origin = infer_contract(df, cfg.data), "inferred"
-    df, report = enforce_contract(df, contract)
+    # A range or category set the user declared is a rule; an inferred one follows data.out_of_contract.
+    mode = "error" if origin == "config" else cfg.data.out_of_contract
+    df, report = enforce_contract(df, contract, out_of_contract=mode)
     numeric, categorical = feature_lists(contract, cfg.data)
     check_values(df, numeric, categorical)
     keep = [*numeric, *categorical, *[c for c in cfg.data.sensitive_attributes if c not in numeric + categorical]]
@@ -159,6 +161,9 @@ def validate_data(config: RunConfig | str, data_dir: str, version: str = "") -> 
         "warnings": report.warnings,
         "training": training,
     }
+    for warning in report.warnings:
+        # stdout of the validate-data step: shown in the KFP UI's log of the step.
+        print(f"data warning: {warning}", flush=True)
     _write_json(out / "data_info.json", info)
     audit.append("data_validated", {k: info[k] for k in ("version", "status", "source", "fingerprint", "rows")})
     return info
@@ -493,6 +498,7 @@ def register(
         "status": status,
         "model_sha256": evaluation["model_sha256"],
         "evaluation_sha256": artifacts["evaluation.json"]["sha256"],
+        "data_warnings": info.get("warnings", []),
         "metrics": evaluation["metrics"],
         "gate": {"decision": decision["decision"], "reason": decision["reason"]},
         "lineage": {

@@ -60,13 +60,13 @@ def print_table(table: Any) -> None:
     plain.print(table, crop=False)
 
 
-def load_cfg(config: Path | None, overrides: dict[str, Any] | None = None):
+def load_cfg(config: Path | None, overrides: dict[str, Any] | None = None, resolve_paths: bool = True):
     """Load the config file (or `civicml.yaml` when present, else defaults)."""
     from civicml.config import load_config
 
     if config is None and Path(DEFAULT_CONFIG).is_file():
         config = Path(DEFAULT_CONFIG)
-    return load_config(config, overrides)
+    return load_config(config, overrides, resolve_paths=resolve_paths)
 
 
 def os_error_message(err: OSError) -> str:

@@ -126,6 +126,7 @@ def run(
             "champion": registry.get_alias("champion"),
             "model_card": str(card) if card else f"{store.describe()}/{card_key}",
             "store": store.describe(),
+            "data_warnings": manifest.get("data_warnings", []),
         }
     )
     if as_json:
@@ -141,6 +142,8 @@ def run(
     table.add_row("champion", summary["champion"] or "none yet (no version has passed the gate)")
     table.add_row("time", f"{summary['seconds']} s")
     console.print(table)
+    for warning in summary["data_warnings"]:
+        err_console.print(f"[bold yellow]data warning:[/] {escape(warning)}", soft_wrap=True, highlight=False)
     console.print(f"model card: {summary['model_card']}", soft_wrap=True, highlight=False)
     console.print(f"registry:   {summary['store']}  (civicml models list)", soft_wrap=True, highlight=False)
 
@@ -156,7 +159,7 @@ def compile_(
     from pipelines.monitoring_pipeline import compile_monitoring_pipeline
     from pipelines.training_pipeline import compile_training_pipeline
 
-    cfg = load_cfg(config)
+    cfg = load_cfg(config, resolve_paths=False)  # the same YAML in every clone
     secret = None if local_only else cfg.storage.secret_name
     for name, build in (("training", compile_training_pipeline), ("monitoring", compile_monitoring_pipeline)):
         path = build(

@@ -17,6 +17,10 @@ from civicml.data.errors import DataError
 
 MAX_CATEGORIES = 200
 NUMERIC_SHARE = 0.9
+# Inferred numeric ranges: the observed [min, max] widened by this share of its span on each side,
+# so the next batch may vary a little without a warning; a column that was never negative keeps 0 as
+# its floor (an age or an amount of -5 is outside the contract whatever the margin).
+RANGE_MARGIN = 0.1
 
 
 @dataclass
@@ -51,11 +55,24 @@ def infer_contract(df: pd.DataFrame, cfg: DataConfig) -> list[ColumnSpec]:
             numeric = True
         nullable = bool(s.isna().any())
         if numeric:
-            specs.append(ColumnSpec(name=col, kind="numeric", nullable=nullable))
+            specs.append(ColumnSpec(name=col, kind="numeric", nullable=nullable, **_inferred_range(s)))
         else:
             cats = sorted(str(v) for v in s.dropna().unique())
             specs.append(ColumnSpec(name=col, kind="categorical", nullable=nullable, categories=cats[:MAX_CATEGORIES]))
     return specs
+
+
+def _inferred_range(s: pd.Series) -> dict[str, float]:
+    values = pd.to_numeric(s, errors="coerce").dropna()
+    values = values[np.isfinite(values)]
+    if values.empty:
+        return {}
+    lo, hi = float(values.min()), float(values.max())
+    pad = RANGE_MARGIN * (hi - lo)
+    floor = lo - pad
+    if lo >= 0:
+        floor = max(0.0, floor)
+    return {"min": floor, "max": hi + pad}
 
 
 def check_target(df: pd.DataFrame, cfg: DataConfig, task: str) -> None:
@@ -87,63 +104,94 @@ def check_target(df: pd.DataFrame, cfg: DataConfig, task: str) -> None:
         raise DataError(f"target column {target!r} must be numeric for regression; found e.g. {_examples(bad)}")
 
 
-def enforce_contract(df: pd.DataFrame, contract: list[ColumnSpec]) -> tuple[pd.DataFrame, ContractReport]:
+def enforce_contract(
+    df: pd.DataFrame, contract: list[ColumnSpec], out_of_contract: str = "warn"
+) -> tuple[pd.DataFrame, ContractReport]:
     """Check `df` against the contract and return it with canonical dtypes.
 
     Numeric columns become float64, categorical columns become strings, so every later
-    step (and XGBoost, which rejects pandas' `str` dtype) sees the same types.
+    step (and XGBoost, which rejects pandas' `str` dtype) sees the same types. Values outside a
+    column's range or categories are warnings, or errors with `out_of_contract="error"`. Every
+    failing column is reported at once.
 
     Raises:
-        DataError: naming the column, the rule and example bad values.
+        DataError: naming each failing column, the rule and example bad values.
     """
     report = ContractReport()
     out = df.copy()
+    errors: list[str] = []
     for spec in contract:
-        col = spec.name
-        if col not in out.columns:
-            raise DataError(
-                f"column {col!r} required by the data contract is missing (rule: presence); "
-                f"add it to the data or remove it from data.contract"
-            )
-        s = out[col]
-        if not spec.nullable and s.isna().any():
-            rows = s.index[s.isna()].tolist()[:5]
-            raise DataError(
-                f"column {col!r} has {int(s.isna().sum())} missing values (rule: not nullable), e.g. rows {rows}; "
-                f"fill them or declare nullable: true in data.contract"
-            )
-        if spec.kind == "numeric":
-            if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-                conv = pd.to_numeric(s, errors="coerce")
-                bad = s[conv.isna() & s.notna()]
-                if len(bad):
-                    raise DataError(
-                        f"column {col!r} must be numeric (rule: type) but has {len(bad)} text values, "
-                        f"e.g. {_examples(bad)} in rows {bad.index[:5].tolist()} (0-based data rows); "
-                        "fix those values or declare the column categorical in data.contract"
-                    )
-                s = conv
-            s = s.astype("float64")
-            if spec.min is not None and (s < spec.min).any():
-                bad = s[s < spec.min]
-                raise DataError(f"column {col!r} has values below min {spec.min} (rule: range), e.g. {_examples(bad)}")
-            if spec.max is not None and (s > spec.max).any():
-                bad = s[s > spec.max]
-                raise DataError(f"column {col!r} has values above max {spec.max} (rule: range), e.g. {_examples(bad)}")
-            if np.isinf(s).any():
-                raise DataError(f"column {col!r} has infinite values (rule: finite)")
-            out[col] = s
-        else:
-            s = s.astype("string").astype(object).where(s.notna(), None)
-            if spec.categories is not None:
-                unknown = s[s.notna() & ~s.isin(spec.categories)]
-                if len(unknown):
-                    report.warnings.append(
-                        f"column {col!r} has {len(unknown)} values outside the contract's categories, "
-                        f"e.g. {_examples(unknown)}; the model treats them as unknown"
-                    )
-            out[col] = s
+        try:
+            _enforce_column(out, spec, report, out_of_contract)
+        except DataError as err:
+            errors.append(str(err))
+    if len(errors) == 1:
+        raise DataError(errors[0])
+    if errors:
+        raise DataError(
+            f"the data breaks the contract in {len(errors)} places:\n" + "\n".join(f"  - {e}" for e in errors)
+        )
     return out, report
+
+
+def _out_of_contract(message: str, report: ContractReport, mode: str) -> None:
+    if mode == "error":
+        raise DataError(message + " (data.out_of_contract: error)")
+    report.warnings.append(message)
+
+
+def _enforce_column(out: pd.DataFrame, spec: ColumnSpec, report: ContractReport, mode: str) -> None:
+    col = spec.name
+    if col not in out.columns:
+        raise DataError(
+            f"column {col!r} required by the data contract is missing (rule: presence); "
+            f"add it to the data or remove it from data.contract"
+        )
+    s = out[col]
+    if not spec.nullable and s.isna().any():
+        rows = s.index[s.isna()].tolist()[:5]
+        raise DataError(
+            f"column {col!r} has {int(s.isna().sum())} missing values (rule: not nullable), e.g. rows {rows}; "
+            f"fill them or declare nullable: true in data.contract"
+        )
+    if spec.kind == "numeric":
+        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            conv = pd.to_numeric(s, errors="coerce")
+            bad = s[conv.isna() & s.notna()]
+            if len(bad):
+                raise DataError(
+                    f"column {col!r} must be numeric (rule: type) but has {len(bad)} text values, "
+                    f"e.g. {_examples(bad)} in rows {bad.index[:5].tolist()} (0-based data rows); "
+                    "fix those values or declare the column categorical in data.contract"
+                )
+            s = conv
+        s = s.astype("float64")
+        if np.isinf(s).any():
+            raise DataError(f"column {col!r} has infinite values (rule: finite)")
+        out[col] = s
+        for side, bound in (("below min", spec.min), ("above max", spec.max)):
+            if bound is None:
+                continue
+            bad = s[s < bound] if side == "below min" else s[s > bound]
+            if len(bad):
+                _out_of_contract(
+                    f"column {col!r} has {len(bad)} values {side} {bound:g} (rule: range), e.g. {_examples(bad)} "
+                    f"in rows {bad.index[:5].tolist()}",
+                    report,
+                    mode,
+                )
+    else:
+        s = s.astype("string").astype(object).where(s.notna(), None)
+        out[col] = s
+        if spec.categories is not None:
+            unknown = s[s.notna() & ~s.isin(spec.categories)]
+            if len(unknown):
+                _out_of_contract(
+                    f"column {col!r} has {len(unknown)} values outside the contract's categories (rule: "
+                    f"categories), e.g. {_examples(unknown)}; the model treats them as unknown",
+                    report,
+                    mode,
+                )
 
 
 def feature_lists(contract: list[ColumnSpec], cfg: DataConfig) -> tuple[list[str], list[str]]:

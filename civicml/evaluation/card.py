@@ -741,6 +741,16 @@ def render_model_card(
             f"{_ci_text(ev.get('confidence_intervals', {}), headline)} on {ev.get('n_test')} held-out test rows."
         )
 
+    data_warnings = manifest_like.get("data_warnings") or []
+    if data_warnings:
+        doc.heading(3, "Data outside the contract")
+        doc.para(
+            f"The training data had {len(data_warnings)} contract warning(s) (data.out_of_contract: warn); the "
+            "model was trained on these rows:",
+            "note",
+        )
+        doc.table("Data contract warnings", ["warning"], [[w] for w in data_warnings])
+
     doc.heading(2, "Model details", "details")
     doc.table(
         "Model details",

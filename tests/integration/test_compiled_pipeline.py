@@ -26,7 +26,7 @@ def _docs(path):
     "name, build", [("training", compile_training_pipeline), ("monitoring", compile_monitoring_pipeline)]
 )
 def test_committed_yaml_is_current(tmp_path, name, build):
-    cfg = load_config(ROOT / "civicml.yaml")
+    cfg = load_config(ROOT / "civicml.yaml", resolve_paths=False)  # as `civicml compile` loads it
     fresh = build(
         tmp_path / "t.yaml", image=DEFAULT_IMAGE, default_config_json=cfg.to_json(), secret_name=cfg.storage.secret_name
     )
