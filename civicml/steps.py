@@ -58,6 +58,40 @@ def data_info(data_dir: str | Path) -> dict[str, Any]:
     return _read_json(Path(data_dir) / "data_info.json")
 
 
+def check_project_name(cfg: RunConfig, registry: Registry, contract: list[ColumnSpec], df: pd.DataFrame) -> None:
+    """Refuse data that belongs to another project stored under the same `name:`.
+
+    Versions, aliases and contracts are kept per `name`: a copied config with new data but the old
+    name would be checked against (and compared with, and promoted over) the other project. When
+    the target or most of the contract's columns differ, the cause is the shared name, and the
+    message says so instead of listing missing columns.
+
+    Raises:
+        DataError: naming the project, both targets/column sets and the fix.
+    """
+    from civicml.data.errors import DataError
+
+    expected = {c.name for c in contract}
+    present = set(df.columns)
+    targets = {
+        m.get("lineage", {}).get("config", {}).get("data", {}).get("target")
+        for m in registry.versions()
+        if m.get("name") == cfg.name
+    } - {None}
+    other_target = targets and cfg.data.target not in targets
+    missing = expected - present
+    if not other_target and len(missing) * 2 <= len(expected):
+        return
+    was = f"target {sorted(targets)[0]!r}" if targets else f"columns {sorted(expected)[:8]}"
+    raise DataError(
+        f"project name {cfg.name!r} is already used in {registry.store.describe()} by a project with {was}; "
+        f"this config has target {cfg.data.target!r} and data with columns {sorted(present)[:8]}. If this is a "
+        f"different project, give it its own name (set name: {cfg.name}-{cfg.data.target.replace('_', '-')} in the "
+        "config, or write a new config with `civicml init`); if it is the same project, its data changed shape: "
+        f"declare data.contract or restore the columns {sorted(missing)[:8]}"
+    )
+
+
 def prepare_table(cfg: RunConfig, registry: Registry, df: pd.DataFrame):
     """Drop PII, resolve and enforce the data contract, keep the model's columns.
 
@@ -88,6 +122,7 @@ def prepare_table(cfg: RunConfig, registry: Registry, df: pd.DataFrame):
         stored = registry.load_contract(cfg.name)
         if stored is not None:
             contract, origin = [ColumnSpec.model_validate(c) for c in stored], "stored"
+            check_project_name(cfg, registry, contract, df)
         else:
             contract, origin = infer_contract(df, cfg.data), "inferred"
     # A range or category set the user declared is a rule; an inferred one follows data.out_of_contract.

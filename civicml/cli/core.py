@@ -171,6 +171,72 @@ def compile_(
 data_app = typer.Typer(help="Work with input data.", no_args_is_help=True)
 
 
+def _ask_columns(value: str | None, what: str, columns: list[str], required: bool) -> list[str]:
+    if value is None and sys.stdin.isatty():
+        value = typer.prompt(
+            f"{what} (comma-separated; columns: {', '.join(columns)})", default="" if not required else None
+        )
+    if value is None:
+        if required:
+            raise typer.BadParameter(f"give {what} with its flag; the data's columns are {columns}")
+        return []
+    return [c.strip() for c in value.split(",") if c.strip()]
+
+
+@friendly_errors
+def init(
+    data: Path = typer.Argument(..., help="The project's data file (.csv or .parquet)."),
+    target: str | None = typer.Option(None, "--target", help="Column to predict (asked when omitted)."),
+    sensitive: str | None = typer.Option(None, "--sensitive", help="Sensitive attributes, comma-separated."),
+    pii: str | None = typer.Option(None, "--pii", help="PII columns to drop, comma-separated."),
+    name: str | None = typer.Option(None, "--name", help="Project name (default: from the file name)."),
+    out: Path = typer.Option(Path("civicml.yaml"), "--out", "-o", help="Config file to write (never overwritten)."),
+) -> None:
+    """Write a new project's config from a data file; shows the features and contract it infers."""
+    import yaml
+
+    from civicml.data.project import draft_config, project_name
+    from civicml.data.sources import load_table
+
+    if out.exists():
+        raise typer.BadParameter(f"{out} exists; choose another --out (civicml init never overwrites a config)")
+    df = load_table(str(data.resolve()))
+    cols = list(df.columns)
+    target_cols = _ask_columns(target, "target column", cols, required=True)
+    sensitive_cols = _ask_columns(sensitive, "sensitive attributes", cols, required=False)
+    pii_cols = _ask_columns(pii, "PII columns", cols, required=False)
+    try:
+        source = str(data.resolve().relative_to(out.resolve().parent))
+    except ValueError:
+        source = str(data.resolve())
+    raw, contract = draft_config(df, source, target_cols[0], sensitive_cols, pii_cols, name or project_name(data.stem))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = (
+        "# civicml config drafted by `civicml init`; read it, then fill in card: (the model card says what is\n"
+        "# missing). Relative paths are relative to this file.\n"
+    )
+    out.write_text(header + yaml.safe_dump(raw, sort_keys=False))
+    table = Table(title=f"{data.name}: inferred contract ({len(df)} rows)")
+    for col in ("column", "kind", "range / categories", "use"):
+        table.add_column(col)
+    uses = {raw["data"]["target"]: "target", **{c: "sensitive (fairness only)" for c in sensitive_cols}}
+    for c in contract:
+        detail = (
+            f"{c.min:g} to {c.max:g}"
+            if c.kind == "numeric" and c.min is not None
+            else ", ".join((c.categories or [])[:6])
+        )
+        table.add_row(c.name, c.kind, detail, uses.get(c.name, "feature"))
+    for c in pii_cols:
+        table.add_row(c, "-", "-", "PII: dropped before anything else")
+    console.print(table)
+    console.print(
+        f"wrote {out}: name {raw['name']}, task {raw['task']}; next: fill card: and run `civicml run --config {out}`",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @data_app.command("demo")
 @friendly_errors
 def data_demo(
@@ -193,5 +259,6 @@ def data_demo(
 def register(app: typer.Typer) -> None:
     """Add the core commands to `app`."""
     app.command("run")(run)
+    app.command("init")(init)
     app.command("compile")(compile_)
     app.add_typer(data_app, name="data")
