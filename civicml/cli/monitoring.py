@@ -210,10 +210,10 @@ def schedule(
 
     _cluster_call(default_pipeline_yaml, pipeline)  # rejects an unknown pipeline name before any work
     cfg = load_cfg(config)
-    warn_if_store_is_local(cfg, "run this schedule")
     with tempfile.TemporaryDirectory(prefix="civicml-schedule-") as tmp:
         path = _pipeline_file(pipeline, pipeline_file, cfg, image, Path(tmp))
         if dry_run:
+            warn_if_store_is_local(cfg, "run this schedule")
             body, parsed = _cluster_call(build_recurring_run_request, cfg, pipeline, path, cron)
             if parsed.note:
                 err_console.print(f"note: {parsed.note}", highlight=False, soft_wrap=True)
@@ -233,6 +233,8 @@ def schedule(
             )
             return
         sub = _cluster_call(schedule_run, cfg, pipeline, cron, path, host, namespace)
+    # After the cluster answered (a failure stays one line); before, with --dry-run.
+    warn_if_store_is_local(cfg, "run this schedule")
     console.print(
         f"created recurring run {sub.id} of the {pipeline} pipeline on {sub.host} "
         f"(cron '{sub.request['trigger']['cron_schedule']['cron']}')"
@@ -261,10 +263,10 @@ def submit(
 
     _cluster_call(default_pipeline_yaml, pipeline)
     cfg = load_cfg(config)
-    warn_if_store_is_local(cfg, "run this pipeline")
     with tempfile.TemporaryDirectory(prefix="civicml-submit-") as tmp:
         path = _pipeline_file(pipeline, pipeline_file, cfg, image, Path(tmp))
         if dry_run:
+            warn_if_store_is_local(cfg, "run this pipeline")
             request = _cluster_call(validate_request, _cluster_call(build_run_request, cfg, pipeline, path))
             console.print_json(
                 json.dumps(
@@ -282,6 +284,7 @@ def submit(
             return
         sub = _cluster_call(submit_run, cfg, pipeline, path, host, namespace=namespace)
     console.print(f"submitted run {sub.id} of the {pipeline} pipeline to {sub.host}")
+    warn_if_store_is_local(cfg, "run this pipeline")
 
 
 def register(app: typer.Typer) -> None:

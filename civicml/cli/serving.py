@@ -207,8 +207,6 @@ def deploy_cmd(
     if as_:
         updates["mode"] = "challenger" if as_ == "challenger" else "replace"
     cfg = cfg.model_copy(update={"deploy": cfg.deploy.model_copy(update=updates)})
-    if cfg.deploy.target == "kubernetes":
-        warn_if_store_is_local(cfg, "serve this model")
     registry = _registry(cfg)
     version = version or _default_version(registry)
     from civicml.governance.approval import version_status
@@ -216,6 +214,8 @@ def deploy_cmd(
     status = version_status(registry, version)
     if status.status != "approved":
         _fail(f"version {status.version} cannot be deployed: {status.describe()}")
+    if cfg.deploy.target == "kubernetes" and dry_run:
+        warn_if_store_is_local(cfg, "serve this model")
     if dry_run:
         if cfg.deploy.target != "kubernetes":
             _fail("--dry-run prints Kubernetes objects; use it with --target kubernetes")
@@ -232,6 +232,8 @@ def deploy_cmd(
         _fail(str(err))
     result = {k: v for k, v in result.items() if k != "objects"}
     console.print_json(json.dumps(result, default=str))
+    if cfg.deploy.target == "kubernetes":
+        warn_if_store_is_local(cfg, "serve this model")
 
 
 @friendly_errors

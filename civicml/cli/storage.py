@@ -102,7 +102,9 @@ def list_cmd(config: Path | None = ConfigOpt, store: str | None = StoreOpt, as_j
                     "name": m.get("name"),
                     "family": m.get("family"),
                     "status": m.get("status"),
-                    "decision": statuses[m["version"]].model_dump() if m["version"] in statuses else None,
+                    "decision": (
+                        statuses[m["version"]].model_dump(exclude={"version"}) if m["version"] in statuses else None
+                    ),
                     "problem": m.get("problem"),
                     "aliases": aliases.get(m["version"], []),
                     "model_sha256": m.get("model_sha256"),
@@ -149,7 +151,12 @@ def show_cmd(
     man = registry.manifest(version)
     # The manifest is immutable; a human approval or rejection recorded later changes the status.
     status = version_status(registry, man)
-    man = {**man, "recorded_status": man.get("status"), "status": status.status, "decision": status.model_dump()}
+    man = {
+        **man,
+        "recorded_status": man.get("status"),
+        "status": status.status,
+        "decision": status.model_dump(exclude={"version"}),
+    }
     if as_json:
         _print_json(man)
         return

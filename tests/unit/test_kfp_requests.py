@@ -309,9 +309,13 @@ def test_triggered_retraining_on_a_cluster_submits_the_training_pipeline_on_the_
     assert AuditLog(LocalStore(tmp_path / "store")).records()[-1]["event"] == "retrain_started"
 
 
-def test_cluster_commands_warn_that_a_local_store_is_unreachable_from_pods(cli, monkeypatch):
+def test_cluster_commands_warn_that_a_local_store_is_unreachable_from_pods(cli, monkeypatch, tmp_path):
     """Issue 13 item 13: submit/schedule/deploy --dry-run with a local storage.uri said nothing."""
+    from civicml.storage.registry import Registry
+    from civicml.storage.store import LocalStore
+
     monkeypatch.delenv("CIVICML_STORE_URI", raising=False)
+    Registry(LocalStore(tmp_path / ".civicml")).commit("v1", {}, {"status": "approved"})
     for args in (
         ("submit", "--dry-run"),
         ("schedule", "--pipeline", "training", "--cron", "0 0 2 * * *", "--dry-run"),
