@@ -19,6 +19,11 @@ def test_a_copied_config_with_other_data_is_refused_naming_the_shared_name(tmp_p
     store = str(tmp_path / "store")
     first = RunConfig.model_validate({"storage": {"uri": store}, "data": {"demo": {"rows": 600}}})
     steps.validate_data(first, str(tmp_path / "d1"))
+    from civicml.storage.registry import Registry
+    from civicml.storage.store import LocalStore
+
+    # As the first run's register step stores it once a version is committed.
+    Registry(LocalStore(store)).save_contract(first.name, json.loads((tmp_path / "d1" / "contract.json").read_text()))
     other = generate_benefits(rows=400, seed=3)[["monthly_income", "household_size", "region", "sex"]]
     other["benefit_amount"] = other["monthly_income"] * 0.1
     path = tmp_path / "other.csv"
