@@ -503,6 +503,17 @@ class StepResources(_Strict):
     memory_limit: str = "4Gi"
 
 
+class AuditConfig(_Strict):
+    """How the audit log is checked. The private signing key never appears here (see docs/audit.md)."""
+
+    public_keys: list[str] = Field(
+        default_factory=list,
+        description="Ed25519 public keys ('ed25519:<base64>', from `civicml audit keygen`) whose signatures "
+        "`audit verify` trusts; keep every key that ever signed, so that old records stay verifiable after a "
+        "rotation. When set, unsigned records and keys found only in the store are refused.",
+    )
+
+
 class DeployConfig(_Strict):
     """How an approved model reaches users."""
 
@@ -814,6 +825,7 @@ class RunConfig(_Strict):
     policy: PolicyConfig = PolicyConfig()
     training: TrainingConfig = TrainingConfig()
     storage: StorageConfig = StorageConfig()
+    audit: AuditConfig = AuditConfig()
     deploy: DeployConfig = DeployConfig()
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()

@@ -158,18 +158,68 @@ def audit_verify(config: Path | None = ConfigOpt, store: str | None = StoreOpt) 
     def body() -> None:
         from civicml.governance.audit import AuditLog
 
-        _, registry = _cfg_and_registry(config, store)
-        result = AuditLog(registry.store).check()
+        cfg, registry = _cfg_and_registry(config, store)
+        result = AuditLog(registry.store, pinned_keys=cfg.audit.public_keys).check()
         if not result["ok"]:
             err_console.print(f"[bold red]audit log TAMPERED:[/] {result['message']}", highlight=False, soft_wrap=True)
             sys.exit(1)
-        console.print(f"[green]OK[/] {result['message']}", highlight=False)
+        console.print(f"[green]OK[/] {result['message']}", highlight=False, soft_wrap=True)
         if result["head_hash"]:
             console.print(
                 f"head hash (keep a copy elsewhere to detect a full rewrite): {result['head_hash']}",
                 highlight=False,
                 soft_wrap=True,
             )
+
+    body()
+
+
+@audit_app.command("migrate")
+def audit_migrate(config: Path | None = ConfigOpt, store: str | None = StoreOpt) -> None:
+    """Move the old single-file audit log into one object per record (once; the migration is audited)."""
+
+    @friendly_errors
+    def body() -> None:
+        from civicml.governance.audit import AuditLog, migrate_legacy
+
+        _, registry = _cfg_and_registry(config, store)
+        record = migrate_legacy(AuditLog(registry.store))
+        p = record["payload"]
+        console.print(
+            f"migrated {p['legacy_records']} records (old head {str(p['legacy_head'])[:16]}…); the old file is kept "
+            f"at {p['archived_at']}; recorded as seq {record['seq']}",
+            highlight=False,
+        )
+
+    body()
+
+
+@audit_app.command("keygen")
+def audit_keygen(
+    out: Path = typer.Option(..., "--out", help="Where to write the private key (PEM); put it in a Kubernetes Secret."),
+) -> None:
+    """Create an Ed25519 signing key: the private key goes to --out, the public key to pin is printed."""
+
+    @friendly_errors
+    def body() -> None:
+        import os
+
+        from civicml.governance.signing import generate_ed25519
+
+        if out.exists():
+            raise typer.BadParameter(f"{out} exists; refusing to overwrite a signing key", param_hint="--out")
+        pem, public = generate_ed25519()
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(pem)
+        console.print(f"private key written to {out} (mode 0600). Create the Secret with:", highlight=False)
+        console.print(
+            f"  kubectl create secret generic civicml-audit-signing-key --from-file=signing-key.pem={out}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        console.print("and pin the public key in civicml.yaml (keep old keys listed after a rotation):")
+        sys.stdout.write(f"audit:\n  public_keys:\n    - {public}\n")
 
     body()
 

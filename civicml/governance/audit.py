@@ -1,53 +1,72 @@
-"""Append-only, hash-chained audit log stored as JSON lines in the object store.
+"""Append-only, hash-chained, signed audit log: one object per record in the store.
 
-Each record holds its sequence number and the sha256 of the previous record, and
-its own hash covers both. So:
+Layout:
 
-* editing a line breaks that line's hash (or, if the editor recomputed it, the
-  next line's `prev_hash`);
-* deleting, inserting or reordering lines breaks the `seq` run and `prev_hash`;
-* deleting or editing the *last* lines would leave a valid shorter chain, so the
-  latest head (`seq`, `hash`) is also written to a second object
-  (`audit/head.json`) and `verify` checks the log ends exactly there.
+    audit/records/<seq, 12 digits>.json   one record each, created if absent, never rewritten
+    audit/head.json                      the newest {seq, hash} anyone has appended, signed
+    audit/keys/<key id>.json             public keys that signed records (pin them in the config)
+    audit/legacy/log.jsonl               the old single-file log, after `civicml audit migrate`
 
-This is tamper-*evident* against anyone who edits the log without rewriting the
-whole chain and the head. Someone with write access to the bucket can rewrite
-both; for protection against that, copy the head hash that `civicml audit
-verify` prints somewhere they cannot write (a ticket, the KFP run's output) and
-compare later, or enable object lock/versioning on the bucket.
+Each record holds its `seq`, the `prev_hash` of the record before it and its own `hash`
+over both, and (when this process holds a signing key) a `sig` over that hash. So:
 
-Concurrency: an append is read-modify-write of one object. On a local directory
-appends are serialised with an exclusive lock file. On S3/MinIO two writers
-appending at the same moment can lose one record (last writer wins); the chain
-stays valid, so `verify` cannot notice. In civicml, appends come from one
-pipeline run's steps (sequential) and from people running the CLI, so
-collisions are rare; a per-record object scheme with conditional create
-(`If-None-Match: *`) would remove the race but needs that primitive in `Store`
-— noted as a follow-up.
+* an edited record no longer matches its hash, or, with a recomputed hash, breaks the
+  next record's `prev_hash`; a forger who recomputes every hash and the head still cannot
+  sign them: `verify` names the first record whose signature does not check;
+* a deleted, inserted or reordered record breaks the `seq` run and `prev_hash`;
+* a deleted tail leaves the head pointing past the end (the head is signed, so it
+  cannot be rewound without the key);
+* a record appended by a writer without the key is unsigned or badly signed;
+* a swapped public key in the store is caught by the keys pinned in the config.
+
+Concurrency: an append finds the next seq by listing, then *creates* that record
+(`Store.create`: If-None-Match `*` on S3, a hard link on a directory). Of two writers
+racing for one seq exactly one wins; the other re-reads and retries with the next seq,
+so no record is ever lost or rewritten. An interrupted append either created its record
+(whole, atomically) or did not; nothing else changes, so the old chain stays intact.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import getpass
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+import random
+import time
 from typing import Any
 
+from civicml.governance.signing import PublicKey, Signer, load_signer, pinned_public_keys, public_key_of
+from civicml.storage.base import Store, StoreConflict, StoreError
 from civicml.storage.registry import utcnow
-from civicml.storage.store import Store
 
-AUDIT_KEY = "audit/log.jsonl"
+RECORDS_PREFIX = "audit/records/"
 HEAD_KEY = "audit/head.json"
+KEYS_PREFIX = "audit/keys/"
+LEGACY_KEY = "audit/log.jsonl"
+LEGACY_ARCHIVE = "audit/legacy/log.jsonl"
+AUDIT_KEY = LEGACY_KEY  # older name
 GENESIS = "0" * 64
+_UNSET: Any = object()
+APPEND_DEADLINE_SECONDS = 120.0
+
+
+class AuditError(StoreError):
+    """The audit log cannot take a record (a legacy log to migrate, a store too busy)."""
 
 
 def _digest(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "hash"}
+    body = {k: v for k, v in record.items() if k not in ("hash", "sig")}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def _head_message(seq: int, digest: str) -> bytes:
+    return f"civicml.audit.head/v1\x00{seq}\x00{digest}".encode()
+
+
+def record_key(seq: int) -> str:
+    """Object key of the record with sequence number `seq`."""
+    return f"{RECORDS_PREFIX}{seq:012d}.json"
 
 
 def default_actor() -> str:
@@ -59,52 +78,55 @@ def default_actor() -> str:
 
 
 class AuditLog:
-    """The project's audit log."""
+    """The project's audit log.
 
-    def __init__(self, store: Store, key: str = AUDIT_KEY, head_key: str = HEAD_KEY):
+    Args:
+        store: Where the records live.
+        signer: Key that signs new records; default: the one in the environment (`load_signer`),
+            None to write unsigned records.
+        pinned_keys: Public keys `verify` trusts (`audit.public_keys`); default: the environment's.
+            With none pinned, the keys stored under `audit/keys/` are trusted (and `verify` says so).
+    """
+
+    def __init__(self, store: Store, signer: Signer | None = _UNSET, pinned_keys: list[str] | None = None):
         self.store = store
-        self.key = key
-        self.head_key = head_key
+        self.signer = load_signer() if signer is _UNSET else signer
+        self.pinned = pinned_public_keys(pinned_keys)
+        self.key = RECORDS_PREFIX
+        self.head_key = HEAD_KEY
 
-    def _text(self) -> str:
-        try:
-            return self.store.get_bytes(self.key).decode()
-        except FileNotFoundError:
-            return ""
-
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        path = self.store.local_path(self.key)
-        if path is None:  # remote store: see the module docstring
-            yield
-            return
-        # ".tmp-" prefix: LocalStore.list() hides such files, so the lock is never mistaken for an object.
-        lock = path.parent / f".tmp-{path.name}.lock"
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock, "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    # -- reading ------------------------------------------------------------------
+    def _record_keys(self) -> list[str]:
+        return [k for k in self.store.list(RECORDS_PREFIX) if k.endswith(".json")]
 
     def records(self) -> list[dict[str, Any]]:
-        """All records, oldest first (not verified; see `verify`). Unparseable lines are skipped."""
+        """All records, oldest first (not verified; see `verify`). Unparseable objects are skipped."""
         out = []
-        for line in self._text().splitlines():
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
+        for key in self._record_keys():
+            try:
+                out.append(json.loads(self.store.get_bytes(key)))
+            except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+                continue
         return out
 
     def head(self) -> dict[str, Any] | None:
-        """The anchored head `{seq, hash, at}`, or None for an empty log."""
+        """The anchored head `{seq, hash, at, sig}`, or None for an empty log."""
         try:
-            return json.loads(self.store.get_bytes(self.head_key))
-        except FileNotFoundError:
+            return json.loads(self.store.get_bytes(HEAD_KEY))
+        except (FileNotFoundError, json.JSONDecodeError):
             return None
+
+    def _last(self) -> dict[str, Any] | None:
+        keys = self._record_keys()
+        return json.loads(self.store.get_bytes(keys[-1])) if keys else None
+
+    # -- writing ------------------------------------------------------------------
+    def _refuse_legacy(self) -> None:
+        if self.store.exists(LEGACY_KEY):
+            raise AuditError(
+                f"the store {self.store.describe()} still has the old single-file audit log ({LEGACY_KEY}); "
+                "migrate it once with `civicml audit migrate` (the migration is itself audited), then retry"
+            )
 
     def append(self, event: str, payload: dict[str, Any], actor: str | None = None) -> dict[str, Any]:
         """Append one event and return the stored record.
@@ -113,96 +135,184 @@ class AuditLog:
             event: Event name, e.g. `gate_decided`, `approval_recorded`.
             payload: JSON-able details.
             actor: Who acted; default `default_actor()`.
+
+        Raises:
+            AuditError: a legacy log must be migrated first, or other writers kept winning for 2 minutes.
         """
-        with self._lock():
-            text = self._text()
-            lines = [line for line in text.splitlines() if line.strip()]
-            prev = json.loads(lines[-1]) if lines else None
-            record = {
-                "seq": (prev["seq"] + 1) if prev else 1,
-                "at": utcnow(),
-                "event": event,
-                "actor": actor or default_actor(),
-                "payload": payload,
-                "prev_hash": prev["hash"] if prev else GENESIS,
-            }
-            record["hash"] = _digest(record)
-            lines.append(json.dumps(record, sort_keys=True, default=str))
-            self.store.put_bytes(self.key, ("\n".join(lines) + "\n").encode())
-            self.store.put_bytes(
-                self.head_key, json.dumps({"seq": record["seq"], "hash": record["hash"], "at": record["at"]}).encode()
-            )
+        self._refuse_legacy()
+        self._register_key()
+        deadline = time.monotonic() + APPEND_DEADLINE_SECONDS
+        pause = 0.001
+        while True:
+            prev = self._last()
+            record = self._new_record(prev, event, payload, actor)
+            try:
+                self.store.create(record_key(record["seq"]), json.dumps(record, sort_keys=True).encode())
+                break
+            except StoreConflict:  # another writer took this seq: read the new end and go again
+                if time.monotonic() > deadline:
+                    raise AuditError(
+                        f"could not append {event!r} to the audit log in {self.store.describe()}: other writers "
+                        f"won every attempt for {APPEND_DEADLINE_SECONDS:.0f}s; retry"
+                    ) from None
+                time.sleep(random.uniform(0, pause))
+                pause = min(pause * 2, 0.05)
+        self._advance_head(record)
         return record
 
+    def _new_record(
+        self, prev: dict[str, Any] | None, event: str, payload: dict[str, Any], actor: str | None
+    ) -> dict[str, Any]:
+        record = {
+            "seq": (prev["seq"] + 1) if prev else 1,
+            "at": utcnow(),
+            "event": event,
+            "actor": actor or default_actor(),
+            "payload": payload,
+            "prev_hash": prev["hash"] if prev else GENESIS,
+        }
+        # Round-trip through JSON so the hash covers exactly what is stored (tuples, dates, ...).
+        record = json.loads(json.dumps(record, sort_keys=True, default=str))
+        record["hash"] = _digest(record)
+        if self.signer is not None:
+            record["sig"] = self.signer.sign(record["hash"].encode())
+        return record
+
+    def _advance_head(self, record: dict[str, Any]) -> None:
+        """Move the head forward to `record` unless a later append already moved it further."""
+        body = {"seq": record["seq"], "hash": record["hash"], "at": record["at"]}
+        if self.signer is not None:
+            body["sig"] = self.signer.sign(_head_message(record["seq"], record["hash"]))
+        data = json.dumps(body, sort_keys=True).encode()
+        for _ in range(200):
+            try:
+                raw, etag = self.store.read(HEAD_KEY)
+            except FileNotFoundError:
+                try:
+                    self.store.create(HEAD_KEY, data)
+                    return
+                except StoreConflict:
+                    continue
+            try:
+                current = json.loads(raw).get("seq", 0)
+            except (json.JSONDecodeError, AttributeError):
+                current = 0
+            if isinstance(current, int) and current >= record["seq"]:
+                return
+            try:
+                self.store.replace(HEAD_KEY, data, if_match=etag)
+                return
+            except StoreConflict:
+                time.sleep(random.uniform(0, 0.01))
+        # Leaving the head behind is safe: verify accepts signed records past the head.
+
+    def _register_key(self) -> None:
+        """Store this signer's public key once (so readers without the config can check signatures)."""
+        if self.signer is None:
+            return
+        key = f"{KEYS_PREFIX}{self.signer.key_id.replace(':', '-')}.json"
+        if self.store.exists(key):
+            return
+        body = {"alg": self.signer.alg, "key_id": self.signer.key_id, "public_key": self.signer.public}
+        try:
+            self.store.create(key, json.dumps(body, sort_keys=True).encode())
+        except StoreConflict:
+            pass
+
+    # -- keys ---------------------------------------------------------------------
+    def stored_keys(self) -> dict[str, dict[str, Any]]:
+        """Public keys found under `audit/keys/`, by key id (not trusted when keys are pinned)."""
+        out = {}
+        for key in self.store.list(KEYS_PREFIX):
+            try:
+                doc = json.loads(self.store.get_bytes(key))
+                out[doc["key_id"]] = doc
+            except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+                continue
+        return out
+
+    def trusted_keys(self) -> tuple[dict[str, PublicKey], list[str]]:
+        """The keys `verify` checks signatures with, and notes/problems about where they came from."""
+        from civicml.governance.signing import SigningError, parse_public_key
+
+        notes: list[str] = []
+        stored = self.stored_keys()
+        keys: dict[str, PublicKey] = dict(self.pinned)
+        for key_id, doc in stored.items():
+            if key_id in self.pinned or not doc.get("public_key"):
+                continue
+            try:
+                parsed = parse_public_key(doc["public_key"], f"{KEYS_PREFIX}{key_id}")
+            except SigningError as err:
+                notes.append(f"problem: {err}")
+                continue
+            if parsed.key_id != key_id:
+                notes.append(
+                    f"problem: the public key stored as {key_id} is really {parsed.key_id} — "
+                    "the public key in the store was swapped"
+                )
+            elif not self.pinned:
+                keys[key_id] = parsed
+        if self.signer is not None and self.signer.alg != "ed25519":
+            keys[self.signer.key_id] = public_key_of(self.signer)
+        if not self.pinned and keys:
+            notes.append(
+                "note: public keys were read from the store itself; pin them in audit.public_keys "
+                "(or CIVICML_AUDIT_PUBLIC_KEYS) so that a store writer cannot swap them"
+            )
+        return keys, notes
+
+    # -- checking -----------------------------------------------------------------
     def verify(self) -> tuple[bool, str]:
-        """Check the whole chain and the head; returns (ok, message naming the first bad record)."""
+        """Check the whole chain, signatures and the head; returns (ok, message naming the first bad record)."""
         result = self.check()
         return result["ok"], result["message"]
 
     def check(self) -> dict[str, Any]:
-        """Like `verify`, with details: `{ok, message, records, first_bad_line, first_bad_seq, head_hash}`."""
-        text = self._text()
-        head = self.head()
+        """Like `verify`, with details: `{ok, message, records, first_bad_line, first_bad_seq, head_hash, ...}`."""
+        from civicml.governance.audit_verify import check_chain
 
-        def bad(lineno: int | None, seq: Any, msg: str) -> dict[str, Any]:
-            return {
-                "ok": False,
-                "message": msg,
-                "records": n,
-                "first_bad_line": lineno,
-                "first_bad_seq": seq,
-                "head_hash": head.get("hash") if head else None,
-            }
+        return check_chain(self)
 
-        prev_hash = GENESIS
-        n = 0
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                return bad(lineno, None, f"line {lineno}: not valid JSON (the record was edited or truncated)")
-            if not isinstance(record, dict):
-                return bad(lineno, None, f"line {lineno}: not a JSON object (the record was edited)")
-            n += 1
-            seq = record.get("seq")
-            where = f"line {lineno} (seq {seq}, event {record.get('event')!r})"
-            if seq != n:
-                return bad(lineno, seq, f"{where}: expected seq {n} — a record was deleted, inserted or reordered here")
-            if record.get("prev_hash") != prev_hash:
-                return bad(
-                    lineno,
-                    seq,
-                    f"{where}: prev_hash does not match the hash of the record before it — "
-                    "the previous record was edited, or records were reordered",
-                )
-            if _digest(record) != record.get("hash"):
-                return bad(lineno, seq, f"{where}: contents do not match its hash — this record was edited")
-            prev_hash = record["hash"]
-        if head is None:
-            if n:
-                return bad(
-                    None,
-                    None,
-                    f"the log has {n} records but its head ({self.head_key}) is missing — the head was deleted",
-                )
-        elif head.get("seq") != n or head.get("hash") != prev_hash:
-            if isinstance(head.get("seq"), int) and head["seq"] > n:
-                msg = (
-                    f"the log ends at seq {n} but its head says seq {head['seq']} — records after seq {n} were deleted"
-                )
-                return bad(None, n + 1, msg)
-            msg = (
-                f"the last record (seq {n}) does not match the head (seq {head.get('seq')}) — the end of the log "
-                "was edited or extended without going through civicml (or an append was interrupted)"
-            )
-            return bad(None, n, msg)
-        return {
-            "ok": True,
-            "message": f"audit log intact: {n} records, head {prev_hash[:16]}…",
-            "records": n,
-            "first_bad_line": None,
-            "first_bad_seq": None,
-            "head_hash": prev_hash if n else None,
-        }
+
+def migrate_legacy(log: AuditLog, actor: str | None = None) -> dict[str, Any]:
+    """Move the old single-file log (`audit/log.jsonl`) into one object per record, once; audited.
+
+    Every old record is copied unchanged (same seq, hashes and chain), the old file is kept
+    under `audit/legacy/log.jsonl`, and a signed `audit_migrated` record names the old head and
+    the sha256 of the old file, so the migrated part stays anchored.
+
+    Raises:
+        AuditError: there is nothing to migrate, records already exist, or the old chain does not verify.
+    """
+    from civicml.governance.audit_verify import check_legacy_text
+
+    store = log.store
+    try:
+        raw = store.get_bytes(LEGACY_KEY)
+    except FileNotFoundError:
+        raise AuditError(f"nothing to migrate: {store.describe()} has no old audit log {LEGACY_KEY}") from None
+    if log._record_keys():
+        raise AuditError(
+            f"{store.describe()} has both the old log {LEGACY_KEY} and per-record audit objects; "
+            "it was migrated already — move the old file away after checking it"
+        )
+    records, problem = check_legacy_text(raw.decode(errors="replace"))
+    if problem:
+        raise AuditError(f"refusing to migrate: the old audit log does not verify: {problem}")
+    for rec in records:
+        try:
+            store.create(record_key(rec["seq"]), json.dumps(rec, sort_keys=True).encode())
+        except StoreConflict:
+            raise AuditError("another `civicml audit migrate` is running against this store; let it finish") from None
+    store.put_bytes(LEGACY_ARCHIVE, raw)
+    store.delete(LEGACY_KEY)
+    if records:
+        log._advance_head(records[-1])
+    payload = {
+        "legacy_records": len(records),
+        "legacy_head": records[-1]["hash"] if records else None,
+        "legacy_sha256": hashlib.sha256(raw).hexdigest(),
+        "archived_at": LEGACY_ARCHIVE,
+    }
+    return log.append("audit_migrated", payload, actor=actor)

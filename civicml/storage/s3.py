@@ -13,6 +13,17 @@ credentials come from the environment only, never from the config:
 On a cluster those variables come from a Kubernetes Secret (`storage.secret_name`),
 mapped into every pipeline task with `secret_env_mapping()`.
 
+Conditional writes (`create`, `replace`) send `If-None-Match: *` / `If-Match: "<etag>"` on a
+plain PutObject. minio-py 7.2's public `put_object` turns every header it does not know into
+`x-amz-meta-*` user metadata (`minio/helpers.py` `normalize_headers`), which the server then
+ignores as a precondition; so these go through the client's own signed request layer
+(`Minio._put_object`, which passes headers through unchanged). MinIO checks the precondition
+under the object's namespace lock and answers 412 `PreconditionFailed` to the loser
+(upstream: minio/minio cmd/erasure-object.go:1261-1275, cmd/object-handlers-common.go:140-200
+@ 7aac2a2c, Feb 2026); a 409 `ConditionalRequestConflict` (AWS, for racing writes) is treated
+the same. A server that ignores the headers would silently overwrite: `probe_conditional_writes`
+checks once per store and refuses to write state when the precondition is not honoured.
+
 Every error leaves this module as `StoreError` (or `FileNotFoundError` for a missing
 key) with a message that names the endpoint, bucket and remedy and never a credential.
 """
@@ -30,7 +41,7 @@ from typing import Any, TypeVar
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
-from civicml.storage.store import ObjectInfo, Store, StoreError, _check_key
+from civicml.storage.base import ObjectInfo, Store, StoreConflict, StoreError, check_key
 
 T = TypeVar("T")
 
@@ -51,6 +62,8 @@ TRANSIENT_CODES = frozenset(
         "XMinioServerNotInitialized",
     }
 )
+# A precondition failed (412), or a racing conditional write (409 on AWS S3).
+CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 CREDENTIAL_CODES = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken", "InvalidSecurity"}
 )
@@ -195,6 +208,7 @@ class S3Store(Store):
         self.attempts = max(1, attempts)
         self.backoff = backoff
         self._bucket_checked = False
+        self._conditional_checked = False
         # urllib3 retries stay off: this class retries whole operations itself with backoff, so an
         # unreachable endpoint fails in a few seconds instead of minio's default 5 retries x 5 minutes.
         http = urllib3.PoolManager(
@@ -312,7 +326,7 @@ class S3Store(Store):
         self._bucket_checked = True
 
     def _key(self, key: str) -> str:
-        return self.prefix + _check_key(key)
+        return self.prefix + check_key(key)
 
     # -- Store interface --------------------------------------------------------------
     def put_bytes(self, key: str, data: bytes) -> None:
@@ -323,6 +337,99 @@ class S3Store(Store):
             f"write {name}",
             lambda: self.client.put_object(self.bucket, name, io.BytesIO(data), len(data)),
         )
+
+    def _conditional_put(self, key: str, data: bytes, condition: dict[str, str], lost: str) -> str:
+        from minio.error import S3Error
+
+        self._check_bucket()
+        self._check_conditional()
+        name = self._key(key)
+        headers = {"Content-Type": "application/octet-stream", **condition}
+
+        tries = 0
+
+        def put() -> str:
+            nonlocal tries
+            tries += 1
+            try:
+                return self.client._put_object(self.bucket, name, data, headers=headers).etag
+            except S3Error as err:
+                if err.code in CONFLICT_CODES or (err.code == "NoSuchKey" and "If-Match" in condition):
+                    if tries > 1 and self._holds(name, data):
+                        # Our first attempt was applied but its answer was lost: not a conflict.
+                        return self.client.stat_object(self.bucket, name).etag
+                    raise StoreConflict(key, lost) from None
+                raise
+
+        return self._call(f"write {name}", put)
+
+    def _holds(self, name: str, data: bytes) -> bool:
+        resp = self.client.get_object(self.bucket, name)
+        try:
+            return resp.read() == data
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    def create(self, key: str, data: bytes) -> str:
+        return self._conditional_put(
+            key, data, {"If-None-Match": "*"}, f"{key!r} already exists in {self.uri}; it is never overwritten"
+        )
+
+    def replace(self, key: str, data: bytes, if_match: str) -> str:
+        return self._conditional_put(
+            key,
+            data,
+            {"If-Match": f'"{if_match}"'},
+            f"{key!r} in {self.uri} changed since it was read (another writer)",
+        )
+
+    def read(self, key: str) -> tuple[bytes, str]:
+        self._check_bucket()
+        name = self._key(key)
+
+        def read() -> tuple[bytes, str]:
+            resp = self.client.get_object(self.bucket, name)
+            try:
+                return resp.read(), (resp.headers.get("ETag") or "").strip('"')
+            finally:
+                resp.close()
+                resp.release_conn()
+
+        try:
+            return self._call(f"read {name}", read)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no object {key!r} in store {self.uri}") from None
+
+    def _check_conditional(self) -> None:
+        """Refuse to write state to a server that ignores preconditions (checked once per store)."""
+        if self._conditional_checked:
+            return
+        probe = self._key(f".probe/conditional-{os.getpid()}-{time.time_ns()}")
+        from minio.error import S3Error
+
+        try:
+            self.client._put_object(self.bucket, probe, b"1", headers={"If-None-Match": "*"})
+            try:
+                self.client._put_object(self.bucket, probe, b"2", headers={"If-None-Match": "*"})
+                honoured = False
+            except S3Error as err:
+                honoured = err.code in CONFLICT_CODES
+        except Exception as err:  # noqa: BLE001 - any failure becomes one clear StoreError
+            raise self._error("check conditional writes", err) from None
+        finally:
+            try:
+                self.client.remove_object(self.bucket, probe)
+            except Exception:  # noqa: BLE001, S110 - best effort; a leftover probe object is harmless
+                pass
+        if not honoured:
+            raise StoreError(
+                f"the object store at {self.describe()} ignores conditional writes (If-None-Match: *): two "
+                "writers could overwrite each other's versions, approvals and audit records, so civicml refuses to "
+                "write state there; use MinIO RELEASE.2024-11 or newer, AWS S3, or another server that honours "
+                "If-None-Match / If-Match on PutObject"
+            )
+        self._conditional_checked = True
 
     def put_file(self, key: str, path: str | Path) -> None:
         self._check_bucket()

@@ -208,7 +208,7 @@ def test_demo_data_with_injected_bias_fails_the_region_fairness_rule(tmp_path):
     assert result["failed"] == ["demographic_parity_ratio[region] >= 0.8"]
     region_rule = next(r for r in result["rules"] if r["rule"].startswith("demographic_parity_ratio[region]"))
     assert "highest in East" in region_rule["detail"]
-    events = [json.loads(line)["event"] for line in (tmp_path / "store/audit/log.jsonl").read_text().splitlines()]
+    events = [json.loads(p.read_text())["event"] for p in sorted((tmp_path / "store/audit/records").glob("*.json"))]
     assert events[-2:] == ["evaluation_done", "gate_decided"]
 
 
