@@ -559,13 +559,11 @@ def register(
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text)
-    manifest = registry.commit(version, artifacts, meta)
+    from civicml.governance.trust import commit_version
+
+    manifest = commit_version(registry, version, artifacts, meta)
     if info.get("contract_origin") == "inferred" and registry.load_contract(cfg.name) is None:
         registry.save_contract(cfg.name, _read_json(str(Path(data_dir) / "contract.json")))
-    AuditLog(registry.store).append(
-        "version_committed",
-        {"version": version, "model_sha256": meta["model_sha256"], "status": status, "gate": decision},
-    )
     return manifest
 
 
@@ -589,50 +587,76 @@ def current_card(registry: Registry, version: str) -> tuple[str, str]:
     return render_model_card(man, evaluation, gate, cfg, status=version_status(registry, man))
 
 
-def deploy(config: RunConfig | str, version: str, by: str = "pipeline") -> dict[str, Any]:
-    """Deploy an approved version with the configured backend.
+COMPARED = "compared"  # `deploy(expected_champion=COMPARED)`: the champion the version's evaluation compared with
+
+
+def compared_champion(registry: Registry, version: str) -> Any:
+    """The champion `version` was compared with at evaluation (None: there was none), or ANY when unknown."""
+    from civicml.storage.registry import ANY, RegistryError
+
+    try:
+        evaluation = json.loads(registry.read_artifact(version, "evaluation.json"))
+    except RegistryError:
+        return ANY
+    comparison = evaluation.get("champion_comparison")
+    if not isinstance(comparison, dict):
+        return None
+    return comparison.get("champion_version", ANY)
+
+
+def deploy(
+    config: RunConfig | str,
+    version: str,
+    by: str = "pipeline",
+    expected_champion: Any = COMPARED,
+    reason: str | None = None,
+    registry: Registry | None = None,
+) -> dict[str, Any]:
+    """Deploy an approved version with the configured backend, through the one promotion function.
 
     Locally the `champion` alias moves; with `deploy.mode: challenger` and an existing champion the
     version becomes the `challenger` and receives `deploy.challenger_traffic` of the requests instead.
     Replacing the champion ends any running A/B test (challenger cleared, weights back to 0).
-    On Kubernetes the same choice is made by `civicml.deploy.kubernetes.deploy_version` after the rollout.
+    On Kubernetes the rollout happens first (`civicml.deploy.kubernetes.deploy_version`).
+
+    Args:
+        config: Run config or its path.
+        version: The version to deploy.
+        by: Who deploys.
+        reason: Why, for the audit log (default: the gate decision).
+        registry: The registry (default: the config's store).
+        expected_champion: Compare-and-swap guard: by default the champion the version was compared
+            with, so a run never replaces a champion it was not compared with; a person deploying by
+            hand passes the champion they saw.
+
+    Raises:
+        RegistryError: the version is not approved or disagrees with the audit chain (PromotionError),
+            or the champion moved meanwhile (AliasConflict); nothing moved.
     """
-    from civicml.deploy.local import promote
-    from civicml.governance.approval import effective_status
-    from civicml.serving.routing import CHALLENGER, CHAMPION, set_weights
-    from civicml.storage.registry import RegistryError
+    from civicml.governance.promotion import CHALLENGER, CHAMPION, promote
 
     cfg = _cfg(config)
-    registry = _registry(cfg)
-    # The last line of defence for invariant 6: whatever calls this, only a version the gate
-    # passed or a named person approved ever serves anyone.
-    status = effective_status(registry, version)
-    if status != "approved":
-        raise RegistryError(
-            f"version {version} is {status!r}; only approved versions are deployed "
-            f"(gate decision `deploy`, or `civicml approve {version} --by NAME --role ROLE --reason TEXT`)"
-        )
+    registry = registry or _registry(cfg)
+    if expected_champion == COMPARED:
+        expected_champion = compared_champion(registry, version)
     if cfg.deploy.target == "kubernetes":
         from civicml.deploy.kubernetes import deploy_version
 
-        return deploy_version(cfg, registry, version, by=by)
+        return deploy_version(cfg, registry, version, by=by, expected_champion=expected_champion, reason=reason)
     champion = registry.get_alias(CHAMPION)
     if cfg.deploy.mode == "challenger" and champion not in (None, version):
-        result = promote(registry, version, alias=CHALLENGER, by=by, reason="gate decision: deploy as challenger")
-        set_weights(registry, cfg.deploy.challenger_traffic, by=by, reason=f"challenger {version} deployed")
-        AuditLog(registry.store).append(
-            "deployed",
-            {"target": "local", "role": CHALLENGER, "share": cfg.deploy.challenger_traffic, **result},
-            actor=by,
+        share = cfg.deploy.challenger_traffic
+        return promote(
+            registry,
+            version,
+            role=CHALLENGER,
+            share=share,
+            by=by,
+            reason=reason or "gate decision: deploy as challenger",
         )
-        return {**result, "challenger_share": cfg.deploy.challenger_traffic}
-    result = promote(registry, version, alias=CHAMPION, by=by, reason="gate decision: deploy")
-    AuditLog(registry.store).append("deployed", {"target": "local", "role": CHAMPION, **result}, actor=by)
-    if registry.get_alias(CHALLENGER):
-        move = registry.set_alias(CHALLENGER, None, by=by, reason=f"{version} replaced the champion")
-        AuditLog(registry.store).append("alias_moved", {"alias": CHALLENGER, **move}, actor=by)
-        set_weights(registry, 0.0, by=by, reason=f"{version} deployed as champion")
-    return result
+    return promote(
+        registry, version, by=by, reason=reason or "gate decision: deploy", expected_champion=expected_champion
+    )
 
 
 def log_kfp_metrics(evaluation: dict[str, Any], metrics: Any, classification: Any = None) -> None:

@@ -59,21 +59,17 @@ def _decide(
     )
     if decision != "approved" or no_deploy:
         return
-    if cfg.deploy.target == "kubernetes" or cfg.deploy.mode == "challenger":
-        # The configured backend decides (rollout on a cluster, challenger alias + traffic share locally).
-        from civicml import steps
+    # The configured backend decides (rollout on a cluster, challenger alias + traffic share locally);
+    # the champion must still be the one this version was compared with.
+    from civicml import steps
 
-        result = steps.deploy(cfg, record["version"], by=record["by"])
-    else:
-        from civicml.deploy.local import promote
-
-        result = promote(
-            registry,
-            record["version"],
-            alias="champion",
-            by=record["by"],
-            reason=f"approved by {record['by']} ({record['role']}): {record['reason']}",
-        )
+    result = steps.deploy(
+        cfg,
+        record["version"],
+        by=record["by"],
+        reason=f"approved by {record['by']} ({record['role']}): {record['reason']}",
+        registry=registry,
+    )
     console.print(f"deployed: {json.dumps(result, default=str)}", highlight=False)
 
 

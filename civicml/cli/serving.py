@@ -143,10 +143,11 @@ def promote_cmd(
 
     Refuses unless `civicml ab report` recommends promotion, or `--force --reason TEXT` is given.
     """
-    from civicml.deploy.local import promote
+    from civicml import steps
+    from civicml.deploy.kubernetes import DeployError
     from civicml.governance.audit import AuditLog
     from civicml.monitoring.ab import PromotionRefused, ab_report, check_promotion
-    from civicml.serving.routing import CHALLENGER, set_weights
+    from civicml.serving.routing import CHAMPION
 
     cfg = load_cfg(config)
     registry = _registry(cfg)
@@ -159,17 +160,19 @@ def promote_cmd(
     challenger = decision["challenger"]
     if cfg.deploy.target == "kubernetes":
         from civicml.deploy.cluster import require_cluster
-        from civicml.deploy.kubernetes import DeployError, deploy_version
 
         require_cluster()
-        try:
-            deploy_version(cfg, registry, challenger, mode="replace", by=who)
-        except DeployError as err:
-            _fail(str(err))
-    else:
-        promote(registry, challenger, alias="champion", by=who, reason=decision["reason"])
-        registry.set_alias(CHALLENGER, None, by=who, reason=f"{challenger} promoted to champion")
-        set_weights(registry, 0.0, by=who, reason=f"{challenger} promoted to champion")
+    cfg = cfg.model_copy(update={"deploy": cfg.deploy.model_copy(update={"mode": "replace"})})
+    try:
+        steps.deploy(
+            cfg,
+            challenger,
+            by=who,
+            reason=f"A/B promotion: {decision['reason']}",
+            expected_champion=registry.get_alias(CHAMPION),
+        )
+    except DeployError as err:
+        _fail(str(err))
     AuditLog(registry.store).append("ab_promoted", decision, actor=who)
     forced = " (forced without a significant result)" if decision["forced"] else ""
     console.print(f"{challenger} is now the champion{forced}; no challenger is set", highlight=False)
@@ -227,7 +230,7 @@ def deploy_cmd(
 
         require_cluster()
     try:
-        result = steps.deploy(cfg, version, by=_actor())
+        result = steps.deploy(cfg, version, by=_actor(), expected_champion=registry.get_alias("champion"))
     except DeployError as err:
         _fail(str(err))
     result = {k: v for k, v in result.items() if k != "objects"}
@@ -242,8 +245,9 @@ def rollback_cmd(
     config: Path | None = _CONFIG,
 ) -> None:
     """Serve the previous champion again (and stop any challenger)."""
-    from civicml.deploy.local import promote
-    from civicml.serving.routing import CHALLENGER, CHAMPION, set_weights
+    from civicml import steps
+    from civicml.deploy.kubernetes import DeployError
+    from civicml.serving.routing import CHAMPION
 
     cfg = load_cfg(config)
     registry = _registry(cfg)
@@ -258,21 +262,15 @@ def rollback_cmd(
     )
     if current is None or previous is None:
         _fail(f"nothing to roll back to: the champion alias ({current}) has no earlier version in its history")
-    who = _actor()
     if cfg.deploy.target == "kubernetes":
         from civicml.deploy.cluster import require_cluster
-        from civicml.deploy.kubernetes import DeployError, deploy_version
 
         require_cluster()
-        try:
-            deploy_version(cfg, registry, previous, mode="replace", by=who)
-        except DeployError as err:
-            _fail(str(err))
-    else:
-        promote(registry, previous, alias=CHAMPION, by=who, reason=f"rollback from {current}: {reason}")
-        if registry.get_alias(CHALLENGER):
-            registry.set_alias(CHALLENGER, None, by=who, reason=f"rollback to {previous}")
-        set_weights(registry, 0.0, by=who, reason=f"rollback to {previous}")
+    cfg = cfg.model_copy(update={"deploy": cfg.deploy.model_copy(update={"mode": "replace"})})
+    try:
+        steps.deploy(cfg, previous, by=_actor(), reason=f"rollback from {current}: {reason}", expected_champion=current)
+    except DeployError as err:
+        _fail(str(err))
     console.print(f"rolled back: champion is {previous} again (was {current})")
 
 

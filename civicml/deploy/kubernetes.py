@@ -27,7 +27,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from civicml.config import RunConfig
-from civicml.deploy.local import promote
 from civicml.deploy.security import (
     restricted_container_security_context,
     restricted_pod_security_context,
@@ -40,9 +39,8 @@ from civicml.serving.routing import (
     ROUTING_FILE_ENV,
     Routing,
     current_routing,
-    set_weights,
 )
-from civicml.storage.registry import Registry, RegistryError
+from civicml.storage.registry import ANY, Registry, RegistryError
 from civicml.storage.store import resolve_store_uri
 
 FIELD_MANAGER = "civicml"
@@ -398,19 +396,26 @@ def deploy_version(
     dry_run: bool = False,
     mode: str | None = None,
     by: str = "pipeline",
+    expected_champion: Any = ANY,
+    reason: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
     """Roll `version` out on Kubernetes, as champion or (mode `challenger`) beside the champion.
 
+    The alias moves, the A/B split and the audit records are the promotion function's
+    (`civicml.governance.promotion.promote`); this module hands it the rollout.
+
     Args:
         cfg: Run config (`deploy`, `storage`).
         registry: The registry holding `version`.
-        version: A committed model version.
+        version: A committed, approved model version.
         client: API edge; a real `KubeClient` is built from the in-cluster or kube config when None.
         dry_run: Only build the objects; nothing is applied and no alias moves.
         mode: `replace` or `challenger`; defaults to `deploy.mode`.
         by: Who deploys, for the audit log.
+        expected_champion: Compare-and-swap guard passed to the promotion.
+        reason: Why, for the audit log.
 
     Returns:
         Summary with the applied objects, the alias moved and the rollout detail.
@@ -418,8 +423,10 @@ def deploy_version(
     Raises:
         DeployError: the rollout failed; the previous champion was re-applied (when there is one)
             and no alias moved.
-        RegistryError: the version does not exist or fails its integrity check.
+        RegistryError: the version does not exist, is not approved or fails its integrity check.
     """
+    from civicml.governance.promotion import check_promotable, promote
+
     mode = mode or cfg.deploy.mode
     problems = registry.verify(version)
     if problems:
@@ -434,27 +441,34 @@ def deploy_version(
             f"the model server pods cannot read the store {uri!r}: a Kubernetes deploy needs an object store "
             "(storage.uri or CIVICML_STORE_URI = s3://bucket/prefix)"
         )
+    check_promotable(registry, version, AuditLog(registry.store))  # before touching the cluster
     client = client or KubeClient()
-    audit = AuditLog(registry.store)
     ns, name = cfg.deploy.namespace, cfg.deploy.name
-    try:
-        for obj in objects:
-            client.apply(obj)
-        detail = wait_rollout(
-            client, ns, name, cfg.deploy.rollout_timeout_seconds, cfg.deploy.poll_seconds, sleep, clock
-        )
-    except Exception as err:  # noqa: BLE001 - any failure after the first apply (API error, timeout) must restore
-        why = _one_line(err, f"roll out {ns}/{name}")
-        rolled_back = _rollback(cfg, registry, client, version, why, by, sleep, clock)
-        raise DeployError(f"{why}; {rolled_back}; the registry alias {alias!r} was not moved") from None
-    move = promote(registry, version, alias=alias, by=by, reason=f"kubernetes rollout of {ns}/{name} succeeded")
-    if alias == CHALLENGER:
-        set_weights(registry, routing.challenger_share, by=by, reason=f"challenger {version} deployed")
-    else:
-        if registry.get_alias(CHALLENGER):
-            registry.set_alias(CHALLENGER, None, by=by, reason=f"{version} replaced the champion")
-        set_weights(registry, 0.0, by=by, reason=f"{version} deployed as champion")
-    audit.append(
+
+    def rollout(_: Routing) -> str:
+        try:
+            for obj in objects:
+                client.apply(obj)
+            return wait_rollout(
+                client, ns, name, cfg.deploy.rollout_timeout_seconds, cfg.deploy.poll_seconds, sleep, clock
+            )
+        except Exception as err:  # noqa: BLE001 - any failure after the first apply (API error, timeout) must restore
+            why = _one_line(err, f"roll out {ns}/{name}")
+            rolled_back = _rollback(cfg, registry, client, version, why, by, sleep, clock)
+            raise DeployError(f"{why}; {rolled_back}; the registry alias {alias!r} was not moved") from None
+
+    result = promote(
+        registry,
+        version,
+        by=by,
+        reason=f"{reason or 'deploy'}; kubernetes rollout of {ns}/{name}",
+        role=alias,
+        share=routing.challenger_share,
+        expected_champion=expected_champion,
+        deployer=rollout,
+        target="kubernetes",
+    )
+    AuditLog(registry.store).append(
         "k8s_deployed",
         {
             "namespace": ns,
@@ -462,18 +476,11 @@ def deploy_version(
             "version": version,
             "alias": alias,
             "challenger_share": routing.effective_share,
-            "rollout": detail,
+            "rollout": result["rollout"],
         },
         actor=by,
     )
-    return {
-        "target": "kubernetes",
-        "alias": alias,
-        "version": version,
-        "previous": move.get("previous"),
-        "rollout": detail,
-        "objects": objects,
-    }
+    return {**result, "objects": objects}
 
 
 def _one_line(err: Exception, action: str) -> str:

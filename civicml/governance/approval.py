@@ -25,9 +25,11 @@ the same rules:
   is final at once. The requirement is read from the version's own `gate.json`,
   so changing the config later cannot lower the bar for a version already made.
 
-Race: two people approving the same version at the same instant could both pass
-the "no earlier decision" check (the store has no create-if-absent); the audit
-log keeps both attempts.
+Race: the decision object is *created* (`Store.create`), so of two people deciding
+the same version at the same instant exactly one wins; the other is refused with
+the winner named, and both attempts are in the audit log. The intent is audited
+before the object is written (`approval_intent`), so no decision exists without
+its record; `approval_recorded` follows once it is stored.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from civicml.governance.audit import AuditLog
+from civicml.storage.base import StoreConflict
 from civicml.storage.registry import IntegrityError, Registry, RegistryError, sha256_bytes, utcnow
 
 APPROVALS_PREFIX = "approvals/"
@@ -277,12 +280,34 @@ def required_approvals(gate: dict[str, Any]) -> int:
     return wanted if gate.get("borderline") else 1
 
 
-def _create_once(registry: Registry, key: str, record: dict[str, Any], what: str) -> None:
-    """Write `record` at `key` unless the key exists (a decision is never overwritten)."""
-    # The store has no create-if-absent yet; the audit log keeps both attempts of a race.
-    if registry.store.exists(key):
-        raise ApprovalError(f"refusing: {what} was recorded by someone else a moment ago; reload and check")
-    registry.store.put_bytes(key, json.dumps(record, indent=2, sort_keys=True).encode())
+def _create_once(registry: Registry, audit: AuditLog, key: str, record: dict[str, Any], what: str) -> str:
+    """Create `record` at `key`, its intent audited first; of racing writers exactly one wins.
+
+    Returns:
+        The sha256 of the stored bytes (the audit records name it, so a forged file is caught).
+
+    Raises:
+        ApprovalError: someone else's record was created first (the refusal is audited).
+    """
+    data = json.dumps(record, indent=2, sort_keys=True).encode()
+    sha = sha256_bytes(data)
+    audit.append("approval_intent", {**record, "record_sha256": sha}, actor=record["by"])
+    try:
+        registry.store.create(key, data)
+    except StoreConflict:
+        winner = get_decision(registry, record["version"]) if key == approval_key(record["version"]) else None
+        who = f" ({winner.get('decision')} by {winner.get('by')})" if winner else ""
+        err = ApprovalError(
+            f"refusing: {what} was recorded by someone else a moment ago{who}; their record was stored first — "
+            "reload and check (a decision is final)"
+        )
+        audit.append(
+            "approval_refused",
+            {"version": record["version"], "decision": record["decision"], "by": record["by"], "error": str(err)},
+            actor=record["by"],
+        )
+        raise err from None
+    return sha
 
 
 def _check_duties(registry: Registry, version: str, decision: str, by: str, earlier: list[dict[str, Any]]) -> None:
@@ -383,14 +408,16 @@ def record_decision(
     needed = required_approvals(bound["gate"])
     if decision == "approved" and len(signed) + 1 < needed:
         record.update(decision="signoff", n=len(signed) + 1, needed=needed)
-        _create_once(registry, f"{SIGNOFFS_PREFIX}{version}/{record['n']:03d}.json", record, "this sign-off")
-        entry = audit.append("approval_signoff", record, actor=record["by"])
+        sha = _create_once(
+            registry, audit, f"{SIGNOFFS_PREFIX}{version}/{record['n']:03d}.json", record, "this sign-off"
+        )
+        entry = audit.append("approval_signoff", {**record, "record_sha256": sha}, actor=record["by"])
         record["audit_hash"] = entry["hash"]
         return record
     if decision == "approved" and needed > 1:
         record["approvers"] = [*({k: s[k] for k in ("by", "role", "reason", "at")} for s in signed)]
         record["approvers"].append({k: record[k] for k in ("by", "role", "reason", "at")})
-    _create_once(registry, approval_key(version), record, "a decision on this version")
-    entry = audit.append("approval_recorded", record, actor=record["by"])
+    sha = _create_once(registry, audit, approval_key(version), record, "a decision on this version")
+    entry = audit.append("approval_recorded", {**record, "record_sha256": sha}, actor=record["by"])
     record["audit_hash"] = entry["hash"]
     return record

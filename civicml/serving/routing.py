@@ -171,7 +171,7 @@ def set_weights(registry: Registry, challenger_share: float, by: str, reason: st
         by=by,
         reason=reason,
     )
-    registry.store.put_bytes(ROUTING_KEY, routing.to_json().encode())
+    # Evidence first: a kill between the two leaves a record of an intended change, never an unrecorded one.
     AuditLog(registry.store).append(
         "routing_changed",
         {
@@ -183,4 +183,5 @@ def set_weights(registry: Registry, challenger_share: float, by: str, reason: st
         },
         actor=by,
     )
+    registry.store.put_bytes(ROUTING_KEY, routing.to_json().encode())
     return routing

@@ -98,6 +98,7 @@ class ServingState:
 
 def _load_version(registry: Registry, version: str, arm: str, workdir: Path) -> ServedModel:
     from civicml.governance.approval import version_status
+    from civicml.governance.trust import check_version
     from civicml.modeling.persistence import ModelLoadError, load_model
 
     try:
@@ -105,6 +106,12 @@ def _load_version(registry: Registry, version: str, arm: str, workdir: Path) -> 
         if status.status != "approved":
             # Invariant 6 at the last step: an alias pointing at an unapproved version serves no one.
             raise ServingError(f"refusing to serve {arm} version {version}: {status.describe()}")
+        # The manifest's status, hashes and metrics must be the ones the audit log recorded at commit
+        # (a rewritten manifest that points at a swapped model is refused here, not just by `models verify`).
+        check_version(registry, version)
+        problems = registry.verify(version)
+        if problems:
+            raise RegistryError("; ".join(problems))
         model_dir = registry.fetch_prefix(version, "model", workdir / version / "model")
         model = load_model(model_dir)
         if model.family == "xgboost":

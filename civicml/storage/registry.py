@@ -3,8 +3,10 @@
 Layout inside the store:
 
     staging/<version>/<artifact>        files uploaded while a run is in progress
-    versions/<version>/manifest.json    written last: its presence commits the version
-    aliases/<alias>.json                current version + every move (who, from, to, why, when)
+    versions/<version>/manifest.json    written last, create-if-absent: its presence commits the version
+    aliases/<alias>/<seq>.json          one object per move (who, from, to, why, when), create-if-absent:
+                                        the newest is the alias's current version
+    aliases/<alias>.json                (older stores) the alias with its history in one object
     contracts/<name>.json               the data contract inferred on a project's first run
 
 A run that dies before writing the manifest leaves only `staging/` objects, which
@@ -16,11 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from civicml.storage.store import Store
+from civicml.storage.base import Store, StoreConflict
 
 MANIFEST_SCHEMA = "civicml.manifest/v1"
 ALIASES = ("champion", "challenger")
@@ -28,6 +31,24 @@ ALIASES = ("champion", "challenger")
 
 class RegistryError(RuntimeError):
     """A registry operation is not possible (unknown version, alias, duplicate commit)."""
+
+
+class AliasConflict(RegistryError):
+    """An alias moved since the caller read it (compare-and-swap lost); the message says who moved it."""
+
+
+ANY: Any = object()  # `set_alias(expected=ANY)`: move whatever the alias points to now
+
+
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    """The exact bytes a manifest is stored as (its sha256 is what the audit chain records)."""
+    return json.dumps(manifest, indent=2, sort_keys=True).encode()
+
+
+def manifest_signing_bytes(manifest: dict[str, Any]) -> bytes:
+    """What a manifest's signature covers: every field but the signature, canonical JSON."""
+    body = {k: v for k, v in manifest.items() if k != "signature"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
 class IntegrityError(RegistryError):
@@ -86,11 +107,31 @@ class Registry:
             entries[name] = self.upload(version, name, path.read_bytes())
         return entries
 
-    def commit(self, version: str, artifacts: dict[str, dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
-        """Write the manifest, which makes the version visible. Never overwrites a version."""
+    def commit(
+        self,
+        version: str,
+        artifacts: dict[str, dict[str, Any]],
+        meta: dict[str, Any],
+        signer: Any = None,
+        before: Callable[[dict[str, Any], str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Create the manifest, which makes the version visible; of two racing commits exactly one wins.
+
+        Args:
+            version: Version id.
+            artifacts: Staged artifact entries (from `upload`).
+            meta: Everything else the manifest records.
+            signer: Optional key with `sign(bytes) -> dict`; the manifest then carries a `signature`.
+            before: Called with (manifest, its sha256) before the manifest is written, to record the
+                intent in the audit log first (no state without its evidence).
+
+        Raises:
+            RegistryError: the version exists already (it is never overwritten).
+        """
         key = f"versions/{version}/manifest.json"
+        exists = f"version {version} already exists in {self.store.describe()}; a version is never overwritten"
         if self.store.exists(key):
-            raise RegistryError(f"version {version} already exists; a version is never overwritten")
+            raise RegistryError(exists)
         manifest = {
             "schema": MANIFEST_SCHEMA,
             "version": version,
@@ -98,7 +139,16 @@ class Registry:
             **meta,
             "artifacts": artifacts,
         }
-        self.store.put_bytes(key, json.dumps(manifest, indent=2, sort_keys=True).encode())
+        manifest = json.loads(json.dumps(manifest, default=str))
+        if signer is not None:
+            manifest["signature"] = signer.sign(manifest_signing_bytes(manifest))
+        data = manifest_bytes(manifest)
+        if before is not None:
+            before(manifest, sha256_bytes(data))
+        try:
+            self.store.create(key, data)
+        except StoreConflict:
+            raise RegistryError(exists + " (another run committed it first)") from None
         return manifest
 
     # -- reading -------------------------------------------------------------
@@ -237,31 +287,82 @@ class Registry:
         return problems
 
     # -- aliases ---------------------------------------------------------------
+    def _legacy_alias(self, alias: str) -> dict[str, Any]:
+        try:
+            return json.loads(self.store.get_bytes(f"aliases/{alias}.json"))
+        except FileNotFoundError:
+            return {}
+
+    def _moves_prefix(self, alias: str) -> str:
+        return f"aliases/{alias}/"
+
+    def _last_move(self, alias: str) -> tuple[int, str | None]:
+        """(seq of the newest move, the version the alias points to)."""
+        keys = self.store.list(self._moves_prefix(alias))
+        if keys:
+            move = json.loads(self.store.get_bytes(keys[-1]))
+            return move["seq"], move["to"]
+        legacy = self._legacy_alias(alias)
+        return len(legacy.get("history", [])), legacy.get("version")
+
     def get_alias(self, alias: str) -> str | None:
         """The version an alias points to, or None."""
-        try:
-            return json.loads(self.store.get_bytes(f"aliases/{alias}.json")).get("version")
-        except FileNotFoundError:
-            return None
+        return self._last_move(alias)[1]
 
     def alias_history(self, alias: str) -> list[dict[str, Any]]:
         """Every recorded move of an alias, oldest first."""
-        try:
-            return json.loads(self.store.get_bytes(f"aliases/{alias}.json")).get("history", [])
-        except FileNotFoundError:
-            return []
+        moves = [json.loads(self.store.get_bytes(k)) for k in self.store.list(self._moves_prefix(alias))]
+        return [*self._legacy_alias(alias).get("history", []), *moves]
 
-    def set_alias(self, alias: str, version: str | None, by: str, reason: str) -> dict[str, Any]:
-        """Point `alias` at `version` (None clears it) and record the move."""
+    def set_alias(
+        self,
+        alias: str,
+        version: str | None,
+        by: str,
+        reason: str,
+        expected: Any = ANY,
+        before: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+    ) -> dict[str, Any]:
+        """Point `alias` at `version` (None clears it) by creating one move object; racing moves all land.
+
+        Only `civicml.governance.promotion` calls this (a test checks): every champion change
+        goes through one function.
+
+        Args:
+            alias: `champion` or `challenger`.
+            version: Target version, or None to clear the alias.
+            by: Who moves it.
+            reason: Why.
+            expected: Compare-and-swap: the version the caller saw; when the alias points elsewhere
+                the move is refused with `AliasConflict`. `ANY` moves from whatever is current.
+            before: Called with the move before it is written (to audit the intent); may return
+                extra fields to store with the move (e.g. the audit record's seq).
+
+        Raises:
+            RegistryError: unknown alias or version.
+            AliasConflict: `expected` no longer holds.
+        """
         if alias not in ALIASES:
             raise RegistryError(f"unknown alias {alias!r}; use one of {ALIASES}")
         if version is not None:
             self.manifest(version)  # refuse to point at a version that is not committed
-        previous = self.get_alias(alias)
-        move = {"from": previous, "to": version, "by": by, "reason": reason, "at": utcnow()}
-        body = {"alias": alias, "version": version, "history": [*self.alias_history(alias), move]}
-        self.store.put_bytes(f"aliases/{alias}.json", json.dumps(body, indent=2).encode())
-        return move
+        for _ in range(1000):
+            seq, current = self._last_move(alias)
+            if expected is not ANY and current != expected:
+                raise AliasConflict(
+                    f"alias {alias!r} points to {current} now, not {expected} as when this change was decided; "
+                    "another promotion won — re-evaluate against the new champion (e.g. run the pipeline again)"
+                )
+            move = {"alias": alias, "seq": seq + 1, "from": current, "to": version, "by": by, "reason": reason}
+            move["at"] = utcnow()
+            if before is not None:
+                move.update(before(dict(move)) or {})
+            try:
+                self.store.create(f"{self._moves_prefix(alias)}{seq + 1:012d}.json", json.dumps(move).encode())
+                return move
+            except StoreConflict:
+                continue  # another move took this seq: re-read and go again
+        raise RegistryError(f"could not move alias {alias!r}: other writers kept winning; retry")
 
     # -- contracts and housekeeping ---------------------------------------------
     def load_contract(self, name: str) -> list[dict[str, Any]] | None:

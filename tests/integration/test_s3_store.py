@@ -222,10 +222,10 @@ def test_tampered_artifact_refused_on_load_and_by_models_verify(s3_env, tmp_path
     assert "FAIL v-tampered" in res.output and f"ok   {good['version']}" in res.output
     assert _cli("models", "verify", good["version"]).exit_code == 0
     assert _cli("models", "verify", "v-tampered").exit_code == 1
-    from civicml.deploy.local import promote
+    from civicml.governance.promotion import promote
 
-    with pytest.raises(RegistryError, match="refusing to promote"):
-        promote(reg, bad["version"])
+    with pytest.raises(RegistryError, match="refusing"):
+        promote(reg, bad["version"], by="test", reason="tampered")
     assert reg.get_alias("champion") is None
 
 

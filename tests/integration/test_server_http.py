@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from civicml import steps
 from civicml.config import RunConfig
 from civicml.data.demo import CATEGORICAL, NUMERIC, generate_benefits
+from civicml.governance.trust import commit_version
 from civicml.monitoring.ab import ab_report
 from civicml.serving.app import ServingError, create_app, load_state
 from civicml.serving.routing import CHALLENGER, CHAMPION, ROUTING_FILE_ENV, choose_arm
@@ -68,7 +69,7 @@ def build_registry(root: Path) -> tuple[RunConfig, Registry, str, str]:
         artifacts["data/contract.json"] = reg.upload(
             version, "data/contract.json", (data_dir / "contract.json").read_bytes()
         )
-        reg.commit(version, artifacts, {"name": cfg.name, "status": "approved"})
+        commit_version(reg, version, artifacts, {"name": cfg.name, "status": "approved"})
         steps.deploy(cfg, version)
         versions.append(version)
     assert reg.get_alias(CHAMPION) == versions[0] and reg.get_alias(CHALLENGER) == versions[1]

@@ -21,6 +21,7 @@ import yaml
 from civicml import steps
 from civicml.config import RunConfig
 from civicml.data.demo import CATEGORICAL, NUMERIC, generate_benefits
+from civicml.governance.trust import commit_version
 from civicml.serving.predlog import PREDICTIONS, read_log
 from civicml.storage.registry import Registry
 from civicml.storage.store import LocalStore
@@ -61,7 +62,7 @@ def _build(root: Path) -> tuple[Path, Path, str]:
     artifacts["data/contract.json"] = reg.upload(
         version, "data/contract.json", (data_dir / "contract.json").read_bytes()
     )
-    reg.commit(version, artifacts, {"name": cfg.name, "status": "approved"})
+    commit_version(reg, version, artifacts, {"name": cfg.name, "status": "approved"})
     steps.deploy(cfg, version)
     config_file = root / "civicml.yaml"
     config_file.write_text(yaml.safe_dump(raw))

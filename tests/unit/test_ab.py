@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from civicml.governance.trust import commit_version
 from civicml.monitoring.ab import (
     KEEP,
     PROMOTE,
@@ -32,7 +33,7 @@ def _experiment(tmp_path, champ_correct, champ_n, chall_correct, chall_n, unlabe
     """Logs with known counts: each arm's first `correct` labelled rows are right, the rest wrong."""
     reg = Registry(LocalStore(tmp_path / "store"))
     for v in ("v1", "v2", "v0"):
-        reg.commit(v, {}, {"status": "approved"})
+        commit_version(reg, v, {}, {"status": "approved"})
     reg.set_alias(CHAMPION, "v1", by="t", reason="t")
     reg.set_alias(CHALLENGER, "v2", by="t", reason="t")
     rng = np.random.default_rng(seed)

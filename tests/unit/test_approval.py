@@ -17,6 +17,7 @@ from civicml.governance.approval import (
     stored_model_hash,
 )
 from civicml.governance.audit import AuditLog
+from civicml.governance.trust import commit_version
 from civicml.modeling.estimators import fit_model
 from civicml.modeling.persistence import save_model
 from civicml.modeling.preprocessing import FeatureSpec
@@ -42,7 +43,9 @@ def _version(registry: Registry, version: str, model_dir, status="pending_approv
     arts["evaluation.json"] = registry.upload(version, "evaluation.json", ev)
     gate = {"decision": "pending_approval", "reason": "borderline: roc_auc >= 0.78", "rules": []}
     arts["gate.json"] = registry.upload(version, "gate.json", json.dumps(gate).encode())
-    registry.commit(version, arts, {"status": status, "model_sha256": sha, "evaluation_sha256": sha256_bytes(ev)})
+    commit_version(
+        registry, version, arts, {"status": status, "model_sha256": sha, "evaluation_sha256": sha256_bytes(ev)}
+    )
     return sha
 
 

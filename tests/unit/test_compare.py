@@ -8,6 +8,7 @@ from scipy.stats import binomtest
 
 from civicml.data.demo import CATEGORICAL, NUMERIC, TARGET, generate_benefits
 from civicml.evaluation.compare import compare_with_champion, mcnemar, paired_comparison
+from civicml.governance.trust import commit_version
 from civicml.modeling.estimators import fit_model
 from civicml.modeling.persistence import save_model
 from civicml.modeling.preprocessing import FeatureSpec
@@ -64,7 +65,7 @@ def _commit(registry: Registry, version: str, model, tmp_path):
     d = tmp_path / version
     save_model(model, d)
     arts = registry.upload_dir(version, "model", d)
-    registry.commit(version, arts, {"status": "approved"})
+    commit_version(registry, version, arts, {"status": "approved"})
     registry.set_alias("champion", version, by="test", reason="test")
 
 

@@ -25,6 +25,7 @@ from civicml.deploy.kubernetes import (
 )
 from civicml.deploy.security import pod_spec_of, restricted_violations
 from civicml.governance.audit import AuditLog
+from civicml.governance.trust import commit_version
 from civicml.serving.routing import CHALLENGER, CHAMPION, ROUTING_FILE_ENV, Routing, current_routing
 from civicml.storage.registry import Registry
 from civicml.storage.store import LocalStore
@@ -114,7 +115,7 @@ def setup(tmp_path, monkeypatch):
     monkeypatch.delenv(ROUTING_FILE_ENV, raising=False)
     reg = Registry(LocalStore(tmp_path / "store"))
     for v in ("v1", "v2", "v3"):
-        reg.commit(v, {}, {"status": "approved"})
+        commit_version(reg, v, {}, {"status": "approved"})
     cfg = RunConfig.model_validate(
         {
             "storage": {"uri": "s3://civicml/registry"},
@@ -290,7 +291,8 @@ def test_local_store_is_refused_before_anything_is_applied(setup):
 def test_tampered_version_is_not_deployed(setup):
     cfg, reg = setup
     reg.store.put_bytes("staging/v9/model/model.json", b"{}")
-    reg.commit(
+    commit_version(
+        reg,
         "v9",
         {"model/model.json": {"key": "staging/v9/model/model.json", "sha256": "0" * 64, "size": 2}},
         {"status": "approved"},

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from civicml.governance.audit import AuditLog
+from civicml.governance.trust import commit_version
 from civicml.serving.routing import (
     CHALLENGER,
     CHAMPION,
@@ -67,7 +68,7 @@ def test_bad_share_is_refused(bad):
 def _registry_with_versions(tmp_path, *versions):
     reg = Registry(LocalStore(tmp_path / "store"))
     for v in versions:
-        reg.commit(v, {}, {"status": "approved"})
+        commit_version(reg, v, {}, {"status": "approved"})
     return reg
 
 
@@ -114,7 +115,7 @@ def test_cli_challenger_lifecycle(tmp_path, monkeypatch):
     monkeypatch.setenv("CIVICML_STORE_URI", str(tmp_path / "store"))
     monkeypatch.setenv("CIVICML_ACTOR", "carol")
     reg = _registry_with_versions(tmp_path, "v1", "v2")
-    reg.commit("v0", {}, {"status": "rejected", "gate": {"reason": "auc too low"}})
+    commit_version(reg, "v0", {}, {"status": "rejected", "gate": {"reason": "auc too low"}})
     run = CliRunner().invoke
     assert run(app, ["deploy", "v1"]).exit_code == 0
     assert reg.get_alias(CHAMPION) == "v1"
