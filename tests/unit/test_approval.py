@@ -169,7 +169,7 @@ def _gate_version(registry: Registry, version: str, model_dir, gate_decision: st
     arts["gate.json"] = registry.upload(version, "gate.json", json.dumps(gate).encode())
     status = {"deploy": "approved", "reject": "rejected", "pending_approval": "pending_approval"}[gate_decision]
     meta = {"status": status, "model_sha256": sha, "evaluation_sha256": sha256_bytes(ev), "gate": gate}
-    registry.commit(version, arts, meta)
+    commit_version(registry, version, arts, meta)
 
 
 def test_deploy_without_version_keeps_the_human_approved_champion(tmp_path, monkeypatch, model_dir):

@@ -170,3 +170,50 @@ def test_secret_env_mapping_feeds_the_variables_the_store_reads():
     assert set(mapping.values()) == {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"}
     assert set(mapping.values()) <= set(ACCESS_KEY_VARS) | set(SECRET_KEY_VARS)
     assert all(isinstance(k, str) and k for k in mapping)
+
+
+def test_create_is_create_if_absent_and_racing_creators_have_one_winner(tmp_path):
+    import multiprocessing
+
+    from civicml.storage.store import StoreConflict
+
+    store = LocalStore(tmp_path / "s")
+    etag = store.create("a/b.json", b"first")
+    with pytest.raises(StoreConflict, match="already exists"):
+        store.create("a/b.json", b"second")
+    assert store.read("a/b.json") == (b"first", etag)
+
+    ctx = multiprocessing.get_context("fork")
+    barrier, wins = ctx.Barrier(8), ctx.Queue()
+
+    def racer(n: int) -> None:
+        barrier.wait(30)
+        try:
+            LocalStore(tmp_path / "s").create("race.json", str(n).encode())
+            wins.put(n)
+        except StoreConflict:
+            wins.put(None)
+
+    procs = [ctx.Process(target=racer, args=(n,)) for n in range(8)]
+    for p in procs:
+        p.start()
+    outcomes = [wins.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(10)
+    winners = [n for n in outcomes if n is not None]
+    assert len(winners) == 1 and store.get_bytes("race.json") == str(winners[0]).encode()
+    assert not [p for p in (tmp_path / "s").iterdir() if p.name.startswith(".tmp-") and not p.name.endswith(".lock")]
+
+
+def test_replace_if_match_is_compare_and_swap(tmp_path):
+    from civicml.storage.store import StoreConflict
+
+    store = LocalStore(tmp_path / "s")
+    etag = store.create("k", b"1")
+    etag2 = store.replace("k", b"2", if_match=etag)
+    with pytest.raises(StoreConflict, match="changed since it was read"):
+        store.replace("k", b"3", if_match=etag)  # stale etag: another writer got there first
+    assert store.read("k") == (b"2", etag2)
+    store.delete("k")
+    with pytest.raises(StoreConflict, match="deleted"):
+        store.replace("k", b"4", if_match=etag2)
