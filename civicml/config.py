@@ -512,6 +512,11 @@ class AuditConfig(_Strict):
         "`audit verify` trusts; keep every key that ever signed, so that old records stay verifiable after a "
         "rotation. When set, unsigned records and keys found only in the store are refused.",
     )
+    signing_secret_name: str | None = Field(
+        None,
+        description="Kubernetes Secret with the private signing key (key `signing-key.pem`), mounted read-only "
+        "into the pipeline's tasks only (the model server never gets it); unset: records are not signed on a cluster",
+    )
 
 
 class DeployConfig(_Strict):

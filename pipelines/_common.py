@@ -7,6 +7,18 @@ from kfp import compiler, dsl
 
 SETTINGS_CONFIGMAP = "civicml-settings"
 SETTINGS_KEYS = ("CIVICML_STORE_URI", "CIVICML_S3_ENDPOINT", "CIVICML_S3_SECURE")
+SIGNING_KEY_DIR = "/var/run/secrets/civicml-audit"
+
+
+def signing_key_mount(task: dsl.PipelineTask, secret_name: str) -> dsl.PipelineTask:
+    """Mount the audit signing key (a Secret, never a parameter) where this task writes records."""
+    from kfp import kubernetes
+
+    from civicml.governance.signing import ENV_KEY_FILE
+
+    kubernetes.use_secret_as_volume(task, secret_name=secret_name, mount_path=SIGNING_KEY_DIR)
+    task.set_env_variable(ENV_KEY_FILE, f"{SIGNING_KEY_DIR}/signing-key.pem")
+    return task
 
 
 def cluster_env(task: dsl.PipelineTask, secret_name: str) -> dsl.PipelineTask:
@@ -38,7 +50,8 @@ def task_preparer(
     """
     from civicml.config import RunConfig
 
-    res = RunConfig.from_json(default_config_json).steps if default_config_json else RunConfig().steps
+    cfg = RunConfig.from_json(default_config_json) if default_config_json else RunConfig()
+    res = cfg.steps
 
     def prepare(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
         # Every run must look at its own data and make its own record: never reuse a cached result.
@@ -48,6 +61,8 @@ def task_preparer(
         task.set_memory_request(res.memory).set_memory_limit(res.memory_limit)
         if secret_name:
             cluster_env(task, secret_name)
+            if cfg.audit.signing_secret_name:
+                signing_key_mount(task, cfg.audit.signing_secret_name)
         return task
 
     return prepare

@@ -94,6 +94,7 @@ class AuditLog:
         self.pinned = pinned_public_keys(pinned_keys)
         self.key = RECORDS_PREFIX
         self.head_key = HEAD_KEY
+        self.last_checked_records: list[dict[str, Any]] | None = None
 
     # -- reading ------------------------------------------------------------------
     def _record_keys(self) -> list[str]:
@@ -143,13 +144,13 @@ class AuditLog:
         self._register_key()
         deadline = time.monotonic() + APPEND_DEADLINE_SECONDS
         pause = 0.001
+        prev = self._end()
         while True:
-            prev = self._last()
             record = self._new_record(prev, event, payload, actor)
             try:
                 self.store.create(record_key(record["seq"]), json.dumps(record, sort_keys=True).encode())
                 break
-            except StoreConflict:  # another writer took this seq: read the new end and go again
+            except StoreConflict:  # another writer took this seq: its record is the new end; go again
                 if time.monotonic() > deadline:
                     raise AuditError(
                         f"could not append {event!r} to the audit log in {self.store.describe()}: other writers "
@@ -157,8 +158,36 @@ class AuditLog:
                     ) from None
                 time.sleep(random.uniform(0, pause))
                 pause = min(pause * 2, 0.05)
+                prev = self._end(after=record["seq"])
         self._advance_head(record)
+        self._hint = record["seq"]
         return record
+
+    def _read_record(self, seq: int) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.store.get_bytes(record_key(seq)))
+        except FileNotFoundError:
+            return None
+
+    def _end(self, after: int | None = None) -> dict[str, Any] | None:
+        """The newest record, found in O(1) reads: start at a known seq, step forward while records exist.
+
+        Starts from `after` (a seq just seen taken), else the last seq this object appended, else the
+        head (which never points past a created record). Falls back to a listing when that start is
+        missing (a damaged log), so the append still lands after the true end.
+        """
+        start = after or getattr(self, "_hint", None)
+        if start is None:
+            head = self.head() or {}
+            start = head.get("seq") if isinstance(head.get("seq"), int) else 0
+        prev = self._read_record(start) if start else None
+        if start and prev is None:
+            return self._last()
+        while True:
+            nxt = self._read_record((prev or {}).get("seq", 0) + 1)
+            if nxt is None:
+                return prev
+            prev = nxt
 
     def _new_record(
         self, prev: dict[str, Any] | None, event: str, payload: dict[str, Any], actor: str | None

@@ -17,6 +17,9 @@ def _load(log: AuditLog) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Parsed records (or `{"_bad": message, "_key": key}` for an unreadable one), in key order."""
     from civicml.governance.audit import RECORDS_PREFIX
 
+    # The head first: it only ever points at a record already created, so every record up to it is
+    # in the listing that follows even while other writers append (the other order races them).
+    head = log.head()
     out: list[dict[str, Any]] = []
     for key in log._record_keys():
         try:
@@ -30,7 +33,7 @@ def _load(log: AuditLog) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
             out.append({"_bad": "not a JSON object (the record was edited)", "_key": key})
             continue
         out.append({**rec, "_key": key[len(RECORDS_PREFIX) :]})
-    return out, log.head()
+    return out, head
 
 
 def check_chain(log: AuditLog) -> dict[str, Any]:  # noqa: C901 - one walk, one rule per branch
@@ -128,6 +131,8 @@ def check_chain(log: AuditLog) -> dict[str, Any]:  # noqa: C901 - one walk, one 
                 )
         if hseq < n:
             notes.append(f"note: {n - hseq} record(s) after the head (an append stopped before moving the head)")
+    # Callers that verify and then look records up (trust checks) reuse what was just read and checked.
+    log.last_checked_records = [{k: v for k, v in r.items() if k != "_key"} for r in records]
     summary = f"audit log intact: {n} records, head {prev_hash[:16]}…"
     detail = []
     if state["signed"]:

@@ -125,7 +125,7 @@ def promote(
     audit.append("promotion_started", {**intent, "target": target, "reason": reason}, actor=by)
     detail = deployer(routing) if deployer is not None else None
     if role == CHAMPION:
-        move = _move(registry, audit, CHAMPION, version, by, reason, expected=champion)
+        move = _move(registry, audit, CHAMPION, version, by, reason, expected=expected_champion)
         if challenger is not None:
             _move(registry, audit, CHALLENGER, None, by, f"{version} replaced the champion")
             audit.append("ab_ended", {"champion": version, "challenger": challenger, "reason": reason}, actor=by)

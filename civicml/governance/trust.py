@@ -70,11 +70,13 @@ def check_version(registry: Registry, version: str, audit: AuditLog | None = Non
     audit = audit or AuditLog(registry.store, signer=None)
     man = registry.manifest(version)
     version = man["version"]
+    records = None
     if chain:
         result = audit.check()
         if not result["ok"]:
             raise TrustError(f"refusing {version}: the audit log does not verify: {result['message']}")
-    records = audit.records()
+        records = audit.last_checked_records
+    records = records if records is not None else audit.records()
     commits = _for_version(records, COMMIT_EVENTS, version)
     if not commits:
         raise TrustError(

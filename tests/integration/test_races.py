@@ -27,7 +27,7 @@ from civicml.storage.store import open_store
 
 WORKERS = 8
 RECORDS = 50
-PROMOTE_EVERY = 10
+PROMOTE_EVERY = 25
 PENDING = ("p1", "p2", "p3")
 APPROVED = ("a1", "a2", "a3")
 
@@ -55,6 +55,14 @@ def _gate_version(registry: Registry, version: str, model_dir, gate_decision: st
 
 
 def _worker(uri: str, wid: int, barrier, queue) -> None:
+    try:
+        _work(uri, wid, barrier, queue)
+    except BaseException as err:  # report, so that the parent fails at once with the reason
+        queue.put({"wid": wid, "error": f"{type(err).__name__}: {err}"})
+        raise
+
+
+def _work(uri: str, wid: int, barrier, queue) -> None:
     registry = Registry(open_store(uri, explicit=True))
     audit = AuditLog(registry.store)
     out = {"wid": wid, "committed": False, "commit_errors": [], "moves": 0, "decided": [], "refused": []}
@@ -104,10 +112,15 @@ def test_eight_racing_writers_lose_nothing(race_store, model_dir, monkeypatch):
     procs = [ctx.Process(target=_worker, args=(race_store, w, barrier, queue)) for w in range(WORKERS)]
     for p in procs:
         p.start()
-    results = [queue.get(timeout=600) for _ in procs]
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
+    try:
+        results = [queue.get(timeout=420) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(30)
+            if p.exitcode is None:
+                p.kill()
+    assert not [r["error"] for r in results if "error" in r]
+    assert [p.exitcode for p in procs] == [0] * WORKERS
 
     audit = AuditLog(registry.store, signer=None, pinned_keys=[public])
     check = audit.check()
