@@ -337,3 +337,57 @@ def test_data_source_read_from_the_bucket(s3_env):
     assert len(df) == 200 and "needs_review" in df.columns
     with pytest.raises(DataError, match="does not exist in the object store"):
         load_table(f"s3://{s3_env.bucket}/incoming/missing.csv")
+
+
+def test_conditional_writes_on_the_real_server(s3_env):
+    """A second create fails, a stale If-Match fails, racing creators have one winner (issue 16 item 1).
+
+    upstream: minio/minio cmd/erasure-object.go:1261-1275 (precondition checked under the object's
+    namespace lock) and cmd/object-handlers-common.go:140-200 (If-None-Match `*` matches any ETag ->
+    412 PreconditionFailed) @ 7aac2a2c.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from civicml.storage.store import StoreConflict
+
+    store = open_store()
+    etag = store.create("cond/one.json", b"first")
+    with pytest.raises(StoreConflict, match="already exists"):
+        store.create("cond/one.json", b"second")
+    data, read_etag = store.read("cond/one.json")
+    assert (data, read_etag) == (b"first", etag)
+    new_etag = store.replace("cond/one.json", b"third", if_match=etag)
+    with pytest.raises(StoreConflict, match="changed since it was read"):
+        store.replace("cond/one.json", b"fourth", if_match=etag)
+    assert store.read("cond/one.json") == (b"third", new_etag)
+
+    def attempt(n: int) -> bool:
+        try:
+            open_store().create("cond/race.json", str(n).encode())
+            return True
+        except StoreConflict:
+            return False
+
+    with ThreadPoolExecutor(8) as pool:
+        wins = list(pool.map(attempt, range(16)))
+    assert wins.count(True) == 1
+
+
+def test_minio_put_object_turns_if_none_match_into_metadata(s3_env):
+    """Why civicml does not use `put_object(metadata=...)`: minio-py 7.2 sends it as x-amz-meta-*, and overwrites.
+
+    upstream: minio-py minio/helpers.py `normalize_headers` (every key not x-amz-* or a standard content
+    header becomes user metadata) @ 7.2.20.
+    """
+    client = s3_env.client
+    name = f"{s3_env.prefix}/cond/meta.json"
+    client.put_object(s3_env.bucket, name, io.BytesIO(b"1"), 1)
+    client.put_object(s3_env.bucket, name, io.BytesIO(b"2"), 1, metadata={"If-None-Match": "*"})
+    resp = client.get_object(s3_env.bucket, name)
+    try:
+        assert resp.read() == b"2"  # overwritten: the precondition never reached the server as one
+    finally:
+        resp.close()
+        resp.release_conn()
+    stat = client.stat_object(s3_env.bucket, name)
+    assert any(k.lower() == "x-amz-meta-if-none-match" for k in stat.metadata)
