@@ -148,6 +148,15 @@ class FailingStore(Store):
                 raise StoreError("injected failure: connection lost during upload")
         self.inner.put_bytes(key, data)
 
+    def create(self, key, data):
+        return self.inner.create(key, data)
+
+    def replace(self, key, data, if_match):
+        return self.inner.replace(key, data, if_match)
+
+    def read(self, key):
+        return self.inner.read(key)
+
     def get_bytes(self, key):
         return self.inner.get_bytes(key)
 
