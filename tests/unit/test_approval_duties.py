@@ -93,7 +93,14 @@ def test_borderline_version_needs_two_different_approvers(registry, model_dir):
     assert final["decision"] == "approved" and [a["by"] for a in final["approvers"]] == ["A. Jones", "B. Smith"]
     assert effective_status(registry, "v1") == "approved" and len(signoffs(registry, "v1")) == 1
     events = [r["event"] for r in AuditLog(registry.store).records()]
-    assert events == ["approval_signoff", "approval_refused", "approval_recorded"]
+    # Each stored record is preceded by its intent (issue 12 item 5: no state without its evidence).
+    assert [e for e in events if "approval" in e] == [
+        "approval_intent",
+        "approval_signoff",
+        "approval_refused",
+        "approval_intent",
+        "approval_recorded",
+    ]
     assert AuditLog(registry.store).verify()[0]
 
 
