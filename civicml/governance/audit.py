@@ -145,6 +145,8 @@ class AuditLog:
         deadline = time.monotonic() + APPEND_DEADLINE_SECONDS
         pause = 0.001
         prev = self._end()
+        if prev is None:
+            self._genesis_head()
         while True:
             record = self._new_record(prev, event, payload, actor)
             try:
@@ -206,6 +208,19 @@ class AuditLog:
         if self.signer is not None:
             record["sig"] = self.signer.sign(record["hash"].encode())
         return record
+
+    def _genesis_head(self) -> None:
+        """Anchor an empty log (seq 0) before its first record, so a head exists whenever a record does.
+
+        Otherwise a kill between the first record and its head would look like a deleted head.
+        """
+        body: dict[str, Any] = {"seq": 0, "hash": GENESIS, "at": utcnow()}
+        if self.signer is not None:
+            body["sig"] = self.signer.sign(_head_message(0, GENESIS))
+        try:
+            self.store.create(HEAD_KEY, json.dumps(body, sort_keys=True).encode())
+        except StoreConflict:
+            pass
 
     def _advance_head(self, record: dict[str, Any]) -> None:
         """Move the head forward to `record` unless a later append already moved it further."""

@@ -117,8 +117,8 @@ def check_chain(log: AuditLog) -> dict[str, Any]:  # noqa: C901 - one walk, one 
                     n + 1, f"the log ends at seq {n} but its head says seq {hseq} — records after seq {n} were deleted"
                 )
             return bad(None, f"the head ({log.head_key}) is damaged: seq {hseq!r}")
-        at_head = records[hseq - 1] if hseq else None
-        if at_head is None or at_head.get("hash") != head.get("hash"):
+        expected_hash = records[hseq - 1].get("hash") if hseq else GENESIS
+        if expected_hash != head.get("hash"):
             return bad(
                 hseq, f"the head (seq {hseq}) does not match record seq {hseq} — the head or that record was edited"
             )
