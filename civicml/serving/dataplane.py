@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from civicml.serving.auth import Authenticator, Caller, IdIssuer, valid_client_id
 from civicml.serving.limits import BodyError, parse_json
 from civicml.serving.metrics import ServerMetrics
+from civicml.serving.oip import ProtocolError, error_text
 from civicml.serving.predlog import BatchLog, LogUnavailable
 from civicml.serving.routing import CHAMPION
 from civicml.serving.state import ServedModel, ServingState, StoreHealth
@@ -76,10 +77,11 @@ class DataPlane:
             raise Refused(caller.status, caller.reason)
         return caller
 
-    def route(self, request: Request, body_key: Any = None) -> ServedModel:
+    def route(self, request: Request, body_key: Any = None, pinned: ServedModel | None = None) -> ServedModel:
+        """The arm that serves this request (sticky by key), or `pinned` when the URL names a version."""
         st = request.state
         key = request.headers.get(KEY_HEADER) or (body_key if isinstance(body_key, str) and body_key else None)
-        served = self.state.arm_for(key or st.client_id or st.request_id)
+        served = pinned or self.state.arm_for(key or st.client_id or st.request_id)
         st.arm, st.version, st.key = served.arm, served.version, key
         return served
 
@@ -238,7 +240,8 @@ def register_errors(app: FastAPI, plane: DataPlane, json_safe) -> None:
         }
 
     def answer(request: Request, status: int, detail: Any) -> JSONResponse:
-        return JSONResponse({"detail": detail, **envelope(request)}, status_code=status)
+        # upstream: kserve/kserve docs/predict-api/v2/required_api.md:337-340 {"error": <error message string>}
+        return JSONResponse({"error": error_text(detail), "detail": detail, **envelope(request)}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -267,6 +270,10 @@ def register_errors(app: FastAPI, plane: DataPlane, json_safe) -> None:
         if headers:
             response.headers.update(headers)
         return response
+
+    @app.exception_handler(ProtocolError)
+    async def _protocol(request: Request, exc: ProtocolError):
+        return answer(request, exc.status, str(exc))
 
     @app.exception_handler(ClientGone)
     async def _gone(request: Request, exc: ClientGone):

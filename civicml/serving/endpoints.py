@@ -21,7 +21,15 @@ from civicml.serving.dataplane import (
     feedback_outcome,
     invalid,
 )
+from civicml.serving.oip import (
+    ProtocolError,
+    check_request,
+    refuse_binary,
+    requested_output_names,
+    scalar_parameters,
+)
 from civicml.serving.routing import CHAMPION
+from civicml.serving.state import ServedModel
 
 
 def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs: dict[str, Any]) -> None:
@@ -48,97 +56,133 @@ def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs
     async def live() -> dict[str, bool]:
         return {"live": True}
 
-    @app.get("/v2/health/ready", tags=["health"], responses=m.errors(503))
-    async def ready():
+    async def not_ready() -> str | None:
         ok, reason = await plane.ready()
         if not flags["ready"] or not ok:
-            return JSONResponse({"ready": False, "reason": reason or "starting or stopping"}, status_code=503)
+            return reason or "starting or stopping"
+        return None
+
+    # upstream: kserve/kserve docs/predict-api/v2/required_api.md:62-65 "A 200 status code indicates true and a
+    # 4xx status code indicates false." (Kubernetes probes fail on any status >= 400 as well.)
+    @app.get("/v2/health/ready", tags=["health"], responses=m.errors(400))
+    async def ready(request: Request):
+        reason = await not_ready()
+        if reason:
+            raise ProtocolError(f"not ready: {reason}", status=400)
         return {"ready": True}
 
     @app.get("/v2", tags=["v2"])
     async def server_metadata() -> dict[str, Any]:
         return {"name": "civicml", "version": "2", "extensions": []}
 
-    def unknown(name: str, request: Request) -> JSONResponse:
-        return JSONResponse(
-            {
-                "detail": f"unknown model {name!r}; this server serves {state.model_name!r}",
-                "request_id": request.state.request_id,
-            },
-            status_code=404,
-        )
+    def model(name: str, version: str | None, request: Request) -> ServedModel:
+        """The served model a v2 URL names (the champion when no version is given); 404 otherwise."""
+        served_versions = [x.version for x in state.models.values()]
+        if name != state.model_name:
+            raise ProtocolError(f"unknown model {name!r}; this server serves {state.model_name!r}", status=404)
+        served = state.models[CHAMPION] if version is None else by_version(version)
+        if served is None:
+            raise ProtocolError(
+                f"version {version!r} of {name!r} is not served here; served versions: {served_versions} "
+                f"(GET /v2/models/{name} lists them)",
+                status=404,
+            )
+        request.state.arm, request.state.version = served.arm, served.version
+        return served
+
+    def by_version(version: str) -> ServedModel | None:
+        return next((x for x in state.models.values() if x.version == version), None)
+
+    async def metadata(name: str, version: str | None, request: Request) -> dict[str, Any]:
+        served = model(name, version, request)
+        return {
+            "name": state.model_name,
+            "versions": [x.version for x in state.models.values()] if version is None else [served.version],
+            "platform": f"civicml-{served.model.family}",
+            "inputs": served.schema.metadata_inputs(),
+            "outputs": _output_meta(served),
+            "parameters": scalar_parameters(
+                {
+                    "arm": served.arm,
+                    "champion": state.routing.champion,
+                    "challenger": state.routing.challenger,
+                    "challenger_share": state.routing.effective_share,
+                }
+            ),
+        }
+
+    async def model_is_ready(name: str, version: str | None, request: Request) -> dict[str, Any]:
+        model(name, version, request)
+        reason = await not_ready()
+        if reason:
+            raise ProtocolError(f"model {name!r} is not ready: {reason}", status=400)
+        return {"name": name, "ready": True}
 
     @app.get("/v2/models/{name}", tags=["v2"], responses=m.errors(404))
     async def model_metadata(name: str, request: Request):
-        if name != state.model_name:
-            return unknown(name, request)
-        served = state.models[CHAMPION]
-        request.state.arm, request.state.version = served.arm, served.version
-        task_cls = served.model.task == "binary_classification"
-        return {
-            "name": state.model_name,
-            "versions": [x.version for x in state.models.values()],
-            "platform": f"civicml-{served.model.family}",
-            "inputs": served.schema.metadata_inputs(),
-            "outputs": [
-                {"name": "score", "datatype": "FP64", "shape": [-1]},
-                {"name": "prediction", "datatype": "INT64" if task_cls else "FP64", "shape": [-1]},
-            ],
-            "parameters": {
-                "champion": state.routing.champion,
-                "challenger": state.routing.challenger,
-                "challenger_share": state.routing.effective_share,
-            },
-        }
+        return await metadata(name, None, request)
 
-    @app.get("/v2/models/{name}/ready", tags=["v2"], responses=m.errors(404))
+    @app.get("/v2/models/{name}/versions/{version}", tags=["v2"], responses=m.errors(404))
+    async def version_metadata(name: str, version: str, request: Request):
+        return await metadata(name, version, request)
+
+    @app.get("/v2/models/{name}/ready", tags=["v2"], responses=m.errors(400, 404))
     async def model_ready(name: str, request: Request):
-        if name != state.model_name:
-            return unknown(name, request)
-        return {"name": name, "ready": flags["ready"]}
+        return await model_is_ready(name, None, request)
 
-    @app.post(
-        "/v2/models/{name}/infer",
-        tags=["v2"],
-        response_model=m.InferResponse,
-        responses=m.errors(400, 401, 403, 404, 408, 413, 422, 503),
-        openapi_extra={"requestBody": infer_body},
-    )
+    @app.get("/v2/models/{name}/versions/{version}/ready", tags=["v2"], responses=m.errors(400, 404))
+    async def version_ready(name: str, version: str, request: Request):
+        return await model_is_ready(name, version, request)
+
+    infer_doc = {
+        "tags": ["v2"],
+        "response_model": m.InferResponse,
+        "responses": m.errors(400, 401, 403, 404, 408, 413, 415, 422, 503),
+        "openapi_extra": {"requestBody": infer_body},
+    }
+
+    @app.post("/v2/models/{name}/infer", **infer_doc)
     async def infer(name: str, request: Request):
+        return await run_infer(name, None, request)
+
+    @app.post("/v2/models/{name}/versions/{version}/infer", **infer_doc)
+    async def infer_version(name: str, version: str, request: Request):
+        return await run_infer(name, version, request)
+
+    async def run_infer(name: str, version: str | None, request: Request) -> JSONResponse:
         plane.authenticate(request, plane.predict_auth)
-        if name != state.model_name:
-            return unknown(name, request)
+        named = model(name, version, request)
+        pinned = named if version is not None else None
+        refuse_binary(request.headers)
         try:
             body = await plane.body(request)
         finally:
-            plane.route(request)
-        client_body_id(request, body)
-        params = body.get("parameters") if isinstance(body, dict) else None
-        served = plane.route(request, params.get("key") if isinstance(params, dict) else None)
+            plane.route(request, pinned=pinned)
         if not isinstance(body, dict):
             raise invalid("dict_type", ["body"], "body must be a v2 inference request object {id?, inputs: [...]}")
+        client_body_id(request, body)
+        check_request(body)
+        params = body.get("parameters") or {}
+        served = plane.route(request, params.get("key"), pinned=pinned)
+        names = requested_output_names(body, [o["name"] for o in _output_meta(served)])
         records, errors = served.schema.tensors_to_records(body.get("inputs"), loc=("body", "inputs"))
         if errors:
             raise m_validation(errors)
         plane.check_rows(len(records), explain=False)
         rows, _ = await plane.score(request, served, records)
         st = request.state
-        dtype = "INT64" if served.model.task == "binary_classification" else "FP64"
+        outputs = {
+            o["name"]: {**o, "shape": [len(rows)], "data": [r[o["name"]] for r in rows]} for o in _output_meta(served)
+        }
+        # upstream: kserve/kserve docs/predict-api/v2/required_api.md:223-224 the request's id "must be returned".
+        given = body.get("id")
         return JSONResponse(
             {
                 "model_name": state.model_name,
                 "model_version": served.version,
-                "id": st.client_id or st.request_id,
+                "id": given if isinstance(given, str) else st.client_id or st.request_id,
                 "parameters": {"arm": served.arm, "request_id": st.request_id},
-                "outputs": [
-                    {"name": "score", "datatype": "FP64", "shape": [len(rows)], "data": [r["score"] for r in rows]},
-                    {
-                        "name": "prediction",
-                        "datatype": dtype,
-                        "shape": [len(rows)],
-                        "data": [r["prediction"] for r in rows],
-                    },
-                ],
+                "outputs": [outputs[n] for n in names],
             }
         )
 
@@ -199,6 +243,15 @@ def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs
         @app.get("/metrics", tags=["health"], response_class=Response)
         async def prometheus():
             return Response(generate_latest(plane.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _output_meta(served: ServedModel) -> list[dict[str, Any]]:
+    """The output tensors a version produces, in the order they are returned by default."""
+    dtype = "INT64" if served.model.task == "binary_classification" else "FP64"
+    return [
+        {"name": "score", "datatype": "FP64", "shape": [-1]},
+        {"name": "prediction", "datatype": dtype, "shape": [-1]},
+    ]
 
 
 def m_validation(errors: list[dict[str, Any]]):

@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from civicml.serving.auth import valid_client_id
+from civicml.serving.oip import error_text
 
 REQUEST_ID_HEADER = b"x-request-id"
 
@@ -139,4 +140,5 @@ _ID_RULE = "X-Request-ID must be 1-128 printable ASCII characters (no spaces or 
 
 
 def _detail(kind: str, loc: list[Any], msg: str) -> dict[str, Any]:
-    return {"detail": [{"type": kind, "loc": loc, "msg": msg, "input": None}]}
+    problems = [{"type": kind, "loc": loc, "msg": msg, "input": None}]
+    return {"error": error_text(problems), "detail": problems}

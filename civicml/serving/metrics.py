@@ -91,7 +91,9 @@ class RequestContext:
         except Exception:
             log.exception("unhandled error in request %s", state["request_id"])
             if not status["sent"]:
-                body = json.dumps({"detail": "internal error", "request_id": state["request_id"]}).encode()
+                body = json.dumps(
+                    {"error": "internal error", "detail": "internal error", "request_id": state["request_id"]}
+                ).encode()
                 await stamped_send(
                     {"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"application/json")]}
                 )

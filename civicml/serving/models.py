@@ -28,8 +28,9 @@ class ErrorItem(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Every 4xx/5xx answer: the problems (or one sentence) and the request's identity."""
+    """Every 4xx/5xx answer: the protocol's `error` sentence, the problems (or one sentence), the request's identity."""
 
+    error: str = Field(description="Open Inference Protocol v2 error message (one line)")
     detail: list[ErrorItem] | str
     request_id: str | None = None
     model_version: str | None = None
@@ -164,6 +165,7 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         408: "the body did not arrive within the time limit",
         409: "the prediction was labelled already (this label is recorded as a conflict)",
         413: "body larger than serving.max_body_bytes",
+        415: "binary tensor data (Triton's extension) is not supported: send JSON tensors",
         422: "the body is not valid for this model (or has more rows than serving.max_rows): each problem names "
         "its field",
         503: "not served: the store cannot take the log, or the route is switched off",

@@ -58,7 +58,7 @@ def check_parameters(params: Any, where: str = "parameters") -> dict[str, Any]:
     Raises:
         ProtocolError: not an object, or a value is an object, a list or null.
     """
-    # upstream: kserve/kserve docs/predict-api/v2/required_api.md:407 "$parameter = $string : $string | $number | $boolean"
+    # upstream: kserve/kserve docs/predict-api/v2/required_api.md:407 "$parameter = $string : $string | $number ..."
     if params is None:
         return {}
     if not isinstance(params, dict):
@@ -67,19 +67,27 @@ def check_parameters(params: Any, where: str = "parameters") -> dict[str, Any]:
         if not isinstance(value, (str, int, float, bool)):
             shown = "null" if value is None else type(value).__name__
             raise ProtocolError(
-                f"{where}.{name} must be a string, number or boolean, got {shown}; e.g. {{{name!r}: \"value\"}}"
+                f'{where}.{name} must be a string, number or boolean, got {shown}; e.g. {{"{name}": "value"}}'
             )
     return params
 
 
-def check_request(body: dict[str, Any], headers: Mapping[str, str]) -> None:
-    """Refuse what this server does not take: binary tensor data, and non-scalar parameter values anywhere.
+def refuse_binary(headers: Mapping[str, str]) -> None:
+    """Refuse a body that carries binary tensor data (checked before the body is parsed as JSON).
 
     Raises:
-        ProtocolError: the request uses the binary extension or a parameter value is not a scalar.
+        ProtocolError: 415, naming how to send JSON tensors instead.
     """
     if BINARY_HEADER in {k.lower() for k in headers}:
         raise ProtocolError(BINARY_HINT, status=415)
+
+
+def check_request(body: dict[str, Any]) -> None:
+    """Refuse non-scalar parameter values (request and inputs) and inputs that announce binary data.
+
+    Raises:
+        ProtocolError: a parameter value is not a string, number or boolean, or an input is binary.
+    """
     check_parameters(body.get("parameters"))
     inputs = body.get("inputs")
     for i, tensor in enumerate(inputs if isinstance(inputs, list) else []):
@@ -89,6 +97,11 @@ def check_request(body: dict[str, Any], headers: Mapping[str, str]) -> None:
         params = check_parameters(tensor.get("parameters"), f"inputs[{name!r}].parameters")
         if "binary_data_size" in params:
             raise ProtocolError(BINARY_HINT, status=415)
+
+
+def scalar_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Response `parameters` with the unset (None) values left out: the protocol has no null parameter."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def requested_output_names(body: dict[str, Any], available: list[str]) -> list[str]:

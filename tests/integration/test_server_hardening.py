@@ -204,7 +204,8 @@ def test_readiness_follows_the_store(built, tmp_path):
         recs, _ = _clean(1)
         assert c.post("/predict", json={"records": recs}).status_code == 503
         r = c.get("/v2/health/ready")
-        assert r.status_code == 503 and "does not take writes" in r.json()["reason"]
+        # upstream: kserve/kserve docs/predict-api/v2/required_api.md:62-65 (4xx is false; the reason is the error)
+        assert r.status_code == 400 and "does not take writes" in r.json()["error"]
         (root / "logs").unlink()
         assert c.get("/v2/health/ready").status_code == 200
         assert c.post("/predict", json={"records": recs}).status_code == 200

@@ -15,7 +15,9 @@ from civicml.serving.oip import (
     check_parameters,
     check_request,
     error_text,
+    refuse_binary,
     requested_output_names,
+    scalar_parameters,
 )
 
 OUTPUTS = ["score", "prediction"]
@@ -40,11 +42,15 @@ def test_parameters_must_be_an_object():
 
 
 def test_parameters_are_checked_on_the_request_and_each_input():
-    check_request({"parameters": {"key": "c-1"}, "inputs": [{"name": "age", "parameters": {"unit": "y"}}]}, {})
+    check_request({"parameters": {"key": "c-1"}, "inputs": [{"name": "age", "parameters": {"unit": "y"}}]})
     with pytest.raises(ProtocolError, match=r"inputs\['age'\]\.parameters\.unit"):
-        check_request({"inputs": [{"name": "age", "parameters": {"unit": ["y"]}}]}, {})
+        check_request({"inputs": [{"name": "age", "parameters": {"unit": ["y"]}}]})
     with pytest.raises(ProtocolError, match=r"^parameters\.key"):
-        check_request({"parameters": {"key": {"id": 1}}, "inputs": []}, {})
+        check_request({"parameters": {"key": {"id": 1}}, "inputs": []})
+
+
+def test_unset_response_parameters_are_left_out():
+    assert scalar_parameters({"champion": "v1", "challenger": None, "share": 0.0}) == {"champion": "v1", "share": 0.0}
 
 
 # upstream: kserve/kserve docs/predict-api/v2/required_api.md:229-234 (outputs: if not specified, all outputs)
@@ -70,12 +76,13 @@ def test_bad_output_requests_are_refused(outputs, words):
 
 
 def test_binary_tensor_data_is_refused_with_the_way_to_json():
-    for body, headers in (
-        ({"inputs": []}, {"Inference-Header-Content-Length": "120"}),
-        ({"inputs": [{"name": "age", "parameters": {"binary_data_size": 8}}]}, {}),
+    refuse_binary({"Content-Type": "application/json"})
+    for call in (
+        lambda: refuse_binary({"Inference-Header-Content-Length": "120"}),
+        lambda: check_request({"inputs": [{"name": "age", "parameters": {"binary_data_size": 8}}]}),
     ):
         with pytest.raises(ProtocolError) as info:
-            check_request(body, headers)
+            call()
         assert info.value.status == 415 and "binary_data=False" in str(info.value)
     assert BINARY_HEADER == "inference-header-content-length"
 
