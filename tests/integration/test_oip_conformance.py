@@ -7,15 +7,20 @@ docs/predict-api/v2/required_api.md (cited per test, lines as of kserve/kserve a
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import tritonclient.http as triton
 from test_server_http import ServerThread, _records, build_registry
 from tritonclient.utils import InferenceServerException
 
+from civicml.config import ServingConfig
 from civicml.data.demo import CATEGORICAL, NUMERIC
 from civicml.serving.app import create_app, load_state
 from civicml.serving.routing import ROUTING_FILE_ENV
+from civicml.storage.registry import Registry
+from civicml.storage.store import LocalStore
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +35,29 @@ def served(tmp_path_factory):
     cfg, reg, champion, challenger = build_registry(tmp_path_factory.mktemp("oip"))
     with ServerThread(create_app(load_state(cfg, reg))) as http:
         client = triton.InferenceServerClient(url=f"127.0.0.1:{http.base_url.port}", network_timeout=60)
-        yield cfg, champion, challenger, client, http
+        yield cfg, champion, challenger, client, http, reg
         client.close()
     mp.undo()
+
+
+def test_not_ready_is_4xx_through_the_client(served, tmp_path):
+    # upstream: kserve/kserve docs/predict-api/v2/required_api.md:62-65 "a 4xx status code indicates false";
+    # :75-86 server ready / model ready. Readiness follows the store (the server cannot log predictions).
+    cfg, reg = served[0], served[5]
+    root = tmp_path / "store"
+    shutil.copytree(reg.store.root, root, ignore=shutil.ignore_patterns("logs"))
+    cfg = cfg.model_copy(update={"serving": ServingConfig(readiness_probe_seconds=0)})
+    with ServerThread(create_app(load_state(cfg, Registry(LocalStore(root)), tmp_path / "work"))) as http:
+        client = triton.InferenceServerClient(url=f"127.0.0.1:{http.base_url.port}", network_timeout=60)
+        assert client.is_server_ready() and client.is_model_ready(cfg.name)
+        shutil.rmtree(root / "logs", ignore_errors=True)
+        (root / "logs").write_text("blocked")  # the one place the server writes can no longer take writes
+        assert client.is_server_live()
+        assert client.is_server_ready() is False and client.is_model_ready(cfg.name) is False
+        for path in ("/v2/health/ready", f"/v2/models/{cfg.name}/ready"):
+            r = http.get(path)
+            assert r.status_code == 400 and "not ready" in r.json()["error"], r.text
+        client.close()
 
 
 def _inputs(n: int = 3, binary: bool = False) -> list[triton.InferInput]:
@@ -59,7 +84,7 @@ def _refused(call) -> InferenceServerException:
 def test_health_and_metadata_through_a_real_client(served):
     # upstream: kserve/kserve docs/predict-api/v2/required_api.md:62-65 "A 200 status code indicates true and a
     # 4xx status code indicates false."; :97-108 server metadata; :141-155 model metadata.
-    cfg, champion, challenger, client, http = served
+    cfg, champion, challenger, client, http, _ = served
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready(cfg.name)
     r = http.get("/v2/models/no-such-model/ready")
@@ -77,7 +102,7 @@ def test_infer_echoes_id_and_returns_only_requested_outputs(served):
     # upstream: kserve/kserve docs/predict-api/v2/required_api.md:223-224 "if specified this identifier must be
     # returned in the response"; :229-234 "outputs ... Optional, if not specified all outputs produced by the
     # model will be returned"; :377-378 "the inference server must return the output0 output tensor".
-    cfg, _, _, client, http = served
+    cfg, _, _, client, http, _ = served
     only_score = [triton.InferRequestedOutput("score", binary_data=False)]
     result = client.infer(cfg.name, _inputs(3), outputs=only_score, request_id="case-42")
     body = result.get_response()
@@ -104,7 +129,7 @@ def test_infer_echoes_id_and_returns_only_requested_outputs(served):
 def test_versioned_urls(served):
     # upstream: kserve/kserve docs/predict-api/v2/required_api.md:46, :54, :58
     # "v2/models/${MODEL_NAME}[/versions/${MODEL_VERSION}]/ready | (metadata) | /infer"
-    cfg, champion, challenger, client, http = served
+    cfg, champion, challenger, client, http, _ = served
     for version in (champion, challenger):
         assert client.is_model_ready(cfg.name, model_version=version)
         meta = client.get_model_metadata(cfg.name, model_version=version)
@@ -123,7 +148,7 @@ def test_errors_are_an_error_string(served):
     # upstream: kserve/kserve docs/predict-api/v2/required_api.md:333-340 "A failed inference request must be
     # indicated by an HTTP error status (typically 400). The HTTP body must contain the $inference_error_response
     # object": {"error": <error message string>}; :118-125 and :185-192 the same for metadata.
-    cfg, _, _, client, http = served
+    cfg, _, _, client, http, _ = served
     err = _refused(lambda: client.infer("no-such-model", _inputs(1)))
     assert err.status() == "404" and "no-such-model" in err.message()
     err = _refused(lambda: client.get_model_metadata("no-such-model"))
@@ -139,6 +164,8 @@ def test_errors_are_an_error_string(served):
         http.post(f"/v2/models/{cfg.name}/infer", json={"inputs": []}),
         http.get("/v2/models/no-such-model"),
         http.get("/v2/models/no-such-model/versions/v1/ready"),
+        # answered by the body-limits middleware before any route runs
+        http.post(f"/v2/models/{cfg.name}/infer", json={}, headers={"X-Request-ID": "not a safe id"}),
     ):
         assert 400 <= r.status_code < 500 and isinstance(r.json()["error"], str) and r.json()["error"], r.text
         assert "x-request-id" in r.headers  # civicml's identity of the failed request is kept beside it
@@ -147,7 +174,7 @@ def test_errors_are_an_error_string(served):
 def test_parameters_may_be_string_number_or_bool(served):
     # upstream: kserve/kserve docs/predict-api/v2/required_api.md:396-407 "$parameter = $string : $string |
     # $number | $boolean"
-    cfg, _, _, client, http = served
+    cfg, _, _, client, http, _ = served
     body = client.infer(cfg.name, _inputs(1), parameters={"key": "case-7", "explain": False, "n": 3.5}).get_response()
     assert body["outputs"] and all(isinstance(v, (str, int, float, bool)) for v in body["parameters"].values())
     meta = client.get_model_metadata(cfg.name)
@@ -166,7 +193,7 @@ def test_binary_tensor_data_is_refused_with_a_clear_error(served):
     # tritonclient sends binary tensors by default (Triton's extension, not part of the required API; the server
     # metadata lists no extensions). upstream: triton-inference-server/server docs/protocol/extension_binary_data.md
     # ("binary_data_size", "Inference-Header-Content-Length").
-    cfg, _, _, client, _ = served
+    cfg, _, _, client, _, _ = served
     err = _refused(lambda: client.infer(cfg.name, _inputs(2, binary=True)))
     assert err.status() == "415" and "binary_data=False" in err.message(), err
     # Binary *outputs* asked for (tritonclient's default when no outputs are named) are answered as JSON tensors,
