@@ -248,10 +248,8 @@ def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs
 def _output_meta(served: ServedModel) -> list[dict[str, Any]]:
     """The output tensors a version produces, in the order they are returned by default."""
     dtype = "INT64" if served.model.task == "binary_classification" else "FP64"
-    return [
-        {"name": "score", "datatype": "FP64", "shape": [-1]},
-        {"name": "prediction", "datatype": dtype, "shape": [-1]},
-    ]
+    types = {"score": "FP64", "prediction": dtype}
+    return [{"name": n, "datatype": types[n], "shape": [-1]} for n in m.OUTPUT_NAMES]
 
 
 def m_validation(errors: list[dict[str, Any]]):

@@ -16,6 +16,10 @@ from civicml.serving.schemas import BYTES, NUMERIC_DATATYPES
 
 ISSUED_ID_PATTERN = r"^[0-9a-f]{32}\.[0-9a-f]{16}$"
 CLIENT_ID_PATTERN = r"^[\x21-\x7e]{1,128}$"
+# The output tensors every served version produces, in their default order.
+OUTPUT_NAMES = ("score", "prediction")
+# upstream: kserve/kserve docs/predict-api/v2/required_api.md:407 "$parameter = $string : $string | $number | $boolean"
+Parameter = str | float | bool
 
 
 class ErrorItem(BaseModel):
@@ -64,15 +68,26 @@ class Tensor(BaseModel):
     shape: list[int] = Field(min_length=1, max_length=2)
     datatype: Literal[tuple(sorted(NUMERIC_DATATYPES | {BYTES}))]  # type: ignore[valid-type]
     data: list[Any]
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, Parameter] | None = None
 
 
 class InferParameters(BaseModel):
     """Request parameters: `key` keeps one caller on one arm."""
 
     model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, Parameter]
 
-    key: str | None = None
+    # Not nullable: a parameter value is a string, number or boolean (absent when there is no key).
+    key: str = Field(None, description="sticky key (user or case id): same key, same arm")  # type: ignore[assignment]
+
+
+class RequestOutput(BaseModel):
+    """An output the request asks for; the answer carries only the outputs asked for, in this order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal[OUTPUT_NAMES]  # type: ignore[valid-type]
+    parameters: dict[str, Parameter] | None = None
 
 
 class InferRequest(BaseModel):
@@ -83,7 +98,7 @@ class InferRequest(BaseModel):
     id: str | None = Field(None, pattern=CLIENT_ID_PATTERN)
     parameters: InferParameters | None = None
     inputs: list[Tensor] = Field(min_length=1)
-    outputs: list[dict[str, Any]] | None = None
+    outputs: list[RequestOutput] | None = None
 
 
 class OutputTensor(BaseModel):
