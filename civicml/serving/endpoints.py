@@ -65,7 +65,7 @@ def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs
     # upstream: kserve/kserve docs/predict-api/v2/required_api.md:62-65 "A 200 status code indicates true and a
     # 4xx status code indicates false." (Kubernetes probes fail on any status >= 400 as well.)
     @app.get("/v2/health/ready", tags=["health"], responses=m.errors(400))
-    async def ready(request: Request):
+    async def ready():
         reason = await not_ready()
         if reason:
             raise ProtocolError(f"not ready: {reason}", status=400)
@@ -151,7 +151,7 @@ def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs
 
     async def run_infer(name: str, version: str | None, request: Request) -> JSONResponse:
         plane.authenticate(request, plane.predict_auth)
-        named = model(name, version, request)
+        named = model(name, version, request)  # 404 before the body is read
         pinned = named if version is not None else None
         refuse_binary(request.headers)
         try:
