@@ -47,11 +47,29 @@ def _first_line(err: BaseException) -> str:
     return (text[0] if text else type(err).__name__)[:200]
 
 
+def _server_message(err: BaseException) -> str:
+    """The `message` of the API server's Status body (for a 403 it names the user, verb and resource:
+    `User "system:serviceaccount:ns:sa" cannot patch resource "deployments" in API group "apps" ...`).
+
+    upstream: kubernetes/kubernetes staging/src/k8s.io/apiserver/pkg/endpoints/handlers/responsewriters/errors.go
+    (ForbiddenStatusError) @ v1.36.3
+    """
+    import json
+
+    try:
+        message = json.loads(getattr(err, "body", None) or "{}").get("message", "")
+    except (ValueError, AttributeError):
+        return ""
+    return " ".join(str(message).split())[:300]
+
+
 def explain(err: BaseException, action: str = "talk to the Kubernetes API") -> str:
     """One line for an error from the kubernetes client (HTTP status or connection failure)."""
     status = getattr(err, "status", None)
     if status is not None and status != 0:
         reason = getattr(err, "reason", "") or ""
+        said = _server_message(err)
+        reason = f"{reason} ({said})" if said else reason
         hint = {
             401: "the credentials were rejected: refresh your kubeconfig token",
             403: "forbidden: the identity lacks RBAC for this (see `civicml doctor` and manifests/base/role.yaml)",

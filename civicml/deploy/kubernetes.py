@@ -446,14 +446,23 @@ def deploy_version(
     ns, name = cfg.deploy.namespace, cfg.deploy.name
 
     def rollout(_: Routing) -> str:
+        applied = 0
         try:
             for obj in objects:
                 client.apply(obj)
+                applied += 1
             return wait_rollout(
                 client, ns, name, cfg.deploy.rollout_timeout_seconds, cfg.deploy.poll_seconds, sleep, clock
             )
         except Exception as err:  # noqa: BLE001 - any failure after the first apply (API error, timeout) must restore
             why = _one_line(err, f"roll out {ns}/{name}")
+            if applied == 0:
+                # Refused before anything changed (e.g. a 403): re-applying the previous champion would
+                # be refused the same way and only bury the first error.
+                AuditLog(registry.store).append(
+                    "k8s_rollout_failed", {"version": version, "error": why, "rolled_back_to": None}, actor=by
+                )
+                raise DeployError(f"{why}; nothing was applied; the registry alias {alias!r} was not moved") from None
             rolled_back = _rollback(cfg, registry, client, version, why, by, sleep, clock)
             raise DeployError(f"{why}; {rolled_back}; the registry alias {alias!r} was not moved") from None
 

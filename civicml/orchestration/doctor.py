@@ -51,8 +51,13 @@ class Check:
 
 
 def runner_permissions(cfg: RunConfig) -> list[tuple[str, str, str, str]]:
-    """(group, resource, verb, name or "") the runner needs: civicml's own calls plus KFP's runtime."""
+    """(group, resource, verb, name or "") the runner needs: civicml's own calls plus KFP's runtime.
+
+    The TrainJob calls (manifests/base/trainer-role.yaml, which a namespace without Kubeflow Trainer
+    leaves out) are needed only with `training.backend: trainjob`.
+    """
     from civicml.deploy import kubernetes as k8s_deploy
+    from civicml.deploy import trainjob
     from civicml.orchestration.kfp_client import KFP_RUNTIME_PERMISSIONS
     from civicml.tuning import katib_backend
 
@@ -60,6 +65,8 @@ def runner_permissions(cfg: RunConfig) -> list[tuple[str, str, str, str]]:
     out = [(g, r, v, "") for g, r, verbs in katib_backend.K8S_PERMISSIONS for v in verbs]
     out += [(g, r, v, names.get(r, "")) for g, r, verbs in k8s_deploy.K8S_PERMISSIONS for v in verbs]
     out += [(g, r, v, n) for g, r, verbs, ns in KFP_RUNTIME_PERMISSIONS for v in verbs for n in (ns or ("",))]
+    if cfg.training.backend == "trainjob":
+        out += [(g, r, v, "") for g, r, verbs in trainjob.K8S_PERMISSIONS for v in verbs]
     return out
 
 
