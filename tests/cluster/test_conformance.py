@@ -25,6 +25,8 @@ from civicml.deploy.kubernetes import (
     deploy_version,
     pinned_documents,
 )
+from civicml.governance.promotion import promote
+from civicml.governance.trust import commit_version
 from civicml.orchestration.doctor import RUNNER_DENIED, runner_permissions
 from civicml.serving.routing import CHAMPION, Routing
 from civicml.storage.registry import Registry
@@ -318,7 +320,7 @@ def deployer(civicml_ns, sa_kubeconfig, tmp_path):
     )
     reg = Registry(LocalStore(tmp_path / "store"))
     for v in ("v1", "v2"):
-        reg.commit(v, {}, {"status": "approved"})
+        commit_version(reg, v, {}, {"status": "approved"})
     api = config.new_client_from_config(config_file=str(sa_kubeconfig(civicml_ns, RUNNER)))
     return cfg, reg, KubeClient(api)
 
@@ -447,8 +449,8 @@ def test_a_403_for_a_cluster_command_is_one_line(civicml_ns, sa_kubeconfig, s3_e
     API server refuses: one line naming the refusal, exit non-zero, no traceback, no alias moved."""
     reg = Registry(open_store())
     for v in ("v1", "v2"):
-        reg.commit(v, {}, {"status": "approved"})
-        reg.set_alias(CHAMPION, v, by="test", reason="setup")
+        commit_version(reg, v, {}, {"status": "approved"})
+        promote(reg, v, by="test", reason="setup")
     cfg = tmp_path / "civicml.yaml"
     cfg.write_text(yaml.safe_dump({"deploy": {"target": "kubernetes", "namespace": civicml_ns, "image": "civicml:1"}}))
     # civicml-model-server holds no rights at all (and its token is not mounted in its pods).
