@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,20 @@ def trainjob_crd() -> dict[str, Any]:
 def trainjob_api(control_plane):
     kubectl = control_plane.kubectl
     kubectl("apply", "--server-side", "-f", "-", input=json.dumps(trainjob_crd()))
-    kubectl("wait", "--for=condition=Established", f"crd/{tj.PLURAL}.{tj.GROUP}", "--timeout=60s")
+    # `kubectl wait` fails at once while the new CRD has no status yet: poll until Established.
+    deadline = time.monotonic() + 60
+    while True:
+        res = kubectl(
+            "get",
+            f"crd/{tj.PLURAL}.{tj.GROUP}",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+            check=False,
+        )
+        if res.stdout.strip() == "True":
+            break
+        assert time.monotonic() < deadline, f"CRD {tj.PLURAL}.{tj.GROUP} not Established within 60 s"
+        time.sleep(0.5)
     yield kubectl
 
 
