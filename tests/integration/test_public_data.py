@@ -75,7 +75,8 @@ def test_arrests_pipeline_gate_and_fairness_match_fairlearn(tmp_path):
             "card.limitations": "Historic Toronto arrests 1997-2002; a test fixture only.",
         },
     )
-    run = run_pipeline(cfg, workdir=tmp_path / "runs")
+    # keep_outputs: the test split is read back below to recompute fairness with fairlearn.
+    run = run_pipeline(cfg, workdir=tmp_path / "runs", keep_outputs=True)
     assert run.ok, failure_detail(run)
     reg = Registry(LocalStore(cfg.storage.uri))
     man = reg.manifest(run.version)
