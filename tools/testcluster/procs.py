@@ -8,12 +8,14 @@ orphan children). `stop_all` is the last line of defence at interpreter exit.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,6 +32,28 @@ _RUNNING: list[Server] = []
 
 class ServerError(RuntimeError):
     """A test server could not be built, started or reached."""
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child, before exec: ask the kernel to SIGTERM us when the parent dies.
+
+    atexit cannot run when pytest is SIGKILLed (a CI timeout, an OOM kill), so without this the
+    servers outlive the run and hold their ports and data directories. The signal fires when the
+    *thread* that forked exits, so servers are started from the main thread (session fixtures).
+    If the parent already died between fork and prctl, exit at once.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: stop_all() at exit is all we have
+        return
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def skip_requested() -> bool:
@@ -108,6 +132,7 @@ class Server:
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 start_new_session=True,  # own process group: stop() kills children too
+                preexec_fn=functools.partial(_die_with_parent, os.getpid()) if sys.platform.startswith("linux") else None,
             )
         _RUNNING.append(self)
         return self
