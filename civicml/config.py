@@ -605,6 +605,13 @@ class ServingConfig(_Strict):
     max_rows: int = Field(10_000, ge=1, description="records (or tensor rows) per request")
     max_explain_rows: int = Field(100, ge=0, description="records per request with explain=true")
     readiness_probe_seconds: float = Field(5.0, ge=0, description="how often readiness re-checks the store")
+    refresh_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="how often a running server re-reads the champion/challenger aliases and the A/B share; a "
+        "change is served within this plus the new version's load time (civicml.serving.reload)",
+    )
 
 
 class MonitoringConfig(_Strict):

@@ -60,10 +60,12 @@ def set_weights_cmd(
     """Set the share of traffic the challenger receives (audited)."""
     from civicml.serving.routing import set_weights
 
-    routing = set_weights(_registry(load_cfg(config)), challenger_share, by=_actor(), reason=reason)
+    cfg = load_cfg(config)
+    routing = set_weights(_registry(cfg), challenger_share, by=_actor(), reason=reason)
     console.print(
         f"challenger {routing.challenger} now receives {routing.challenger_share:.1%} of traffic "
-        f"(champion {routing.champion}); running servers pick it up within 30 s"
+        f"(champion {routing.champion}); running servers pick it up within {cfg.serving.refresh_seconds:g} s "
+        "(serving.refresh_seconds)"
     )
 
 

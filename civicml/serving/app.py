@@ -25,9 +25,9 @@ from civicml.serving.endpoints import register_routes
 from civicml.serving.limits import BodyLimits
 from civicml.serving.metrics import RequestContext, ServerMetrics
 from civicml.serving.predlog import FEEDBACK, PREDICTIONS, BatchLog
-from civicml.serving.routing import current_routing
+from civicml.serving.reload import Reloader, describe
 from civicml.serving.state import ServedModel, ServingError, ServingState, load_state
-from civicml.storage.registry import Registry, RegistryError
+from civicml.storage.registry import Registry
 
 __all__ = ["ServedModel", "ServingError", "ServingState", "create_app", "load_state", "run_server"]
 
@@ -60,30 +60,19 @@ def create_app(state: ServingState) -> FastAPI:
     plane = DataPlane(state, pred_log, fb_log, metrics)
     flags = {"ready": False}
 
-    async def refresh_share() -> None:
-        # Only the share is refreshed live; versions change by a new rollout (or a restart locally).
-        while True:
-            await asyncio.sleep(state.refresh_seconds)
-            try:
-                fresh = await asyncio.to_thread(current_routing, state.registry)
-            except (RegistryError, ValueError, OSError) as err:
-                log.warning("could not refresh routing weights: %s", err)
-                continue
-            if fresh.challenger == state.routing.challenger:
-                state.routing.challenger_share = fresh.challenger_share
+    reloader = Reloader(state, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await pred_log.start()
         await fb_log.start()
-        refresher = asyncio.create_task(refresh_share())
+        refresher = asyncio.create_task(reloader.run())
         flags["ready"] = True
         log.info(
-            "serving %s: champion %s, challenger %s at %.1f%%",
+            "serving %s: %s; following routing changes every %g s",
             state.model_name,
-            state.routing.champion,
-            state.routing.challenger,
-            100 * state.routing.effective_share,
+            describe(state.served),
+            cfg.refresh_seconds,
         )
         try:
             yield
@@ -102,6 +91,7 @@ def create_app(state: ServingState) -> FastAPI:
     app.state.plane = plane
     app.state.logs = {PREDICTIONS: pred_log, FEEDBACK: fb_log}
     app.state.metrics = metrics
+    app.state.reloader = reloader
     # add_middleware puts the last one outermost: request context wraps the limits.
     app.add_middleware(BodyLimits, max_body_bytes=cfg.max_body_bytes, body_timeout_seconds=cfg.body_timeout_seconds)
     app.add_middleware(RequestContext, metrics=metrics, issuer=plane.issuer)

@@ -37,7 +37,7 @@ def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs
     state = plane.state
     champion = state.models[CHAMPION]
     record = champion.schema.model
-    spec = champion_spec(state)
+    spec = champion.model.spec  # documents the start-up champion's classes; checks use the current one
     predict_body = m.json_body(
         {
             "oneOf": [
@@ -95,18 +95,26 @@ def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs
 
     async def metadata(name: str, version: str | None, request: Request) -> dict[str, Any]:
         served = model(name, version, request)
+        current = state.served
+        # upstream: kserve/open-inference-protocol specification/protocol/inference_rest.md:150-163 @ d49cc23
+        # "versions": the versions that may be requested explicitly (each served arm's version); civicml's
+        # `parameters` follow the protocol's $parameter rule (:376): flat string, number or boolean values only.
         return {
             "name": state.model_name,
-            "versions": [x.version for x in state.models.values()] if version is None else [served.version],
+            "versions": [x.version for x in current.models.values()] if version is None else [served.version],
             "platform": f"civicml-{served.model.family}",
             "inputs": served.schema.metadata_inputs(),
             "outputs": _output_meta(served),
             "parameters": scalar_parameters(
                 {
                     "arm": served.arm,
-                    "champion": state.routing.champion,
-                    "challenger": state.routing.challenger,
-                    "challenger_share": state.routing.effective_share,
+                    "champion": current.routing.champion,
+                    "challenger": current.routing.challenger,
+                    "challenger_share": current.routing.effective_share,
+                    "served_versions": ",".join(x.version for x in current.models.values()),
+                    "loaded_at": current.loaded_at,
+                    "refresh_seconds": state.serving.refresh_seconds,
+                    "reload_error": state.reload_error,
                 }
             ),
         }
@@ -232,7 +240,7 @@ def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs
         body = await plane.body(request)
         if not isinstance(body, dict):
             raise invalid("dict_type", ["body"], 'send {"request_id": str, "outcome": observed label, "row": 0}')
-        encoded, errors = feedback_outcome(spec, body)
+        encoded, errors = feedback_outcome(champion_spec(state), body)
         rid, row = body.get("request_id"), body.get("row", 0)
         if errors:
             raise m_validation(errors)

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from civicml.serving.auth import IdIssuer, valid_client_id
 
@@ -52,6 +52,15 @@ class ServerMetrics:
         )
         self.cancelled = Counter(
             "civicml_cancelled_total", "requests whose client left before the answer", registry=self.registry
+        )
+        self.served = Gauge(
+            "civicml_served_version", "1 for each (arm, version) served now", ["arm", "version"], registry=self.registry
+        )
+        self.reloads = Counter(
+            "civicml_model_reloads_total",
+            "routing refreshes that changed what is served (switched) or could not (failed, routing_unreadable)",
+            ["result"],
+            registry=self.registry,
         )
 
 

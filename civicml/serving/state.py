@@ -12,7 +12,7 @@ import json
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,25 +75,50 @@ class StoreHealth:
             return self.ok, self.reason
 
 
+@dataclass(frozen=True)
+class ServedSet:
+    """The versions being served and the split between them: replaced as a whole, never edited.
+
+    Requests read `ServingState.served` once and work on that object, so a switch between two
+    reads cannot give a request the new routing with the old models (or the reverse).
+    """
+
+    routing: Routing
+    models: dict[str, ServedModel]
+    loaded_at: str = field(default_factory=utcnow)
+
+
 @dataclass
 class ServingState:
-    """Everything the routes need; built once before the server starts."""
+    """Everything the routes need; built before the server starts, `served` replaced on a switch."""
 
     model_name: str
-    models: dict[str, ServedModel]
-    routing: Routing
+    served: ServedSet
     registry: Registry
+    workdir: Path
     server_id: str = field(default_factory=new_server_id)
-    refresh_seconds: float = 30.0
     flush_records: int = 256
-    flush_interval: float = 0.01
+    flush_interval: float = 0.0
     serving: ServingConfig = field(default_factory=ServingConfig)
+    # The last refresh that could not be served (kept until a later refresh succeeds): shown on /v2/models.
+    reload_error: str | None = None
+
+    @property
+    def models(self) -> dict[str, ServedModel]:
+        """The loaded models by arm (of the current `served` set)."""
+        return self.served.models
+
+    @property
+    def routing(self) -> Routing:
+        """The routing of the current `served` set."""
+        return self.served.routing
 
     def arm_for(self, key: str) -> ServedModel:
         """The served model for a sticky key (salted by the challenger version: one split per experiment)."""
-        share = self.routing.effective_share if CHALLENGER in self.models else 0.0
-        arm = choose_arm(key, share, salt=self.routing.challenger or "")
-        return self.models[arm]
+        served = self.served
+        share = served.routing.effective_share if CHALLENGER in served.models else 0.0
+        arm = choose_arm(key, share, salt=served.routing.challenger or "")
+        return served.models[arm]
 
 
 def _load_version(registry: Registry, version: str, arm: str, workdir: Path) -> ServedModel:
@@ -146,15 +171,42 @@ def load_state(cfg: RunConfig, registry: Registry, workdir: str | Path | None = 
             "version with `civicml deploy VERSION` before serving"
         )
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="civicml-serve-"))
-    models = {CHAMPION: _load_version(registry, routing.champion, CHAMPION, work)}
-    if routing.challenger:
-        models[CHALLENGER] = _load_version(registry, routing.challenger, CHALLENGER, work)
     return ServingState(
         model_name=cfg.name,
-        models=models,
-        routing=routing,
+        served=load_set(registry, routing, work),
         registry=registry,
+        workdir=work,
         flush_records=cfg.deploy.log_batch_records,
         flush_interval=cfg.deploy.log_flush_seconds,
         serving=cfg.serving,
     )
+
+
+def load_set(registry: Registry, routing: Routing, workdir: Path, current: ServedSet | None = None) -> ServedSet:
+    """Load (and verify) every version `routing` names; versions `current` already serves are reused.
+
+    Blocking (downloads and parses models): the server calls it in a worker thread.
+
+    Raises:
+        ServingError: no champion, or a version that is not approved, fails its integrity or trust
+            check, or cannot be loaded. Nothing is partly switched: the caller keeps `current`.
+    """
+    if not routing.champion:
+        raise ServingError("the routing names no champion version")
+    loaded = {m.version: m for m in (current.models.values() if current else [])}
+    models: dict[str, ServedModel] = {}
+    for arm, version in ((CHAMPION, routing.champion), (CHALLENGER, routing.challenger)):
+        if not version:
+            continue
+        known = loaded.get(version)
+        # A version changes arm (a promoted challenger) without being fetched again: it was verified on load.
+        if known:
+            models[arm] = replace(known, arm=arm)
+            continue
+        try:
+            models[arm] = _load_version(registry, version, arm, workdir)
+        except ServingError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a model library's own error (e.g. XGBoostError) is "cannot serve"
+            raise ServingError(f"cannot serve {arm} version {version}: {type(err).__name__}: {err}") from None
+    return ServedSet(routing=routing, models=models)
