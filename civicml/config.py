@@ -548,6 +548,11 @@ class DeployConfig(_Strict):
         "(requests that arrive during a write share the next one)",
     )
     log_batch_records: int = Field(256, ge=1, description="a log batch is written once it holds this many records")
+    log_ack: Literal["durable", "early"] = Field(
+        "durable",
+        description="durable: a prediction is answered once its log record is in the store; early: once queued "
+        "(faster; a crash loses the queued records: see civicml.serving.predlog)",
+    )
 
 
 class ClientAuth(_Strict):

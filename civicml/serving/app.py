@@ -55,8 +55,13 @@ def create_app(state: ServingState) -> FastAPI:
     """Build the FastAPI app around a loaded `ServingState`."""
     cfg = state.serving
     metrics = ServerMetrics()
-    pred_log = BatchLog(state.registry.store, PREDICTIONS, state.server_id, state.flush_records, state.flush_interval)
-    fb_log = BatchLog(state.registry.store, FEEDBACK, state.server_id, state.flush_records, state.flush_interval)
+    early = state.log_ack == "early"
+    pred_log = BatchLog(
+        state.registry.store, PREDICTIONS, state.server_id, state.flush_records, state.flush_interval, early_ack=early
+    )
+    fb_log = BatchLog(
+        state.registry.store, FEEDBACK, state.server_id, state.flush_records, state.flush_interval, early_ack=early
+    )
     plane = DataPlane(state, pred_log, fb_log, metrics)
     flags = {"ready": False}
 

@@ -226,7 +226,11 @@ def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs
         for item, exp in zip(out, explanations or []):
             item["explanation"] = exp
         st = request.state
-        return {"request_id": st.request_id, "model_version": st.version, "arm": st.arm, "predictions": out}
+        # JSONResponse, not a dict through response_model: the rows are built from the logged values already
+        # (PredictResponse documents the shape); re-validating them cost more than scoring a row.
+        return JSONResponse(
+            {"request_id": st.request_id, "model_version": st.version, "arm": st.arm, "predictions": out}
+        )
 
     @app.post(
         "/feedback",

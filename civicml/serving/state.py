@@ -18,6 +18,7 @@ from typing import Any
 
 from civicml.config import ColumnSpec, RunConfig, ServingConfig
 from civicml.modeling.estimators import TrainedModel
+from civicml.serving.fastpath import Scorer
 from civicml.serving.predlog import new_server_id
 from civicml.serving.routing import CHALLENGER, CHAMPION, Routing, choose_arm, current_routing
 from civicml.serving.schemas import RecordSchema
@@ -40,6 +41,7 @@ class ServedModel:
     model: TrainedModel
     schema: RecordSchema
     manifest: dict[str, Any]
+    scorer: Scorer
 
 
 class StoreHealth:
@@ -99,6 +101,7 @@ class ServingState:
     server_id: str = field(default_factory=new_server_id)
     flush_records: int = 256
     flush_interval: float = 0.0
+    log_ack: str = "durable"
     serving: ServingConfig = field(default_factory=ServingConfig)
     # The last refresh that could not be served (kept until a later refresh succeeds): shown on /v2/models.
     reload_error: str | None = None
@@ -142,6 +145,7 @@ def _load_version(registry: Registry, version: str, arm: str, workdir: Path) -> 
         if model.family == "xgboost":
             # Requests are parallel already; OpenMP threads per tiny batch only contend for the cores.
             model.estimator.set_params(n_jobs=1)
+        scorer = Scorer(model)
         manifest = registry.manifest(version)
         if "data/contract.json" in manifest["artifacts"]:
             contract = [
@@ -152,7 +156,7 @@ def _load_version(registry: Registry, version: str, arm: str, workdir: Path) -> 
     except (RegistryError, ModelLoadError) as err:
         raise ServingError(f"cannot serve {arm} version {version}: {err}") from None
     schema = RecordSchema(model.spec, contract, target=model.spec.target)
-    return ServedModel(arm=arm, version=version, model=model, schema=schema, manifest=manifest)
+    return ServedModel(arm=arm, version=version, model=model, schema=schema, manifest=manifest, scorer=scorer)
 
 
 def load_state(cfg: RunConfig, registry: Registry, workdir: str | Path | None = None) -> ServingState:
@@ -178,6 +182,7 @@ def load_state(cfg: RunConfig, registry: Registry, workdir: str | Path | None = 
         workdir=work,
         flush_records=cfg.deploy.log_batch_records,
         flush_interval=cfg.deploy.log_flush_seconds,
+        log_ack=cfg.deploy.log_ack,
         serving=cfg.serving,
     )
 
