@@ -15,15 +15,8 @@ from typing import Any
 import numpy as np
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
-from civicml.evaluation.metrics import (
-    LOWER_IS_BETTER,
-    MAX_CHUNK_CELLS,
-    classification_metrics,
-    regression_metrics,
-    resample_weights,
-    weighted_classification,
-    weighted_regression,
-)
+from civicml.evaluation.bootstrap import Bootstrap, percentile_intervals
+from civicml.evaluation.metrics import LOWER_IS_BETTER, classification_metrics, metric_statistic, regression_metrics
 
 # Margins computed for every evaluation (cheap); the policy's skill metric is added when it is another.
 MARGIN_METRICS = {"binary_classification": ("balanced_accuracy", "accuracy"), "regression": ("rmse", "mae")}
@@ -52,6 +45,7 @@ def no_skill_baseline(
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    boot: Bootstrap | None = None,
 ) -> dict[str, Any]:
     """Baseline metrics on the test rows and the model's margins over them.
 
@@ -65,6 +59,8 @@ def no_skill_baseline(
         n_resamples: Paired bootstrap resamples for the margin intervals (0 = none).
         seed: Bootstrap seed.
         level: Interval coverage.
+        boot: A shared `Bootstrap` for the margin intervals instead (its resamples, seed and level
+            apply); the margins get their intervals when it runs.
 
     Returns:
         `{strategy, metrics, margins: {metric: {model, baseline, margin, low, high, level, n_resamples}}}`.
@@ -72,9 +68,9 @@ def no_skill_baseline(
     y_test = np.asarray(y_test)
     base, strategy = baseline_scores(task, y_train, len(y_test))
     which = tuple(metrics or MARGIN_METRICS[task])
+    # The baseline's label is its majority class, whatever threshold the model uses.
+    base_threshold = 0.5
     if task == "binary_classification":
-        # The baseline's label is its majority class, whatever threshold the model uses.
-        base_threshold = 0.5
         model_m = classification_metrics(y_test, score, threshold)
         base_m = classification_metrics(y_test, base, base_threshold)
     else:
@@ -83,24 +79,20 @@ def no_skill_baseline(
     margins = {
         m: {"model": model_m[m], "baseline": base_m[m], "margin": sign[m] * (model_m[m] - base_m[m])} for m in which
     }
-    if n_resamples > 0:
-        rng = np.random.default_rng(seed)
-        chunk = max(1, min(100, MAX_CHUNK_CELLS // max(len(y_test), 1)))
-        draws: dict[str, list[np.ndarray]] = {m: [] for m in which}
-        for start in range(0, n_resamples, chunk):
-            W = resample_weights(len(y_test), min(chunk, n_resamples - start), rng)
-            if task == "binary_classification":
-                a = weighted_classification(y_test, score, W, threshold, which=which)
-                b = weighted_classification(y_test, base, W, base_threshold, which=which)
-            else:
-                a, b = weighted_regression(y_test, score, W, which=which), weighted_regression(y_test, base, W, which)
-            for m in which:
-                draws[m].append(sign[m] * (a[m] - b[m]))
-        alpha = (1 - level) / 2
-        for m in which:
-            v = np.concatenate(draws[m])
-            v = v[np.isfinite(v)]
-            if len(v) >= n_resamples / 2:
-                lo, hi = np.quantile(v, [alpha, 1 - alpha])
-                margins[m].update({"low": float(lo), "high": float(hi), "level": level, "n_resamples": len(v)})
+    if n_resamples > 0 or boot is not None:
+        model_stat = metric_statistic(task, y_test, score, threshold, which)
+        base_stat = metric_statistic(task, y_test, base, base_threshold, which)
+
+        def margin(W: np.ndarray) -> dict[str, np.ndarray]:
+            a, b = model_stat(W), base_stat(W)
+            return {m: sign[m] * (a[m] - b[m]) for m in which}
+
+        def attach(draws: dict[str, np.ndarray]) -> None:
+            for m, interval in percentile_intervals(draws, own.n_resamples, own.level).items():
+                margins[m].update(interval)
+
+        own = boot or Bootstrap(n_resamples, seed, level)
+        own.add(len(y_test), margin, then=attach)
+        if boot is None:
+            own.run()
     return {"strategy": strategy, "fitted_on": "train", "metrics": base_m, "margins": margins}

@@ -31,17 +31,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from civicml.evaluation.metrics import MAX_CHUNK_CELLS, resample_weights, weighted_classification, weighted_regression
+from civicml.evaluation.bootstrap import Bootstrap, percentile_intervals
+from civicml.evaluation.metrics import metric_statistic
 from civicml.modeling.estimators import TrainedModel
 
 HEADLINE = {"binary_classification": "roc_auc", "regression": "rmse"}
-
-
-def _metric(task: str, y: np.ndarray, score: np.ndarray, W: np.ndarray) -> np.ndarray:
-    name = HEADLINE[task]
-    if task == "binary_classification":
-        return weighted_classification(y, score, W, which=(name,))[name]
-    return weighted_regression(y, score, W, which=(name,))[name]
 
 
 def mcnemar(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict[str, Any]:
@@ -69,44 +63,59 @@ def paired_comparison(
     level: float = 0.95,
     seed: int = 0,
     threshold: float = 0.5,
-    chunk: int = 100,
+    boot: Bootstrap | None = None,
 ) -> dict[str, Any]:
-    """Compare two models' scores on the same rows (see the module docstring for every field)."""
+    """Compare two models' scores on the same rows (see the module docstring for every field).
+
+    With a shared `boot` (its resamples, seed and level apply) the interval fields are filled when it runs.
+    """
     y = np.asarray(y)
     chal = np.asarray(challenger_score, dtype="float64")
     champ = np.asarray(champion_score, dtype="float64")
     sign = 1.0 if task == "binary_classification" else -1.0  # rmse: lower is better
+    name = HEADLINE[task]
+    chal_stat = metric_statistic(task, y, chal, which=(name,))
+    champ_stat = metric_statistic(task, y, champ, which=(name,))
     ones = np.ones((1, len(y)))
-    chal_v = float(_metric(task, y, chal, ones)[0])
-    champ_v = float(_metric(task, y, champ, ones)[0])
-    rng = np.random.default_rng(seed)
-    diffs = []
-    chunk = max(1, min(chunk, MAX_CHUNK_CELLS // max(len(y), 1)))  # same stream, bounded memory
-    for start in range(0, n_resamples, chunk):
-        W = resample_weights(len(y), min(chunk, n_resamples - start), rng)
-        diffs.append(sign * (_metric(task, y, chal, W) - _metric(task, y, champ, W)))
-    d = np.concatenate(diffs)
-    d = d[np.isfinite(d)]
-    alpha = (1 - level) / 2
-    if len(d) < n_resamples / 2:  # e.g. one class only: the metric is undefined
-        lo = hi = None
-    else:
-        lo, hi = (float(x) for x in np.quantile(d, [alpha, 1 - alpha]))
+    chal_v = float(chal_stat(ones)[name][0])
+    champ_v = float(champ_stat(ones)[name][0])
     out: dict[str, Any] = {
-        "metric": HEADLINE[task],
+        "metric": name,
         "challenger": chal_v,
         "champion": champ_v,
         "difference": sign * (chal_v - champ_v),
         "difference_orientation": "positive = challenger better",
-        "ci_low": lo,
-        "ci_high": hi,
+        "ci_low": None,
+        "ci_high": None,
         "level": level,
-        "n_resamples": len(d),
+        "n_resamples": 0,
         "margin": margin,
-        "significantly_worse": hi is not None and hi < -margin,
-        "non_inferior": lo is not None and lo >= -margin,
+        "significantly_worse": False,
+        "non_inferior": False,
         "mcnemar_p": None,
     }
+
+    def difference(W: np.ndarray) -> dict[str, np.ndarray]:
+        return {"difference": sign * (chal_stat(W)[name] - champ_stat(W)[name])}
+
+    def attach(draws: dict[str, np.ndarray]) -> None:
+        # An interval only when the metric is defined in at least half the resamples (not for one class only).
+        d = draws["difference"]
+        found = percentile_intervals(draws, own.n_resamples, own.level).get("difference")
+        lo, hi = (found["low"], found["high"]) if found else (None, None)
+        out.update(
+            ci_low=lo,
+            ci_high=hi,
+            level=own.level,
+            n_resamples=int(np.isfinite(d).sum()),
+            significantly_worse=hi is not None and hi < -margin,
+            non_inferior=lo is not None and lo >= -margin,
+        )
+
+    own = boot or Bootstrap(n_resamples, seed, level)
+    own.add(len(y), difference, then=attach)
+    if boot is None:
+        own.run()
     if task == "binary_classification":
         m = mcnemar(y, (chal >= threshold).astype(int), (champ >= threshold).astype(int))
         out.update(
@@ -139,6 +148,7 @@ def compare_with_champion(
     n_resamples: int = 1000,
     seed: int = 0,
     threshold: float = 0.5,
+    boot: Bootstrap | None = None,
 ) -> dict[str, Any] | None:
     """Score the registry's `champion` on the same test rows and compare.
 
@@ -150,6 +160,7 @@ def compare_with_champion(
         n_resamples: Paired bootstrap resamples.
         seed: Bootstrap seed.
         threshold: Classification threshold (McNemar).
+        boot: A shared `Bootstrap` for the paired interval (filled when it runs).
 
     Returns:
         None when there is no champion; `{champion_version, skipped: reason}` when the champion
@@ -185,5 +196,8 @@ def compare_with_champion(
         n_resamples=n_resamples,
         seed=seed,
         threshold=threshold,
+        boot=boot,
     )
-    return {"champion_version": version, **result}
+    # The same dict, so that a shared bootstrap's interval lands in the returned document too.
+    result["champion_version"] = version
+    return result

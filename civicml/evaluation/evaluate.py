@@ -8,6 +8,7 @@ import pandas as pd
 
 from civicml.config import RunConfig
 from civicml.evaluation.baseline import MARGIN_METRICS, no_skill_baseline
+from civicml.evaluation.bootstrap import Bootstrap
 from civicml.evaluation.compare import compare_with_champion
 from civicml.evaluation.explain import global_importance
 from civicml.evaluation.fairness import fairness_report, regression_fairness_report
@@ -55,7 +56,12 @@ def evaluate_model(
         "threshold": threshold,
         "features": spec.features,
     }
-    doc.update(evaluate_predictions(cfg.task, y, score, threshold or THRESHOLD, n_resamples=n_resamples, seed=seed))
+    # One bootstrap for every interval below: the weights are drawn once per chunk and shared by the
+    # metrics, the baseline margins, every attribute's disparities and the champion comparison.
+    boot = Bootstrap(n_resamples, seed=seed) if n_resamples > 0 else None
+    doc.update(
+        evaluate_predictions(cfg.task, y, score, threshold or THRESHOLD, n_resamples=n_resamples, seed=seed, boot=boot)
+    )
     y_base = spec.encode_target(train[spec.target]) if train is not None else y
     skill_metric = cfg.policy.skill.resolved(cfg.task)[0]
     doc["baseline"] = no_skill_baseline(
@@ -67,6 +73,7 @@ def evaluate_model(
         metrics=tuple(dict.fromkeys((*MARGIN_METRICS[cfg.task], skill_metric))),
         n_resamples=n_resamples,
         seed=seed,
+        boot=boot,
     )
     if train is None:
         doc["baseline"]["fitted_on"] = "test (no training rows given)"
@@ -74,7 +81,13 @@ def evaluate_model(
     if cfg.task == "binary_classification" and attrs:
         y_pred = (score >= threshold).astype(int)
         doc["fairness"] = fairness_report(
-            y, y_pred, test[attrs], min_group_count=cfg.policy.min_group_count, n_resamples=n_resamples, seed=seed
+            y,
+            y_pred,
+            test[attrs],
+            min_group_count=cfg.policy.min_group_count,
+            n_resamples=n_resamples,
+            seed=seed,
+            boot=boot,
         )
     elif attrs:
         doc["fairness"] = regression_fairness_report(y, score, test[attrs], min_group_count=cfg.policy.min_group_count)
@@ -88,7 +101,10 @@ def evaluate_model(
             n_resamples=n_resamples,
             seed=seed,
             threshold=threshold or THRESHOLD,
+            boot=boot,
         )
         if comparison is not None:
             doc["champion_comparison"] = comparison
+    if boot is not None:
+        boot.run()  # fills the intervals of every document above
     return doc

@@ -12,11 +12,14 @@ each resample's value equals scikit-learn's on the materialised resample.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
+
+from civicml.evaluation.bootstrap import MEMORY_BUDGET, Bootstrap
 
 CLASSIFICATION_HEADLINE = (
     "accuracy",
@@ -170,31 +173,100 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> list[list[int]]:
     return skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).tolist()
 
 
-# -- bootstrap ----------------------------------------------------------------------------------------
-
-
-MAX_CHUNK_CELLS = 2_000_000
-
-
-def resample_weights(n: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Multinomial bootstrap counts: row b says how often each of the `n` rows is drawn in resample b.
-
-    Drawing indices and counting them (rather than `rng.multinomial`) keeps the weights
-    identical to materialising `y[idx]` with `idx = rng.integers(0, n, n)`.
-    """
-    idx = rng.integers(0, n, size=(n_resamples, n))
-    offsets = (np.arange(n_resamples) * n)[:, None]
-    return np.bincount((idx + offsets).ravel(), minlength=n_resamples * n).reshape(n_resamples, n).astype("float64")
-
-
-def _group_sums(w_sorted: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    return np.add.reduceat(w_sorted, starts, axis=1)
+# -- bootstrap statistics -----------------------------------------------------------------------------
 
 
 def _log_loss_terms(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     eps = np.finfo(p.dtype).eps
     p = np.clip(p, eps, 1 - eps)
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def _ranking(pos: np.ndarray, neg: np.ndarray, which: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """ROC-AUC and average precision from the weights of positives and negatives per distinct score.
+
+    `pos`/`neg` are (resamples × distinct scores), scores ascending. ROC-AUC is the weighted rank
+    statistic: each positive beats the negative weight below its score, and a tie counts one half.
+    """
+    out: dict[str, np.ndarray] = {}
+    n_pos = pos.sum(axis=1)
+    n_neg = neg.sum(axis=1)
+    defined = (n_pos > 0) & (n_neg > 0)
+    if "roc_auc" in which:
+        auc = (pos * (np.cumsum(neg, axis=1) - 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+        out["roc_auc"] = np.where(defined, auc, np.nan)
+    if "pr_auc" in which:
+        # Thresholds descending; AP = sum over thresholds of (recall step) x precision.
+        pos_r = pos[:, ::-1]
+        tp_c = np.cumsum(pos_r, axis=1)
+        all_c = tp_c + np.cumsum(neg[:, ::-1], axis=1)
+        ap = (pos_r * np.where(all_c > 0, tp_c / all_c, 0.0)).sum(axis=1) / n_pos
+        out["pr_auc"] = np.where(defined, ap, np.nan)
+    return out
+
+
+def classification_statistic(
+    y: np.ndarray, proba: np.ndarray, threshold: float = 0.5, which: tuple[str, ...] | None = None
+) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """The classification metrics as a bootstrap statistic `W -> {metric: value per resample}`.
+
+    Everything that does not depend on the weights is prepared once: the confusion indicators,
+    the Brier and log-loss terms, and one sort of the scores (with its tie groups) for ROC-AUC and
+    average precision. Per chunk of weights the confusion counts are one matrix product, and the
+    ranking metrics one gather of the weights into score order plus sums per distinct score.
+    Counts of integer weights are exact, so they equal the per-metric products they replace; the
+    Brier and log-loss sums are the same matrix-vector products as before (float sums keep their order).
+    """
+    which = tuple(which or CI_METRICS["binary_classification"])
+    y = np.asarray(y).astype("float64")
+    p = np.asarray(proba, dtype="float64")
+    pred = (p >= threshold).astype("float64")
+    confusion_cols = np.stack([y * pred, (1 - y) * pred, y * (1 - pred)], axis=1)
+    brier_terms = (p - y) ** 2 if "brier" in which else None
+    log_terms = _log_loss_terms(y, p) if "log_loss" in which else None
+    ranked = "roc_auc" in which or "pr_auc" in which
+    if ranked:
+        order = np.argsort(p, kind="mergesort")
+        ps, ys = p[order], y[order]
+        starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
+        tied = len(starts) < len(ps)  # ties: one step per distinct score, as scikit-learn does
+
+    def statistic(W: np.ndarray) -> dict[str, np.ndarray]:
+        n_w = W.sum(axis=1)
+        tp, fp, fn = (W @ confusion_cols).T
+        tn = n_w - tp - fp - fn
+        out: dict[str, np.ndarray] = {}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if "accuracy" in which:
+                out["accuracy"] = (tp + tn) / n_w
+            if "balanced_accuracy" in which:
+                out["balanced_accuracy"] = np.where(
+                    (tp + fn > 0) & (tn + fp > 0), 0.5 * (tp / (tp + fn) + tn / (tn + fp)), np.nan
+                )
+            if "precision" in which:
+                out["precision"] = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+            if "recall" in which:
+                out["recall"] = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+            if "f1" in which:
+                out["f1"] = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+            if brier_terms is not None:
+                out["brier"] = (W @ brier_terms) / n_w
+            if log_terms is not None:
+                out["log_loss"] = (W @ log_terms) / n_w
+            if ranked:
+                # The weights in score order, split into positives and negatives. With ties the sums per
+                # distinct score come next and np.take (4x faster) is fine; without, average precision
+                # sums the column-major matrix that fancy indexing returns, and that summation order
+                # decides the last bit of the intervals, which must not change (test_bootstrap_golden).
+                neg = np.take(W, order, axis=1) if tied else W[:, order]
+                pos = neg * ys
+                neg -= pos
+                if tied:
+                    pos, neg = np.add.reduceat(pos, starts, axis=1), np.add.reduceat(neg, starts, axis=1)
+                out.update(_ranking(pos, neg, which))
+        return out
+
+    return statistic
 
 
 def weighted_classification(
@@ -206,80 +278,51 @@ def weighted_classification(
     the same way: ROC-AUC counts a tie as one half, average precision steps at each
     distinct threshold).
     """
-    which = which or CI_METRICS["binary_classification"]
-    y = np.asarray(y).astype("float64")
-    p = np.asarray(proba, dtype="float64")
-    pred = (p >= threshold).astype("float64")
-    n_w = W.sum(axis=1)
-    out: dict[str, np.ndarray] = {}
-    tp = W @ (y * pred)
-    fp = W @ ((1 - y) * pred)
-    fn = W @ (y * (1 - pred))
-    tn = n_w - tp - fp - fn
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if "accuracy" in which:
-            out["accuracy"] = (tp + tn) / n_w
-        if "balanced_accuracy" in which:
-            out["balanced_accuracy"] = np.where(
-                (tp + fn > 0) & (tn + fp > 0), 0.5 * (tp / (tp + fn) + tn / (tn + fp)), np.nan
-            )
-        if "precision" in which:
-            out["precision"] = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-        if "recall" in which:
-            out["recall"] = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
-        if "f1" in which:
-            out["f1"] = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
-        if "brier" in which:
-            out["brier"] = (W @ (p - y) ** 2) / n_w
-        if "log_loss" in which:
-            out["log_loss"] = (W @ _log_loss_terms(y, p)) / n_w
-        if "roc_auc" in which or "pr_auc" in which:
-            order = np.argsort(p, kind="mergesort")
-            ps, ys = p[order], y[order]
-            Ws = W[:, order]
-            pos = Ws * ys
-            neg = Ws - pos
-            starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
-            if len(starts) < len(ps):  # ties: one step per distinct score, as scikit-learn does
-                pos, neg = _group_sums(pos, starts), _group_sums(neg, starts)
-            n_pos = pos.sum(axis=1)
-            n_neg = neg.sum(axis=1)
-            defined = (n_pos > 0) & (n_neg > 0)
-            if "roc_auc" in which:
-                # Each positive beats the negatives below its score and ties count one half.
-                auc = (pos * (np.cumsum(neg, axis=1) - 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
-                out["roc_auc"] = np.where(defined, auc, np.nan)
-            if "pr_auc" in which:
-                # Thresholds descending; AP = sum over thresholds of (recall step) x precision.
-                pos_r = pos[:, ::-1]
-                tp_c = np.cumsum(pos_r, axis=1)
-                all_c = tp_c + np.cumsum(neg[:, ::-1], axis=1)
-                ap = (pos_r * np.where(all_c > 0, tp_c / all_c, 0.0)).sum(axis=1) / n_pos
-                out["pr_auc"] = np.where(defined, ap, np.nan)
-    return out
+    return classification_statistic(y, proba, threshold, which)(W)
+
+
+def regression_statistic(
+    y: np.ndarray, pred: np.ndarray, which: tuple[str, ...] | None = None
+) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """The regression metrics as a bootstrap statistic; equal to scikit-learn's on the resamples."""
+    which = tuple(which or CI_METRICS["regression"])
+    y = np.asarray(y, dtype="float64")
+    r = y - np.asarray(pred, dtype="float64")
+    r2_terms, abs_terms, y2 = r * r, np.abs(r), y * y
+
+    def statistic(W: np.ndarray) -> dict[str, np.ndarray]:
+        n_w = W.sum(axis=1)
+        sse = W @ r2_terms
+        out: dict[str, np.ndarray] = {}
+        if "mse" in which:
+            out["mse"] = sse / n_w
+        if "rmse" in which:
+            out["rmse"] = np.sqrt(sse / n_w)
+        if "mae" in which:
+            out["mae"] = (W @ abs_terms) / n_w
+        if "r2" in which:
+            sst = W @ y2 - (W @ y) ** 2 / n_w
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out["r2"] = np.where(sst > 0, 1 - sse / sst, np.nan)
+        return out
+
+    return statistic
 
 
 def weighted_regression(
     y: np.ndarray, pred: np.ndarray, W: np.ndarray, which: tuple[str, ...] | None = None
 ) -> dict[str, np.ndarray]:
     """Regression metrics for each row of the weight matrix `W`; equal to scikit-learn's on the resamples."""
-    which = which or CI_METRICS["regression"]
-    y = np.asarray(y, dtype="float64")
-    r = y - np.asarray(pred, dtype="float64")
-    n_w = W.sum(axis=1)
-    sse = W @ (r * r)
-    out: dict[str, np.ndarray] = {}
-    if "mse" in which:
-        out["mse"] = sse / n_w
-    if "rmse" in which:
-        out["rmse"] = np.sqrt(sse / n_w)
-    if "mae" in which:
-        out["mae"] = (W @ np.abs(r)) / n_w
-    if "r2" in which:
-        sst = W @ (y * y) - (W @ y) ** 2 / n_w
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out["r2"] = np.where(sst > 0, 1 - sse / sst, np.nan)
-    return out
+    return regression_statistic(y, pred, which)(W)
+
+
+def metric_statistic(
+    task: str, y: np.ndarray, score: np.ndarray, threshold: float = 0.5, which: tuple[str, ...] | None = None
+) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """`classification_statistic` or `regression_statistic` for `task`."""
+    if task == "binary_classification":
+        return classification_statistic(y, score, threshold, which)
+    return regression_statistic(y, score, which)
 
 
 def bootstrap_intervals(
@@ -290,7 +333,8 @@ def bootstrap_intervals(
     level: float = 0.95,
     seed: int = 0,
     threshold: float = 0.5,
-    chunk: int = 100,
+    memory_budget: int = MEMORY_BUDGET,
+    boot: Bootstrap | None = None,
 ) -> dict[str, dict[str, float]]:
     """Percentile bootstrap confidence intervals for the headline metrics.
 
@@ -302,47 +346,36 @@ def bootstrap_intervals(
         level: Coverage, e.g. 0.95.
         seed: Seed of the resampling; the same seed gives the same intervals.
         threshold: Classification threshold for the threshold metrics.
-        chunk: Resamples evaluated at once (bounds memory at chunk × rows floats).
+        memory_budget: Bytes a chunk of resamples may take (the intervals do not depend on it).
+        boot: A shared `Bootstrap` to register on instead (its resamples, seed and level apply); the
+            returned dict is filled when it runs.
 
     Returns:
         `{metric: {"low", "high", "level", "n_resamples"}}`; metrics that are undefined in
         more than half of the resamples (e.g. a single-class test set) are left out.
     """
-    rng = np.random.default_rng(seed)
-    n = len(y_true)
-    # Each resample is a row of n weights and the AUC pass makes several such matrices, so cap
-    # the cells per chunk: 100 resamples of 200k test rows would hold ~1.3 GB at once. Smaller
-    # chunks draw the same random stream in the same order, so the intervals do not change.
-    chunk = max(1, min(chunk, MAX_CHUNK_CELLS // max(n, 1)))
-    collected: dict[str, list[np.ndarray]] = {}
-    for start in range(0, n_resamples, chunk):
-        W = resample_weights(n, min(chunk, n_resamples - start), rng)
-        vals = (
-            weighted_classification(y_true, score, W, threshold)
-            if task == "binary_classification"
-            else weighted_regression(y_true, score, W)
-        )
-        for k, v in vals.items():
-            collected.setdefault(k, []).append(v)
-    alpha = (1 - level) / 2
-    out: dict[str, dict[str, float]] = {}
-    for k, parts in collected.items():
-        v = np.concatenate(parts)
-        v = v[np.isfinite(v)]
-        if len(v) < n_resamples / 2:
-            continue
-        lo, hi = np.quantile(v, [alpha, 1 - alpha])
-        out[k] = {"low": float(lo), "high": float(hi), "level": level, "n_resamples": len(v)}
-    return out
+    own = boot is None
+    boot = boot or Bootstrap(n_resamples, seed, level, memory_budget)
+    intervals = boot.add(len(y_true), metric_statistic(task, y_true, score, threshold))
+    if own:
+        boot.run()
+    return intervals
 
 
 def evaluate_predictions(
-    task: str, y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5, n_resamples: int = 0, seed: int = 0
+    task: str,
+    y_true: np.ndarray,
+    score: np.ndarray,
+    threshold: float = 0.5,
+    n_resamples: int = 0,
+    seed: int = 0,
+    boot: Bootstrap | None = None,
 ) -> dict[str, Any]:
     """All metrics, curves and confidence intervals for one set of predictions.
 
     `n_resamples` is 0 by default (no CIs) because tuning calls this once per trial and
-    needs only the point metrics; the evaluate step asks for 1000.
+    needs only the point metrics; the evaluate step asks for 1000, on its shared `boot`
+    (then `confidence_intervals` is filled when `boot` runs).
 
     Returns:
         For classification: `metrics`, `confidence_intervals`, `roc`, `pr`, `calibration`,
@@ -351,8 +384,8 @@ def evaluate_predictions(
     y_true = np.asarray(y_true)
     score = np.asarray(score, dtype="float64")
     cis = (
-        bootstrap_intervals(task, y_true, score, n_resamples=n_resamples, seed=seed, threshold=threshold)
-        if n_resamples > 0
+        bootstrap_intervals(task, y_true, score, n_resamples=n_resamples, seed=seed, threshold=threshold, boot=boot)
+        if n_resamples > 0 or boot is not None
         else {}
     )
     if task == "binary_classification":

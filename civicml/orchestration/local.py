@@ -192,9 +192,7 @@ def failure_detail(run: LocalRun, limit: int = 1) -> str:
     """The most useful lines of a failed run's log: the final exception message of the failed step."""
     text = _ANSI.sub("", run.log_path.read_text(errors="replace"))
     # A message may go on over indented "  - ..." lines (ConfigError lists every problem): keep them.
-    hits = re.findall(
-        r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+(?:\n[ \t]+- .+)*)$", text, flags=re.M
-    )
+    hits = re.findall(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+(?:\n[ \t]+- .+)*)$", text, flags=re.M)
     if not hits:
         return run.error or "pipeline failed; see " + str(run.log_path)
     return "\n".join(f"{name}: {msg}" for name, msg in hits[-limit:])

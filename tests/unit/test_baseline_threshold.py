@@ -8,7 +8,8 @@ from sklearn import metrics as skm
 from sklearn.dummy import DummyClassifier
 
 from civicml.evaluation.baseline import no_skill_baseline
-from civicml.evaluation.metrics import classification_metrics, resample_weights, weighted_classification
+from civicml.evaluation.bootstrap import resample_weights
+from civicml.evaluation.metrics import classification_metrics, weighted_classification
 from civicml.evaluation.threshold import ThresholdError, choose_threshold
 
 

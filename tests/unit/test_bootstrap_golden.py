@@ -61,7 +61,9 @@ def compute() -> dict:
     out["cls_rare_positive"] = bootstrap_intervals("binary_classification", y_small, p_small, n_resamples=200, seed=1)
     rng = np.random.default_rng(6)
     yr = rng.normal(size=3000)
-    out["reg_3k"] = bootstrap_intervals("regression", yr, yr + rng.normal(scale=0.5, size=3000), n_resamples=700, seed=2)
+    out["reg_3k"] = bootstrap_intervals(
+        "regression", yr, yr + rng.normal(scale=0.5, size=3000), n_resamples=700, seed=2
+    )
     out["eval_cls"] = evaluate_predictions("binary_classification", y, p, 0.5, n_resamples=1000, seed=7)[
         "confidence_intervals"
     ]

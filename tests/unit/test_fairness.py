@@ -156,3 +156,37 @@ def test_regression_fairness_matches_fairlearn_metricframe():
     means = [pred[groups == g].mean() for g in ("a", "b", "c")]
     assert rep["mean_prediction_difference"] == pytest.approx(max(means) - min(means))
     assert rep["mae_ratio"] < 0.8  # group b's errors are larger: the disparity is visible
+
+
+def test_rates_from_weighted_cells_equal_fairlearn_on_every_row_exactly(preds):
+    """The report runs fairlearn on one weighted row per (group, label, prediction): same values, bit for bit."""
+    from fairlearn.metrics import count
+    from sklearn.metrics import precision_score
+
+    y, y_pred, sens = preds
+    rep = fairness_report(y, y_pred, sens, min_group_count=1)
+    for attr in ("region", "sex"):
+        g = sens[attr].to_numpy()
+        mf = MetricFrame(
+            metrics={
+                "count": count,
+                "selection_rate": selection_rate,
+                "tpr": true_positive_rate,
+                "fpr": false_positive_rate,
+                "precision": lambda a, b: precision_score(a, b, zero_division=0),
+            },
+            y_true=y,
+            y_pred=y_pred,
+            sensitive_features=g,
+        )
+        for group, row in mf.by_group.iterrows():
+            got = rep[attr]["groups"][group]
+            assert got["count"] == row["count"]
+            assert [got[k] for k in ("selection_rate", "tpr", "fpr", "precision")] == [
+                float(row[k]) for k in ("selection_rate", "tpr", "fpr", "precision")
+            ]
+        assert rep[attr]["demographic_parity_difference"] == demographic_parity_difference(
+            y, y_pred, sensitive_features=g
+        )
+        assert rep[attr]["demographic_parity_ratio"] == demographic_parity_ratio(y, y_pred, sensitive_features=g)
+        assert rep[attr]["equalized_odds_difference"] == equalized_odds_difference(y, y_pred, sensitive_features=g)
