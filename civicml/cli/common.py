@@ -60,6 +60,21 @@ def print_table(table: Any) -> None:
     plain.print(table, crop=False)
 
 
+def rich_table(table: Any) -> Any:
+    """A report table (`civicml.reporting.model.Table`) as a rich table, numbers through the one formatter."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from civicml.reporting.numbers import number
+
+    out = Table(title=table.caption)
+    for i, header in enumerate(table.headers):
+        out.add_column(header, justify="right" if i in table.numeric else "left")
+    for row in table.rows:
+        out.add_row(*[Text(number(getattr(v, "value", v), table.digits)) for v in row])
+    return out
+
+
 def load_cfg(config: Path | None, overrides: dict[str, Any] | None = None, resolve_paths: bool = True):
     """Load the config file (or `civicml.yaml` when present, else defaults)."""
     from civicml.config import load_config

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from civicml.cli.common import console, err_console, friendly_errors, load_cfg
+from civicml.reporting.numbers import number
 
 STEPS = ["validate-data", "tune", "train", "evaluate", "gate", "register", "deploy"]
 COMPILED_DIR = Path("pipelines/compiled")
@@ -136,7 +137,7 @@ def run(
     table.add_row("data", f"{manifest['lineage']['data_source']} ({sum(manifest['lineage']['rows'].values())} rows)")
     table.add_row("fingerprint", manifest["lineage"]["data_fingerprint"][:23] + "…")
     for k, v in manifest["metrics"].items():
-        table.add_row(k, f"{v:.4f}")
+        table.add_row(k, number(v))
     colour = {"deploy": "green", "reject": "red"}.get(summary["decision"], "yellow")
     table.add_row("gate decision", f"[bold {colour}]{summary['decision']}[/] — {escape(summary['reason'])}")
     table.add_row("champion", summary["champion"] or "none yet (no version has passed the gate)")

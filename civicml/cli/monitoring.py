@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from civicml.cli.common import console, err_console, friendly_errors, load_cfg, warn_if_store_is_local
+from civicml.reporting.numbers import number, signed
 
 DEFAULT_IMAGE = "ghcr.io/civicml/civicml:0.1.0"
 
@@ -115,9 +116,9 @@ def monitor(
             continue
         table.add_row(
             name,
-            f"{f['psi']:.3f}",
+            number(f["psi"], 3),
             f["band"],
-            f"{f['p_value']:.3g}" if f["p_value"] is not None else "—",
+            number(f["p_value"], 3),
             "[bold red]yes[/]" if f["drifted"] else "no",
         )
     console.print(table)
@@ -125,8 +126,8 @@ def monitor(
         err_console.print(f"[yellow]note:[/] {m}", highlight=False, soft_wrap=True)
     p = summary["performance"]
     if p["status"] == "ok":
-        drop = f" (drop vs test: {p['drop']:+.4f})" if p["drop"] is not None else ""
-        console.print(f"live {p['metric']}: {p['live']:.4f} over {p['rows']} labelled predictions{drop}")
+        drop = f" (drop vs test: {signed(p['drop'], 4)})" if p["drop"] is not None else ""
+        console.print(f"live {p['metric']}: {number(p['live'])} over {p['rows']} labelled predictions{drop}")
     else:
         console.print(f"live performance: {p['rows']} labelled predictions; not judged yet")
     colour = "yellow" if summary["decision"] == "retrain" else "green"

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import typer
 
-from civicml.cli.common import console, err_console, friendly_errors, load_cfg, warn_if_store_is_local
+from civicml.cli.common import (
+    console,
+    err_console,
+    friendly_errors,
+    load_cfg,
+    print_table,
+    rich_table,
+    warn_if_store_is_local,
+)
 
 ab_app = typer.Typer(help="Champion/challenger A/B test: weights, report, promotion.", no_args_is_help=True)
 
@@ -96,40 +104,14 @@ def report_cmd(
 
 
 def _print_ab_report(rep: dict) -> None:
-    from rich.table import Table
+    from civicml.reporting.ab import arms_table, labels_table, summary_lines
 
-    def fmt(v: float | None) -> str:
-        return "-" if v is None else f"{v:.3f}"
-
-    table = Table(title="A/B report")
-    for col in ("arm", "version", "predictions", "positive rate", "labelled", "accuracy"):
-        table.add_column(col)
-    for arm, m in rep["arms"].items():
-        table.add_row(
-            arm, str(m["version"]), str(m["count"]), fmt(m["positive_rate"]), str(m["labelled"]), fmt(m["accuracy"])
-        )
-    console.print(table)
-    labels = rep["labels"]
-    sources = sorted(set(labels["received_by_source"]) | set(labels["counted_by_source"]))
-    if sources:
-        where = Table(title="where the labels came from")
-        for col in ("source", "received", "counted"):
-            where.add_column(col)
-        for src in sources:
-            where.add_row(
-                src, str(labels["received_by_source"].get(src, 0)), str(labels["counted_by_source"].get(src, 0))
-            )
-        console.print(where)
-    console.print(
-        f"labels: {labels['relabelled']} predictions labelled more than once ({labels['conflicting']} with "
-        f"different outcomes; the first label counts), {labels['unmatched']} for unknown predictions"
-    )
-    z, s = rep["z_test"], rep["msprt"]
-    if z["z"] is not None:
-        console.print(
-            f"two-proportion z-test (fixed horizon): diff {z['diff']:+.3f}, z = {z['z']:.3f}, p = {z['p_value']:.4f}"
-        )
-    console.print(f"mSPRT (always valid, tau={s['tau']}): Lambda = {s['lambda']:.3f}, p = {s['p_value']:.4f}")
+    print_table(rich_table(arms_table(rep)))
+    where = labels_table(rep)
+    if where is not None:
+        print_table(rich_table(where))
+    for line in summary_lines(rep):
+        console.print(line, highlight=False, soft_wrap=True)
     console.print(f"recommendation: [bold]{rep['recommendation']}[/] — {rep['reason']}")
 
 

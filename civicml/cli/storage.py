@@ -68,11 +68,9 @@ def _aliases_by_version(registry) -> dict[str, list[str]]:
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    if value is None:
-        return "-"
-    return str(value)
+    from civicml.reporting.numbers import number
+
+    return number(value)
 
 
 @models_app.command("list")

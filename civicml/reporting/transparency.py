@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from civicml.config import RunConfig, TransparencyConfig
 from civicml.governance.approval import get_decision, signoffs, started_by
+from civicml.reporting.numbers import ci_suffix, number
 from civicml.storage.registry import Registry, RegistryError
 
 STANDARD_VERSION = "3.0"
@@ -155,14 +156,11 @@ class TransparencyRecord(BaseModel):
 
 
 def _ci(cis: dict[str, Any], name: str) -> str:
-    ci = cis.get(name) or {}
-    if ci.get("low") is None or ci.get("high") is None:
-        return ""
-    return f" (95% CI {ci['low']:.3f} to {ci['high']:.3f})"
+    return ci_suffix(cis.get(name))
 
 
 def _num(v: Any, digits: int = 3) -> str:
-    return f"{v:.{digits}f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+    return number(v, digits)
 
 
 def _fairness_lines(ev: dict[str, Any]) -> list[str]:

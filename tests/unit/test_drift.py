@@ -241,3 +241,17 @@ def test_serving_log_drift_counts_only_the_watched_versions_traffic(tmp_path, pr
     assert any("too little traffic to judge drift: 40 predictions served by v1" in m for m in drift["messages"])
     decision = decide_retrain(cfg.monitoring, drift, None)
     assert decision["decision"] != "retrain" and "min_new_rows" in decision["blocked_by"][0]
+
+
+def test_report_parses_strictly_with_a_table_beside_every_chart(profile):
+    """Issue 15: the drift report is well-formed (html5lib strict) and every chart has its table."""
+    from html_checks import check_structure
+
+    rep = compute_drift(profile, generate_benefits(1500, month=6, seed=1).drop(columns=["household_size"]), POLICY)
+    page = check_structure(render_drift_html(rep, title="Drift", version="v1"))
+    assert [h for h in page["headings"] if h[0] < 3] == [(1, "Drift"), (2, "Warnings"), (2, "Feature distributions")]
+    assert len(page["images"]) == 11
+    income = page["tables"][next(c for c in page["tables"] if c.startswith("monthly_income: share of rows"))]
+    assert [th.text for th in income.find("thead/tr")] == ["bucket", "reference share", "window share", "change"]
+    # The one number formatter: a p-value too small for 4 decimals keeps its significant figures.
+    assert "0.0000" not in page["text"]

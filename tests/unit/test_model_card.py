@@ -4,44 +4,20 @@ from __future__ import annotations
 
 import json
 import re
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from html_checks import StructureError, check_structure, parse_strict
 
 from civicml.config import RunConfig
 from civicml.data.demo import CATEGORICAL, NUMERIC, TARGET, generate_benefits
-from civicml.evaluation.card import render_model_card
+from civicml.evaluation.card import card_data, render_model_card
 from civicml.evaluation.evaluate import evaluate_model
 from civicml.governance.policy import decide
 from civicml.modeling.estimators import fit_model
 from civicml.modeling.preprocessing import FeatureSpec
-
-
-class _Collect(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.tables = 0
-        self.captions = 0
-        self.headings: list[int] = []
-        self.th_without_scope = 0
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        self.tags.append((tag, a))
-        if tag == "table":
-            self.tables += 1
-        if tag == "caption":
-            self.captions += 1
-        if re.fullmatch(r"h[1-6]", tag):
-            self.headings.append(int(tag[1]))
-        if tag == "th" and a.get("scope") not in ("col", "row"):
-            self.th_without_scope += 1
-
-    def handle_data(self, data):
-        self.text.append(data)
+from civicml.reporting.card import render_card
+from civicml.reporting.plots import card_figures
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +53,7 @@ def card():
             "image": "local",
         },
     }
-    html_text, md = render_model_card(manifest, ev, gate, cfg)
+    html_text, md = render_card(card_data(manifest, ev, gate, cfg), card_figures(ev))
     return ev, gate, html_text, md
 
 
@@ -99,21 +75,16 @@ def test_evaluation_keeps_the_plot_data(card):
 def test_html_is_self_contained_and_accessible(card):
     ev, _gate, html_text, _ = card
     assert html_text.startswith("<!doctype html>") and '<html lang="en">' in html_text
-    p = _Collect()
-    p.feed(html_text)
-    imgs = [a for t, a in p.tags if t == "img"]
+    page = check_structure(html_text)  # strict parse: any malformed tag or attribute fails here
+    imgs = page["images"]
     assert len(imgs) >= 6  # ROC, PR, calibration, confusion, fairness x2, importance
-    for a in imgs:
-        assert a["src"].startswith("data:image/png;base64,")
-        assert len(a.get("alt", "")) > 40 and re.search(r"\d\.\d", a["alt"]), a.get("alt")
+    for img in imgs:
+        assert re.search(r"\d\.\d", img.get("alt")), img.get("alt")
     auc = ev["metrics"]["roc_auc"]
-    assert any(f"ROC-AUC {auc:.3f}" in a["alt"] for a in imgs)
+    assert any(f"ROC-AUC {auc:.3f}" in img.get("alt") for img in imgs)
     assert not re.search(r'(src|href)="(https?:)?//', html_text)  # nothing loaded from elsewhere
-    assert p.tables == p.captions and p.tables >= 8
-    assert p.th_without_scope == 0
-    assert p.headings[0] == 1 and p.headings.count(1) == 1
-    assert all(b - a <= 1 for a, b in zip(p.headings, p.headings[1:])), p.headings
-    text = " ".join(p.text)
+    assert len(page["tables"]) >= 8
+    text = page["text"]
     # Verdicts are words, not only colours.
     assert "FAIL" in text and "PASS" in text and "REJECT" in text
     assert "roc_auc >= 0.99" in text and "ml@example.org" in text and "Automated denial." in text
@@ -121,6 +92,68 @@ def test_html_is_self_contained_and_accessible(card):
     # Issue 13 item 11: no demo text about a use nobody described; what is missing is said.
     assert "Prioritise benefit claims" not in text and "synthetic data" not in text
     assert "Not stated by the project: card.owner, card.intended_use, card.limitations" in text
+
+
+def test_card_sections_and_tables_are_in_place(card):
+    """Issue 15: the card's structure, parsed strictly (html5lib), not only its text."""
+    _ev, _gate, html_text, _ = card
+    page = check_structure(html_text)
+    h2 = [t for level, t in page["headings"] if level == 2]
+    assert h2 == [
+        "Summary",
+        "Model details",
+        "Intended use",
+        "Limitations",
+        "Performance on the test set",
+        "Fairness",
+        "What drives the predictions",
+        "Comparison with the current champion",
+        "Gate decision",
+        "Lineage and reproducibility",
+    ]
+    h3 = [t for level, t in page["headings"] if level == 3]
+    assert h3[:5] == ["Out of scope", "Compared with no skill", "ROC curve", "Precision–recall curve", "Calibration"]
+    assert {"By sex", "By region"} <= set(h3)
+    tables = page["tables"]
+    # The five tables that rendered as `<table class=" class="num"">` (issue 15): now a plain table,
+    # or the one class they should carry, and numeric cells right-aligned.
+    rules = tables["Every gate rule: threshold, measured value and verdict"]
+    assert rules.get("class") == "rules"
+    for caption in (
+        "Test metrics with 95% confidence intervals",
+        "Margin over the no-skill baseline",
+        "Disparity measures for sex",
+        "Outcomes by region (suppressed groups' rates withheld)",
+    ):
+        assert tables[caption].get("class") is None, caption
+        assert {td.get("class") for td in tables[caption].iter("td")} == {"num"} or caption.startswith("Outcomes")
+    verdicts = [td for td in rules.iter("td") if (td.get("class") or "").startswith("verdict-")]
+    assert {td.get("class") for td in verdicts} >= {"verdict-pass", "verdict-fail"}
+    # Every figure carries the table it was drawn from.
+    for fig in page["root"].iter("figure"):
+        assert fig.find("figcaption") is not None and fig.find(".//table/caption") is not None
+
+
+def test_the_strict_checks_refuse_what_the_lenient_parser_accepted():
+    """The checks can fail: today's bug, a stray attribute, an image without alt or table, a skipped level."""
+    import html5lib
+
+    good = '<!doctype html><html lang="en"><head><title>t</title></head><body><h1>x</h1></body></html>'
+    check_structure(good)
+    with pytest.raises(html5lib.html5parser.ParseError):
+        parse_strict(good.replace("<h1>x</h1>", '<table class=" class="num""><caption>c</caption></table>'))
+    bad = {
+        "stray": '<h1>x</h1><p num="">y</p>',
+        "no header row": "<h1>x</h1><table><caption>c</caption><tbody><tr><td>1</td></tr></tbody></table>",
+        "no alt": '<h1>x</h1><figure><img src="data:image/png;base64,AA"></figure>',
+        "list alt": '<h1>x</h1><figure><img src="data:image/png;base64,AA" alt="Groups suppressed: [\'tiny\'], '
+        'a long enough sentence 1."></figure>',
+        "skip": "<h1>x</h1><h3>y</h3>",
+    }
+    for name, body in bad.items():
+        with pytest.raises(StructureError):
+            check_structure(good.replace("<h1>x</h1>", body))
+            pytest.fail(name)
 
 
 def test_markdown_mirrors_the_card(card):
@@ -192,7 +225,7 @@ def test_card_shows_the_projects_own_text_and_no_missing_note():
 
 def test_alt_text_lists_suppressed_groups_as_words_not_a_python_list():
     """Issue 13 item 12: alt text showed "['tiny']"."""
-    from civicml.evaluation.card import _fairness_plot
+    from civicml.reporting.plots import fairness as _fairness_plot
 
     groups = {
         "a": {"count": 400, "suppressed": False, "selection_rate": 0.4, "tpr": 0.7, "fpr": 0.2, "precision": 0.6},

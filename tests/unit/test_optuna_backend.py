@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from html_checks import check_structure
 
 from civicml.config import parse_config
 from civicml.data.contract import feature_lists, infer_contract
@@ -11,9 +12,9 @@ from civicml.data.demo import generate_benefits
 from civicml.data.split import split_frame
 from civicml.modeling.preprocessing import FeatureSpec
 from civicml.modeling.search_space import space_for
+from civicml.reporting.trials import trials_html, trials_markdown
 from civicml.tuning.objective import TuningError
 from civicml.tuning.optuna_backend import make_pruner, make_sampler, run_optuna
-from civicml.tuning.report import trials_html, trials_markdown
 
 BASE = {
     "data": {"pii_columns": ["claimant_name"], "sensitive_attributes": ["sex", "age_band", "region"]},
@@ -119,6 +120,7 @@ def test_trials_tables_render_every_trial(data):
     spec, train, valid = data
     result = run_optuna(make_cfg(max_trials=3), spec, train, valid)
     md = trials_markdown(result)
-    assert md.count("| COMPLETE |") == 3 and "best roc_auc" in md
-    page = trials_html(result)
-    assert page.count("<tr><td>") == 3 and "learning_rate" in page
+    assert md.count("| COMPLETE |") == 3 and "Best roc_auc" in md
+    page = check_structure(trials_html(result))  # strict parse (issue 15)
+    table = page["tables"]["All trials"]
+    assert len(table.findall("tbody/tr")) == 3 and "learning_rate" in page["text"]
