@@ -82,6 +82,8 @@ def _check_table(table: Element) -> None:
     cells = list(header)
     if not cells or any(c.tag != "th" or c.get("scope") != "col" for c in cells):
         raise StructureError(f"table {_text(caption)!r}: the header row must be <th scope=col> cells")
+    if any(not _text(c) for c in cells):
+        raise StructureError(f"table {_text(caption)!r}: a column header is empty")
     width = len(cells)
     for tr in table.findall("tbody/tr"):
         if len(tr) != width:

@@ -203,7 +203,7 @@ def confusion(ev: dict[str, Any]) -> Figure | None:
     )
     table = Table(
         caption=f"Confusion matrix at threshold {thr} (rows)",
-        headers=["", "predicted 0", "predicted 1"],
+        headers=["actual class", "predicted 0", "predicted 1"],
         rows=[["actual 0", tn, fp], ["actual 1", fn, tp]],
         numeric={1, 2},
     )
