@@ -57,7 +57,7 @@ def build_registry(root: Path) -> tuple[RunConfig, Registry, str, str]:
     data_dir = root / "data"
     steps.validate_data(cfg, str(data_dir))
     train = steps.load_splits(data_dir)["train"]
-    spec = steps._spec(cfg, data_dir, train)
+    spec = steps.feature_spec(cfg, data_dir, train)
     reg = Registry(LocalStore(store))
     versions = []
     for i, params in enumerate(({"n_estimators": 40, "max_depth": 4}, {"n_estimators": 20, "max_depth": 2})):

@@ -283,6 +283,7 @@ def test_triggered_retraining_on_a_cluster_submits_the_training_pipeline_on_the_
 
     from civicml import steps
     from civicml.governance.audit import AuditLog
+    from civicml.orchestration.retrain import retrain_target
     from civicml.storage.store import LocalStore
 
     monkeypatch.setattr(kfp, "Client", _FakeClient)
@@ -292,7 +293,7 @@ def test_triggered_retraining_on_a_cluster_submits_the_training_pipeline_on_the_
     cfg = RunConfig.model_validate({"storage": {"uri": str(tmp_path / "store")}})
     drift = tmp_path / "drift.json"
     drift.write_text(json.dumps({"source": "demo:benefits?month=6", "window_kind": "data_batch"}))
-    assert steps.retrain_target(cfg) == "kfp"
+    assert retrain_target(cfg) == "kfp"
     result = steps.monitor_retrain(cfg, str(drift))
     assert result == {
         "target": "kfp",

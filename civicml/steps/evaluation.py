@@ -1,0 +1,72 @@
+"""Step `evaluate`: score the test split, write the evaluation document and its HTML report, audit it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from civicml.config import RunConfig
+from civicml.governance.audit import AuditLog
+from civicml.steps._io import cfg_of, data_info, load_splits, model_hash, registry_of, write_json, write_text
+
+
+def evaluate(
+    config: RunConfig | str, data_dir: str, model_dir: str, evaluation_path: str, report_path: str | None = None
+) -> dict[str, Any]:
+    """Score the test split and audit it (`evaluation_done`).
+
+    The document holds metrics with 95% bootstrap CIs, curves (ROC, PR, calibration,
+    confusion matrix) or residuals, fairness per sensitive attribute, feature importance
+    and the champion comparison; see `civicml.evaluation.evaluate.evaluate_model`.
+
+    Returns:
+        The evaluation document (also written to `evaluation_path`).
+    """
+    from civicml.evaluation.evaluate import evaluate_model
+    from civicml.modeling.persistence import load_model
+
+    cfg = cfg_of(config)
+    splits = load_splits(data_dir)
+    model = load_model(model_dir)
+    registry = registry_of(cfg)
+    evaluation = evaluate_model(cfg, model, splits["test"], registry=registry, train=splits["train"])
+    evaluation["version"] = data_info(data_dir)["version"]
+    evaluation["model_sha256"] = model_hash(model_dir)
+    write_json(evaluation_path, evaluation)
+    AuditLog(registry.store).append("evaluation_done", _audit_payload(evaluation))
+    if report_path:
+        from civicml.evaluation.report import render_evaluation_html
+
+        title = f"{cfg.card.title or cfg.name}: evaluation"
+        write_text(report_path, render_evaluation_html(title, evaluation, cfg=cfg))
+    return evaluation
+
+
+def _audit_payload(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The `evaluation_done` audit record: headline metrics, CIs, fairness summary, champion comparison."""
+    comparison = evaluation.get("champion_comparison") or {}
+    return {
+        "version": evaluation["version"],
+        "model_sha256": evaluation["model_sha256"],
+        "n_test": evaluation["n_test"],
+        "metrics": evaluation["metrics"],
+        "confidence_intervals": evaluation.get("confidence_intervals", {}),
+        "fairness": {
+            a: {k: r.get(k) for k in ("demographic_parity_ratio", "equalized_odds_difference", "suppressed_groups")}
+            for a, r in (evaluation.get("fairness") or {}).items()
+        },
+        "champion": {
+            k: comparison.get(k)
+            for k in ("champion_version", "difference", "ci_low", "ci_high", "skipped")
+            if k in comparison
+        },
+    }
+
+
+def log_kfp_metrics(evaluation: dict[str, Any], metrics: Any, classification: Any = None) -> None:
+    """Publish the evaluation to KFP UI artifacts (`Metrics`, `ClassificationMetrics`)."""
+    for name, value in evaluation["metrics"].items():
+        metrics.log_metric(name, float(value))
+    if classification is not None and "roc" in evaluation:
+        roc = evaluation["roc"]
+        classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+        classification.log_confusion_matrix(["0", "1"], evaluation["confusion_matrix"])
