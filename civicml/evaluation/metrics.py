@@ -20,6 +20,7 @@ from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
 from civicml.evaluation.bootstrap import MEMORY_BUDGET, Bootstrap
+from civicml.evaluation.ranking import RankedScores
 
 CLASSIFICATION_HEADLINE = (
     "accuracy",
@@ -182,38 +183,15 @@ def _log_loss_terms(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
-def _ranking(pos: np.ndarray, neg: np.ndarray, which: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """ROC-AUC and average precision from the weights of positives and negatives per distinct score.
-
-    `pos`/`neg` are (resamples × distinct scores), scores ascending. ROC-AUC is the weighted rank
-    statistic: each positive beats the negative weight below its score, and a tie counts one half.
-    """
-    out: dict[str, np.ndarray] = {}
-    n_pos = pos.sum(axis=1)
-    n_neg = neg.sum(axis=1)
-    defined = (n_pos > 0) & (n_neg > 0)
-    if "roc_auc" in which:
-        auc = (pos * (np.cumsum(neg, axis=1) - 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
-        out["roc_auc"] = np.where(defined, auc, np.nan)
-    if "pr_auc" in which:
-        # Thresholds descending; AP = sum over thresholds of (recall step) x precision.
-        pos_r = pos[:, ::-1]
-        tp_c = np.cumsum(pos_r, axis=1)
-        all_c = tp_c + np.cumsum(neg[:, ::-1], axis=1)
-        ap = (pos_r * np.where(all_c > 0, tp_c / all_c, 0.0)).sum(axis=1) / n_pos
-        out["pr_auc"] = np.where(defined, ap, np.nan)
-    return out
-
-
 def classification_statistic(
     y: np.ndarray, proba: np.ndarray, threshold: float = 0.5, which: tuple[str, ...] | None = None
 ) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """The classification metrics as a bootstrap statistic `W -> {metric: value per resample}`.
 
     Everything that does not depend on the weights is prepared once: the confusion indicators,
-    the Brier and log-loss terms, and one sort of the scores (with its tie groups) for ROC-AUC and
-    average precision. Per chunk of weights the confusion counts are one matrix product, and the
-    ranking metrics one gather of the weights into score order plus sums per distinct score.
+    the Brier and log-loss terms, and one sort of the scores for ROC-AUC and average precision
+    (`RankedScores`). Per chunk of weights the confusion counts are one matrix product, and the
+    ranking metrics one gather of the weights into score order and one cumulative sum.
     Counts of integer weights are exact, so they equal the per-metric products they replace; the
     Brier and log-loss sums are the same matrix-vector products as before (float sums keep their order).
     """
@@ -221,22 +199,19 @@ def classification_statistic(
     y = np.asarray(y).astype("float64")
     p = np.asarray(proba, dtype="float64")
     pred = (p >= threshold).astype("float64")
-    confusion_cols = np.stack([y * pred, (1 - y) * pred, y * (1 - pred)], axis=1)
+    counted = bool({"accuracy", "balanced_accuracy", "precision", "recall", "f1"} & set(which))
+    confusion_cols = np.stack([y * pred, (1 - y) * pred, y * (1 - pred)], axis=1) if counted else None
     brier_terms = (p - y) ** 2 if "brier" in which else None
     log_terms = _log_loss_terms(y, p) if "log_loss" in which else None
-    ranked = "roc_auc" in which or "pr_auc" in which
-    if ranked:
-        order = np.argsort(p, kind="mergesort")
-        ps, ys = p[order], y[order]
-        starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
-        tied = len(starts) < len(ps)  # ties: one step per distinct score, as scikit-learn does
+    ranked = RankedScores(y, p) if "roc_auc" in which or "pr_auc" in which else None
 
     def statistic(W: np.ndarray) -> dict[str, np.ndarray]:
         n_w = W.sum(axis=1)
-        tp, fp, fn = (W @ confusion_cols).T
-        tn = n_w - tp - fp - fn
         out: dict[str, np.ndarray] = {}
         with np.errstate(divide="ignore", invalid="ignore"):
+            if confusion_cols is not None:
+                tp, fp, fn = (W @ confusion_cols).T
+                tn = n_w - tp - fp - fn
             if "accuracy" in which:
                 out["accuracy"] = (tp + tn) / n_w
             if "balanced_accuracy" in which:
@@ -253,17 +228,8 @@ def classification_statistic(
                 out["brier"] = (W @ brier_terms) / n_w
             if log_terms is not None:
                 out["log_loss"] = (W @ log_terms) / n_w
-            if ranked:
-                # The weights in score order, split into positives and negatives. With ties the sums per
-                # distinct score come next and np.take (4x faster) is fine; without, average precision
-                # sums the column-major matrix that fancy indexing returns, and that summation order
-                # decides the last bit of the intervals, which must not change (test_bootstrap_golden).
-                neg = np.take(W, order, axis=1) if tied else W[:, order]
-                pos = neg * ys
-                neg -= pos
-                if tied:
-                    pos, neg = np.add.reduceat(pos, starts, axis=1), np.add.reduceat(neg, starts, axis=1)
-                out.update(_ranking(pos, neg, which))
+            if ranked is not None:
+                out.update(ranked.metrics(W, which))
         return out
 
     return statistic
