@@ -7,22 +7,17 @@ Runs on the local directory store and on the S3 server of `s3_env`.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 from collections import Counter
 
 import pytest
+from support import gated_version, tiny_model_dir
 
-from civicml.data.demo import CATEGORICAL, NUMERIC, TARGET, generate_benefits
 from civicml.governance.approval import ApprovalError, get_decision, record_decision
 from civicml.governance.audit import AuditLog
 from civicml.governance.promotion import promote
 from civicml.governance.trust import commit_version
-from civicml.modeling.estimators import fit_model
-from civicml.modeling.persistence import save_model
-from civicml.modeling.preprocessing import FeatureSpec
-from civicml.steps import model_hash
-from civicml.storage.registry import Registry, RegistryError, sha256_bytes
+from civicml.storage.registry import Registry, RegistryError
 from civicml.storage.store import open_store
 
 WORKERS = 8
@@ -34,24 +29,13 @@ APPROVED = ("a1", "a2", "a3")
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    df = generate_benefits(rows=400, seed=3)
-    spec = FeatureSpec.fit(df, TARGET, "binary_classification", NUMERIC, CATEGORICAL)
-    model = fit_model("xgboost", spec, {"n_estimators": 3, "max_depth": 2}, df, 1, 1)
-    d = tmp_path_factory.mktemp("model")
-    save_model(model, d)
-    return d
+    return tiny_model_dir(tmp_path_factory.mktemp("model"))
 
 
 def _gate_version(registry: Registry, version: str, model_dir, gate_decision: str) -> None:
-    sha = model_hash(model_dir)
-    arts = registry.upload_dir(version, "model", model_dir)
-    ev = json.dumps({"metrics": {"roc_auc": 0.8}, "model_sha256": sha}).encode()
-    arts["evaluation.json"] = registry.upload(version, "evaluation.json", ev)
     gate = {"decision": gate_decision, "reason": f"gate said {gate_decision}", "rules": []}
-    arts["gate.json"] = registry.upload(version, "gate.json", json.dumps(gate).encode())
     status = {"deploy": "approved", "pending_approval": "pending_approval"}[gate_decision]
-    meta = {"status": status, "model_sha256": sha, "evaluation_sha256": sha256_bytes(ev), "gate": gate}
-    commit_version(registry, version, arts, meta)
+    gated_version(registry, version, model_dir, gate, status, extra_meta={"gate": gate})
 
 
 def _worker(uri: str, wid: int, barrier, queue) -> None:

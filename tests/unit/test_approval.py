@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from support import gated_version, tiny_model_dir
 from typer.testing import CliRunner
 
 from civicml.cli import app
-from civicml.data.demo import CATEGORICAL, NUMERIC, TARGET, generate_benefits
 from civicml.governance.approval import (
     ApprovalError,
     effective_status,
@@ -17,36 +17,18 @@ from civicml.governance.approval import (
     stored_model_hash,
 )
 from civicml.governance.audit import AuditLog
-from civicml.governance.trust import commit_version
-from civicml.modeling.estimators import fit_model
-from civicml.modeling.persistence import save_model
-from civicml.modeling.preprocessing import FeatureSpec
-from civicml.steps import model_hash
-from civicml.storage.registry import Registry, sha256_bytes
+from civicml.storage.registry import Registry
 from civicml.storage.store import LocalStore
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    df = generate_benefits(rows=600, seed=2)
-    spec = FeatureSpec.fit(df, TARGET, "binary_classification", NUMERIC, CATEGORICAL)
-    model = fit_model("xgboost", spec, {"n_estimators": 5, "max_depth": 2}, df, 1, 1)
-    d = tmp_path_factory.mktemp("model")
-    save_model(model, d)
-    return d
+    return tiny_model_dir(tmp_path_factory.mktemp("model"), rows=600, seed=2, n_estimators=5)
 
 
 def _version(registry: Registry, version: str, model_dir, status="pending_approval", eval_model_sha=None):
-    sha = model_hash(model_dir)
-    arts = registry.upload_dir(version, "model", model_dir)
-    ev = json.dumps({"metrics": {"roc_auc": 0.8}, "model_sha256": eval_model_sha or sha}).encode()
-    arts["evaluation.json"] = registry.upload(version, "evaluation.json", ev)
     gate = {"decision": "pending_approval", "reason": "borderline: roc_auc >= 0.78", "rules": []}
-    arts["gate.json"] = registry.upload(version, "gate.json", json.dumps(gate).encode())
-    commit_version(
-        registry, version, arts, {"status": status, "model_sha256": sha, "evaluation_sha256": sha256_bytes(ev)}
-    )
-    return sha
+    return gated_version(registry, version, model_dir, gate, status, eval_model_sha=eval_model_sha)
 
 
 @pytest.fixture
@@ -160,16 +142,9 @@ def test_cli_approve_deploys_locally_and_reject_does_not(tmp_path, monkeypatch, 
 
 
 def _gate_version(registry: Registry, version: str, model_dir, gate_decision: str) -> None:
-    """A version as `steps.register` commits it: the gate decision and the status frozen in the manifest."""
-    sha = model_hash(model_dir)
-    arts = registry.upload_dir(version, "model", model_dir)
-    ev = json.dumps({"metrics": {"roc_auc": 0.8}, "model_sha256": sha}).encode()
-    arts["evaluation.json"] = registry.upload(version, "evaluation.json", ev)
     gate = {"decision": gate_decision, "reason": f"gate said {gate_decision}", "rules": []}
-    arts["gate.json"] = registry.upload(version, "gate.json", json.dumps(gate).encode())
-    status = {"deploy": "approved", "reject": "rejected", "pending_approval": "pending_approval"}[gate_decision]
-    meta = {"status": status, "model_sha256": sha, "evaluation_sha256": sha256_bytes(ev), "gate": gate}
-    commit_version(registry, version, arts, meta)
+    status = {"deploy": "approved", "pending_approval": "pending_approval", "reject": "rejected"}[gate_decision]
+    gated_version(registry, version, model_dir, gate, status, extra_meta={"gate": gate})
 
 
 def test_deploy_without_version_keeps_the_human_approved_champion(tmp_path, monkeypatch, model_dir):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from support import gated_version, tiny_model_dir
 from typer.testing import CliRunner
 
 from civicml.cli import app
-from civicml.data.demo import CATEGORICAL, NUMERIC, TARGET, generate_benefits
 from civicml.governance.approval import (
     ApprovalError,
     effective_status,
@@ -18,22 +16,13 @@ from civicml.governance.approval import (
     started_by,
 )
 from civicml.governance.audit import AuditLog
-from civicml.modeling.estimators import fit_model
-from civicml.modeling.persistence import save_model
-from civicml.modeling.preprocessing import FeatureSpec
-from civicml.steps import model_hash
-from civicml.storage.registry import Registry, sha256_bytes
+from civicml.storage.registry import Registry
 from civicml.storage.store import LocalStore
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    df = generate_benefits(rows=400, seed=3)
-    spec = FeatureSpec.fit(df, TARGET, "binary_classification", NUMERIC, CATEGORICAL)
-    model = fit_model("xgboost", spec, {"n_estimators": 3, "max_depth": 2}, df, 1, 1)
-    d = tmp_path_factory.mktemp("model")
-    save_model(model, d)
-    return d
+    return tiny_model_dir(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture
@@ -42,10 +31,6 @@ def registry(tmp_path):
 
 
 def _version(registry, version, model_dir, starter="T. Rainer", borderline=True, approvals=2, lineage=True):
-    sha = model_hash(model_dir)
-    arts = registry.upload_dir(version, "model", model_dir)
-    ev = json.dumps({"metrics": {"roc_auc": 0.71}, "model_sha256": sha}).encode()
-    arts["evaluation.json"] = registry.upload(version, "evaluation.json", ev)
     gate = {
         "decision": "pending_approval",
         "reason": "borderline, a person must judge: roc_auc >= 0.7",
@@ -53,12 +38,10 @@ def _version(registry, version, model_dir, starter="T. Rainer", borderline=True,
         "borderline": ["roc_auc >= 0.7"] if borderline else [],
         "policy": {"borderline_approvals": approvals, "require_approval": "borderline"},
     }
-    arts["gate.json"] = registry.upload(version, "gate.json", json.dumps(gate).encode())
-    meta = {"status": "pending_approval", "model_sha256": sha, "evaluation_sha256": sha256_bytes(ev)}
-    if lineage:
-        meta["lineage"] = {"started_by": starter}
-    registry.commit(version, arts, meta)
-    return sha
+    extra = {"lineage": {"started_by": starter}} if lineage else {}
+    return gated_version(
+        registry, version, model_dir, gate, "pending_approval", roc_auc=0.71, extra_meta=extra, commit=Registry.commit
+    )
 
 
 def test_the_person_who_started_the_run_cannot_approve_it_but_may_reject(registry, model_dir):

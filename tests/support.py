@@ -1,0 +1,51 @@
+"""Small builders the unit and integration tests share: a tiny trained model, a gated version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from civicml.data.demo import CATEGORICAL, NUMERIC, TARGET, generate_benefits
+from civicml.governance.trust import commit_version
+from civicml.modeling.estimators import fit_model
+from civicml.modeling.persistence import save_model
+from civicml.modeling.preprocessing import FeatureSpec
+from civicml.steps import model_hash
+from civicml.storage.registry import Registry, sha256_bytes
+
+
+def tiny_model_dir(directory: Path, rows: int = 400, seed: int = 3, n_estimators: int = 3) -> Path:
+    """Train a few-tree XGBoost model on demo rows and save it (safe formats) under `directory`."""
+    df = generate_benefits(rows=rows, seed=seed)
+    spec = FeatureSpec.fit(df, TARGET, "binary_classification", NUMERIC, CATEGORICAL)
+    model = fit_model("xgboost", spec, {"n_estimators": n_estimators, "max_depth": 2}, df, 1, 1)
+    save_model(model, directory)
+    return directory
+
+
+def gated_version(
+    registry: Registry,
+    version: str,
+    model_dir: Path,
+    gate: dict[str, Any],
+    status: str,
+    *,
+    roc_auc: float = 0.8,
+    eval_model_sha: str | None = None,
+    extra_meta: dict[str, Any] | None = None,
+    commit=commit_version,
+) -> str:
+    """Upload `model_dir` with an evaluation and `gate`, commit it as `version`; return the model hash.
+
+    `commit` is the committing function: governance.trust.commit_version (a version the audit
+    chain vouches for) or Registry.commit (a bare manifest), called as commit(registry, version, arts, meta).
+    """
+    sha = model_hash(model_dir)
+    arts = registry.upload_dir(version, "model", model_dir)
+    ev = json.dumps({"metrics": {"roc_auc": roc_auc}, "model_sha256": eval_model_sha or sha}).encode()
+    arts["evaluation.json"] = registry.upload(version, "evaluation.json", ev)
+    arts["gate.json"] = registry.upload(version, "gate.json", json.dumps(gate).encode())
+    meta = {"status": status, "model_sha256": sha, "evaluation_sha256": sha256_bytes(ev), **(extra_meta or {})}
+    commit(registry, version, arts, meta)
+    return sha
