@@ -49,3 +49,45 @@ def gated_version(
     meta = {"status": status, "model_sha256": sha, "evaluation_sha256": sha256_bytes(ev), **(extra_meta or {})}
     commit(registry, version, arts, meta)
     return sha
+
+
+# A small, fast demo run: enough rows for the gate's intervals, one tuning trial.
+FAST = {
+    "data.demo.rows": 1200,
+    "model.n_threads": 1,
+    "model.params": {"n_estimators": 25, "max_depth": 3},
+    "tuning.max_trials": 1,
+    "tuning.search_space": {"learning_rate": {"type": "double", "min": 0.05, "max": 0.3}},
+}
+
+
+def train_through_gate(cfg, work: Path, report: bool = False) -> None:
+    """validate -> tune -> train -> evaluate -> gate, as the pipeline runs them, with outputs under `work`."""
+    from civicml import steps
+
+    w = str(work)
+    steps.validate_data(cfg, f"{w}/data")
+    steps.tune(cfg, f"{w}/data", f"{w}/params.json")
+    steps.train(cfg, f"{w}/data", f"{w}/params.json", f"{w}/model")
+    steps.evaluate(cfg, f"{w}/data", f"{w}/model", f"{w}/eval.json", f"{w}/report.html" if report else None)
+    steps.gate(cfg, f"{w}/eval.json", f"{w}/gate.json")
+
+
+def register_trained(cfg, work: Path, version: str | None = None) -> dict[str, Any]:
+    """Run the register step on train_through_gate's files under `work`; the committed manifest.
+
+    With `version`, the same trained files are registered under another version id: a cheap
+    second committed version (training is what takes time).
+    """
+    from civicml import steps
+
+    w = str(work)
+    if version:
+        info_path = work / "data" / "data_info.json"
+        info = json.loads(info_path.read_text())
+        info["version"] = version
+        info_path.write_text(json.dumps(info))
+    report = f"{w}/report.html" if (work / "report.html").is_file() else None
+    return steps.register(
+        cfg, f"{w}/data", f"{w}/params.json", f"{w}/model", f"{w}/eval.json", f"{w}/gate.json", report
+    )

@@ -7,15 +7,14 @@ stands for a model server that never passes its readiness probe.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support import FAST, register_trained, train_through_gate
 
-from civicml import steps
 from civicml.config import load_config
 from civicml.governance.audit import AuditLog
 from civicml.storage.registry import Registry
@@ -23,36 +22,17 @@ from civicml.storage.store import open_store
 
 RUNNER = "civicml-pipeline-runner"
 NAME = "civicml-model-server"
-FAST = {
-    "data.demo.rows": 1200,
-    "model.n_threads": 1,
-    "model.params": {"n_estimators": 25, "max_depth": 3},
-    "tuning.max_trials": 1,
-    "tuning.search_space": {"learning_rate": {"type": "double", "min": 0.05, "max": 0.3}},
-}
 
 
 def train_and_register(cfg, work: Path) -> str:
     """validate -> tune -> train -> evaluate -> gate -> register (as the pipeline does); the version id."""
-    w = str(work)
-    steps.validate_data(cfg, f"{w}/data")
-    steps.tune(cfg, f"{w}/data", f"{w}/params.json")
-    steps.train(cfg, f"{w}/data", f"{w}/params.json", f"{w}/model")
-    steps.evaluate(cfg, f"{w}/data", f"{w}/model", f"{w}/eval.json", None)
-    steps.gate(cfg, f"{w}/eval.json", f"{w}/gate.json")
+    train_through_gate(cfg, work)
     return register_again(cfg, work, None)
 
 
 def register_again(cfg, work: Path, version: str | None) -> str:
     """Register the trained files (again) under `version`: a cheap second committed version."""
-    w = str(work)
-    if version:
-        info_path = work / "data" / "data_info.json"
-        info = json.loads(info_path.read_text())
-        info["version"] = version
-        info_path.write_text(json.dumps(info))
-    man = steps.register(cfg, f"{w}/data", f"{w}/params.json", f"{w}/model", f"{w}/eval.json", f"{w}/gate.json", None)
-    return man["version"]
+    return register_trained(cfg, work, version)["version"]
 
 
 def civicml(*args: str, kubeconfig: Path, timeout: float = 240) -> subprocess.CompletedProcess:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import typer
+from support import FAST as SMALL_RUN
+from support import register_trained, train_through_gate
 from typer.testing import CliRunner
 
-from civicml import steps
 from civicml.cli import storage as storage_cli
 from civicml.config import load_config
 from civicml.data.demo import generate_benefits
@@ -21,22 +22,16 @@ from civicml.storage.registry import Registry, RegistryError
 from civicml.storage.store import open_store
 
 FAST = {
+    **SMALL_RUN,
     "data.demo.rows": 1500,
     "model.params": {"n_estimators": 20, "max_depth": 3},
     "model.n_threads": 2,  # reproducibility must hold with more than one thread
-    "tuning.max_trials": 1,
-    "tuning.search_space": {"learning_rate": {"type": "double", "min": 0.05, "max": 0.3}},
 }
 
 
 def _train_version(cfg, work: Path) -> dict:
-    w = str(work)
-    steps.validate_data(cfg, f"{w}/data")
-    steps.tune(cfg, f"{w}/data", f"{w}/params.json")
-    steps.train(cfg, f"{w}/data", f"{w}/params.json", f"{w}/model")
-    steps.evaluate(cfg, f"{w}/data", f"{w}/model", f"{w}/eval.json")
-    steps.gate(cfg, f"{w}/eval.json", f"{w}/gate.json")
-    return steps.register(cfg, f"{w}/data", f"{w}/params.json", f"{w}/model", f"{w}/eval.json", f"{w}/gate.json")
+    train_through_gate(cfg, work)
+    return register_trained(cfg, work)
 
 
 def _cli(store: Path, *args: str):

@@ -14,23 +14,17 @@ from pathlib import Path
 
 import pytest
 import typer
+from support import FAST, register_trained, train_through_gate
 from typer.testing import CliRunner
 
 from civicml import steps
 from civicml.cli import storage as storage_cli
 from civicml.config import load_config
 from civicml.governance.audit import AuditLog
+from civicml.steps import _io as steps_io
 from civicml.storage.registry import IntegrityError, Registry, RegistryError
 from civicml.storage.s3 import S3Store
 from civicml.storage.store import Store, StoreError, open_store
-
-FAST = {
-    "data.demo.rows": 1200,
-    "model.n_threads": 1,
-    "model.params": {"n_estimators": 25, "max_depth": 3},
-    "tuning.max_trials": 1,
-    "tuning.search_space": {"learning_rate": {"type": "double", "min": 0.05, "max": 0.3}},
-}
 
 
 def _cli(*args: str):
@@ -41,31 +35,11 @@ def _cli(*args: str):
 
 def run_steps(cfg, work: Path, report: bool = False) -> dict:
     """validate -> tune -> train -> evaluate -> gate -> register, as the pipeline does; returns the manifest."""
-    w = str(work)
-    steps.validate_data(cfg, f"{w}/data")
-    steps.tune(cfg, f"{w}/data", f"{w}/params.json")
-    steps.train(cfg, f"{w}/data", f"{w}/params.json", f"{w}/model")
-    steps.evaluate(cfg, f"{w}/data", f"{w}/model", f"{w}/eval.json", f"{w}/report.html" if report else None)
-    steps.gate(cfg, f"{w}/eval.json", f"{w}/gate.json")
+    train_through_gate(cfg, work, report)
     return register_as(cfg, work, None)
 
 
-def register_as(cfg, work: Path, version: str | None) -> dict:
-    """Run the register step on a finished run's files, optionally under another version id.
-
-    Re-registering the same trained files as a new version is a cheap way to get a second
-    committed version (training is what takes time).
-    """
-    w = str(work)
-    if version:
-        info_path = work / "data" / "data_info.json"
-        info = json.loads(info_path.read_text())
-        info["version"] = version
-        info_path.write_text(json.dumps(info))
-    report = f"{w}/report.html" if (work / "report.html").is_file() else None
-    return steps.register(
-        cfg, f"{w}/data", f"{w}/params.json", f"{w}/model", f"{w}/eval.json", f"{w}/gate.json", report
-    )
+register_as = register_trained
 
 
 def _bucket_objects(env) -> dict[str, bytes]:
@@ -183,7 +157,7 @@ def test_run_failing_mid_upload_leaves_no_version_and_no_alias_move(s3_env, tmp_
 
     failing = FailingStore(open_store(), fail_after=3)
     with monkeypatch.context() as m:
-        m.setattr(steps, "open_store", lambda uri=None: failing)
+        m.setattr(steps_io, "open_store", lambda uri=None: failing)  # the registry every step opens
         with pytest.raises(StoreError, match="injected failure"):
             register_as(cfg, tmp_path, "v-second")
     assert failing.puts == 4  # three artifacts reached the bucket before the failure
@@ -206,7 +180,7 @@ def test_run_failing_mid_upload_leaves_no_version_and_no_alias_move(s3_env, tmp_
     # Leftovers of a run that never came back are removed by gc, committed data is not.
     failing = FailingStore(open_store(), fail_after=2)
     with monkeypatch.context() as m:
-        m.setattr(steps, "open_store", lambda uri=None: failing)
+        m.setattr(steps_io, "open_store", lambda uri=None: failing)  # the registry every step opens
         with pytest.raises(StoreError):
             register_as(cfg, tmp_path, "v-killed")
     res = _cli("models", "gc", "--older-than", "0")
