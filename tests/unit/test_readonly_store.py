@@ -1,5 +1,6 @@
 """A store the user cannot write gives one line naming the path and the permission, never a traceback
-(issue 12 item 11). As root, permission bits do not apply, so the commands run as uid 65534 (nobody)."""
+(issue 12 item 11). As root, permission bits do not apply, so the commands run without
+CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ from civicml.data.demo import generate_benefits
 from civicml.storage.registry import Registry, tree_hash
 from civicml.storage.store import LocalStore
 
-NOBODY = 65534
+# Root bypasses permission bits through two capabilities; without them the bits apply to root as
+# to anyone. Dropping the capabilities (not the uid) keeps the checkout and .venv readable even
+# when they live in a 0700 directory such as /root or a mktemp -d clone.
+DAC_CAPS = "-dac_override,-dac_read_search"
 
 
 def _as_user(cmd: list[str]) -> list[str]:
@@ -28,13 +32,13 @@ def _as_user(cmd: list[str]) -> list[str]:
         return cmd
     setpriv = shutil.which("setpriv")
     if setpriv is None:
-        pytest.fail("running as root needs setpriv (util-linux) to drop privileges for this test")
-    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *cmd]
+        pytest.fail("running as root needs setpriv (util-linux) to drop CAP_DAC_OVERRIDE for this test")
+    return [setpriv, f"--bounding-set={DAC_CAPS}", f"--inh-caps={DAC_CAPS}", "--", *cmd]
 
 
 @pytest.fixture
 def readonly_store():
-    # Not under pytest's basetemp: that is 0700 (and reset by every pytest session), so nobody could not reach it.
+    # Not under pytest's basetemp, which each pytest session resets.
     tmp_path = Path(tempfile.mkdtemp(prefix="civicml-ro-test-"))
     store = tmp_path / "store"
     reg = Registry(LocalStore(store))
@@ -50,7 +54,6 @@ def readonly_store():
     (tmp_path / "c.yaml").write_text(f"storage:\n  uri: {store}\ndata:\n  demo: {{rows: 300}}\n")
     for p in [store, *store.rglob("*")]:
         p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) | stat.S_IROTH | stat.S_IXOTH)
-    tmp_path.chmod(0o777)
     yield tmp_path
     for p in [store, *store.rglob("*")]:
         p.chmod(p.stat().st_mode | stat.S_IWUSR)
