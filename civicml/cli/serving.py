@@ -112,6 +112,12 @@ def _print_ab_report(rep: dict) -> None:
         print_table(rich_table(where))
     for line in summary_lines(rep):
         console.print(line, highlight=False, soft_wrap=True)
+    # Lines of the serving log that could not be read were skipped (serving.logread): say so, with where.
+    problems = rep.get("log_problems", [])
+    for problem in problems[:10]:
+        console.print(f"serving log: {problem}", style="yellow", highlight=False, soft_wrap=True)
+    if len(problems) > 10:
+        console.print(f"serving log: and {len(problems) - 10} more unreadable lines", style="yellow")
     console.print(f"recommendation: [bold]{rep['recommendation']}[/] — {rep['reason']}")
 
 

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from civicml.serving.predlog import FEEDBACK, PREDICTIONS, read_log
+from civicml.serving.logread import feedback_frame, join_feedback, read_records
+from civicml.serving.predlog import FEEDBACK, PREDICTIONS
 from civicml.serving.routing import CHALLENGER, CHAMPION
 from civicml.storage.registry import Registry
 
@@ -108,35 +109,16 @@ def msprt(sequence: pd.DataFrame, tau: float = 0.1, burn_in: int = 30) -> dict[s
 
 
 def join_logs(predictions: list[dict[str, Any]], feedback: list[dict[str, Any]]) -> pd.DataFrame:
-    """Predictions (one row per (request_id, row)) with their first feedback outcome, if any.
+    """Predictions with their first feedback outcome, if any (`serving.logread.join_feedback`'s rule).
 
-    The first label counts: a later one cannot overwrite it (a caller could otherwise flip a
-    prediction's outcome at will). Every label is kept in the log; `label_conflicts` counts the
-    predictions labelled more than once with different outcomes.
+    `label_provenance` counts the predictions labelled more than once with different outcomes.
     """
-    cols = ["request_id", "row", "arm", "version", "ts", "prediction", "score"]
-    preds = pd.DataFrame([{k: r.get(k, 0 if k == "row" else None) for k in cols} for r in predictions], columns=cols)
-    preds = preds.drop_duplicates(["request_id", "row"], keep="last")
-    fb = _feedback_frame(feedback)
-    first = fb.sort_values(["ts", "order"], kind="stable").drop_duplicates(["request_id", "row"], keep="first")
-    first = first.rename(columns={"ts": "feedback_ts"})[["request_id", "row", "outcome", "feedback_ts", "source"]]
-    return preds.merge(first, on=["request_id", "row"], how="left")
-
-
-def _feedback_frame(feedback: list[dict[str, Any]]) -> pd.DataFrame:
-    fb_cols = ["request_id", "row", "outcome", "ts", "source"]
-    defaults = {"row": 0, "source": "unrecorded"}
-    fb = pd.DataFrame([{k: r.get(k, defaults.get(k)) for k in fb_cols} for r in feedback], columns=fb_cols)
-    # Labels logged before sources were recorded count as "unrecorded".
-    fb["source"] = fb["source"].fillna("unrecorded")
-    fb["row"] = fb["row"].fillna(0)
-    fb["order"] = np.arange(len(fb))
-    return fb
+    return join_feedback(predictions, feedback)
 
 
 def label_provenance(feedback: list[dict[str, Any]], joined: pd.DataFrame) -> dict[str, Any]:
     """Where labels came from: counts by source (all received, and those counted), relabels and conflicts."""
-    fb = _feedback_frame(feedback)
+    fb = feedback_frame(feedback)
     counted = joined[joined["outcome"].notna()] if len(joined) else joined
     per_key = fb.groupby(["request_id", "row"])["outcome"].agg(["count", "nunique"]) if len(fb) else None
     return {
@@ -150,6 +132,49 @@ def label_provenance(feedback: list[dict[str, Any]], joined: pd.DataFrame) -> di
         if len(fb)
         else 0,
     }
+
+
+def _arm_figures(joined: pd.DataFrame, arm: str, version: str | None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One arm's figures and its labelled rows (with `correct`)."""
+    rows = joined[(joined["arm"] == arm) & (joined["version"] == version)] if version else joined.iloc[0:0]
+    labelled = rows[rows["outcome"].notna()].copy()
+    labelled["correct"] = (labelled["prediction"].astype("float64") == labelled["outcome"].astype("float64")).astype(
+        "int64"
+    )
+    figures = {
+        "version": version,
+        "count": len(rows),
+        "positive_rate": float(rows["prediction"].astype("float64").mean()) if len(rows) else None,
+        "labelled": len(labelled),
+        "correct": int(labelled["correct"].sum()),
+        "accuracy": float(labelled["correct"].mean()) if len(labelled) else None,
+        "labels_by_source": {str(k): int(v) for k, v in labelled["source"].value_counts().sort_index().items()},
+    }
+    return figures, labelled
+
+
+def _recommend(
+    arms: dict[str, dict[str, Any]], sequential: dict[str, float], alpha: float, min_samples: int
+) -> tuple[str, str]:
+    """(recommendation, reason) from the per-arm figures and the always-valid test."""
+    a, b = arms[CHAMPION], arms[CHALLENGER]
+    if not b["version"]:
+        return KEEP, "no challenger is deployed"
+    if min(a["labelled"], b["labelled"]) < min_samples:
+        return KEEP, (
+            f"not enough feedback yet: {a['labelled']} champion and {b['labelled']} challenger "
+            f"labelled predictions, need {min_samples} each"
+        )
+    if sequential["p_value"] < alpha:
+        reason = (
+            f"challenger accuracy {b['accuracy']:.3f} vs champion {a['accuracy']:.3f}; always-valid "
+            f"p = {sequential['p_value']:.4f} < {alpha}"
+        )
+        return (PROMOTE if b["accuracy"] > a["accuracy"] else ROLL_BACK), reason
+    return KEEP, (
+        f"no significant difference yet (always-valid p = {sequential['p_value']:.4f} >= {alpha}); "
+        "keep collecting feedback"
+    )
 
 
 def ab_report(
@@ -172,72 +197,34 @@ def ab_report(
 
     Returns:
         `arms` (per-arm count, positive_rate, labelled, accuracy, labels_by_source), `z_test`, `msprt`,
-        `recommendation` with a `reason`, and `labels` (where labels came from, relabels, conflicts).
+        `recommendation` with a `reason`, `labels` (where labels came from, relabels, conflicts) and
+        `log_problems` (log lines that could not be read and were skipped: `serving.logread`).
     """
     from civicml.serving.routing import current_routing
 
     routing = current_routing(registry)
-    champion = champion or routing.champion
-    challenger = challenger or routing.challenger
-    feedback = read_log(registry.store, FEEDBACK)
-    joined = join_logs(read_log(registry.store, PREDICTIONS), feedback)
-    versions = {CHAMPION: champion, CHALLENGER: challenger}
+    versions = {CHAMPION: champion or routing.champion, CHALLENGER: challenger or routing.challenger}
+    predictions, feedback = read_records(registry.store, PREDICTIONS), read_records(registry.store, FEEDBACK)
+    joined = join_logs(predictions.records, feedback.records)
     arms: dict[str, dict[str, Any]] = {}
     parts = []
     for arm, version in versions.items():
-        rows = joined[(joined["arm"] == arm) & (joined["version"] == version)] if version else joined.iloc[0:0]
-        labelled = rows[rows["outcome"].notna()].copy()
-        labelled["correct"] = (
-            labelled["prediction"].astype("float64") == labelled["outcome"].astype("float64")
-        ).astype("int64")
+        arms[arm], labelled = _arm_figures(joined, arm, version)
         parts.append(labelled)
-        arms[arm] = {
-            "version": version,
-            "count": len(rows),
-            "positive_rate": float(rows["prediction"].astype("float64").mean()) if len(rows) else None,
-            "labelled": len(labelled),
-            "correct": int(labelled["correct"].sum()),
-            "accuracy": float(labelled["correct"].mean()) if len(labelled) else None,
-            "labels_by_source": {str(k): int(v) for k, v in labelled["source"].value_counts().sort_index().items()},
-        }
     a, b = arms[CHAMPION], arms[CHALLENGER]
-    z = two_proportion_ztest(a["correct"], a["labelled"], b["correct"], b["labelled"])
-    seq = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["arm", "correct", "feedback_ts"])
+    seq = pd.concat(parts, ignore_index=True)
     seq = seq.sort_values("feedback_ts", kind="stable") if len(seq) else seq
     sequential = msprt(seq, tau) if len(seq) else {"lambda": 1.0, "log_lambda": 0.0, "p_value": 1.0, "n": 0}
-    if not challenger:
-        rec, reason = KEEP, "no challenger is deployed"
-    elif min(a["labelled"], b["labelled"]) < min_samples:
-        rec, reason = (
-            KEEP,
-            (
-                f"not enough feedback yet: {a['labelled']} champion and {b['labelled']} challenger "
-                f"labelled predictions, need {min_samples} each"
-            ),
-        )
-    elif sequential["p_value"] < alpha:
-        better = b["accuracy"] > a["accuracy"]
-        rec = PROMOTE if better else ROLL_BACK
-        reason = (
-            f"challenger accuracy {b['accuracy']:.3f} vs champion {a['accuracy']:.3f}; always-valid "
-            f"p = {sequential['p_value']:.4f} < {alpha}"
-        )
-    else:
-        rec, reason = (
-            KEEP,
-            (
-                f"no significant difference yet (always-valid p = {sequential['p_value']:.4f} >= "
-                f"{alpha}); keep collecting feedback"
-            ),
-        )
+    rec, reason = _recommend(arms, sequential, alpha, min_samples)
     return {
         "arms": arms,
-        "z_test": z,
+        "z_test": two_proportion_ztest(a["correct"], a["labelled"], b["correct"], b["labelled"]),
         "msprt": {**sequential, "tau": tau, "alpha": alpha},
         "recommendation": rec,
         "reason": reason,
         "min_samples": min_samples,
-        "labels": label_provenance(feedback, joined),
+        "labels": label_provenance(feedback.records, joined),
+        "log_problems": predictions.problems + feedback.problems,
     }
 
 

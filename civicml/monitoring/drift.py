@@ -20,7 +20,7 @@ A feature counts as drifted when the test rejects at `p_value` and its PSI reach
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from civicml.config import MonitoringConfig
+from civicml.serving.logread import read_records
 from civicml.storage.store import Store
 
 PSI_MODERATE = 0.1
@@ -36,7 +37,6 @@ UNSEEN = "<unseen>"
 MISSING = "<missing>"
 # Floor for empty buckets so PSI stays finite (a bucket that is empty on one side still counts).
 EPS = 1e-4
-LOG_PREFIX = "logs"
 
 
 class DriftInputError(ValueError):
@@ -286,66 +286,12 @@ def compute_drift(
 # -- the serving log ------------------------------------------------------------------------------------
 
 
-def _parse_ts(value: Any) -> datetime | None:
-    try:
-        ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
-
-
 def read_log_records(
     store: Store, kind: str, window_days: float = 0.0, now: datetime | None = None
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Records of one serving log (`predictions` or `feedback`) from `logs/<kind>/<day>/*.jsonl`.
-
-    Tolerant by design: no log yet gives an empty list; a line that is not JSON is skipped
-    and named in the returned warnings (a truncated object must not stop monitoring).
-
-    Args:
-        store: The object store the model server writes to.
-        kind: `predictions` or `feedback`.
-        window_days: Keep records whose `ts` is within the last N days; 0 keeps all.
-        now: The reference time (default: now, UTC).
-
-    Returns:
-        (records, warnings)
-    """
-    import json
-
-    cutoff = None
-    if window_days and window_days > 0:
-        cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=window_days)
-    records: list[dict[str, Any]] = []
-    warnings: list[str] = []
-    for key in store.list(f"{LOG_PREFIX}/{kind}/"):
-        if not key.endswith(".jsonl"):
-            continue
-        if cutoff is not None:
-            # Objects are grouped by UTC day; skip whole days before the cutoff without reading them.
-            day = key.split("/")[2] if key.count("/") >= 3 else ""
-            try:
-                if datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc) < cutoff - timedelta(days=1):
-                    continue
-            except ValueError:
-                pass
-        for n, line in enumerate(store.get_bytes(key).decode(errors="replace").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                warnings.append(f"{key} line {n} is not valid JSON; skipped")
-                continue
-            if not isinstance(rec, dict):
-                warnings.append(f"{key} line {n} is not a JSON object; skipped")
-                continue
-            if cutoff is not None:
-                ts = _parse_ts(rec.get("ts"))
-                if ts is not None and ts < cutoff:
-                    continue
-            records.append(rec)
-    return records, warnings
+    """(records, problems) of one serving log: `serving.logread.read_records`, the one reader and its rule."""
+    got = read_records(store, kind, window_days, now)
+    return got.records, got.problems
 
 
 def window_from_predictions(records: list[dict[str, Any]], version: str | None = None) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from civicml.evaluation.metrics import (
     classification_metrics,
     regression_metrics,
 )
+from civicml.serving import logread
 
 
 def default_metric(task: str, policy: MonitoringConfig) -> str:
@@ -34,11 +35,10 @@ def default_metric(task: str, policy: MonitoringConfig) -> str:
 def join_feedback(
     predictions: list[dict[str, Any]], feedback: list[dict[str, Any]], version: str | None = None
 ) -> pd.DataFrame:
-    """Predictions that have a reported outcome, one row each.
+    """Predictions that have a reported outcome, one row each, with numeric score and outcome.
 
-    The last feedback for a (request_id, row) wins, so a corrected outcome replaces an
-    earlier one. Feedback without a matching prediction is ignored (it may belong to a
-    prediction outside the window).
+    The join and its rule (the first label of a prediction counts; feedback without a matching
+    prediction is ignored) are `serving.logread.join_feedback`'s, shared with the A/B report.
 
     Args:
         predictions: Prediction-log records.
@@ -49,32 +49,7 @@ def join_feedback(
         Columns request_id, row, version, arm, ts, score, prediction, outcome (may be empty).
     """
     cols = ["request_id", "row", "version", "arm", "ts", "score", "prediction", "outcome"]
-    preds = [
-        p
-        for p in predictions
-        if "request_id" in p and "score" in p and (version is None or p.get("version") == version)
-    ]
-    fb = [f for f in feedback if "request_id" in f and f.get("outcome") is not None]
-    if not preds or not fb:
-        return pd.DataFrame(columns=cols)
-    p = pd.DataFrame.from_records(
-        [
-            {
-                "request_id": str(r["request_id"]),
-                "row": int(r.get("row") or 0),
-                "version": r.get("version"),
-                "arm": r.get("arm"),
-                "ts": r.get("ts"),
-                "score": r["score"],
-                "prediction": r.get("prediction"),
-            }
-            for r in preds
-        ]
-    ).drop_duplicates(["request_id", "row"], keep="last")
-    f = pd.DataFrame.from_records(
-        [{"request_id": str(r["request_id"]), "row": int(r.get("row") or 0), "outcome": r["outcome"]} for r in fb]
-    ).drop_duplicates(["request_id", "row"], keep="last")
-    joined = p.merge(f, on=["request_id", "row"], how="inner")
+    joined = logread.join_feedback(predictions, feedback, version=version)
     joined["score"] = pd.to_numeric(joined["score"], errors="coerce")
     joined["outcome"] = pd.to_numeric(joined["outcome"], errors="coerce")
     return joined.dropna(subset=["score", "outcome"])[cols].reset_index(drop=True)

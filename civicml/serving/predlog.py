@@ -48,6 +48,11 @@ FEEDBACK = "feedback"
 LOG_PREFIX = "logs"
 # `early_ack`: records queued while the store is unreachable, at most; then requests are refused.
 MAX_QUEUED_EARLY = 100_000
+# Event-loop turns the flusher gives running requests before it takes a batch (see `BatchLog._run`).
+YIELDS_BEFORE_FLUSH = 3
+# Batches written at the same time: one slow write (an fsync, an S3 PUT) does not hold every request behind it,
+# and a local file system commits concurrent fsyncs together. Each batch is still one object.
+WRITES_IN_FLIGHT = 4
 
 
 class LogUnavailable(RuntimeError):
@@ -90,6 +95,8 @@ class BatchLog:
         self._seq = 0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
+        self._slots = asyncio.Semaphore(WRITES_IN_FLIGHT)
+        self._inflight: set[asyncio.Task] = set()
         self._closed = False
         self.written_objects: list[str] = []
 
@@ -124,8 +131,23 @@ class BatchLog:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval if self.interval > 0 else None)
             except asyncio.TimeoutError:
                 pass
+            # Let the requests that are already running reach their write first: without this the first
+            # request after a flush is written alone and the rest wait a whole write for the next one.
+            for _ in range(YIELDS_BEFORE_FLUSH):
+                await asyncio.sleep(0)
+            # While WRITES_IN_FLIGHT writes are under way, records keep queueing into the next (bigger) batch.
+            await self._slots.acquire()
             self._wake.clear()
-            await self._flush()
+            if not self._pending:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._flush())
+            self._inflight.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._inflight.discard(task)
+        self._slots.release()
 
     def _put(self, key: str, batch: list[tuple[list[dict[str, Any]], Any]]) -> None:
         """Serialise and write one batch (in a worker thread: JSON encoding and the fsync stay off the loop)."""
@@ -158,6 +180,9 @@ class BatchLog:
             if self._wake is not None and not self._closed:
                 await asyncio.sleep(0.5)  # back off, then try again without waiting for the next request
                 self._wake.set()
+        self._settle(batch, error)
+
+    def _settle(self, batch: list[tuple[list[dict[str, Any]], Any]], error: Exception | None) -> None:
         for _, fut in batch:
             if fut is None or fut.done():
                 continue
@@ -176,24 +201,6 @@ class BatchLog:
                 self._wake.set()
             await self._task
             self._task = None
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
         await self._flush()
-
-
-def read_log(store: Store, kind: str) -> list[dict[str, Any]]:
-    """Every record of one log kind, in object order (date, server, sequence).
-
-    Raises:
-        ValueError: a log object holds a line that is not JSON (names the object and line).
-    """
-    out = []
-    for key in store.list(f"{LOG_PREFIX}/{kind}/"):
-        if not key.endswith(".jsonl"):
-            continue
-        for n, line in enumerate(store.get_bytes(key).decode().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise ValueError(f"log object {key} line {n} is not valid JSON; it was modified or truncated") from None
-    return out

@@ -21,7 +21,8 @@ from civicml.config import ServingConfig
 from civicml.data.demo import CATEGORICAL, NUMERIC
 from civicml.monitoring.ab import ab_report
 from civicml.serving.app import create_app, load_state
-from civicml.serving.predlog import FEEDBACK, PREDICTIONS, read_log
+from civicml.serving.logread import read_records
+from civicml.serving.predlog import FEEDBACK, PREDICTIONS
 from civicml.serving.routing import ROUTING_FILE_ENV
 from civicml.storage.registry import Registry
 from civicml.storage.store import LocalStore
@@ -154,7 +155,7 @@ def test_work_stops_when_the_client_leaves(built, tmp_path, monkeypatch):
             assert time.monotonic() < deadline, "the server went on explaining for a client that left"
             time.sleep(0.2)
         # The abandoned request was never acknowledged, so it was not logged either.
-        assert not [r for r in read_log(reg.store, PREDICTIONS) if r["row"] == 19]
+        assert not [r for r in read_records(reg.store, PREDICTIONS).records if r["row"] == 19]
 
 
 @pytest.mark.parametrize(
@@ -189,7 +190,7 @@ def test_unsafe_ids_are_refused_before_anything_is_logged(built, tmp_path, bad):
         if "\r" not in bad and "\n" not in bad and "\x00" not in bad:  # h11 refuses these in headers itself
             r = c.post("/predict", json={"records": recs}, headers={"X-Request-ID": bad.encode()})
             assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["header", "X-Request-ID"]
-    assert read_log(reg.store, PREDICTIONS) == []
+    assert read_records(reg.store, PREDICTIONS).records == []
 
 
 def test_readiness_follows_the_store(built, tmp_path):
@@ -254,7 +255,7 @@ def test_forged_feedback_cannot_turn_the_report(built, tmp_path):
         assert c.post("/feedback", json=first, headers=AUTH).status_code == 200
         again = c.post("/feedback", json={**first, "outcome": 0}, headers=AUTH)
         assert again.status_code == 409 and "recorded as a conflict" in again.text
-    logged = [r for r in read_log(reg.store, FEEDBACK) if r["request_id"] == a["request_id"]]
+    logged = [r for r in read_records(reg.store, FEEDBACK).records if r["request_id"] == a["request_id"]]
     assert [(r["outcome"], r["relabel"]) for r in logged] == [(1, False), (0, True)]
     rep = ab_report(reg, min_samples=1)
     assert rep["labels"]["received_by_source"] == {"token:CIVICML_FEEDBACK_TOKEN": 2}

@@ -22,7 +22,8 @@ from civicml import steps
 from civicml.config import RunConfig
 from civicml.data.demo import CATEGORICAL, NUMERIC, generate_benefits
 from civicml.governance.trust import commit_version
-from civicml.serving.predlog import PREDICTIONS, read_log
+from civicml.serving.logread import read_records
+from civicml.serving.predlog import PREDICTIONS
 from civicml.storage.registry import Registry
 from civicml.storage.store import LocalStore
 
@@ -164,7 +165,7 @@ def test_sigterm_during_traffic_keeps_every_acknowledged_prediction(built, tmp_p
     assert rc in (0, -signal.SIGTERM), err[-2000:]
     assert "Application shutdown complete" in err
     assert set(refused) <= {503}, refused
-    logged = read_log(LocalStore(store), PREDICTIONS)
+    logged = read_records(LocalStore(store), PREDICTIONS).records
     logged_ids = {r["request_id"] for r in logged}
     missing = [rid for rid in acked if rid not in logged_ids]
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged predictions missing from the log"

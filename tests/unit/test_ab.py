@@ -164,12 +164,31 @@ def test_join_uses_first_feedback_and_rows():
     assert prov["received_by_source"] == {"unrecorded": 2} and prov["counted_by_source"] == {"unrecorded": 1}
 
 
-def test_corrupt_log_names_the_object(tmp_path, monkeypatch):
+def test_corrupt_log_line_is_skipped_and_named(tmp_path, monkeypatch):
+    """serving.logread's rule: a bad line is skipped, named in the report, and the rest is read."""
     monkeypatch.delenv(ROUTING_FILE_ENV, raising=False)
     reg, _ = _experiment(tmp_path, 5, 10, 5, 10)
-    reg.store.put_bytes("logs/feedback/2026-01-01/zz-00000009.jsonl", b'{"request_id": "x"\n')
-    with pytest.raises(ValueError, match="zz-00000009.jsonl line 1"):
-        ab_report(reg)
+    clean = ab_report(reg)
+    reg.store.put_bytes("logs/feedback/2026-01-01/zz-00000009.jsonl", b'{"request_id": "x"\n[1, 2]\n')
+    rep = ab_report(reg)
+    assert clean["log_problems"] == [] and len(rep["log_problems"]) == 2
+    assert "zz-00000009.jsonl line 1: not valid JSON" in rep["log_problems"][0]
+    assert "zz-00000009.jsonl line 2: not a JSON object" in rep["log_problems"][1]
+    assert rep["arms"] == clean["arms"]
+
+
+def test_ab_and_live_performance_pick_the_same_label():
+    """One join: the first label counts for the A/B report and for live performance alike."""
+    from civicml.monitoring.performance import join_feedback
+
+    preds = [{"request_id": "r", "row": 0, "arm": CHAMPION, "version": "v1", "prediction": 1, "score": 0.9, "ts": "t"}]
+    fb = [
+        {"request_id": "r", "row": 0, "outcome": 0, "ts": "2026-01-01T00:00:02"},
+        {"request_id": "r", "row": 0, "outcome": 1, "ts": "2026-01-01T00:00:01"},  # logged later, given earlier
+        {"request_id": "r", "row": 0, "outcome": 0, "ts": "2026-01-01T00:00:01"},  # same time, later in the log
+    ]
+    assert join_logs(preds, fb)["outcome"].tolist() == [1]
+    assert join_feedback(preds, fb)["outcome"].tolist() == [1]
 
 
 def test_msprt_perfectly_separated_arms_are_an_overwhelming_difference():

@@ -160,11 +160,11 @@ def test_live_performance_from_joined_feedback():
         for i in range(n)
     ]
     feedback = [{"request_id": f"r{i // 2}", "row": i % 2, "outcome": int(y[i])} for i in range(n) if i % 10]
-    feedback.append({"request_id": "r0", "row": 1, "outcome": int(1 - y[1])})  # a correction: the last one wins
+    feedback.append({"request_id": "r0", "row": 1, "outcome": int(1 - y[1])})  # a relabel: the first label counts
     feedback.append({"request_id": "unknown", "row": 0, "outcome": 1})
     joined = join_feedback(preds, feedback, version="v1")
     assert len(joined) == 450 and set(joined["version"]) == {"v1"}
-    assert joined.loc[(joined.request_id == "r0") & (joined.row == 1), "outcome"].item() == 1 - y[1]
+    assert joined.loc[(joined.request_id == "r0") & (joined.row == 1), "outcome"].item() == y[1]
     perf = live_performance(joined, "binary_classification", {"roc_auc": 0.99, "brier": 0.01}, POLICY, n_resamples=200)
     assert perf["status"] == "ok" and perf["metric"] == "roc_auc"
     assert perf["metrics"]["roc_auc"] == pytest.approx(roc_auc_score(joined["outcome"], joined["score"]))

@@ -13,7 +13,8 @@ import threading
 
 import pytest
 
-from civicml.serving.predlog import PREDICTIONS, BatchLog, LogUnavailable, read_log
+from civicml.serving.logread import read_records
+from civicml.serving.predlog import PREDICTIONS, BatchLog, LogUnavailable
 from civicml.storage.store import LocalStore
 
 
@@ -57,7 +58,9 @@ def test_durable_writes_wait_for_the_store_and_share_one_write(tmp_path):
     log = asyncio.run(main())
     # 21 requests, two writes: the first alone, the 20 that queued behind it together.
     assert store.puts == 2 and len(log.written_objects) == 2
-    assert sorted(r["request_id"] for r in read_log(store, PREDICTIONS)) == sorted(f"r{i}" for i in range(21))
+    assert sorted(r["request_id"] for r in read_records(store, PREDICTIONS).records) == sorted(
+        f"r{i}" for i in range(21)
+    )
 
 
 def test_durable_write_failure_is_refused(tmp_path):
@@ -83,13 +86,13 @@ def test_early_ack_answers_before_the_store_and_keeps_failed_records(tmp_path):
         log = BatchLog(store, PREDICTIONS, "srv", retries=0, early_ack=True)
         await log.start()
         await asyncio.wait_for(log.write(_rows(0)), 1)  # returns although the store holds nothing yet
-        assert read_log(store, PREDICTIONS) == []
+        assert read_records(store, PREDICTIONS).records == []
         store.gate.set()
         await asyncio.sleep(0.1)  # a flush fails: the records stay queued
-        assert read_log(store, PREDICTIONS) == []
+        assert read_records(store, PREDICTIONS).records == []
         store.fail = False
         await log.write(_rows(1))
         await log.close()
 
     asyncio.run(main())
-    assert sorted(r["request_id"] for r in read_log(store, PREDICTIONS)) == ["r0", "r1"]
+    assert sorted(r["request_id"] for r in read_records(store, PREDICTIONS).records) == ["r0", "r1"]
