@@ -84,6 +84,30 @@ def load_cfg(config: Path | None, overrides: dict[str, Any] | None = None, resol
     return load_config(config, overrides, resolve_paths=resolve_paths)
 
 
+ProjectOpt = typer.Option(
+    None,
+    "--project",
+    help="Which project of the store (a config's name:); default: the config's name. With --store and no "
+    "config file, every project's versions (a version names its own project).",
+)
+
+
+def open_registry(config: Path | None, store: str | None = None, project: str | None = None, cfg: Any = None):
+    """The registry a command works on: one project of the store.
+
+    The store is `--store`, else the config's `storage.uri`. The project is `--project`, else the
+    config's `name:` when a config is in use (given, `./civicml.yaml`, or the defaults without
+    `--store`); with `--store` and no config file the view is store-wide.
+    """
+    from civicml.storage.registry import Registry
+    from civicml.storage.store import open_store
+
+    in_use = config is not None or Path(DEFAULT_CONFIG).is_file() or not store
+    cfg = cfg if cfg is not None else load_cfg(config)
+    name = project or (cfg.name if in_use else None)
+    return Registry(open_store(store, explicit=True) if store else open_store(cfg.storage.uri), project=name)
+
+
 def os_error_message(err: OSError) -> str:
     """One line for a filesystem refusal: which path, what the system said, and what to check."""
     import os

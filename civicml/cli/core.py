@@ -116,7 +116,7 @@ def run(
     from civicml.storage.store import open_store
 
     store = open_store(cfg.storage.uri)
-    registry = Registry(store)
+    registry = Registry(store, project=cfg.name)
     card_key = manifest["artifacts"].get("model_card.html", {}).get("key")
     card = store.local_path(card_key) if card_key else None
     summary.update(

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from civicml.cli.common import console, err_console, friendly_errors, load_cfg, print_table
+from civicml.cli.common import ProjectOpt, console, err_console, friendly_errors, load_cfg, open_registry, print_table
 
 audit_app = typer.Typer(name="audit", help="The hash-chained audit log: show it, verify it.", no_args_is_help=True)
 
@@ -20,13 +20,10 @@ StoreOpt = typer.Option(
 )
 
 
-def _cfg_and_registry(config: Path | None, store: str | None):
-    from civicml.storage.registry import Registry
-    from civicml.storage.store import open_store
-
+def _cfg_and_registry(config: Path | None, store: str | None, project: str | None = None):
+    """The config and the registry of its project (`open_registry`: --project, else the config's name)."""
     cfg = load_cfg(config)
-    registry = Registry(open_store(store, explicit=True) if store else open_store(cfg.storage.uri))
-    return cfg, registry
+    return cfg, open_registry(config, store, project, cfg=cfg)
 
 
 def _decide(
@@ -39,10 +36,11 @@ def _decide(
     config: Path | None,
     store: str | None,
     no_deploy: bool,
+    project: str | None = None,
 ) -> None:
     from civicml.governance.approval import record_decision
 
-    cfg, registry = _cfg_and_registry(config, store)
+    cfg, registry = _cfg_and_registry(config, store, project)
     record = record_decision(registry, version, decision, by, role, reason, expected_model_sha256=model_sha256)
     if record["decision"] == "signoff":
         console.print(
@@ -84,9 +82,10 @@ def approve(
     no_deploy: bool = typer.Option(False, "--no-deploy", help="Record the approval only; deploy later."),
     config: Path | None = ConfigOpt,
     store: str | None = StoreOpt,
+    project: str | None = ProjectOpt,
 ) -> None:
     """Approve a pending version, bound to its model and evaluation hashes, then deploy it."""
-    friendly_errors(_decide)("approved", version, by, role, reason, model_sha256, config, store, no_deploy)
+    friendly_errors(_decide)("approved", version, by, role, reason, model_sha256, config, store, no_deploy, project)
 
 
 def reject(
@@ -97,9 +96,10 @@ def reject(
     model_sha256: str | None = typer.Option(None, "--model-sha256", help="Model hash you reviewed; must match."),
     config: Path | None = ConfigOpt,
     store: str | None = StoreOpt,
+    project: str | None = ProjectOpt,
 ) -> None:
     """Reject a pending version (it will never be deployed)."""
-    friendly_errors(_decide)("rejected", version, by, role, reason, model_sha256, config, store, True)
+    friendly_errors(_decide)("rejected", version, by, role, reason, model_sha256, config, store, True, project)
 
 
 def _summary(payload: dict[str, Any], width: int = 400) -> str:
@@ -116,21 +116,25 @@ def audit_show(
     limit: int = typer.Option(20, "--limit", "-n", min=0, help="Show the last N records (0 = all)."),
     config: Path | None = ConfigOpt,
     store: str | None = StoreOpt,
+    project: str | None = ProjectOpt,
+    all_projects: bool = typer.Option(False, "--all-projects", help="Every project's records (the whole chain)."),
 ) -> None:
-    """Show the latest audit records (who did what, when)."""
+    """Show the latest audit records of the project (who did what, when); `verify` checks the whole chain."""
 
     @friendly_errors
     def body() -> None:
         from civicml.governance.audit import AuditLog
+        from civicml.governance.audit_views import project_records
 
-        _, registry = _cfg_and_registry(config, store)
-        records = AuditLog(registry.store).records()
+        _, registry = _cfg_and_registry(config, store, project)
+        registry = registry.for_project(None) if all_projects else registry
+        records = project_records(AuditLog(registry.store).records(), registry)
         shown = records[-limit:] if limit else records
         if as_json:
             for r in shown:
                 sys.stdout.write(json.dumps(r, sort_keys=True, default=str) + "\n")
             return
-        table = Table(title=f"audit log ({len(shown)} of {len(records)} records)")
+        table = Table(title=f"audit log of {registry.describe()} ({len(shown)} of {len(records)} records)")
         for col in ("seq", "at", "event", "actor", "details"):
             table.add_column(col)
         for r in shown:

@@ -19,10 +19,11 @@ SECRET_ENV = "CIVICML_REVIEW_SECRET"
 
 
 def _registry(cfg, store: str | None):
+    """The config's project in the store: a console (and a record) shows one project, never another's."""
     from civicml.storage.registry import Registry
     from civicml.storage.store import open_store
 
-    return Registry(open_store(store, explicit=True) if store else open_store(cfg.storage.uri))
+    return Registry(open_store(store, explicit=True) if store else open_store(cfg.storage.uri), project=cfg.name)
 
 
 @friendly_errors

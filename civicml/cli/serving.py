@@ -32,7 +32,7 @@ def _registry(cfg):
     from civicml.storage.registry import Registry
     from civicml.storage.store import open_store
 
-    return Registry(open_store(cfg.storage.uri))
+    return Registry(open_store(cfg.storage.uri), project=cfg.name)
 
 
 def _actor() -> str:

@@ -12,7 +12,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from civicml.cli.common import console, err_console, friendly_errors, load_cfg, print_table
+from civicml.cli.common import ProjectOpt, console, err_console, friendly_errors, load_cfg, open_registry, print_table
 
 models_app = typer.Typer(
     name="models",
@@ -42,13 +42,8 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def _registry(config: Path | None, store: str | None):
-    from civicml.storage.registry import Registry
-    from civicml.storage.store import open_store
-
-    if store:
-        return Registry(open_store(store, explicit=True))
-    return Registry(open_store(load_cfg(config).storage.uri))
+def _registry(config: Path | None, store: str | None, project: str | None = None):
+    return open_registry(config, store, project)
 
 
 def _print_json(obj: Any) -> None:
@@ -57,13 +52,16 @@ def _print_json(obj: Any) -> None:
 
 
 def _aliases_by_version(registry) -> dict[str, list[str]]:
+    """`{version: [alias, ...]}` of the view's project, or of every project in a store-wide view."""
     from civicml.storage.registry import ALIASES
 
+    views = [registry] if registry.project else [registry.for_project(p) for p in registry.projects()]
     out: dict[str, list[str]] = {}
-    for alias in ALIASES:
-        target = registry.get_alias(alias)
-        if target:
-            out.setdefault(target, []).append(alias)
+    for view in views or [registry]:
+        for alias in ALIASES:
+            target = view.get_alias(alias)
+            if target:
+                out.setdefault(target, []).append(alias)
     return out
 
 
@@ -75,11 +73,16 @@ def _fmt(value: Any) -> str:
 
 @models_app.command("list")
 @friendly_errors
-def list_cmd(config: Path | None = ConfigOpt, store: str | None = StoreOpt, as_json: bool = JsonOpt) -> None:
+def list_cmd(
+    config: Path | None = ConfigOpt,
+    store: str | None = StoreOpt,
+    project: str | None = ProjectOpt,
+    as_json: bool = JsonOpt,
+) -> None:
     """List committed model versions, oldest first, with status, key metrics and aliases."""
     from civicml.governance.approval import version_status
 
-    registry = _registry(config, store)
+    registry = _registry(config, store, project)
     good, damaged = registry.scan_versions()
     # The manifest is immutable; a human approval or rejection recorded later changes the status.
     statuses = {m["version"]: version_status(registry, m) for m in good}
@@ -113,18 +116,23 @@ def list_cmd(config: Path | None = ConfigOpt, store: str | None = StoreOpt, as_j
         )
         return
     if not versions:
-        console.print(f"no model versions in {registry.store.describe()} yet; run `civicml run` to train one")
+        console.print(f"no model versions in {registry.describe()} yet; run `civicml run` to train one")
         return
     metric_names = [k for k in ("roc_auc", "rmse") if any(k in m.get("metrics", {}) for m in versions)]
-    table = Table(title=f"model versions in {registry.store.describe()}", box=box.SIMPLE_HEAD)
+    table = Table(title=f"model versions of {registry.describe()}", box=box.SIMPLE_HEAD)
     # Version ids are what users copy into other commands: never truncate them.
     table.add_column("version", no_wrap=True, min_width=max(len(m["version"]) for m in versions))
+    # A store-wide view mixes projects: say whose each version (and each alias) is.
+    by_project = registry.project is None
+    if by_project:
+        table.add_column("project", no_wrap=True)
     table.add_column("created (UTC)", no_wrap=True)
     for col in ("status", *metric_names, "aliases"):
         table.add_column(col, no_wrap=True)
     for m in versions:
         table.add_row(
             m["version"],
+            *([str(m.get("name") or "-")] if by_project else []),
             m.get("created_at", "")[:16].replace("T", " "),
             m.get("status", ""),
             *[_fmt(m.get("metrics", {}).get(k)) for k in metric_names],
@@ -139,13 +147,14 @@ def show_cmd(
     version: str = typer.Argument(..., help="Version id, or the alias champion/challenger."),
     config: Path | None = ConfigOpt,
     store: str | None = StoreOpt,
+    project: str | None = ProjectOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Show one version: lineage, metrics, gate decision, artifacts and alias moves."""
     from civicml.governance.approval import version_status
     from civicml.storage.registry import ALIASES
 
-    registry = _registry(config, store)
+    registry = _registry(config, store, project)
     man = registry.manifest(version)
     # The manifest is immutable; a human approval or rejection recorded later changes the status.
     status = version_status(registry, man)
@@ -208,11 +217,12 @@ def card_cmd(
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the HTML card here (default: print Markdown)."),
     config: Path | None = ConfigOpt,
     store: str | None = StoreOpt,
+    project: str | None = ProjectOpt,
 ) -> None:
     """The model card with the current decision (a human approval or rejection recorded after commit)."""
     from civicml import steps
 
-    page, md = steps.current_card(_registry(config, store), version)
+    page, md = steps.current_card(_registry(config, store, project), version)
     if out is None:
         sys.stdout.write(md)
         return
@@ -228,12 +238,13 @@ def diff_cmd(
     b: str = typer.Argument(..., help="Second version (or alias)."),
     config: Path | None = ConfigOpt,
     store: str | None = StoreOpt,
+    project: str | None = ProjectOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """What differs between two versions: metrics, data, config, code, libraries, artifacts."""
     from civicml.storage.registry import diff_manifests
 
-    registry = _registry(config, store)
+    registry = _registry(config, store, project)
     diff = diff_manifests(registry.manifest(a), registry.manifest(b))
     if as_json:
         _print_json(diff)
@@ -284,10 +295,11 @@ def verify_cmd(
     version: str | None = typer.Argument(None, help="One version (or alias); all versions when omitted."),
     config: Path | None = ConfigOpt,
     store: str | None = StoreOpt,
+    project: str | None = ProjectOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Check every artifact's sha256 against its manifest; exit 1 on any mismatch."""
-    registry = _registry(config, store)
+    registry = _registry(config, store, project)
     if version:
         manifests, damaged = [registry.manifest(version)], []
     else:
@@ -374,12 +386,13 @@ def reproduce_cmd(
     version: str = typer.Argument(..., help="Version id, or the alias champion/challenger."),
     config: Path | None = ConfigOpt,
     store: str | None = StoreOpt,
+    project: str | None = ProjectOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Retrain a version from its recorded lineage and check the model hash is identical (exit 1 if not)."""
     from civicml.reproduce import reproduce
 
-    registry = _registry(config, store)
+    registry = _registry(config, store, project)
     man = registry.manifest(version)
     with console.status(f"retraining {man['version']} from its lineage…"):
         result = reproduce(registry, man["version"])

@@ -102,6 +102,9 @@ def promote(
 
     if role not in (CHAMPION, CHALLENGER):
         raise PromotionError(f"unknown role {role!r}; use champion or challenger")
+    if registry.project is None:
+        # A store-wide view promotes within the version's own project, never over another project's champion.
+        registry = registry.for_project(registry.project_of(version))
     audit = AuditLog(registry.store)
     check_promotable(registry, version, audit)
     champion, challenger = registry.get_alias(CHAMPION), registry.get_alias(CHALLENGER)

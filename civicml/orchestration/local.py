@@ -204,6 +204,6 @@ def read_manifest(cfg: RunConfig, version: str) -> dict[str, Any] | None:
     from civicml.storage.store import open_store
 
     try:
-        return Registry(open_store(cfg.storage.uri)).manifest(version)
+        return Registry(open_store(cfg.storage.uri), project=cfg.name).manifest(version)
     except RegistryError:
         return None

@@ -15,6 +15,7 @@ from civicml.governance.approval import (
     version_status,
 )
 from civicml.governance.audit import AuditLog
+from civicml.governance.audit_views import events_by_version, project_records
 from civicml.review.identity import Identity
 from civicml.serving.routing import current_routing
 from civicml.storage.registry import IntegrityError, Registry, RegistryError
@@ -36,17 +37,6 @@ def display_status(registry: Registry, man: dict[str, Any]) -> str:
     return status.status
 
 
-def _events_by_version(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for rec in records:
-        payload = rec.get("payload") or {}
-        for key in ("version", "to", "from", "champion", "challenger"):
-            v = payload.get(key)
-            if isinstance(v, str) and v:
-                out.setdefault(v, []).append(rec)
-    return out
-
-
 def waiting_for(registry: Registry, man: dict[str, Any], who: Identity) -> str | None:
     """Why this version waits for `who` (None when it does not)."""
     version = man["version"]
@@ -60,8 +50,8 @@ def waiting_for(registry: Registry, man: dict[str, Any], who: Identity) -> str |
 
 
 def dashboard(registry: Registry, who: Identity) -> dict[str, Any]:
-    """Versions with status, champion/challenger, the A/B split, the last drift decision, what waits."""
-    records = AuditLog(registry.store).records()
+    """This project's versions with status, champion/challenger, the A/B split, the last drift decision, what waits."""
+    records = project_records(AuditLog(registry.store).records(), registry)
     try:
         routing = current_routing(registry)
         ab = {
@@ -137,7 +127,7 @@ def version_page(registry: Registry, version: str, who: Identity) -> dict[str, A
         {"name": k, "value": v, "low": (cis.get(k) or {}).get("low"), "high": (cis.get(k) or {}).get("high")}
         for k, v in (ev.get("metrics") or man.get("metrics") or {}).items()
     ]
-    events = _events_by_version(AuditLog(registry.store).records()).get(version, [])
+    events = events_by_version(AuditLog(registry.store).records()).get(version, [])
     return {
         "man": man,
         "version": version,
@@ -165,14 +155,14 @@ def version_page(registry: Registry, version: str, who: Identity) -> dict[str, A
 
 
 def audit_page(registry: Registry, version: str | None, event: str | None) -> dict[str, Any]:
-    """The `verify` result and the records, newest first, filtered by version and event."""
+    """The `verify` result (of the whole chain) and this project's records, newest first, filtered."""
     log = AuditLog(registry.store)
     check = log.check()
-    records = log.records()
+    records = project_records(log.records(), registry)
     events = sorted({r.get("event") for r in records if r.get("event")})
     shown = records
     if version:
-        shown = _events_by_version(records).get(version.strip(), [])
+        shown = events_by_version(records).get(version.strip(), [])
     if event:
         shown = [r for r in shown if r.get("event") == event]
     return {

@@ -132,6 +132,6 @@ def run_server(cfg: RunConfig, host: str = "127.0.0.1", port: int = 8080, workdi
 
     from civicml.storage.store import open_store
 
-    state = load_state(cfg, Registry(open_store(cfg.storage.uri)), workdir)
+    state = load_state(cfg, Registry(open_store(cfg.storage.uri), project=cfg.name), workdir)
     app = create_app(state)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=20)

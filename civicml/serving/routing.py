@@ -5,11 +5,11 @@ value is below the challenger's share. The same key always lands on the same arm
 (users see one model consistently), and raising the share only moves keys from the
 champion to the challenger, never back.
 
-Weights live in the store at `serving/routing.json`, written by the deploy step,
-`civicml ab set-weights` and `civicml ab promote`; every change is audited. On a
-cluster the deploy backend pins the same document in the pod template (an annotation
-projected as a file by the downward API), which the server reads through
-`CIVICML_ROUTING_FILE`, so that each rollout (and `kubectl rollout undo`) pins its versions.
+Weights live in the store at `serving/routing.json` of the project (`Registry.scoped_key`), written
+by the deploy step, `civicml ab set-weights` and `civicml ab promote`; every change is audited. On a
+cluster the deploy backend pins the same document in the pod template (an annotation projected as a
+file by the downward API), which the server reads through `CIVICML_ROUTING_FILE`, so that each
+rollout (and `kubectl rollout undo`) pins its versions.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def _parse(raw: bytes, where: str) -> dict[str, Any]:
 def stored_share(registry: Registry) -> float:
     """The challenger share in `serving/routing.json` (0 when never set)."""
     try:
-        doc = _parse(registry.store.get_bytes(ROUTING_KEY), ROUTING_KEY)
+        doc = _parse(registry.read_scoped(ROUTING_KEY), ROUTING_KEY)
     except FileNotFoundError:
         return 0.0
     return check_share(doc.get("challenger_share", 0.0))
@@ -135,7 +135,7 @@ def current_routing(registry: Registry) -> Routing:
         )
     meta: dict[str, Any] = {}
     try:
-        meta = _parse(registry.store.get_bytes(ROUTING_KEY), ROUTING_KEY)
+        meta = _parse(registry.read_scoped(ROUTING_KEY), ROUTING_KEY)
     except FileNotFoundError:
         pass
     return Routing(
@@ -183,5 +183,5 @@ def set_weights(registry: Registry, challenger_share: float, by: str, reason: st
         },
         actor=by,
     )
-    registry.store.put_bytes(ROUTING_KEY, routing.to_json().encode())
+    registry.write_scoped(ROUTING_KEY, routing.to_json().encode())
     return routing

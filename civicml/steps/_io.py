@@ -30,7 +30,7 @@ def cfg_of(config: RunConfig | str) -> RunConfig:
 
 def registry_of(cfg: RunConfig) -> Registry:
     """The registry on the config's store."""
-    return Registry(open_store(cfg.storage.uri))
+    return Registry(open_store(cfg.storage.uri), project=cfg.name)
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -1,13 +1,20 @@
-"""Model registry on top of any `Store`: versions, aliases, lineage and integrity.
+"""Model registry on top of any `Store`: versions, aliases, lineage and integrity, per project.
 
 Layout inside the store:
 
     staging/<version>/<artifact>        files uploaded while a run is in progress
-    versions/<version>/manifest.json    written last, create-if-absent: its presence commits the version
-    aliases/<alias>/<seq>.json          one object per move (who, from, to, why, when), create-if-absent:
-                                        the newest is the alias's current version
-    aliases/<alias>.json                (older stores) the alias with its history in one object
+    versions/<version>/manifest.json    written last, create-if-absent: its presence commits the version;
+                                        its `name` is the project the version belongs to
+    projects/<name>/aliases/...         each project's champion and challenger (`civicml.storage.aliases`,
+                                        which also reads the store-wide `aliases/` of older stores)
+    projects/<name>/serving/...         each project's serving documents (`scoped_key`)
     contracts/<name>.json               the data contract inferred on a project's first run
+
+One store holds many projects. A `Registry(store, project=NAME)` sees only that project: its
+versions, its aliases, its contract; another project's version is refused by name. A registry
+without a project is the store-wide view (`models list --store` without a config, `gc`,
+`verify`): it lists every version, and reads aliases when the store holds one project only.
+Version ids are unique in the store, so approvals (`approvals/<version>.json`) need no project.
 
 A run that dies before writing the manifest leaves only `staging/` objects, which
 are invisible to every reader and removed by `gc_staging`.
@@ -15,81 +22,130 @@ are invisible to every reader and removed by `gc_staging`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from civicml.storage.aliases import AliasBook, check_project_name
+from civicml.storage.artifacts import fetch_entries, read_entry, verify_entries
 from civicml.storage.base import Store, StoreConflict
 
-MANIFEST_SCHEMA = "civicml.manifest/v1"
-ALIASES = ("champion", "challenger")
+# The registry's public names, defined beside the manifest and re-exported here for callers.
+from civicml.storage.manifest import (
+    ALIASES,
+    ANY,
+    MANIFEST_SCHEMA,
+    AliasConflict,
+    IntegrityError,
+    RegistryError,
+    check_artifact_name,
+    manifest_bytes,
+    manifest_signing_bytes,
+    new_version_id,
+    parse_manifest,
+    sha256_bytes,
+    tree_hash,
+    utcnow,
+)
+from civicml.storage.manifest_diff import dict_diff, diff_manifests
 
-
-class RegistryError(RuntimeError):
-    """A registry operation is not possible (unknown version, alias, duplicate commit)."""
-
-
-class AliasConflict(RegistryError):
-    """An alias moved since the caller read it (compare-and-swap lost); the message says who moved it."""
-
-
-ANY: Any = object()  # `set_alias(expected=ANY)`: move whatever the alias points to now
-
-
-def manifest_bytes(manifest: dict[str, Any]) -> bytes:
-    """The exact bytes a manifest is stored as (its sha256 is what the audit chain records)."""
-    return json.dumps(manifest, indent=2, sort_keys=True).encode()
-
-
-def manifest_signing_bytes(manifest: dict[str, Any]) -> bytes:
-    """What a manifest's signature covers: every field but the signature, canonical JSON."""
-    body = {k: v for k, v in manifest.items() if k != "signature"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
-
-
-class IntegrityError(RegistryError):
-    """A stored artifact's sha256 does not match its manifest."""
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of `data`."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def utcnow() -> str:
-    """Current UTC time as ISO 8601 (seconds)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def new_version_id() -> str:
-    """A sortable, unique version id such as `v20261129-104512-3f9a1c`."""
-    import secrets
-
-    return datetime.now(timezone.utc).strftime("v%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-
-
-def tree_hash(files: dict[str, str]) -> str:
-    """sha256 over `{relative path: sha256}` in path order: a saved model directory's identity.
-
-    The same definition as `civicml.steps.model_hash` (which hashes files on disk), so a
-    manifest's `model_sha256` can be re-derived from its `model/` entries without downloading.
-    """
-    h = hashlib.sha256()
-    for name in sorted(files, key=lambda n: Path(n).parts):
-        h.update(name.encode())
-        h.update(files[name].encode())
-    return h.hexdigest()
+__all__ = [
+    "ALIASES",
+    "ANY",
+    "MANIFEST_SCHEMA",
+    "AliasConflict",
+    "IntegrityError",
+    "Registry",
+    "RegistryError",
+    "check_artifact_name",
+    "dict_diff",
+    "diff_manifests",
+    "manifest_bytes",
+    "manifest_signing_bytes",
+    "new_version_id",
+    "sha256_bytes",
+    "tree_hash",
+    "utcnow",
+]
 
 
 class Registry:
-    """Versions, aliases and artifacts of one project in one store."""
+    """Versions, aliases and artifacts of one project (or, without one, the whole store) in one store.
 
-    def __init__(self, store: Store):
+    Args:
+        store: The store.
+        project: The project's `name:`; None for the store-wide view.
+    """
+
+    def __init__(self, store: Store, project: str | None = None):
         self.store = store
+        self.project = None if project is None else check_project_name(project)
+        self._aliases = AliasBook(store, self.project_of)
+
+    def for_project(self, project: str | None) -> Registry:
+        """The same store seen as `project` (None: the store-wide view)."""
+        return Registry(self.store, project)
+
+    def describe(self) -> str:
+        """The store, and the project when this view has one (for messages)."""
+        where = self.store.describe()
+        return f"project {self.project!r} in {where}" if self.project else where
+
+    # -- projects -------------------------------------------------------------
+    def project_of(self, version: str) -> str | None:
+        """The project a committed version belongs to (its manifest's `name`), or None."""
+        try:
+            man = parse_manifest(*self._manifest_at(version))
+        except (FileNotFoundError, IntegrityError):
+            return None
+        name = man.get("name")
+        return name if isinstance(name, str) else None
+
+    def projects(self) -> list[str]:
+        """Every project with a committed version or an alias in the store, sorted."""
+        names = {m.get("name") for m in self._scan()[0]} | self._aliases.projects_with_aliases()
+        return sorted(n for n in names if isinstance(n, str))
+
+    def _alias_project(self) -> str | None:
+        """Whose aliases an alias read means: this view's project, else the store's only one."""
+        if self.project is not None:
+            return self.project
+        owners = sorted(self._aliases.projects_with_aliases())
+        if len(owners) > 1:
+            raise RegistryError(
+                f"{self.store.describe()} holds the champions of several projects ({', '.join(owners)}); say which "
+                "one: pass --project NAME, or use that project's config (its name:)"
+            )
+        return owners[0] if owners else None
+
+    def scoped_key(self, key: str) -> str:
+        """Where this project keeps a store-wide document such as `serving/routing.json`."""
+        project = self._alias_project()
+        return key if project is None else f"projects/{project}/{key}"
+
+    def read_scoped(self, key: str) -> bytes:
+        """A project document (`scoped_key`); an older store's store-wide one while the project inherits it.
+
+        Raises:
+            FileNotFoundError: neither exists.
+        """
+        scoped = self.scoped_key(key)
+        try:
+            return self.store.get_bytes(scoped)
+        except FileNotFoundError:
+            project = self._alias_project()
+            if scoped == key or project is None or self.store.list(self._aliases.prefix(project, "champion")):
+                raise
+            legacy = self._aliases.last_move(None, "champion")[1]
+            if legacy is None or self.project_of(legacy) not in (project, None):
+                raise
+            return self.store.get_bytes(key)
+
+    def write_scoped(self, key: str, data: bytes) -> None:
+        """Write a project document (`scoped_key`)."""
+        self.store.put_bytes(self.scoped_key(key), data)
 
     # -- writing a version -------------------------------------------------
     def upload(self, version: str, name: str, data: bytes) -> dict[str, Any]:
@@ -120,26 +176,24 @@ class Registry:
         Args:
             version: Version id.
             artifacts: Staged artifact entries (from `upload`).
-            meta: Everything else the manifest records.
+            meta: Everything else the manifest records (`name`: the project, this view's when it has one).
             signer: Optional key with `sign(bytes) -> dict`; the manifest then carries a `signature`.
             before: Called with (manifest, its sha256) before the manifest is written, to record the
                 intent in the audit log first (no state without its evidence).
 
         Raises:
-            RegistryError: the version exists already (it is never overwritten).
+            RegistryError: the version exists already (it is never overwritten), or `meta` names another
+                project than this view's.
         """
+        if self.project is not None and meta.get("name", self.project) != self.project:
+            raise RegistryError(f"cannot commit a version of project {meta.get('name')!r} to {self.describe()}")
         key = f"versions/{version}/manifest.json"
         exists = f"version {version} already exists in {self.store.describe()}; a version is never overwritten"
         if self.store.exists(key):
             raise RegistryError(exists)
-        manifest = {
-            "schema": MANIFEST_SCHEMA,
-            "version": version,
-            "created_at": utcnow(),
-            **meta,
-            "artifacts": artifacts,
-        }
-        manifest = json.loads(json.dumps(manifest, default=str))
+        named = {"name": self.project} if self.project is not None else {}
+        manifest = {"schema": MANIFEST_SCHEMA, "version": version, "created_at": utcnow(), **named, **meta}
+        manifest = json.loads(json.dumps({**manifest, "artifacts": artifacts}, default=str))
         if signer is not None:
             manifest["signature"] = signer.sign(manifest_signing_bytes(manifest))
         data = manifest_bytes(manifest)
@@ -153,23 +207,34 @@ class Registry:
 
     # -- reading -------------------------------------------------------------
     def versions(self) -> list[dict[str, Any]]:
-        """Manifests of all committed versions that can be read, oldest first.
+        """Manifests of this project's committed versions (every project's, store-wide) that can be read.
 
-        A damaged manifest does not hide the others: it is left out here and reported by
-        `damaged_versions` (which `models list`, `verify` and `gc` show).
+        Oldest first. A damaged manifest does not hide the others: it is left out here and reported
+        by `damaged_versions` (which `models list`, `verify` and `gc` show).
         """
         return self.scan_versions()[0]
 
     def damaged_versions(self) -> list[dict[str, str]]:
-        """Committed versions whose manifest cannot be read: `[{version, key, problem}]`."""
+        """Committed versions whose manifest cannot be read: `[{version, key, problem}]`.
+
+        A damaged manifest's project cannot be read either, so every project's view reports it.
+        """
         return self.scan_versions()[1]
 
     def scan_versions(self) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-        """(readable manifests oldest first, damaged ones with the problem) in one pass over the store."""
+        """(readable manifests of this view oldest first, damaged ones with the problem) in one pass."""
+        out, damaged = self._scan()
+        if self.project is not None:
+            # A manifest without a `name` (hand-made; civicml always writes one) belongs to no project: every view.
+            out = [m for m in out if m.get("name") in (self.project, None)]
+        return out, damaged
+
+    def _scan(self) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
         out, damaged = [], []
+        where = self.store.describe()
         for key in self._manifest_keys():
             try:
-                out.append(self._parse_manifest(key, self.store.get_bytes(key)))
+                out.append(parse_manifest(key, self.store.get_bytes(key), where))
             except FileNotFoundError:
                 continue  # removed between list and read
             except IntegrityError as err:
@@ -179,40 +244,33 @@ class Registry:
     def _manifest_keys(self) -> list[str]:
         return [k for k in self.store.list("versions/") if k.endswith("/manifest.json") and k.count("/") == 2]
 
+    def _manifest_at(self, version: str) -> tuple[str, bytes, str]:
+        key = f"versions/{version}/manifest.json"
+        return key, self.store.get_bytes(key), self.store.describe()
+
     def manifest(self, version: str) -> dict[str, Any]:
-        """The manifest of a committed version (or of the version an alias points to)."""
+        """The manifest of a committed version of this project (or of the version an alias points to).
+
+        Raises:
+            RegistryError: no such version, or it belongs to another project than this view's.
+        """
         if version in ALIASES:
             target = self.get_alias(version)
             if target is None:
-                raise RegistryError(f"alias {version!r} is not set; no model has been promoted to it yet")
+                whose = f" (project {self.project})" if self.project else ""
+                raise RegistryError(f"alias {version!r} is not set{whose}; no model has been promoted to it yet")
             version = target
-        key = f"versions/{version}/manifest.json"
         try:
-            return self._parse_manifest(key, self.store.get_bytes(key))
+            man = parse_manifest(*self._manifest_at(version))
         except FileNotFoundError:
             known = [m["version"] for m in self.versions()][-5:]
             raise RegistryError(
-                f"no model version {version!r} in {self.store.describe()}; recent versions: {known or 'none'}"
+                f"no model version {version!r} in {self.describe()}; recent versions: {known or 'none'}"
             ) from None
-
-    def _parse_manifest(self, key: str, data: bytes) -> dict[str, Any]:
-        try:
-            man = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise IntegrityError(
-                f"manifest {key} in {self.store.describe()} is not valid JSON ({err}); it was damaged"
-            ) from None
-        if (
-            not isinstance(man, dict)
-            or man.get("schema") != MANIFEST_SCHEMA
-            or not isinstance(man.get("artifacts"), dict)
-        ):
-            raise IntegrityError(f"{key} in {self.store.describe()} is not a {MANIFEST_SCHEMA} manifest")
-        expected = key.split("/")[1] if key.count("/") == 2 else None
-        if not isinstance(man.get("version"), str) or (expected is not None and man["version"] != expected):
-            raise IntegrityError(
-                f"manifest {key} in {self.store.describe()} names version {man.get('version')!r}, not {expected!r}; "
-                "it was damaged or moved"
+        if self.project is not None and man.get("name") not in (self.project, None):
+            raise RegistryError(
+                f"version {version} belongs to project {man.get('name')!r}, not {self.project!r} (this config's "
+                f"name:); use that project's config, or --project {man.get('name')}"
             )
         return man
 
@@ -222,97 +280,28 @@ class Registry:
         Raises:
             IntegrityError: the stored bytes do not match the manifest.
         """
-        return self._read_entry(self.manifest(version), name)
-
-    def _read_entry(self, man: dict[str, Any], name: str) -> bytes:
-        entry = man["artifacts"].get(name)
-        if entry is None:
-            raise RegistryError(f"version {man['version']} has no artifact {name!r}; it has {sorted(man['artifacts'])}")
-        try:
-            data = self.store.get_bytes(entry["key"])
-        except FileNotFoundError:
-            raise IntegrityError(f"artifact {name!r} of version {man['version']} is missing from the store") from None
-        actual = sha256_bytes(data)
-        if actual != entry["sha256"]:
-            raise IntegrityError(
-                f"artifact {name!r} of version {man['version']} failed its integrity check: manifest sha256 "
-                f"{entry['sha256'][:16]}…, stored object {actual[:16]}…; it was modified after commit — "
-                "refusing to load it (restore it or retrain)"
-            )
-        return data
+        return read_entry(self.store, self.manifest(version), name)
 
     def fetch_prefix(self, version: str, prefix: str, dest: str | Path) -> Path:
-        """Download every artifact named `<prefix>/...` into `dest`, verifying each.
-
-        Names come from a manifest, which anyone with write access to the store can edit: each is
-        checked like an object key and its resolved path must stay under `dest`, so a name such as
-        `model/../../x` or `model//etc/x` is refused before anything is written.
+        """Download every artifact named `<prefix>/...` into `dest`, verifying each (`fetch_entries`).
 
         Raises:
-            IntegrityError: an artifact name would leave `dest` (nothing is written then).
+            IntegrityError: an artifact fails its hash or its name would leave `dest`.
         """
-        man = self.manifest(version)
-        dest = Path(dest)
-        names = [n for n in man["artifacts"] if n.startswith(prefix + "/")]
-        if not names:
-            raise RegistryError(f"version {man['version']} has no artifacts under {prefix!r}")
-        root = dest.resolve()
-        targets = {name: _contained_path(root, name, name[len(prefix) + 1 :], man["version"]) for name in names}
-        for name, target in targets.items():
-            data = self._read_entry(man, name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        return dest
+        return fetch_entries(self.store, self.manifest(version), prefix, dest)
 
     def verify(self, version: str) -> list[str]:
-        """Check every artifact of a version; return the problems (empty when all verify).
-
-        Besides each artifact's sha256 this checks that the manifest's `model_sha256` is the
-        hash of the `model/` files it lists, so an edited manifest entry is caught too.
-        """
-        problems = []
-        man = self.manifest(version)
-        for name in sorted(man["artifacts"]):
-            try:
-                self._read_entry(man, name)
-            except IntegrityError as err:
-                problems.append(str(err))
-        model_files = {n[len("model/") :]: e["sha256"] for n, e in man["artifacts"].items() if n.startswith("model/")}
-        recorded = man.get("model_sha256")
-        if model_files and recorded and tree_hash(model_files) != recorded:
-            problems.append(
-                f"manifest of version {man['version']}: model_sha256 {recorded[:16]}… is not the hash of the model "
-                f"files it lists ({tree_hash(model_files)[:16]}…); the manifest was edited after commit"
-            )
-        return problems
+        """Check every artifact of a version and its model hash; return the problems (`verify_entries`)."""
+        return verify_entries(self.store, self.manifest(version))
 
     # -- aliases ---------------------------------------------------------------
-    def _legacy_alias(self, alias: str) -> dict[str, Any]:
-        try:
-            return json.loads(self.store.get_bytes(f"aliases/{alias}.json"))
-        except FileNotFoundError:
-            return {}
-
-    def _moves_prefix(self, alias: str) -> str:
-        return f"aliases/{alias}/"
-
-    def _last_move(self, alias: str) -> tuple[int, str | None]:
-        """(seq of the newest move, the version the alias points to)."""
-        keys = self.store.list(self._moves_prefix(alias))
-        if keys:
-            move = json.loads(self.store.get_bytes(keys[-1]))
-            return move["seq"], move["to"]
-        legacy = self._legacy_alias(alias)
-        return len(legacy.get("history", [])), legacy.get("version")
-
     def get_alias(self, alias: str) -> str | None:
-        """The version an alias points to, or None."""
-        return self._last_move(alias)[1]
+        """The version this project's alias points to, or None."""
+        return self._aliases.last_move(self._alias_project(), alias)[1]
 
     def alias_history(self, alias: str) -> list[dict[str, Any]]:
-        """Every recorded move of an alias, oldest first."""
-        moves = [json.loads(self.store.get_bytes(k)) for k in self.store.list(self._moves_prefix(alias))]
-        return [*self._legacy_alias(alias).get("history", []), *moves]
+        """Every recorded move of this project's alias, oldest first."""
+        return self._aliases.history(self._alias_project(), alias)
 
     def set_alias(
         self,
@@ -323,10 +312,11 @@ class Registry:
         expected: Any = ANY,
         before: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
     ) -> dict[str, Any]:
-        """Point `alias` at `version` (None clears it) by creating one move object; racing moves all land.
+        """Point this project's `alias` at `version` (None clears it) by creating one move object.
 
         Only `civicml.governance.promotion` calls this (a test checks): every champion change
-        goes through one function.
+        goes through one function. The move is the project's of `version` (of this view when it has
+        one): a store-wide view can move a version's alias, never another project's.
 
         Args:
             alias: `champion` or `challenger`.
@@ -339,30 +329,18 @@ class Registry:
                 extra fields to store with the move (e.g. the audit record's seq).
 
         Raises:
-            RegistryError: unknown alias or version.
+            RegistryError: unknown alias or version, or a version of another project.
             AliasConflict: `expected` no longer holds.
         """
         if alias not in ALIASES:
             raise RegistryError(f"unknown alias {alias!r}; use one of {ALIASES}")
         if version is not None:
-            self.manifest(version)  # refuse to point at a version that is not committed
-        for _ in range(1000):
-            seq, current = self._last_move(alias)
-            if expected is not ANY and current != expected:
-                raise AliasConflict(
-                    f"alias {alias!r} points to {current} now, not {expected} as when this change was decided; "
-                    "another promotion won — re-evaluate against the new champion (e.g. run the pipeline again)"
-                )
-            move = {"alias": alias, "seq": seq + 1, "from": current, "to": version, "by": by, "reason": reason}
-            move["at"] = utcnow()
-            if before is not None:
-                move.update(before(dict(move)) or {})
-            try:
-                self.store.create(f"{self._moves_prefix(alias)}{seq + 1:012d}.json", json.dumps(move).encode())
-                return move
-            except StoreConflict:
-                continue  # another move took this seq: re-read and go again
-        raise RegistryError(f"could not move alias {alias!r}: other writers kept winning; retry")
+            # Refuse a version that is not committed (or is another project's); it names the project.
+            project = self.manifest(version).get("name") if self.project is None else self.project
+            project = project if isinstance(project, str) else None
+        else:
+            project = self._alias_project()
+        return self._aliases.move(project, alias, version, by, reason, expected=expected, before=before)
 
     # -- contracts and housekeeping ---------------------------------------------
     def load_contract(self, name: str) -> list[dict[str, Any]] | None:
@@ -404,96 +382,3 @@ class Registry:
             for key in self.store.list(f"staging/{version}/"):
                 self.store.delete(key)
         return removed
-
-
-def check_artifact_name(name: str) -> str | None:
-    """Why an artifact name from a manifest is unsafe as a relative path, or None when it is fine.
-
-    The rule is the object-key rule, stricter: no empty part (`a//b`, leading or trailing `/`), no
-    `.` or `..` part, no backslash, no NUL or other control character.
-    """
-    if not isinstance(name, str) or not name:
-        return "it is empty"
-    if any(ord(ch) < 32 or ch == "\x7f" for ch in name):
-        return "it contains a control character"
-    if "\\" in name:
-        return "it contains a backslash"
-    parts = name.split("/")
-    if "" in parts:
-        return "it has an empty part (a leading, trailing or doubled '/')"
-    if "." in parts or ".." in parts:
-        return "it has a '.' or '..' part"
-    return None
-
-
-def _contained_path(root: Path, name: str, relative: str, version: str) -> Path:
-    """`root / relative`, refused unless `relative` is a safe name whose resolved path stays under `root`."""
-    problem = check_artifact_name(name) or check_artifact_name(relative)
-    target = (root / relative).resolve() if problem is None else None
-    if target is not None and not target.is_relative_to(root):
-        problem = f"it resolves to {target}, outside {root}"
-    if problem is not None or target is None:
-        raise IntegrityError(
-            f"manifest of version {version} names artifact {name!r}, which is not a safe relative path: {problem}; "
-            "the manifest was edited after commit — refusing to fetch it (restore the manifest or retrain). "
-            "A valid name looks like 'model/model.json'"
-        )
-    return target
-
-
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as `{dotted.key: leaf}`; lists stay leaves (compared whole)."""
-    if isinstance(obj, dict) and obj:
-        out: dict[str, Any] = {}
-        for key, value in obj.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): obj}
-
-
-def dict_diff(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
-    """Leaves that differ between two nested dicts: `[{key, a, b}]` (missing sides are None)."""
-    fa, fb = _flatten(a), _flatten(b)
-    return [
-        {"key": key, "a": fa.get(key), "b": fb.get(key)}
-        for key in sorted(set(fa) | set(fb))
-        if fa.get(key) != fb.get(key)
-    ]
-
-
-def diff_manifests(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """What differs between two versions: identity, metrics, lineage, config and artifacts.
-
-    Returns:
-        `{"a", "b", "summary": [...], "metrics": [...], "lineage": [...], "config": [...],
-        "artifacts": [...]}`; each list holds `{key, a, b}` rows (metrics add `delta`).
-    """
-    summary_keys = ("status", "family", "task", "model_sha256", "created_at")
-    summary = [{"key": k, "a": a.get(k), "b": b.get(k)} for k in summary_keys if a.get(k) != b.get(k)]
-    if a.get("gate", {}).get("decision") != b.get("gate", {}).get("decision"):
-        summary.append(
-            {"key": "gate.decision", "a": a.get("gate", {}).get("decision"), "b": b.get("gate", {}).get("decision")}
-        )
-    metrics = []
-    for row in dict_diff(a.get("metrics", {}), b.get("metrics", {})):
-        va, vb = row["a"], row["b"]
-        numeric = isinstance(va, (int, float)) and isinstance(vb, (int, float))
-        metrics.append({**row, "delta": (vb - va) if numeric else None})
-    la = {k: v for k, v in a.get("lineage", {}).items() if k != "config"}
-    lb = {k: v for k, v in b.get("lineage", {}).items() if k != "config"}
-    artifacts = []
-    names = sorted(set(a.get("artifacts", {})) | set(b.get("artifacts", {})))
-    for name in names:
-        sa = a.get("artifacts", {}).get(name, {}).get("sha256")
-        sb = b.get("artifacts", {}).get(name, {}).get("sha256")
-        if sa != sb:
-            artifacts.append({"key": name, "a": sa, "b": sb})
-    return {
-        "a": a["version"],
-        "b": b["version"],
-        "summary": summary,
-        "metrics": metrics,
-        "lineage": dict_diff(la, lb),
-        "config": dict_diff(a.get("lineage", {}).get("config", {}), b.get("lineage", {}).get("config", {})),
-        "artifacts": artifacts,
-    }
