@@ -16,13 +16,15 @@ CIVICML_SKIP_CLUSTER=1 (refused when CI is set) skips them, and the run summary 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from dataclasses import dataclass
 
 import pytest
+from support import start_real_server
 from testcluster.minio import MinioServer, start_minio
-from testcluster.procs import SKIP_ENV, ServerError, require_real_servers, skip_requested
+from testcluster.procs import SKIP_ENV, skip_requested
 
 S3_REGION = "us-east-1"
 
@@ -49,30 +51,8 @@ def pytest_terminal_summary(terminalreporter):
         )
 
 
-@dataclass
-class S3Server:
-    """A running S3 endpoint (real MinIO): `endpoint` is host:port, `url` is http://host:port."""
-
-    server: MinioServer
-    host: str
-    port: int
-    access_key: str
-    secret_key: str
-    stopped: bool = False
-
-    def stop(self, keep_data: bool = False) -> None:
-        """Stop serving (idempotent); requests then fail with connection refused. With `keep_data`
-        the bucket contents survive for `restart()`."""
-        if not self.stopped:
-            self.server.stop(keep_data=keep_data)
-            self.stopped = True
-        elif not keep_data:
-            self.server.stop()
-
-    def restart(self) -> None:
-        """Bring a server stopped with `keep_data=True` back on the same port and credentials."""
-        self.server.restart()
-        self.stopped = False
+class S3Server(MinioServer):
+    """A running S3 endpoint (real MinIO) with what the tests need on top: civicml's env, buckets."""
 
     def env(self, uri: str) -> dict[str, str]:
         """The environment that makes civicml use store `uri` on this server (as a cluster's Secret/env do)."""
@@ -97,14 +77,6 @@ class S3Server:
         client.set_bucket_versioning(bucket, VersioningConfig(ENABLED))
         return client
 
-    @property
-    def endpoint(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.endpoint}"
-
 
 @dataclass
 class S3Env:
@@ -119,12 +91,8 @@ class S3Env:
 
 def start_s3_server() -> S3Server:
     """Start a real MinIO on 127.0.0.1 with a free port and generated credentials (caller stops it)."""
-    require_real_servers()
-    try:
-        srv = start_minio()
-    except ServerError as err:
-        pytest.fail(str(err), pytrace=False)
-    return S3Server(srv, srv.host, srv.port, srv.access_key, srv.secret_key)
+    srv = start_real_server(start_minio)
+    return S3Server(**{f.name: getattr(srv, f.name) for f in dataclasses.fields(srv)})
 
 
 @pytest.fixture(scope="session")

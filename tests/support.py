@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import pytest
 
 from civicml.data.demo import CATEGORICAL, NUMERIC, TARGET, generate_benefits
 from civicml.governance.trust import commit_version
@@ -13,6 +16,8 @@ from civicml.modeling.persistence import save_model
 from civicml.modeling.preprocessing import FeatureSpec
 from civicml.steps import model_hash
 from civicml.storage.registry import Registry, sha256_bytes
+
+T = TypeVar("T")
 
 
 def tiny_model_dir(directory: Path, rows: int = 400, seed: int = 3, n_estimators: int = 3) -> Path:
@@ -91,3 +96,18 @@ def register_trained(cfg, work: Path, version: str | None = None) -> dict[str, A
     return steps.register(
         cfg, f"{w}/data", f"{w}/params.json", f"{w}/model", f"{w}/eval.json", f"{w}/gate.json", report
     )
+
+
+def start_real_server(start: Callable[[], T]) -> T:
+    """Start a real test server with `start`, or fail the test with the server's own reason.
+
+    A missing build or a server that does not come up fails (never skips) unless the developer
+    opted out with CIVICML_SKIP_CLUSTER (require_real_servers skips loudly then).
+    """
+    from testcluster.procs import ServerError, require_real_servers
+
+    require_real_servers()
+    try:
+        return start()
+    except ServerError as err:
+        pytest.fail(str(err), pytrace=False)

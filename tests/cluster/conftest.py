@@ -42,8 +42,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import start_real_server
 from testcluster.cluster import ControlPlane, Kubectl, start_control_plane
-from testcluster.procs import ServerError, require_real_servers
 
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
@@ -61,11 +61,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def control_plane() -> ControlPlane:
-    require_real_servers()
-    try:
-        cp = start_control_plane()
-    except ServerError as err:
-        pytest.fail(str(err), pytrace=False)
+    cp = start_real_server(start_control_plane)
     yield cp
     cp.stop()
 
