@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
+from civicml.catalog import LOWER_IS_BETTER
 from civicml.evaluation.bootstrap import Bootstrap, percentile_intervals
-from civicml.evaluation.metrics import LOWER_IS_BETTER, classification_metrics, metric_statistic, regression_metrics
+from civicml.evaluation.metrics import classification_metrics, metric_statistic, regression_metrics
 
 # Margins computed for every evaluation (cheap); the policy's skill metric is added when it is another.
 MARGIN_METRICS = {"binary_classification": ("balanced_accuracy", "accuracy"), "regression": ("rmse", "mae")}

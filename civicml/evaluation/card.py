@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from civicml.catalog import RATES
 from civicml.reporting.model import Cell, Table
 from civicml.reporting.numbers import ci_suffix, interval
 
@@ -40,7 +41,7 @@ METRIC_LABELS = {
     "mse": "MSE",
 }
 # The per-group rates fairness.py reports for classification (read here without importing fairlearn).
-GROUP_RATES = ("selection_rate", "tpr", "fpr", "precision")
+GROUP_RATES = RATES  # one definition of the rate names: civicml.catalog
 GROUP_STATUS = {True: "suppressed (small group)", False: "reported"}
 DISPARITIES = (
     ("demographic_parity_ratio", "demographic parity ratio (min/max selection rate)"),

@@ -33,10 +33,9 @@ from fairlearn.metrics import (
 )
 from sklearn.metrics import precision_score
 
+from civicml.catalog import DISPARITIES, RATES, REGRESSION_DISPARITIES
 from civicml.evaluation.bootstrap import MEMORY_BUDGET, Bootstrap
 
-RATES = ("selection_rate", "tpr", "fpr", "precision")
-DISPARITIES = ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference")
 MISSING_GROUP = "<missing>"
 
 
@@ -265,7 +264,6 @@ def fairness_report(
 # -- regression: error and mean-prediction parity by group ------------------------------------------------
 
 REGRESSION_RATES = ("mae", "mse", "mean_prediction")
-REGRESSION_DISPARITIES = tuple(f"{m}_{kind}" for m in REGRESSION_RATES for kind in ("difference", "ratio"))
 
 
 def _mean_prediction(y_true, y_pred) -> float:

@@ -19,21 +19,13 @@ import numpy as np
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
+from civicml.catalog import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from civicml.evaluation.bootstrap import MEMORY_BUDGET, Bootstrap
 from civicml.evaluation.ranking import RankedScores
 
-CLASSIFICATION_HEADLINE = (
-    "accuracy",
-    "balanced_accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "roc_auc",
-    "pr_auc",
-    "log_loss",
-    "brier",
-)
-REGRESSION_HEADLINE = ("mse", "rmse", "mae", "r2")
+# The metric names and their directions are the catalog's (one definition, issue 15).
+CLASSIFICATION_HEADLINE = CLASSIFICATION_METRICS
+REGRESSION_HEADLINE = REGRESSION_METRICS
 # Metrics that get a bootstrap CI (the headline ones a gate may use).
 CI_METRICS = {
     "binary_classification": (
@@ -49,8 +41,6 @@ CI_METRICS = {
     ),
     "regression": ("rmse", "mae", "r2"),
 }
-LOWER_IS_BETTER = frozenset({"mse", "rmse", "mae", "log_loss", "brier"})
-KNOWN_METRICS = frozenset(CLASSIFICATION_HEADLINE) | frozenset(REGRESSION_HEADLINE)
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:

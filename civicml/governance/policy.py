@@ -28,9 +28,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from civicml.config import FAIRNESS_METRICS_BY_TASK, LOWER_IS_BETTER_METRICS, PolicyConfig
+from civicml.catalog import FAIRNESS_METRICS_BY_TASK
+from civicml.config import PolicyConfig
 
-LOWER_IS_BETTER = frozenset(LOWER_IS_BETTER_METRICS)
 TASK_DEFAULT_MIN_METRICS = {"binary_classification": {"roc_auc": 0.7}, "regression": {"r2": 0.0}}
 PASS, FAIL, NOT_ASSESSABLE, NOT_MEASURED = "pass", "fail", "not_assessable", "not_measured"
 

@@ -8,21 +8,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from civicml.catalog import FAMILIES, FAMILY_DEFAULTS, family_task_error
 from civicml.modeling.preprocessing import FeatureSpec
 
-XGB_DEFAULTS: dict[str, Any] = {
-    "n_estimators": 200,
-    "max_depth": 5,
-    "learning_rate": 0.1,
-    "subsample": 1.0,
-    "colsample_bytree": 1.0,
-    "min_child_weight": 1.0,
-    "reg_lambda": 1.0,
-}
-SKLEARN_DEFAULTS: dict[str, dict[str, Any]] = {
-    "logistic_regression": {"C": 1.0, "max_iter": 1000},
-    "random_forest": {"n_estimators": 200, "max_depth": 12, "min_samples_leaf": 2},
-}
+# The families' starting parameters live in the catalog with the rest of the family knowledge.
+XGB_DEFAULTS: dict[str, Any] = FAMILY_DEFAULTS["xgboost"]
+SKLEARN_DEFAULTS: dict[str, dict[str, Any]] = {f: FAMILY_DEFAULTS[f] for f in FAMILIES if f != "xgboost"}
 
 
 @dataclass
@@ -66,7 +57,7 @@ def _sklearn_pipeline(family: str, spec: FeatureSpec, params: dict[str, Any], se
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -93,7 +84,7 @@ def _sklearn_pipeline(family: str, spec: FeatureSpec, params: dict[str, Any], se
     pre = ColumnTransformer(transformers)
     classify = spec.task == "binary_classification"
     if family == "logistic_regression":
-        est = LogisticRegression(random_state=seed, **params) if classify else LinearRegression()
+        est = LogisticRegression(random_state=seed, **params)
     elif family == "random_forest":
         cls = RandomForestClassifier if classify else RandomForestRegressor
         est = cls(random_state=seed, n_jobs=n_threads, **params)
@@ -104,7 +95,7 @@ def _sklearn_pipeline(family: str, spec: FeatureSpec, params: dict[str, Any], se
 
 def build_params(family: str, fixed: dict[str, Any], tuned: dict[str, Any] | None) -> dict[str, Any]:
     """Defaults, overridden by the config's fixed params, overridden by tuned params."""
-    base = dict(XGB_DEFAULTS) if family == "xgboost" else dict(SKLEARN_DEFAULTS.get(family, {}))
+    base = dict(FAMILY_DEFAULTS.get(family, {}))
     base.update(fixed or {})
     base.update(tuned or {})
     return base
@@ -152,6 +143,9 @@ def fit_model(
         valid: Optional validation rows (XGBoost evaluates on them each round).
         callbacks: XGBoost training callbacks (e.g. Optuna pruning).
     """
+    wrong_task = family_task_error(family, spec.task)
+    if wrong_task:
+        raise ValueError(wrong_task)
     X = spec.transform(train)
     y = spec.encode_target(train[spec.target])
     if family == "xgboost":

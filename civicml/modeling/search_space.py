@@ -11,20 +11,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from civicml.catalog import DEFAULT_SEARCH_SPACES
 from civicml.config import ConfigError, ParamSpec, check_space_for_algorithm
 
+# The families' default spaces are declared in the catalog (plain data); here they become ParamSpecs.
 DEFAULT_SPACES: dict[str, dict[str, ParamSpec]] = {
-    "xgboost": {
-        "learning_rate": ParamSpec(type="double", min=0.02, max=0.3, log=True),
-        "max_depth": ParamSpec(type="int", min=2, max=8),
-        "min_child_weight": ParamSpec(type="double", min=0.5, max=10.0, log=True),
-        "subsample": ParamSpec(type="double", min=0.6, max=1.0),
-    },
-    "logistic_regression": {"C": ParamSpec(type="double", min=0.001, max=100.0, log=True)},
-    "random_forest": {
-        "max_depth": ParamSpec(type="int", min=3, max=16),
-        "min_samples_leaf": ParamSpec(type="int", min=1, max=20),
-    },
+    family: {name: ParamSpec(**spec) for name, spec in space.items()} for family, space in DEFAULT_SEARCH_SPACES.items()
 }
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from civicml.catalog import LOWER_IS_BETTER
 from civicml.config import MonitoringConfig
 from civicml.evaluation.metrics import (
-    LOWER_IS_BETTER,
     bootstrap_intervals,
     classification_metrics,
     regression_metrics,

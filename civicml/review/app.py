@@ -22,7 +22,8 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
-from civicml.config import LOWER_IS_BETTER_METRICS, RunConfig
+from civicml.catalog import LOWER_IS_BETTER_METRICS
+from civicml.config import RunConfig
 from civicml.governance.approval import record_decision
 from civicml.reporting.render import STATIC_DIR, render
 from civicml.reporting.transparency import build_record, render_record

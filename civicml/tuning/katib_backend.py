@@ -33,10 +33,10 @@ from typing import Any
 
 import yaml
 
+from civicml.catalog import TASK_METRICS
 from civicml.config import ConfigError, ParamSpec, RunConfig, check_katib_arg_values
 from civicml.deploy.cluster import ENFORCE_LABEL, api_client, namespace_labels
 from civicml.deploy.security import restricted_container_security_context, restricted_pod_security_context
-from civicml.evaluation.metrics import CLASSIFICATION_HEADLINE, REGRESSION_HEADLINE
 from civicml.modeling.search_space import coerce_params, space_for
 from civicml.storage.store import resolve_store_uri
 from civicml.tuning.objective import TuningError
@@ -88,7 +88,7 @@ def experiment_name(cfg: RunConfig, version: str) -> str:
 
 
 def _metric_names(cfg: RunConfig) -> list[str]:
-    headline = CLASSIFICATION_HEADLINE if cfg.task == "binary_classification" else REGRESSION_HEADLINE
+    headline = TASK_METRICS[cfg.task]
     return [m for m in headline if m != cfg.tuning.objective_metric]
 
 

@@ -107,7 +107,6 @@ def test_the_attack_is_real_without_the_allow_list(tmp_path):
     "family,task",
     [
         ("logistic_regression", "binary_classification"),
-        ("logistic_regression", "regression"),
         ("random_forest", "binary_classification"),
         ("random_forest", "regression"),
     ],

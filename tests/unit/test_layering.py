@@ -22,6 +22,7 @@ LAYERS = {
     "data": 1,
     "storage": 0,
     "config": 0,
+    "catalog": 0,
     "provenance": 0,
 }
 
