@@ -41,6 +41,7 @@ from civicml.serving.routing import (
     current_routing,
 )
 from civicml.storage.registry import ANY, Registry, RegistryError
+from civicml.storage.s3_settings import store_secret_env
 from civicml.storage.store import resolve_store_uri
 
 FIELD_MANAGER = "civicml"
@@ -163,8 +164,7 @@ def build_objects(cfg: RunConfig, routing: Routing, store_uri: str | None = None
         "env": [
             {"name": "CIVICML_STORE_URI", "value": uri},
             {"name": ROUTING_FILE_ENV, "value": f"{CONFIG_DIR}/routing.json"},
-            {"name": "MINIO_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": secret, "key": "MINIO_ACCESS_KEY"}}},
-            {"name": "MINIO_SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": secret, "key": "MINIO_SECRET_KEY"}}},
+            *store_secret_env(secret),
             {"name": "HOME", "value": "/tmp"},
             {"name": "TMPDIR", "value": "/tmp"},
             *server_auth_env(cfg),

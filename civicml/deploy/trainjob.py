@@ -32,6 +32,7 @@ from civicml.modeling.distributed import (
     WorkerJob,
 )
 from civicml.storage.registry import Registry
+from civicml.storage.s3_settings import store_secret_env
 from civicml.storage.store import open_store, resolve_store_uri
 
 GROUP = "trainer.kubeflow.org"
@@ -86,9 +87,6 @@ def build_trainjob(cfg: RunConfig, version: str):
 
     t = cfg.training
 
-    def secret_env(key: str) -> dict[str, Any]:
-        return {"name": key, "valueFrom": {"secretKeyRef": {"name": cfg.storage.secret_name, "key": key}}}
-
     def setting_env(key: str) -> dict[str, Any]:
         ref = {"name": SETTINGS_CONFIGMAP, "key": key, "optional": True}
         return {"name": key, "valueFrom": {"configMapKeyRef": ref}}
@@ -129,8 +127,7 @@ def build_trainjob(cfg: RunConfig, version: str):
                     {"name": "CIVICML_STORE_URI", "value": resolve_store_uri(cfg.storage.uri)},
                     setting_env("CIVICML_S3_ENDPOINT"),
                     setting_env("CIVICML_S3_SECURE"),
-                    secret_env("MINIO_ACCESS_KEY"),
-                    secret_env("MINIO_SECRET_KEY"),
+                    *store_secret_env(cfg.storage.secret_name),
                     {"name": "HOME", "value": "/tmp"},
                     {"name": "PYTHONUNBUFFERED", "value": "1"},
                     {"name": "OMP_WAIT_POLICY", "value": "PASSIVE"},
@@ -317,7 +314,7 @@ def run_trainjob(cfg: RunConfig, version: str, job: WorkerJob, model_dir: str | 
     store = open_store(cfg.storage.uri)
     out = Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)
-    keys = store.list(staged.output.rstrip("/") + "/")
+    keys = store.list_keys(staged.output.rstrip("/") + "/")
     if not keys:
         raise TrainJobError(f"TrainJob for {version} completed but rank 0 wrote no model under {staged.output}/")
     for key in keys:

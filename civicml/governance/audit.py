@@ -98,7 +98,7 @@ class AuditLog:
 
     # -- reading ------------------------------------------------------------------
     def _record_keys(self) -> list[str]:
-        return [k for k in self.store.list(RECORDS_PREFIX) if k.endswith(".json")]
+        return [k for k in self.store.list_keys(RECORDS_PREFIX) if k.endswith(".json")]
 
     def records(self) -> list[dict[str, Any]]:
         """All records, oldest first (not verified; see `verify`). Unparseable objects are skipped."""
@@ -267,7 +267,7 @@ class AuditLog:
     def stored_keys(self) -> dict[str, dict[str, Any]]:
         """Public keys found under `audit/keys/`, by key id (not trusted when keys are pinned)."""
         out = {}
-        for key in self.store.list(KEYS_PREFIX):
+        for key in self.store.list_keys(KEYS_PREFIX):
             try:
                 doc = json.loads(self.store.get_bytes(key))
                 out[doc["key_id"]] = doc

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from civicml.modeling.estimators import TrainedModel
 from civicml.modeling.preprocessing import FeatureSpec
+from civicml.storage.hashing import tree_hash
 
 MODEL_META = "model.json"
 XGB_FILE = "model.ubj"
@@ -84,18 +85,14 @@ def load_model(directory: str | Path) -> TrainedModel:
 
 
 def model_hash_from_files(files: dict[str, bytes]) -> str:
-    """The model hash from `{relative name: bytes}`: sha256 over (name, sha256 of bytes), names sorted.
+    """The model hash from `{relative name: bytes}` (the one definition: `civicml.storage.hashing.tree_hash`).
 
     Both a saved directory (`model_hash`) and the files stored in the registry hash this way,
     so an approval can be bound to exactly the model that was evaluated.
     """
     import hashlib
 
-    h = hashlib.sha256()
-    for name in sorted(files):
-        h.update(name.encode())
-        h.update(hashlib.sha256(files[name]).hexdigest().encode())
-    return h.hexdigest()
+    return tree_hash({name: hashlib.sha256(data).hexdigest() for name, data in files.items()})
 
 
 def model_hash(model_dir: str | Path) -> str:

@@ -15,6 +15,7 @@ The loser of either race gets `StoreConflict`, never a silent overwrite.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,7 @@ class Store(ABC):
         """Whether an object exists at `key`."""
 
     @abstractmethod
-    def list(self, prefix: str = "") -> list[str]:
+    def list_keys(self, prefix: str = "") -> list[str]:
         """All keys under `prefix`, sorted."""
 
     @abstractmethod
@@ -91,8 +92,12 @@ class Store(ABC):
         """Remove the object at `key` (no error when absent)."""
 
     def list_info(self, prefix: str = "") -> list[ObjectInfo]:
-        """Like `list`, with size and modification time (backends override this with one call)."""
-        return [ObjectInfo(key, len(self.get_bytes(key)), 0.0) for key in self.list(prefix)]
+        """Like `list_keys`, with size and modification time (backends override this with one call)."""
+        return [ObjectInfo(key, len(self.get_bytes(key)), 0.0) for key in self.list_keys(prefix)]
+
+    def list(self, prefix: str = "") -> builtins.list[str]:
+        """Deprecated name of `list_keys` (it shadowed the builtin in this class); kept while callers move."""
+        return self.list_keys(prefix)
 
     def put_file(self, key: str, path: str | Path) -> None:
         """Upload a local file."""

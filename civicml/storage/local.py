@@ -141,7 +141,7 @@ class LocalStore(Store):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list_keys(self, prefix: str = "") -> list[str]:
         if not self.root.exists():
             return []
         base = self.root / prefix if prefix and prefix.endswith("/") else self.root
@@ -157,7 +157,7 @@ class LocalStore(Store):
 
     def list_info(self, prefix: str = "") -> list[ObjectInfo]:
         out = []
-        for key in self.list(prefix):
+        for key in self.list_keys(prefix):
             try:
                 st = (self.root / key).stat()
             except FileNotFoundError:  # deleted by another writer since listing

@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from civicml.storage.hashing import tree_hash  # noqa: F401  (one definition; re-exported for the registry)
+
 MANIFEST_SCHEMA = "civicml.manifest/v1"
 ALIASES = ("champion", "challenger")
 
@@ -56,19 +58,6 @@ def utcnow() -> str:
 def new_version_id() -> str:
     """A sortable, unique version id such as `v20261129-104512-3f9a1c`."""
     return datetime.now(timezone.utc).strftime("v%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-
-
-def tree_hash(files: dict[str, str]) -> str:
-    """sha256 over `{relative path: sha256}` in path order: a saved model directory's identity.
-
-    The same definition as `civicml.steps.model_hash` (which hashes files on disk), so a
-    manifest's `model_sha256` can be re-derived from its `model/` entries without downloading.
-    """
-    h = hashlib.sha256()
-    for name in sorted(files, key=lambda n: Path(n).parts):
-        h.update(name.encode())
-        h.update(files[name].encode())
-    return h.hexdigest()
 
 
 def parse_manifest(key: str, data: bytes, where: str) -> dict[str, Any]:

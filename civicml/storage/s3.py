@@ -1,17 +1,7 @@
 """S3 backend of the object store, on the `minio` client (MinIO, SeaweedFS or any S3-compatible store).
 
-Where the store is comes from the URI (`s3://bucket/prefix`) and the environment;
-credentials come from the environment only, never from the config:
-
-    CIVICML_S3_ENDPOINT   host:port or URL (http:// means plain HTTP); AWS_ENDPOINT_URL_S3 /
-                          AWS_ENDPOINT_URL are read when it is unset
-    CIVICML_S3_SECURE     true/false: use TLS (overrides the URL scheme); default true
-    CIVICML_S3_REGION     region (AWS_REGION / AWS_DEFAULT_REGION); default us-east-1
-    MINIO_ACCESS_KEY / MINIO_SECRET_KEY, or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
-                          (+ AWS_SESSION_TOKEN)
-
-On a cluster those variables come from a Kubernetes Secret (`storage.secret_name`),
-mapped into every pipeline task with `secret_env_mapping()`.
+Where the store is comes from the URI (`s3://bucket/prefix`) and the environment
+(`civicml.storage.s3_settings`); credentials come from the environment only, never from the config.
 
 Conditional writes (`create`, `replace`) send `If-None-Match: *` / `If-Match: "<etag>"` on a
 plain PutObject. minio-py 7.2's public `put_object` turns every header it does not know into
@@ -34,7 +24,6 @@ import io
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,14 +31,20 @@ import urllib3
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from civicml.storage.base import ObjectInfo, Store, StoreConflict, StoreError, check_key
+from civicml.storage.s3_settings import (  # noqa: F401  (re-exported: callers import these from here)
+    ACCESS_KEY_VARS,
+    ENV_ENDPOINT,
+    ENV_REGION,
+    ENV_SECURE,
+    SECRET_KEY_VARS,
+    S3Settings,
+    parse_s3_uri,
+    secret_env_mapping,
+    store_secret_env,
+)
 
 T = TypeVar("T")
 
-ENV_ENDPOINT = "CIVICML_S3_ENDPOINT"
-ENV_SECURE = "CIVICML_S3_SECURE"
-ENV_REGION = "CIVICML_S3_REGION"
-ACCESS_KEY_VARS = ("MINIO_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
-SECRET_KEY_VARS = ("MINIO_SECRET_KEY", "AWS_SECRET_ACCESS_KEY")
 
 # S3 error codes that mean "try again": throttling and server-side hiccups.
 TRANSIENT_CODES = frozenset(
@@ -67,111 +62,6 @@ CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 CREDENTIAL_CODES = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken", "InvalidSecurity"}
 )
-
-
-def secret_env_mapping() -> dict[str, str]:
-    """Keys of the store's Kubernetes Secret mapped to the environment variables this module reads.
-
-    Used when compiling for a cluster:
-    `kfp.kubernetes.use_secret_as_env(task, secret_name=cfg.storage.secret_name,
-    secret_key_to_env=secret_env_mapping())`. The Secret's keys are named like the variables
-    (the convention of KFP's own `mlpipeline-minio-artifact` Secret uses `accesskey`/`secretkey`;
-    create ours with `kubectl create secret generic civicml-object-store
-    --from-literal=MINIO_ACCESS_KEY=... --from-literal=MINIO_SECRET_KEY=...`).
-    """
-    return {"MINIO_ACCESS_KEY": "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY": "MINIO_SECRET_KEY"}
-
-
-def _truthy(value: str, var: str) -> bool:
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    raise StoreError(f"{var}={value!r} is not a boolean; use true or false")
-
-
-def _first_env(names: tuple[str, ...]) -> str | None:
-    for name in names:
-        value = os.environ.get(name)
-        if value:
-            return value
-    return None
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    """Connection settings for one S3 endpoint (repr never shows the credentials)."""
-
-    endpoint: str
-    secure: bool
-    region: str
-    access_key: str = field(repr=False)
-    secret_key: str = field(repr=False)
-    session_token: str | None = field(default=None, repr=False)
-
-    @classmethod
-    def from_env(cls) -> S3Settings:
-        """Read the endpoint, TLS flag, region and credentials from the environment.
-
-        Raises:
-            StoreError: no endpoint or no credentials are set (the message names the variables).
-        """
-        raw = _first_env((ENV_ENDPOINT, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"))
-        if not raw:
-            raise StoreError(
-                f"the store is an s3:// URI but {ENV_ENDPOINT} is not set; set it to the S3 endpoint, "
-                "e.g. CIVICML_S3_ENDPOINT=minio-service.kubeflow:9000 (add CIVICML_S3_SECURE=false for plain HTTP)"
-            )
-        secure = True
-        endpoint = raw.strip().rstrip("/")
-        if "://" in endpoint:
-            scheme, _, endpoint = endpoint.partition("://")
-            if scheme not in ("http", "https"):
-                raise StoreError(f"{ENV_ENDPOINT}={raw!r}: unsupported scheme {scheme!r}; use http:// or https://")
-            secure = scheme == "https"
-        if not endpoint or "/" in endpoint:
-            raise StoreError(
-                f"{ENV_ENDPOINT}={raw!r} is not host[:port]; give e.g. minio-service.kubeflow:9000 "
-                "(the bucket belongs in storage.uri, s3://bucket/prefix)"
-            )
-        if os.environ.get(ENV_SECURE):
-            secure = _truthy(os.environ[ENV_SECURE], ENV_SECURE)
-        access = _first_env(ACCESS_KEY_VARS)
-        secret = _first_env(SECRET_KEY_VARS)
-        if not access or not secret:
-            raise StoreError(
-                f"no credentials for the object store at {endpoint}: set MINIO_ACCESS_KEY and MINIO_SECRET_KEY "
-                "(or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) in the environment; on a cluster they come "
-                "from the Kubernetes Secret named by storage.secret_name"
-            )
-        region = _first_env((ENV_REGION, "AWS_REGION", "AWS_DEFAULT_REGION")) or "us-east-1"
-        token = os.environ.get("AWS_SESSION_TOKEN") or None
-        return cls(endpoint, secure, region, access, secret, token)
-
-    def redact(self, text: str) -> str:
-        """`text` with every credential value replaced by `***` (defence in depth for messages)."""
-        for secret in (self.secret_key, self.session_token, self.access_key):
-            # Values this short are not real credentials (MinIO needs 8+ character secrets), and
-            # replacing them would mangle every message.
-            if secret and len(secret) >= 6:
-                text = text.replace(secret, "***")
-        return text
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """Split `s3://bucket/some/prefix` into (`bucket`, `some/prefix/`); the prefix may be empty.
-
-    Raises:
-        StoreError: the URI has no bucket.
-    """
-    if not uri.startswith("s3://"):
-        raise StoreError(f"not an S3 URI: {uri!r}; expected s3://bucket/prefix")
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    if not bucket:
-        raise StoreError(f"S3 URI {uri!r} has no bucket; expected s3://bucket/prefix")
-    prefix = prefix.strip("/")
-    return bucket, (prefix + "/") if prefix else ""
 
 
 class S3Store(Store):
@@ -490,7 +380,7 @@ class S3Store(Store):
 
         return sorted(self._call(f"list {full or '/'}", listing), key=lambda o: o.key)
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list_keys(self, prefix: str = "") -> list[str]:
         return [o.key for o in self.list_info(prefix)]
 
     def delete(self, key: str) -> None:

@@ -38,6 +38,7 @@ from civicml.config import ConfigError, ParamSpec, RunConfig, check_katib_arg_va
 from civicml.deploy.cluster import ENFORCE_LABEL, api_client, namespace_labels
 from civicml.deploy.security import restricted_container_security_context, restricted_pod_security_context
 from civicml.modeling.search_space import coerce_params, space_for
+from civicml.storage.s3_settings import store_secret_env
 from civicml.storage.store import resolve_store_uri
 from civicml.tuning.objective import TuningError
 
@@ -134,9 +135,6 @@ def trial_job(cfg: RunConfig, version: str, space: dict[str, ParamSpec]) -> dict
     for name in space:
         args += ["--param", f"{name}=${{trialParameters.{name}}}"]
 
-    def secret_env(key: str) -> dict[str, Any]:
-        return {"name": key, "valueFrom": {"secretKeyRef": {"name": cfg.storage.secret_name, "key": key}}}
-
     container = {
         "name": PRIMARY_CONTAINER,
         "image": cfg.deploy.image,
@@ -148,8 +146,7 @@ def trial_job(cfg: RunConfig, version: str, space: dict[str, ParamSpec]) -> dict
         "env": [
             # The store the tune step uploaded the split to (its own resolved URI).
             {"name": "CIVICML_STORE_URI", "value": resolve_store_uri(cfg.storage.uri)},
-            secret_env("MINIO_ACCESS_KEY"),
-            secret_env("MINIO_SECRET_KEY"),
+            *store_secret_env(cfg.storage.secret_name),
             {"name": "HOME", "value": "/tmp"},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
         ],

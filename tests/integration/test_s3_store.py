@@ -63,12 +63,12 @@ def test_roundtrip_on_a_versioned_bucket(s3_env):
     store.put_bytes("ab/three", b"333")
     assert store.get_bytes("a/two.json") == b"22"
     assert store.exists("a/one.json") and not store.exists("a/none")
-    assert store.list("a/") == ["a/one.json", "a/two.json"]
+    assert store.list_keys("a/") == ["a/one.json", "a/two.json"]
     assert [(o.key, o.size) for o in store.list_info("a")] == [("a/one.json", 1), ("a/two.json", 2), ("ab/three", 3)]
     store.put_bytes("a/one.json", b"replaced")
     assert store.get_bytes("a/one.json") == b"replaced"
     store.delete("a/one.json")
-    assert store.list("a/") == ["a/two.json"]
+    assert store.list_keys("a/") == ["a/two.json"]
     with pytest.raises(FileNotFoundError, match="no object 'a/one.json'"):
         store.get_bytes("a/one.json")
     # Keys live under the URI's prefix, and only there.
@@ -137,8 +137,8 @@ class FailingStore(Store):
     def exists(self, key):
         return self.inner.exists(key)
 
-    def list(self, prefix=""):
-        return self.inner.list(prefix)
+    def list_keys(self, prefix=""):
+        return self.inner.list_keys(prefix)
 
     def list_info(self, prefix=""):
         return self.inner.list_info(prefix)
@@ -161,7 +161,7 @@ def test_run_failing_mid_upload_leaves_no_version_and_no_alias_move(s3_env, tmp_
         with pytest.raises(StoreError, match="injected failure"):
             register_as(cfg, tmp_path, "v-second")
     assert failing.puts == 4  # three artifacts reached the bucket before the failure
-    assert len(reg.store.list("staging/v-second/")) == 3
+    assert len(reg.store.list_keys("staging/v-second/")) == 3
     assert [m["version"] for m in reg.versions()] == [first["version"]]
     with pytest.raises(RegistryError, match="no model version 'v-second'"):
         reg.manifest("v-second")
@@ -185,7 +185,7 @@ def test_run_failing_mid_upload_leaves_no_version_and_no_alias_move(s3_env, tmp_
             register_as(cfg, tmp_path, "v-killed")
     res = _cli("models", "gc", "--older-than", "0")
     assert res.exit_code == 0 and "v-killed" in res.output
-    assert reg.store.list("staging/v-killed/") == []
+    assert reg.store.list_keys("staging/v-killed/") == []
     assert _cli("models", "verify").exit_code == 0
 
 
@@ -239,7 +239,7 @@ def test_missing_bucket_is_one_clear_error(s3_env, monkeypatch):
     monkeypatch.setenv("CIVICML_STORE_URI", "s3://no-such-bucket-here/p")
     store = open_store()
     with pytest.raises(StoreError, match="bucket 'no-such-bucket-here' does not exist at s3://no-such-bucket-here/p"):
-        store.list("versions/")
+        store.list_keys("versions/")
     res = _cli("models", "list")
     assert res.exit_code == 1 and "does not exist" in res.output and "Traceback" not in res.output
 

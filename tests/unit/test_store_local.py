@@ -30,15 +30,15 @@ def clean_env(monkeypatch):
 
 def test_roundtrip_list_and_delete(tmp_path):
     store = LocalStore(tmp_path / "s")
-    assert store.list() == []
+    assert store.list_keys() == []
     store.put_bytes("versions/v1/manifest.json", b"{}")
     store.put_bytes("staging/v1/model/model.ubj", b"abc")
     store.put_bytes("staging/v10/x", b"z")
     assert store.get_bytes("staging/v1/model/model.ubj") == b"abc"
     assert store.exists("versions/v1/manifest.json")
     assert not store.exists("versions/v2/manifest.json")
-    assert store.list("staging/v1/") == ["staging/v1/model/model.ubj"]  # not staging/v10
-    assert store.list() == ["staging/v1/model/model.ubj", "staging/v10/x", "versions/v1/manifest.json"]
+    assert store.list_keys("staging/v1/") == ["staging/v1/model/model.ubj"]  # not staging/v10
+    assert store.list_keys() == ["staging/v1/model/model.ubj", "staging/v10/x", "versions/v1/manifest.json"]
     infos = {o.key: o for o in store.list_info("staging/")}
     assert infos["staging/v1/model/model.ubj"].size == 3
     assert infos["staging/v10/x"].modified > 0
@@ -47,7 +47,7 @@ def test_roundtrip_list_and_delete(tmp_path):
     store.delete("staging/v1/model/model.ubj")
     store.delete("staging/v1/model/model.ubj")  # absent: no error
     assert not (tmp_path / "s" / "staging" / "v1").exists()  # emptied directories go too
-    assert store.list("staging/") == ["staging/v10/x"]
+    assert store.list_keys("staging/") == ["staging/v10/x"]
 
 
 def test_missing_key_is_file_not_found(tmp_path):
@@ -69,7 +69,7 @@ def test_no_temp_files_left_and_temp_files_never_listed(tmp_path):
     store.put_bytes("a/b.json", b"1")
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.json"]
     (tmp_path / "a" / ".tmp-crashed").write_bytes(b"half")  # what a killed writer leaves
-    assert store.list() == ["a/b.json"]
+    assert store.list_keys() == ["a/b.json"]
 
 
 def test_unwritable_location_is_a_clear_store_error(tmp_path):
