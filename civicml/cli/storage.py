@@ -1,4 +1,4 @@
-"""`civicml models ...` (the model registry) and `civicml reproduce VERSION`."""
+"""`civicml models ...`: the model registry (list, show, card, diff, verify, gc)."""
 
 from __future__ import annotations
 
@@ -269,26 +269,6 @@ def diff_cmd(
         console.print("no differences")
 
 
-def _audit_mismatches(registry, manifests: list[dict[str, Any]]) -> dict[str, str]:
-    """Versions whose manifest model hash differs from the one the audit log recorded at commit."""
-    from civicml.governance.audit import AuditLog
-
-    committed = {
-        r["payload"].get("version"): r["payload"].get("model_sha256")
-        for r in AuditLog(registry.store).records()
-        if r.get("event") == "version_committed"
-    }
-    out = {}
-    for man in manifests:
-        recorded = committed.get(man["version"])
-        if recorded and recorded != man.get("model_sha256"):
-            out[man["version"]] = (
-                f"manifest of version {man['version']}: model_sha256 {str(man.get('model_sha256'))[:16]}… differs "
-                f"from the audit log's commit record {recorded[:16]}…; the manifest was edited after commit"
-            )
-    return out
-
-
 @models_app.command("verify")
 @friendly_errors
 def verify_cmd(
@@ -299,12 +279,14 @@ def verify_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Check every artifact's sha256 against its manifest; exit 1 on any mismatch."""
+    from civicml.governance.trust import audit_mismatches
+
     registry = _registry(config, store, project)
     if version:
         manifests, damaged = [registry.manifest(version)], []
     else:
         manifests, damaged = registry.scan_versions()
-    audit = _audit_mismatches(registry, manifests)
+    audit = audit_mismatches(registry, manifests)
     results = [{"version": d["version"], "artifacts": 0, "problems": [d["problem"]]} for d in damaged]
     for man in manifests:
         problems = registry.verify(man["version"])
@@ -381,40 +363,6 @@ def _prune_runs(registry, keep: int, dry_run: bool) -> list[str]:
     return prune_runs(root, keep)
 
 
-@friendly_errors
-def reproduce_cmd(
-    version: str = typer.Argument(..., help="Version id, or the alias champion/challenger."),
-    config: Path | None = ConfigOpt,
-    store: str | None = StoreOpt,
-    project: str | None = ProjectOpt,
-    as_json: bool = JsonOpt,
-) -> None:
-    """Retrain a version from its recorded lineage and check the model hash is identical (exit 1 if not)."""
-    from civicml.reproduce import reproduce
-
-    registry = _registry(config, store, project)
-    man = registry.manifest(version)
-    with console.status(f"retraining {man['version']} from its lineage…"):
-        result = reproduce(registry, man["version"])
-    if as_json:
-        _print_json(result)
-    else:
-        colour = "green" if result["identical"] else "red"
-        console.print(f"[bold {colour}]{result['verdict']}[/]", highlight=False)
-        console.print(f"recorded   model sha256 {result['recorded_model_sha256']}", highlight=False)
-        console.print(f"reproduced model sha256 {result['reproduced_model_sha256']}", highlight=False)
-        if result["differences"]:
-            table = Table(title="recorded inputs that differ now")
-            for col in ("input", "key", "recorded", "current"):
-                table.add_column(col)
-            for d in result["differences"]:
-                table.add_row(d["input"], d["key"], _fmt(d["recorded"]), _fmt(d["current"]))
-            console.print(table)
-    if not result["identical"]:
-        raise typer.Exit(1)
-
-
 def register(app: typer.Typer) -> None:
-    """Add `models ...` and `reproduce` to `app`."""
+    """Add `models ...` to `app`."""
     app.add_typer(models_app, name="models")
-    app.command("reproduce")(reproduce_cmd)

@@ -133,3 +133,21 @@ def _check_decision(registry: Registry, records: list[dict[str, Any]], version: 
         f"refusing {version}: its stored decision ({stored.get('decision')!r} by {stored.get('by')!r}) has no matching "
         "record in the audit log — the approval was forged or edited"
     )
+
+
+def audit_mismatches(registry: Registry, manifests: list[dict[str, Any]]) -> dict[str, str]:
+    """Versions whose manifest model hash differs from the one the audit log recorded at commit."""
+    committed = {
+        r["payload"].get("version"): r["payload"].get("model_sha256")
+        for r in AuditLog(registry.store).records()
+        if r.get("event") == "version_committed"
+    }
+    out = {}
+    for man in manifests:
+        recorded = committed.get(man["version"])
+        if recorded and recorded != man.get("model_sha256"):
+            out[man["version"]] = (
+                f"manifest of version {man['version']}: model_sha256 {str(man.get('model_sha256'))[:16]}… differs "
+                f"from the audit log's commit record {recorded[:16]}…; the manifest was edited after commit"
+            )
+    return out

@@ -13,6 +13,7 @@ from support import FAST as SMALL_RUN
 from support import register_trained, train_through_gate
 from typer.testing import CliRunner
 
+from civicml.cli import reproduce as reproduce_cli
 from civicml.cli import storage as storage_cli
 from civicml.config import load_config
 from civicml.data.demo import generate_benefits
@@ -37,6 +38,7 @@ def _train_version(cfg, work: Path) -> dict:
 def _cli(store: Path, *args: str):
     app = typer.Typer()
     storage_cli.register(app)
+    reproduce_cli.register(app)
     return CliRunner().invoke(app, [*args, "--store", str(store)])
 
 
