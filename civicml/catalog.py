@@ -176,6 +176,11 @@ def family_task_error(family: str, task: str) -> str | None:
     )
 
 
+# --- decisions -------------------------------------------------------------------------------------------------
+# The classification threshold when none was chosen: `model.threshold.rule: fixed` without a value, and every
+# model saved before thresholds were chosen. A chosen one is saved in model.json and the server labels with it.
+DEFAULT_THRESHOLD = 0.5
+
 # --- tuning ---------------------------------------------------------------------------------------------------
 # Katib's suggestion algorithms civicml maps to Optuna samplers (DESIGN.md "Backends").
 ALGORITHMS = ("random", "tpe", "multivariate-tpe", "cmaes", "grid")

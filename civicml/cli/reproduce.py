@@ -8,12 +8,12 @@ import typer
 from rich.table import Table
 
 from civicml.cli.common import ProjectOpt, console, friendly_errors
-from civicml.cli.storage import ConfigOpt, JsonOpt, StoreOpt, _fmt, _print_json, _registry
+from civicml.cli.storage import ConfigOpt, JsonOpt, StoreOpt, VersionArg, _fmt, _print_json, _registry
 
 
 @friendly_errors
 def reproduce_cmd(
-    version: str = typer.Argument(..., help="Version id, or the alias champion/challenger."),
+    version: str = VersionArg,
     config: Path | None = ConfigOpt,
     store: str | None = StoreOpt,
     project: str | None = ProjectOpt,

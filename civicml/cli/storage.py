@@ -25,6 +25,7 @@ StoreOpt = typer.Option(
     None, "--store", help="Store URI (a directory or s3://bucket/prefix); wins over storage.uri and CIVICML_STORE_URI."
 )
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
+VersionArg = typer.Argument(..., help="Version id, or the alias champion/challenger.")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -144,7 +145,7 @@ def list_cmd(
 @models_app.command("show")
 @friendly_errors
 def show_cmd(
-    version: str = typer.Argument(..., help="Version id, or the alias champion/challenger."),
+    version: str = VersionArg,
     config: Path | None = ConfigOpt,
     store: str | None = StoreOpt,
     project: str | None = ProjectOpt,
@@ -213,7 +214,7 @@ def show_cmd(
 @models_app.command("card")
 @friendly_errors
 def card_cmd(
-    version: str = typer.Argument(..., help="Version id, or the alias champion/challenger."),
+    version: str = VersionArg,
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the HTML card here (default: print Markdown)."),
     config: Path | None = ConfigOpt,
     store: str | None = StoreOpt,

@@ -6,6 +6,7 @@ from typing import Any
 
 import pandas as pd
 
+from civicml.catalog import DEFAULT_THRESHOLD
 from civicml.config import RunConfig
 from civicml.evaluation.baseline import MARGIN_METRICS, no_skill_baseline
 from civicml.evaluation.bootstrap import Bootstrap
@@ -15,7 +16,7 @@ from civicml.evaluation.fairness import fairness_report, regression_fairness_rep
 from civicml.evaluation.metrics import evaluate_predictions
 from civicml.modeling.estimators import TrainedModel
 
-THRESHOLD = 0.5
+THRESHOLD = DEFAULT_THRESHOLD
 N_RESAMPLES = 1000
 
 

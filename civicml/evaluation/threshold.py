@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
+from civicml.catalog import DEFAULT_THRESHOLD
+
 RULES = ("fixed", "max_f1", "max_youden", "target_precision", "target_recall")
 
 
@@ -50,7 +52,7 @@ def choose_threshold(y_true: np.ndarray, score: np.ndarray, rule: str = "fixed",
     if rule not in RULES:
         raise ThresholdError(f"unknown threshold rule {rule!r}; use one of {', '.join(RULES)}")
     if rule == "fixed":
-        threshold = 0.5 if value is None else float(value)
+        threshold = DEFAULT_THRESHOLD if value is None else float(value)
     else:
         if len(np.unique(y)) < 2:
             raise ThresholdError(

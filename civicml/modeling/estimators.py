@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from civicml.catalog import FAMILIES, FAMILY_DEFAULTS, family_task_error
+from civicml.catalog import DEFAULT_THRESHOLD, FAMILIES, FAMILY_DEFAULTS, family_task_error
 from civicml.modeling.preprocessing import FeatureSpec
 
 # The families' starting parameters live in the catalog with the rest of the family knowledge.
@@ -26,7 +26,7 @@ class TrainedModel:
     estimator: Any
     # Classification decision threshold, chosen on the validation split (`civicml.evaluation.threshold`)
     # and saved in model.json, so evaluation and the server label rows the same way.
-    threshold: float = 0.5
+    threshold: float = DEFAULT_THRESHOLD
 
     @property
     def task(self) -> str:

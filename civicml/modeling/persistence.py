@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from civicml.catalog import DEFAULT_THRESHOLD
 from civicml.modeling.estimators import TrainedModel
 from civicml.modeling.preprocessing import FeatureSpec
 from civicml.storage.hashing import tree_hash
@@ -32,7 +33,7 @@ def save_model(model: TrainedModel, directory: str | Path) -> list[Path]:
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     meta = {"family": model.family, "params": model.params, "spec": model.spec.to_dict(), "format": 1}
-    if model.task == "binary_classification" and model.threshold != 0.5:
+    if model.task == "binary_classification" and model.threshold != DEFAULT_THRESHOLD:
         # Only a chosen threshold is written: models at the default keep their bytes (and hashes).
         meta["threshold"] = model.threshold
     files = [d / MODEL_META]
@@ -80,7 +81,7 @@ def load_model(directory: str | Path) -> TrainedModel:
                 "was not written by civicml — retrain the version or restore the file"
             )
         est = sio.load(path, trusted=sorted(SKOPS_TRUSTED_TYPES & set(untrusted)))
-    threshold = float(meta.get("threshold", 0.5))
+    threshold = float(meta.get("threshold", DEFAULT_THRESHOLD))
     return TrainedModel(family=family, spec=spec, params=meta["params"], estimator=est, threshold=threshold)
 
 

@@ -327,21 +327,7 @@ class S3Store(Store):
         self._call(f"upload {name}", lambda: self.client.fput_object(self.bucket, name, str(path)))
 
     def get_bytes(self, key: str) -> bytes:
-        self._check_bucket()
-        name = self._key(key)
-
-        def read() -> bytes:
-            resp = self.client.get_object(self.bucket, name)
-            try:
-                return resp.read()
-            finally:
-                resp.close()
-                resp.release_conn()
-
-        try:
-            return self._call(f"read {name}", read)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no object {key!r} in store {self.uri}") from None
+        return self.read(key)[0]
 
     def get_file(self, key: str, path: str | Path) -> Path:
         self._check_bucket()
