@@ -132,6 +132,37 @@ def deploy_version(
     check_promotable(registry, version, AuditLog(registry.store))  # before touching the cluster
     client = client or KubeClient()
     ns, name = cfg.deploy.namespace, cfg.deploy.name
+    rollout = _rollout(cfg, registry, client, objects, version, alias, by, sleep, clock)
+    result = promote(
+        registry,
+        version,
+        by=by,
+        reason=f"{reason or 'deploy'}; kubernetes rollout of {ns}/{name}",
+        role=alias,
+        share=routing.challenger_share,
+        expected_champion=expected_champion,
+        deployer=rollout,
+        target="kubernetes",
+    )
+    payload = {"namespace": ns, "name": name, "version": version, "alias": alias}
+    payload.update(challenger_share=routing.effective_share, rollout=result["rollout"])
+    AuditLog(registry.store).append("k8s_deployed", payload, actor=by)
+    return {**result, "objects": objects}
+
+
+def _rollout(
+    cfg: RunConfig,
+    registry: Registry,
+    client: KubeClient,
+    objects: list[dict[str, Any]],
+    version: str,
+    alias: str,
+    by: str,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> Callable[[Routing], str]:
+    """The deployer handed to `promote`: apply `objects`, wait for the rollout, roll back when it fails."""
+    ns, name = cfg.deploy.namespace, cfg.deploy.name
 
     def rollout(_: Routing) -> str:
         applied = 0
@@ -154,30 +185,7 @@ def deploy_version(
             rolled_back = _rollback(cfg, registry, client, version, why, by, sleep, clock)
             raise DeployError(f"{why}; {rolled_back}; the registry alias {alias!r} was not moved") from None
 
-    result = promote(
-        registry,
-        version,
-        by=by,
-        reason=f"{reason or 'deploy'}; kubernetes rollout of {ns}/{name}",
-        role=alias,
-        share=routing.challenger_share,
-        expected_champion=expected_champion,
-        deployer=rollout,
-        target="kubernetes",
-    )
-    AuditLog(registry.store).append(
-        "k8s_deployed",
-        {
-            "namespace": ns,
-            "name": name,
-            "version": version,
-            "alias": alias,
-            "challenger_share": routing.effective_share,
-            "rollout": result["rollout"],
-        },
-        actor=by,
-    )
-    return {**result, "objects": objects}
+    return rollout
 
 
 def _one_line(err: Exception, action: str) -> str:

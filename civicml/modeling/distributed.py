@@ -298,6 +298,24 @@ def _wait(procs, logs, n: int, timeout: float, t0: float) -> None:
         time.sleep(0.05)
 
 
+def _start_worker(job_path: Path, log: Path, rank: int, n: int, port: int) -> subprocess.Popen:
+    """One local worker process with the variables Kubeflow Trainer would inject, logging to `log`."""
+    env = {
+        **os.environ,
+        ENV_TRACKER_URI: "127.0.0.1",
+        ENV_TRACKER_PORT: str(port),
+        ENV_TASK_ID: str(rank),
+        ENV_NUM_WORKER: str(n),
+        "PYTHONUNBUFFERED": "1",
+        # Every round waits for the slowest worker in an all-reduce; spinning OpenMP threads
+        # would steal its cores (measured 20x slower on 2 shared cores).
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+    }
+    cmd = [sys.executable, "-m", "civicml.modeling.distributed", "--job", str(job_path), "--tracker-host", "127.0.0.1"]
+    with log.open("wb") as fh:
+        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+
+
 def train_distributed(
     job: WorkerJob,
     model_dir: str | Path,
@@ -332,24 +350,8 @@ def train_distributed(
         t0 = time.monotonic()
         try:
             for rank in range(n):
-                env = {
-                    **os.environ,
-                    ENV_TRACKER_URI: "127.0.0.1",
-                    ENV_TRACKER_PORT: str(port),
-                    ENV_TASK_ID: str(rank),
-                    ENV_NUM_WORKER: str(n),
-                    "PYTHONUNBUFFERED": "1",
-                    # Every round waits for the slowest worker in an all-reduce; spinning OpenMP threads
-                    # would steal its cores (measured 20x slower on 2 shared cores).
-                    "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
-                }
                 log = work / f"worker-{rank}.log"
-                with log.open("wb") as fh:
-                    cmd = [sys.executable, "-m", "civicml.modeling.distributed", "--job", str(job_path)]
-                    cmd += ["--tracker-host", "127.0.0.1"]
-                    procs.append(
-                        subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
-                    )
+                procs.append(_start_worker(job_path, log, rank, n, port))
                 logs.append(log)
             if on_started:
                 on_started(procs, logs)

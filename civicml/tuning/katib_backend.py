@@ -92,6 +92,30 @@ def _api_error(action: str, namespace: str, name: str, err: Exception) -> KatibE
     return KatibError(f"could not {action} Katib Experiment {namespace}/{name}: HTTP {status} {reason}; {hint}")
 
 
+def _finished(obj: dict[str, Any], namespace: str, name: str, elapsed: float, timeout_seconds: float) -> bool:
+    """True when the Experiment succeeded; KatibError when it failed or ran out of time; else False."""
+    status = obj.get("status") or {}
+    conditions = _conditions(obj)
+    if "Failed" in conditions:
+        c = conditions["Failed"]
+        raise KatibError(
+            f"Katib Experiment {namespace}/{name} failed: {c.get('reason', '?')}: {c.get('message', '')} "
+            f"(trials succeeded {status.get('trialsSucceeded', 0)}, failed {status.get('trialsFailed', 0)}: "
+            f"{', '.join(status.get('failedTrialList') or []) or 'none listed'}); "
+            f"see `kubectl -n {namespace} logs job/<trial>` for a failed trial"
+        )
+    if "Succeeded" in conditions:
+        return True
+    if elapsed >= timeout_seconds:
+        raise KatibError(
+            f"Katib Experiment {namespace}/{name} did not finish within {timeout_seconds:g}s "
+            f"(tuning.katib.timeout_seconds): trials succeeded {status.get('trialsSucceeded', 0)}, "
+            f"running {status.get('trialsRunning', 0)}, pending {status.get('trialsPending', 0)}; "
+            "raise the timeout or lower tuning.max_trials"
+        )
+    return False
+
+
 def submit_and_wait(
     api: Any,
     body: dict[str, Any],
@@ -141,24 +165,8 @@ def submit_and_wait(
             status = obj.get("status") or {}
             if on_poll:
                 on_poll(status)
-            conditions = _conditions(obj)
-            if "Failed" in conditions:
-                c = conditions["Failed"]
-                raise KatibError(
-                    f"Katib Experiment {namespace}/{name} failed: {c.get('reason', '?')}: {c.get('message', '')} "
-                    f"(trials succeeded {status.get('trialsSucceeded', 0)}, failed {status.get('trialsFailed', 0)}: "
-                    f"{', '.join(status.get('failedTrialList') or []) or 'none listed'}); "
-                    f"see `kubectl -n {namespace} logs job/<trial>` for a failed trial"
-                )
-            if "Succeeded" in conditions:
+            if _finished(obj, namespace, name, clock() - start, timeout_seconds):
                 return obj, _list_trials(api, namespace, name)
-            if clock() - start >= timeout_seconds:
-                raise KatibError(
-                    f"Katib Experiment {namespace}/{name} did not finish within {timeout_seconds:g}s "
-                    f"(tuning.katib.timeout_seconds): trials succeeded {status.get('trialsSucceeded', 0)}, "
-                    f"running {status.get('trialsRunning', 0)}, pending {status.get('trialsPending', 0)}; "
-                    "raise the timeout or lower tuning.max_trials"
-                )
             sleep(poll_seconds)
     finally:
         if not retain:
