@@ -41,9 +41,8 @@ def test_served_labels_use_the_stored_threshold(tmp_path, monkeypatch):
     data_dir = tmp_path / "data"
     steps.validate_data(cfg, str(data_dir))
     train = steps.load_splits(data_dir)["train"]
-    model = fit_model(
-        "xgboost", steps._spec(cfg, data_dir, train), build_params("xgboost", {"n_estimators": 20}, {}), train, 42, 1
-    )
+    params = build_params("xgboost", {"n_estimators": 20}, {})
+    model = fit_model("xgboost", steps.feature_spec(cfg, data_dir, train), params, train, 42, 1)
     rows = generate_benefits(200, seed=5)
     scores = model.score(rows)
     # A threshold well below 0.5, where many rows are labelled differently than at 0.5.
