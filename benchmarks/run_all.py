@@ -5,7 +5,7 @@ Phases (each a set of subprocesses; nothing here runs inside `make test`):
 1. fixed per-step overhead at 1k rows / 1 trial, and interpreter start-up costs;
 2. pipeline vs bare baseline, alternately, at 100k rows (3 pairs);
 3. per-step scaling (time, peak RSS) at 10k / 100k / 1M rows (5M with `--with-5m`);
-4. model server latency/throughput on loopback;
+4. model server: civicml vs a bare FastAPI + inplace_predict floor (`server_compare.py`), alternating;
 5. HPO efficiency: `benchmarks/hpo_tpe_vs_random.py` (owned by the tuning work), folded in;
 6. pipeline vs bare at 1M rows (2 pairs; the second only if the time budget allows);
 7. pyinstrument profiles of the costliest steps (tune, evaluate at 200k rows) when a goal was missed.
@@ -33,7 +33,7 @@ from typing import Any
 
 import pipeline_overhead
 import scaling
-import server_latency
+import server_compare
 from _common import (
     BENCH,
     PY,
@@ -53,7 +53,7 @@ GOALS = {
     "fixed": "fixed overhead <= 1 s per step",
     "linear": "time linear in rows (log-log slope of summed step time between the two largest sizes <= 1.10)",
     "rss": "peak RSS <= 3x the in-memory feature matrix (largest size)",
-    "p99": "server p99 <= 10 ms for single rows at 200 requests/s",
+    **server_compare.GOALS,
 }
 
 
@@ -135,17 +135,7 @@ def evaluate_goals(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
         f"{last['rss_above_baseline_over_matrix']:.1f}x",
         "ok": last["rss_over_matrix"] <= 3.0,
     }
-    srv = res.get("server", {})
-    op = srv.get("single_open_200rps")
-    g["p99"] = {
-        "figure": (
-            f"p99 {op['p99_ms']:.1f} ms, p50 {op['p50_ms']:.1f} ms, achieved "
-            f"{op['throughput_rps']:.0f} req/s, errors {op['errors']}"
-        )
-        if op
-        else "not measured",
-        "ok": (op["p99_ms"] <= 10 and op["errors"] == 0) if op else None,
-    }
+    g.update(server_compare.goals(res.get("server_compare")))
     return g
 
 
@@ -330,48 +320,7 @@ def render(res: dict[str, Any]) -> str:
     if res.get("scaling_note"):
         out += [res["scaling_note"], ""]
 
-    out += ["## 3. Model server (loopback)", ""]
-    for key in ("server", "server_omp_passive"):
-        srv = res.get(key)
-        if srv is None:
-            continue
-        env = ", ".join(
-            f"{k}={'unset (libgomp default)' if v is None else v}" for k, v in (srv.get("server_env") or {}).items()
-        )
-        out += [
-            f"### Server process with {env or 'the default environment'}"
-            + (" (as shipped: the goal's figure)" if key == "server" else " (what thread contention costs)"),
-            "",
-        ]
-        if "error" in srv:
-            out += [f"Not measured: {srv['error']}", ""]
-            continue
-        st = srv["settings"]
-        out += [
-            f"`civicml serve` on 127.0.0.1, model trained on {st['train_rows']:,} demo rows. Each phase is capped at "
-            f"{st['requests_cap']} requests and {st['seconds_cap']} s; closed loop uses {st['concurrency']} workers. "
-            f"Server start-up to ready: {srv['server_startup_s']:.1f} s. The load generator shares the 2 cores.",
-            "",
-            _table(
-                ["phase", "requests", "errors", "req/s", "rows/s", "p50", "p90", "p99", "max"],
-                [
-                    [
-                        k,
-                        v["requests"],
-                        v["errors"],
-                        f"{v['throughput_rps']:.0f}",
-                        f"{v['rows_per_s']:.0f}",
-                        f"{v['p50_ms']:.1f} ms",
-                        f"{v['p90_ms']:.1f} ms",
-                        f"{v['p99_ms']:.1f} ms",
-                        f"{v['max_ms']:.1f} ms",
-                    ]
-                    for k, v in srv.items()
-                    if isinstance(v, dict) and "p99_ms" in v
-                ],
-            ),
-            "",
-        ]
+    out += server_compare.render(res.get("server_compare"))
 
     h = res.get("hpo", {})
     out += ["## 4. HPO efficiency (`benchmarks/hpo_tpe_vs_random.py`)", ""]
@@ -461,20 +410,13 @@ def main() -> None:
             "`python benchmarks/run_all.py --with-5m` adds it."
         )
 
-    # The p99 goal is judged on the server as shipped (libgomp's default wait policy); the
-    # passive variant shows how much of the latency is OpenMP thread contention.
-    for key, env in (("server", {"OMP_WAIT_POLICY": None}), ("server_omp_passive", {"OMP_WAIT_POLICY": "PASSIVE"})):
-        log(f"server latency ({env})")
-        try:
-            res[key] = server_latency.server_latency(
-                requests=200 if q else 2000,
-                seconds=2 if q else 10,
-                train_rows=2000 if q else 20_000,
-                log=log,
-                server_env=env,
-            )
-        except (RuntimeError, subprocess.TimeoutExpired) as err:
-            res[key] = {"error": str(err)[-1500:]}
+    log("server comparison: civicml vs a bare FastAPI + inplace_predict floor")
+    try:
+        res["server_compare"] = server_compare.compare(
+            pairs=1 if q else 3, seconds=2 if q else 10, train_rows=2000 if q else 20_000, log=log
+        )
+    except (RuntimeError, subprocess.TimeoutExpired) as err:
+        res["server_compare"] = {"error": str(err)[-1500:]}
 
     log("HPO efficiency (hpo_tpe_vs_random.py)")
     res["hpo"] = hpo(out_dir, q)
