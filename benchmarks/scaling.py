@@ -30,15 +30,37 @@ from pathlib import Path
 from typing import Any
 
 STEPS = ["validate_data", "tune", "train", "evaluate", "gate", "register", "deploy"]
+# Libraries whose import costs a step process noticeable time or memory; each child reports which it loaded.
+HEAVY_LIBRARIES = (
+    "pandas",
+    "pyarrow",
+    "sklearn",
+    "scipy",
+    "xgboost",
+    "fairlearn",
+    "optuna",
+    "matplotlib",
+    "shap",
+    "kfp",
+    "kubernetes",
+)
+
+
+def loaded_libraries() -> list[str]:
+    """The heavy libraries this process has imported so far."""
+    return [lib for lib in HEAVY_LIBRARIES if lib in sys.modules]
 
 
 # ----------------------------------------------------------------------------- child side
 
 
 def _child(step: str, config: str, work: str) -> dict[str, Any]:
-    """Run one step (or a probe) in this process; return seconds and peak RSS."""
+    """Run one step (or a probe) in this process; return seconds, peak RSS and what it imported."""
+    t_import = time.perf_counter()
     import civicml.steps as steps
     from civicml.config import load_config
+
+    import_seconds = time.perf_counter() - t_import
 
     w = Path(work)
     cfg = load_config(config)
@@ -101,6 +123,9 @@ def _child(step: str, config: str, work: str) -> dict[str, Any]:
         "step": step,
         "seconds": seconds,
         "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "import_seconds": import_seconds,  # `import civicml.steps` (the rest is imported inside the step)
+        "libraries": loaded_libraries(),
+        "modules": len(sys.modules),
         **extra,
     }
 
