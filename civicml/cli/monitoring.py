@@ -141,7 +141,7 @@ def monitor(
 
 def _pipeline_file(pipeline: str, pipeline_file: Path | None, cfg, image: str, tmp: Path) -> Path:
     """The compiled pipeline to send: the given file, else pipelines/compiled/, else compiled now."""
-    from civicml.orchestration.kfp_client import compile_pipeline, default_pipeline_yaml
+    from civicml.orchestration.kfp_client import default_pipeline_yaml
 
     if pipeline_file is not None:
         return pipeline_file
@@ -150,6 +150,22 @@ def _pipeline_file(pipeline: str, pipeline_file: Path | None, cfg, image: str, t
         return default
     err_console.print(f"{default} not found; compiling the {pipeline} pipeline with image {image}")
     return compile_pipeline(pipeline, tmp / default.name, cfg, image)
+
+
+def compile_pipeline(pipeline: str, output: str | Path, cfg, image: str) -> Path:
+    """Compile the training or monitoring pipeline with `cfg` as its default config and the cluster wiring.
+
+    In the CLI (the layer above `pipelines/`): orchestration only runs and submits compiled YAML.
+    """
+    from civicml.orchestration.kfp_client import SubmitError
+
+    if pipeline == "training":
+        from pipelines.training_pipeline import compile_training_pipeline as compile_fn
+    elif pipeline == "monitoring":
+        from pipelines.monitoring_pipeline import compile_monitoring_pipeline as compile_fn
+    else:
+        raise SubmitError(f"unknown pipeline {pipeline!r}; choose one of training, monitoring")
+    return compile_fn(output, image=image, default_config_json=cfg.to_json(), secret_name=cfg.storage.secret_name)
 
 
 # Options shared by `schedule` and `submit`.

@@ -36,37 +36,28 @@ import random
 import time
 from typing import Any
 
+from civicml.governance.audit_format import (
+    GENESIS,
+    HEAD_KEY,
+    KEYS_PREFIX,
+    LEGACY_ARCHIVE,
+    LEGACY_KEY,
+    RECORDS_PREFIX,
+    _digest,
+    _head_message,
+    record_key,
+)
 from civicml.governance.signing import PublicKey, Signer, load_signer, pinned_public_keys, public_key_of
 from civicml.storage.base import Store, StoreConflict, StoreError
 from civicml.storage.registry import utcnow
 
-RECORDS_PREFIX = "audit/records/"
-HEAD_KEY = "audit/head.json"
-KEYS_PREFIX = "audit/keys/"
-LEGACY_KEY = "audit/log.jsonl"
-LEGACY_ARCHIVE = "audit/legacy/log.jsonl"
 AUDIT_KEY = LEGACY_KEY  # older name
-GENESIS = "0" * 64
 _UNSET: Any = object()
 APPEND_DEADLINE_SECONDS = 120.0
 
 
 class AuditError(StoreError):
     """The audit log cannot take a record (a legacy log to migrate, a store too busy)."""
-
-
-def _digest(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k not in ("hash", "sig")}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
-
-
-def _head_message(seq: int, digest: str) -> bytes:
-    return f"civicml.audit.head/v1\x00{seq}\x00{digest}".encode()
-
-
-def record_key(seq: int) -> str:
-    """Object key of the record with sequence number `seq`."""
-    return f"{RECORDS_PREFIX}{seq:012d}.json"
 
 
 def default_actor() -> str:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from civicml.governance.audit_format import GENESIS, LEGACY_KEY, RECORDS_PREFIX, _digest, _head_message, record_key
+
 if TYPE_CHECKING:
     from civicml.governance.audit import AuditLog
 
 
 def _load(log: AuditLog) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Parsed records (or `{"_bad": message, "_key": key}` for an unreadable one), in key order."""
-    from civicml.governance.audit import RECORDS_PREFIX
 
     # The head first: it only ever points at a record already created, so every record up to it is
     # in the listing that follows even while other writers append (the other order races them).
@@ -38,7 +39,6 @@ def _load(log: AuditLog) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
 
 def check_chain(log: AuditLog) -> dict[str, Any]:  # noqa: C901 - one walk, one rule per branch
     """Verify `log`; see `AuditLog.check` for the result's keys."""
-    from civicml.governance.audit import GENESIS, LEGACY_KEY, RECORDS_PREFIX, _digest, _head_message, record_key
 
     records, head = _load(log)
     keys, notes = log.trusted_keys()
@@ -156,7 +156,6 @@ def check_chain(log: AuditLog) -> dict[str, Any]:  # noqa: C901 - one walk, one 
 
 def check_legacy_text(text: str) -> tuple[list[dict[str, Any]], str | None]:
     """Parse and check an old single-file log: (records, first problem or None)."""
-    from civicml.governance.audit import GENESIS, _digest
 
     out: list[dict[str, Any]] = []
     prev = GENESIS

@@ -387,17 +387,6 @@ def default_pipeline_yaml(pipeline: str) -> Path:
     return COMPILED_DIR / f"{pipeline}_pipeline.yaml"
 
 
-def compile_pipeline(pipeline: str, output: str | Path, cfg: RunConfig, image: str) -> Path:
-    """Compile the training or monitoring pipeline with `cfg` as its default config and the cluster wiring."""
-    if pipeline == "training":
-        from pipelines.training_pipeline import compile_training_pipeline as compile_fn
-    elif pipeline == "monitoring":
-        from pipelines.monitoring_pipeline import compile_monitoring_pipeline as compile_fn
-    else:
-        raise SubmitError(f"unknown pipeline {pipeline!r}; choose one of {', '.join(PIPELINES)}")
-    return compile_fn(output, image=image, default_config_json=cfg.to_json(), secret_name=cfg.storage.secret_name)
-
-
 @dataclass
 class Submitted:
     """What the cluster answered."""

@@ -1,8 +1,10 @@
 """Run the compiled training pipeline on this machine through `kfp.local`.
 
 There is no separate local implementation of any step: the same compiled YAML that a
-cluster runs is loaded and executed by `kfp.local.SubprocessRunner(use_venv=False)`
-in the current environment.
+cluster runs (the one that ships with civicml, `civicml.orchestration.compiled`) is loaded
+and executed by `kfp.local.SubprocessRunner(use_venv=False)` in the current environment,
+with the run's config as its `config_json` argument. kfp.local ignores the YAML's image and
+Kubernetes settings.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from civicml.config import RunConfig
+from civicml.orchestration.compiled import shipped_pipeline
 
-LOCAL_IMAGE = "civicml:local"
 _TASK_START = re.compile(r"Executing task '([\w-]+)'")
 _TASK_END = re.compile(r"Task '([\w-]+)' finished with status (\S+)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -71,16 +73,6 @@ class _ProgressTee(io.TextIOBase):
         self.log.flush()
 
 
-def compile_to(path: Path, cfg: RunConfig, image: str = LOCAL_IMAGE) -> Path:
-    """Compile the training pipeline with `cfg` as the default config."""
-    from pipelines.training_pipeline import compile_training_pipeline
-
-    # The same Secret/ConfigMap wiring as the cluster YAML: kfp.local ignores platform config.
-    return compile_training_pipeline(
-        path, image=image, default_config_json=cfg.to_json(), secret_name=cfg.storage.secret_name
-    )
-
-
 def run_pipeline(
     cfg: RunConfig,
     version: str = "",
@@ -89,7 +81,7 @@ def run_pipeline(
     pipeline_yaml: str | Path | None = None,
     keep_outputs: bool = False,
 ) -> LocalRun:
-    """Compile (unless `pipeline_yaml` is given) and execute the training pipeline locally.
+    """Execute the shipped training pipeline (or `pipeline_yaml`) locally.
 
     Args:
         cfg: Run config; passed to the pipeline as its `config_json` parameter.
@@ -97,7 +89,7 @@ def run_pipeline(
         workdir: Where kfp.local keeps step outputs and the run log (default: `<store>/runs`
             for a local store, else a temp dir).
         on_event: Callback `(task_name, "start" | "SUCCESS" | "FAILURE")` for progress.
-        pipeline_yaml: A compiled pipeline to run instead of compiling one.
+        pipeline_yaml: A compiled pipeline to run instead of the shipped one.
         keep_outputs: Keep the steps' outputs (train/valid/test Parquet: personal data) for debugging;
             by default they are removed when the run ends, whatever its outcome.
 
@@ -120,8 +112,10 @@ def run_pipeline(
     workdir = Path(workdir).resolve()
     run_dir = workdir / version
     run_dir.mkdir(parents=True, exist_ok=True)
-    if pipeline_yaml is None:
-        pipeline_yaml = compile_to(run_dir / "pipeline.yaml", cfg)
+    source = Path(pipeline_yaml or shipped_pipeline("training"))
+    pipeline_yaml = run_dir / "pipeline.yaml"
+    if source.resolve() != pipeline_yaml.resolve():
+        shutil.copyfile(source, pipeline_yaml)  # the run folder keeps the YAML that ran, beside its log
     pipeline = components.load_component_from_file(str(pipeline_yaml))
 
     starts: dict[str, float] = {}

@@ -1,7 +1,9 @@
 """Start a triggered retraining: a local training run in a child process, or a run submitted to KFP.
 
 The monitor's `monitor-retrain` step (`civicml.steps.retrain`) decides what to train on; this
-module only starts the training pipeline and reports what was started.
+module only starts the training pipeline and reports what was started. On KFP it submits the
+compiled training pipeline that ships with civicml (`civicml.orchestration.compiled`), with the
+config as the run's `config_json` parameter; it never compiles or imports `pipelines/`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from civicml.config import RunConfig
-from civicml.orchestration.kfp_client import compile_pipeline, kfp_host, submit_run
+from civicml.orchestration.compiled import shipped_pipeline, with_image
+from civicml.orchestration.kfp_client import kfp_host, submit_run
 
 
 def retrain_target(cfg: RunConfig) -> str:
@@ -57,11 +60,20 @@ def run_training_locally(cfg: RunConfig) -> dict[str, Any]:
 
 
 def submit_training(cfg: RunConfig) -> dict[str, Any]:
-    """Submit one run of the training pipeline with `cfg` as its config; returns the run id and host."""
+    """Submit one run of the shipped training pipeline with `cfg` as its config; returns the run id and host.
+
+    Raises:
+        CompiledPipelineError: the compiled training pipeline is not installed.
+        SubmitError: no KFP endpoint or namespace, or the YAML is not a civicml pipeline.
+    """
+    import yaml
+
     # Inside a pipeline pod CIVICML_IMAGE names the running image; from a laptop the one
     # civicml image is the configured deploy.image (the same image serves and trains).
     image = os.environ.get("CIVICML_IMAGE") or cfg.deploy.image
+    docs = [d for d in yaml.safe_load_all(shipped_pipeline("training").read_text()) if d is not None]
     with tempfile.TemporaryDirectory() as tmp:
-        yaml_path = compile_pipeline("training", Path(tmp) / "training_pipeline.yaml", cfg, image)
+        yaml_path = Path(tmp) / "training_pipeline.yaml"
+        yaml_path.write_text(yaml.safe_dump_all(with_image(docs, image), sort_keys=False))
         sub = submit_run(cfg, "training", yaml_path)
     return {"target": "kfp", "run_id": sub.id, "host": sub.host}

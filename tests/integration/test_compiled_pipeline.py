@@ -9,7 +9,6 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from civicml.config import load_config
-from civicml.orchestration.local import compile_to
 from pipelines.monitoring_pipeline import compile_monitoring_pipeline
 from pipelines.training_pipeline import compile_training_pipeline
 
@@ -65,7 +64,10 @@ def test_no_credentials_in_compiled_yaml(tmp_path, monkeypatch):
     sentinel = "S3CR3T-sentinel-value"
     monkeypatch.setenv("MINIO_SECRET_KEY", sentinel)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", sentinel)
-    path = compile_to(tmp_path / "p.yaml", load_config(ROOT / "civicml.yaml"))
+    cfg = load_config(ROOT / "civicml.yaml")
+    path = compile_training_pipeline(
+        tmp_path / "p.yaml", image=DEFAULT_IMAGE, default_config_json=cfg.to_json(), secret_name=cfg.storage.secret_name
+    )
     text = path.read_text()
     assert sentinel not in text
     assert sentinel not in COMPILED.read_text()

@@ -1,6 +1,7 @@
 """KFP run / recurring-run requests built and validated as data; the CLI's dry runs; the thin client calls."""
 
 import json
+import os
 from typing import ClassVar
 
 import kfp_server_api
@@ -308,6 +309,57 @@ def test_triggered_retraining_on_a_cluster_submits_the_training_pipeline_on_the_
     executor = next(iter(sent["pipeline_spec"]["pipeline_spec"]["deploymentSpec"]["executors"].values()))
     assert executor["container"]["image"] == cfg.deploy.image
     assert AuditLog(LocalStore(tmp_path / "store")).records()[-1]["event"] == "retrain_started"
+
+
+def test_retraining_submits_the_shipped_yaml_on_the_running_image_without_importing_pipelines(tmp_path, monkeypatch):
+    """Issue 15 item 2: the retrain step submits pipelines/compiled/training_pipeline.yaml (package data)
+    with the pod's image, and neither compiles nor imports pipelines/ or components/."""
+    import sys
+    from pathlib import Path
+
+    import kfp
+
+    from civicml import steps
+    from civicml.orchestration.compiled import shipped_pipeline
+
+    for name in [m for m in sys.modules if m.split(".")[0] in ("pipelines", "components")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(kfp, "Client", _FakeClient)
+    monkeypatch.delenv("CIVICML_STORE_URI", raising=False)
+    monkeypatch.setenv("CIVICML_IMAGE", "registry.example.gov/civicml@sha256:" + "ab" * 32)
+    monkeypatch.setenv("KFP_HOST", "http://ml-pipeline.kubeflow:8888")
+    cfg = RunConfig.model_validate({"storage": {"uri": str(tmp_path / "store")}})
+    drift = tmp_path / "drift.json"
+    drift.write_text(json.dumps({"source": "demo:benefits?month=6", "window_kind": "data_batch"}))
+    steps.monitor_retrain(cfg, str(drift))
+    assert not [m for m in sys.modules if m.split(".")[0] in ("pipelines", "components")]
+    sent = validate_request(_FakeClient.instances[-1].sent[-1])["pipeline_spec"]
+    shipped = yaml.safe_load_all(shipped_pipeline("training").read_text())
+    assert Path(shipped_pipeline("training")).parent.name == "compiled"
+    spec, platform = next(shipped), next(shipped)
+    executors = sent["pipeline_spec"]["deploymentSpec"]["executors"]
+    assert {ex["container"]["image"] for ex in executors.values()} == {os.environ["CIVICML_IMAGE"]}
+    # Everything but the image is the shipped YAML's: the same components, DAG and Kubernetes wiring.
+    assert sent["pipeline_spec"]["root"] == spec["root"] and sent["platform_spec"] == platform
+    for name, ex in executors.items():
+        assert ex["container"]["command"] == spec["deploymentSpec"]["executors"][name]["container"]["command"]
+
+
+def test_a_missing_compiled_pipeline_is_one_clear_error(monkeypatch, tmp_path):
+    import importlib.util
+
+    from civicml.orchestration.compiled import CompiledPipelineError, shipped_pipeline
+
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "__init__.py").write_text("")
+    spec = importlib.util.spec_from_file_location(
+        "pipelines", tmp_path / "pipelines" / "__init__.py", submodule_search_locations=[str(tmp_path / "pipelines")]
+    )
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
+    with pytest.raises(CompiledPipelineError, match="run `make compile` and reinstall"):
+        shipped_pipeline("training")
+    with pytest.raises(CompiledPipelineError, match="unknown pipeline 'nightly'"):
+        shipped_pipeline("nightly")
 
 
 def test_cluster_commands_warn_that_a_local_store_is_unreachable_from_pods(cli, monkeypatch, tmp_path):
