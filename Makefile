@@ -36,8 +36,9 @@ chromium:
 	  exit 1; }
 	@test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) is still missing after apt-get install chromium" >&2; exit 1; }
 
-## test: the whole test suite (unit + integration + cluster, slow ones included); "no tests ran" is a failure
-test: $(STAMP) testcluster chromium
+## test: lint and type checks, then the whole test suite (unit + integration + cluster, slow ones included);
+## "no tests ran" is a failure
+test: $(STAMP) lint testcluster chromium
 	@set +e; $(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -63,9 +64,12 @@ FUZZ_EXAMPLES ?= 100
 fuzz: $(STAMP)
 	CIVICML_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q tests/integration/test_server_hardening.py -k schemathesis -s
 
-## lint: ruff
+## lint: ruff check, ruff format --check and mypy (level held in pyproject [tool.mypy]); part of `make test`
+LINT_PATHS := civicml components pipelines tests benchmarks tools
 lint: $(STAMP)
-	$(VENV)/bin/ruff check civicml components pipelines tests benchmarks tools
+	@$(VENV)/bin/ruff check $(LINT_PATHS) || { echo "error: ruff check failed (above); fix it, or 'ruff check --fix' for the fixable ones" >&2; exit 1; }
+	@$(VENV)/bin/ruff format --check $(LINT_PATHS) || { echo "error: ruff format --check failed: run '$(VENV)/bin/ruff format $(LINT_PATHS)'" >&2; exit 1; }
+	@$(VENV)/bin/mypy || { echo "error: mypy failed on civicml/ (above) at the level held in pyproject [tool.mypy]" >&2; exit 1; }
 
 ## check-manifests: render every kustomize overlay and validate it (needs kubectl)
 check-manifests: $(STAMP)

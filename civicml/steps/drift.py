@@ -62,6 +62,8 @@ def monitor_drift(
     manifest = registry.manifest(version)
     profile = json.loads(registry.read_artifact(version, "data/profile.json"))
     source = source or cfg.monitoring.window_source or cfg.data.source
+    predictions: list[dict[str, Any]] | None
+    new_fp: str | None
     if source == SERVING_LOG:
         window, predictions, messages = _serving_log_window(cfg, registry, version)
         kind, new_fp = "serving_log", None

@@ -132,7 +132,9 @@ class Server:
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 start_new_session=True,  # own process group: stop() kills children too
-                preexec_fn=functools.partial(_die_with_parent, os.getpid()) if sys.platform.startswith("linux") else None,
+                preexec_fn=functools.partial(_die_with_parent, os.getpid())
+                if sys.platform.startswith("linux")
+                else None,
             )
         _RUNNING.append(self)
         return self
