@@ -14,7 +14,23 @@ def evaluate(
     classification: Output[ClassificationMetrics],
     report: Output[HTML],
 ):
-    """Score the model on held-out rows and publish metrics to the KFP UI."""
+    """Score the model on the held-out test split and publish its metrics to the KFP UI.
+
+    Metrics carry 95% bootstrap intervals; the document also holds curves (ROC, PR, calibration)
+    or residuals, fairness per sensitive attribute, feature importance and the comparison with
+    the current champion. Audited as `evaluation_done`.
+
+    Args:
+        config_json: The run config as JSON (`RunConfig`); every step of a run gets the same one.
+        data: The splits, contract and profile written by `validate-data`.
+        model: The saved model written by `train` (no pickle).
+
+    Returns:
+        evaluation: The evaluation document (JSON) the gate and the model card read.
+        metrics: Headline metrics, shown in the run's Metrics tab.
+        classification: ROC curve and confusion matrix (binary classification only).
+        report: The evaluation as an HTML page with charts, alt text and data tables.
+    """
     from civicml import steps
 
     result = steps.evaluate(config_json, data.path, model.path, evaluation.path, report.path)

@@ -6,9 +6,20 @@ from components._factory import make_component
 
 
 def monitor_drift(config_json: str, version: str, drift: Output[Artifact], performance: Output[Artifact]) -> str:
-    """Measure drift (PSI, KS / chi-square per feature) and live performance; returns the version compared.
+    """Measure drift of a window against a version's reference profile, and its live performance.
 
-    The window comes from `monitoring.window_source` in the config (serving log or a data batch).
+    Drift is PSI and a KS / chi-square test per feature. The window comes from
+    `monitoring.window_source` in the config: the model server's prediction log (last
+    `monitoring.window_days`) or a new data batch.
+
+    Args:
+        config_json: The run config as JSON (`RunConfig`); every step of a run gets the same one.
+        version: The version to compare with; empty means the current champion.
+
+    Returns:
+        drift: The drift document (JSON): per-feature statistics, summary and messages.
+        performance: Live performance on served predictions that have feedback (JSON).
+        Output: The version that was compared.
     """
     from civicml import steps
 

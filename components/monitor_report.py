@@ -12,7 +12,17 @@ def monitor_report(
     decision_record: Input[Artifact],
     report: Output[HTML],
 ) -> None:
-    """Render the drift report for the KFP UI."""
+    """Render the drift report: per-feature charts with alt text and tables, and the decision.
+
+    Args:
+        config_json: The run config as JSON (`RunConfig`); every step of a run gets the same one.
+        drift: The drift document written by `monitor-drift`.
+        performance: The live-performance document written by `monitor-drift`.
+        decision_record: The retrain decision written by `monitor-trigger`.
+
+    Returns:
+        report: The drift report as an HTML page for the KFP UI.
+    """
     from civicml import steps
 
     steps.monitor_report(config_json, drift.path, performance.path, decision_record.path, report.path)

@@ -15,7 +15,24 @@ def register(
     model_card: Output[HTML],
     model_card_md: Output[Markdown],
 ) -> str:
-    """Upload every artifact under staging, write the manifest, publish the model card."""
+    """Stage every artifact of the run, publish the model card, and commit the version.
+
+    The manifest (hashes of every artifact, metrics, gate decision and lineage) is written
+    last, so a version either exists whole or not at all.
+
+    Args:
+        config_json: The run config as JSON (`RunConfig`); every step of a run gets the same one.
+        data: The splits, contract and profile written by `validate-data`.
+        best_params: The tuning result written by `tune`.
+        model: The saved model written by `train`.
+        evaluation: The evaluation document written by `evaluate`.
+        decision_record: The gate decision written by `gate`.
+
+    Returns:
+        model_card: The model card as an HTML page.
+        model_card_md: The model card as Markdown.
+        Output: The committed version id.
+    """
     from civicml import steps
 
     manifest = steps.register(
