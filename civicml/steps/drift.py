@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from civicml.config import RunConfig
+from civicml.documents import DriftReport
 from civicml.steps._io import cfg_of, champion_fingerprint, registry_of, write_json
 from civicml.steps._prepare import batch_fingerprint
 from civicml.storage.registry import Registry
@@ -75,6 +76,7 @@ def monitor_drift(
     drift.update(
         version=version, window_kind=kind, fingerprint=new_fp, champion_fingerprint=champion_fingerprint(registry)
     )
+    drift = DriftReport.stamp(drift, where="the drift report")
     write_json(drift_path, drift)
     if performance_path:
         perf = _live_performance(cfg, registry, version, manifest, predictions)

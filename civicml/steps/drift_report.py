@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from civicml.config import RunConfig
-from civicml.steps._io import cfg_of, read_json, read_optional_json, write_text
+from civicml.documents import DriftReport
+from civicml.steps._io import cfg_of, read_optional_json, write_text
 
 
 def monitor_report(
@@ -13,7 +14,7 @@ def monitor_report(
     from civicml.monitoring.report import render_drift_html
 
     cfg = cfg_of(config)
-    drift = read_json(drift_path)
+    drift = DriftReport.read(drift_path).as_dict()
     perf = read_optional_json(performance_path)
     decision = read_optional_json(decision_path)
     html_text = render_drift_html(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from civicml.config import RunConfig
+from civicml.documents import Evaluation
 from civicml.governance.audit import AuditLog
 from civicml.steps._io import cfg_of, data_info, load_splits, model_hash, registry_of, write_json, write_text
 
@@ -31,6 +32,7 @@ def evaluate(
     evaluation = evaluate_model(cfg, model, splits["test"], registry=registry, train=splits["train"])
     evaluation["version"] = data_info(data_dir)["version"]
     evaluation["model_sha256"] = model_hash(model_dir)
+    evaluation = Evaluation.stamp(evaluation, where="the evaluation")
     write_json(evaluation_path, evaluation)
     AuditLog(registry.store).append("evaluation_done", _audit_payload(evaluation))
     if report_path:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from civicml.config import RunConfig
+from civicml.documents import Evaluation, GateDecision
 from civicml.governance.audit import AuditLog
-from civicml.steps._io import cfg_of, read_json, registry_of, write_json
+from civicml.steps._io import cfg_of, registry_of, write_json
 
 
 def gate(config: RunConfig | str, evaluation_path: str, gate_path: str) -> dict[str, Any]:
@@ -14,8 +15,8 @@ def gate(config: RunConfig | str, evaluation_path: str, gate_path: str) -> dict[
     from civicml.governance.policy import decide
 
     cfg = cfg_of(config)
-    evaluation = read_json(evaluation_path)
-    result = decide(cfg.policy, evaluation)
+    evaluation = Evaluation.read(evaluation_path).as_dict()
+    result = GateDecision.stamp(decide(cfg.policy, evaluation), where="the gate decision")
     write_json(gate_path, result)
     AuditLog(registry_of(cfg).store).append(
         "gate_decided",

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from civicml.config import RunConfig
+from civicml.documents import Evaluation, GateDecision, Manifest
 from civicml.governance.audit import default_actor
 from civicml.provenance import code_revision, image, library_versions
 from civicml.steps._io import cfg_of, data_info, read_json, registry_of, write_text
@@ -43,8 +44,8 @@ def register(
     registry = registry_of(cfg)
     info = data_info(data_dir)
     version = info["version"]
-    evaluation = read_json(evaluation_path)
-    decision = read_json(gate_path)
+    evaluation = Evaluation.read(evaluation_path).as_dict()
+    decision = GateDecision.read(gate_path).as_dict()
     files = {"evaluation.json": evaluation_path, "gate.json": gate_path, "tuning.json": params_path}
     artifacts = _stage(registry, version, model_dir, data_dir, files, report_path, extra_files)
     meta = _manifest_meta(cfg, info, evaluation, decision, artifacts["evaluation.json"]["sha256"])
@@ -53,10 +54,10 @@ def register(
     artifacts["model_card.md"] = registry.upload(version, "model_card.md", card_md.encode())
     write_text(card_html_path, card_html)
     write_text(card_md_path, card_md)
-    manifest = commit_version(registry, version, artifacts, meta)
+    manifest = Manifest.parse(commit_version(registry, version, artifacts, meta), where=f"manifest of {version}")
     if info.get("contract_origin") == "inferred" and registry.load_contract(cfg.name) is None:
         registry.save_contract(cfg.name, read_json(str(Path(data_dir) / "contract.json")))
-    return manifest
+    return manifest.as_dict()
 
 
 def _stage(
@@ -127,7 +128,9 @@ def current_card(registry: Registry, version: str) -> tuple[str, str]:
     from civicml.governance.approval import version_status
 
     man = registry.manifest(version)
-    evaluation = json.loads(registry.read_artifact(man["version"], "evaluation.json"))
-    gate = json.loads(registry.read_artifact(man["version"], "gate.json")) if "gate.json" in man["artifacts"] else None
+    evaluation = Evaluation.parse(json.loads(registry.read_artifact(man["version"], "evaluation.json"))).as_dict()
+    gate = None
+    if "gate.json" in man["artifacts"]:
+        gate = GateDecision.parse(json.loads(registry.read_artifact(man["version"], "gate.json"))).as_dict()
     cfg = RunConfig.model_validate(man.get("lineage", {}).get("config") or {})
     return render_model_card(man, evaluation, gate, cfg, status=version_status(registry, man))

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from civicml.config import RunConfig
+from civicml.documents import TuningResult
 from civicml.governance.audit import AuditLog
-from civicml.steps._io import cfg_of, data_info, feature_spec, load_splits, model_hash, read_json
+from civicml.steps._io import cfg_of, data_info, feature_spec, load_splits, model_hash
 from civicml.storage.store import open_store
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ def train(config: RunConfig | str, data_dir: str, params_path: str | None, model
     from civicml.modeling.estimators import build_params
 
     cfg = cfg_of(config)
-    tuned = read_json(params_path)["best_params"] if params_path else {}
+    tuned = TuningResult.read(params_path).best_params if params_path else {}
     params = build_params(cfg.model.family, cfg.model.params, tuned)
     audit = AuditLog(open_store(cfg.storage.uri))
     version = data_info(data_dir)["version"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from civicml.config import RunConfig
-from civicml.steps._io import cfg_of, read_json, read_optional_json, registry_of, write_json
+from civicml.documents import DriftReport
+from civicml.steps._io import cfg_of, read_optional_json, registry_of, write_json
 
 
 def monitor_trigger(
@@ -15,7 +16,7 @@ def monitor_trigger(
     from civicml.monitoring.trigger import decide_retrain, record_decision
 
     cfg = cfg_of(config)
-    drift = read_json(drift_path)
+    drift = DriftReport.read(drift_path).as_dict()
     perf = read_optional_json(performance_path)
     decision = decide_retrain(
         cfg.monitoring,

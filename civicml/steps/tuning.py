@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from civicml.config import RunConfig
+from civicml.documents import TuningResult
 from civicml.governance.audit import AuditLog
 from civicml.steps._io import cfg_of, data_info, feature_spec, load_splits, write_json, write_text
 from civicml.storage.store import open_store
@@ -36,7 +37,7 @@ def tune(
         The tuning result: `best_params`, `best_value`, the trials table.
     """
     cfg = cfg_of(config)
-    result = _search(cfg, data_dir, on_trial)
+    result = TuningResult.stamp(_search(cfg, data_dir, on_trial), where="the tuning result")
     write_json(params_path, result)
     AuditLog(open_store(cfg.storage.uri)).append("tuning_done", _audit_payload(data_info(data_dir)["version"], result))
     from civicml.tuning.report import trials_html, trials_markdown
