@@ -31,6 +31,9 @@ class Document(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     KIND: ClassVar[str] = "document"
     VERSION: ClassVar[int] = 1
+    # Fields a step must write. Readers accept documents without them (stored by older versions,
+    # or by hand in tests); typed fields that are present are always checked.
+    WRITE_REQUIRED: ClassVar[tuple[str, ...]] = ()
 
     schema_id: str = Field(default="", alias="schema")
 
@@ -79,6 +82,9 @@ class Document(BaseModel):
             DocumentError: `data` lacks a field readers need, or has one of the wrong type.
         """
         cls.parse(data, where=where)
+        missing = [f for f in cls.WRITE_REQUIRED if f not in data]
+        if missing:
+            raise DocumentError(f"{where or 'the document'} lacks {missing}, which every {cls.KIND} document has")
         return {**data, "schema": cls.schema_name()}
 
     @classmethod
@@ -107,12 +113,13 @@ class Evaluation(Document):
     """`evaluation.json`: the test-split scores of one model (`civicml.evaluation.evaluate.evaluate_model`)."""
 
     KIND: ClassVar[str] = "evaluation"
+    WRITE_REQUIRED: ClassVar[tuple[str, ...]] = ("version", "model_sha256", "task", "n_test", "metrics")
 
-    version: str
-    model_sha256: str
-    task: str
-    n_test: int
-    metrics: dict[str, float]
+    version: str | None = None
+    model_sha256: str | None = None
+    task: str | None = None
+    n_test: int | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
     confidence_intervals: dict[str, Any] = Field(default_factory=dict)
     fairness: dict[str, Any] | None = None
     champion_comparison: dict[str, Any] | None = None
@@ -122,16 +129,18 @@ class GateDecision(Document):
     """`gate.json`: the policy's decision with every rule (`civicml.governance.policy.decide`)."""
 
     KIND: ClassVar[str] = "gate"
+    WRITE_REQUIRED: ClassVar[tuple[str, ...]] = ("decision", "reason", "rules")
 
     decision: Literal["deploy", "reject", "pending_approval"]
-    reason: str
-    rules: list[dict[str, Any]]
+    reason: str = ""
+    rules: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class TuningResult(Document):
     """`tuning.json`: the hyperparameter search (`run_optuna` / `run_katib`)."""
 
     KIND: ClassVar[str] = "tuning"
+    WRITE_REQUIRED: ClassVar[tuple[str, ...]] = ("best_params",)
 
     best_params: dict[str, Any]
     best_value: float | None = None
@@ -145,11 +154,12 @@ class DriftReport(Document):
     """`drift.json`: a window's drift against a version's profile (`monitor_drift`)."""
 
     KIND: ClassVar[str] = "drift"
+    WRITE_REQUIRED: ClassVar[tuple[str, ...]] = ("version", "source", "window_kind", "summary")
 
-    version: str
-    source: str
-    window_kind: Literal["serving_log", "data_batch"]
-    summary: dict[str, Any]
+    version: str | None = None
+    source: str | None = None
+    window_kind: Literal["serving_log", "data_batch"] | None = None
+    summary: dict[str, Any] = Field(default_factory=dict)
     messages: list[str] = Field(default_factory=list)
     window_rows: int | None = None
     fingerprint: str | None = None
@@ -162,8 +172,8 @@ class Manifest(Document):
     KIND: ClassVar[str] = "manifest"
 
     version: str
-    status: str
-    artifacts: dict[str, dict[str, Any]]
+    status: str | None = None
+    artifacts: dict[str, dict[str, Any]] = Field(default_factory=dict)
     model_sha256: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     gate: dict[str, Any] = Field(default_factory=dict)

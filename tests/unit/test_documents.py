@@ -42,8 +42,12 @@ def test_wrong_kind_newer_version_and_missing_fields_are_clear_errors(tmp_path):
         Evaluation.parse({**OLD_EVALUATION, "schema": "civicml.evaluation/v2"})
     with pytest.raises(DocumentError, match=r"the gate decision is not a valid gate document: decision"):
         GateDecision.parse({**OLD_GATE, "decision": "maybe"}, where="the gate decision")
-    with pytest.raises(DocumentError, match="metrics: Field required"):
-        Evaluation.parse({k: v for k, v in OLD_EVALUATION.items() if k != "metrics"})
+    with pytest.raises(DocumentError, match="metrics.roc_auc: Input should be a valid number"):
+        Evaluation.parse({**OLD_EVALUATION, "metrics": {"roc_auc": "high"}})
+    # A step must write the whole document; a reader takes what an older version stored.
+    with pytest.raises(DocumentError, match=r"lacks \['n_test'\]"):
+        Evaluation.stamp({k: v for k, v in OLD_EVALUATION.items() if k != "n_test"})
+    assert Evaluation.parse({"metrics": {}}).as_dict() == {"metrics": {}, "schema": "civicml.evaluation/v1"}
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(DocumentError, match="bad.json is not JSON"):
         DriftReport.read(tmp_path / "bad.json")
