@@ -13,6 +13,7 @@ def evaluate(
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     report: Output[HTML],
+    figures: Output[Artifact],
 ):
     """Score the model on the held-out test split and publish its metrics to the KFP UI.
 
@@ -30,10 +31,12 @@ def evaluate(
         metrics: Headline metrics, shown in the run's Metrics tab.
         classification: ROC curve and confusion matrix (binary classification only).
         report: The evaluation as an HTML page with charts, alt text and data tables.
+        figures: The model card's figures (PNG, alt text, data tables), drawn once here and reused by
+            `register`.
     """
     from civicml import steps
 
-    result = steps.evaluate(config_json, data.path, model.path, evaluation.path, report.path)
+    result = steps.evaluate(config_json, data.path, model.path, evaluation.path, report.path, figures.path)
     steps.log_kfp_metrics(result, metrics, classification)
 
 

@@ -12,6 +12,7 @@ def register(
     model: Input[Model],
     evaluation: Input[Artifact],
     decision_record: Input[Artifact],
+    figures: Input[Artifact],
     model_card: Output[HTML],
     model_card_md: Output[Markdown],
 ) -> str:
@@ -27,6 +28,7 @@ def register(
         model: The saved model written by `train`.
         evaluation: The evaluation document written by `evaluate`.
         decision_record: The gate decision written by `gate`.
+        figures: The model card's figures drawn by `evaluate` (stored with the version, not redrawn).
 
     Returns:
         model_card: The model card as an HTML page.
@@ -44,6 +46,7 @@ def register(
         decision_record.path,
         card_html_path=model_card.path,
         card_md_path=model_card_md.path,
+        figures_dir=figures.path,
     )
     return manifest["version"]
 

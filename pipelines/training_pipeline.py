@@ -52,6 +52,7 @@ def build_training_pipeline(image: str, default_config_json: str, secret_name=No
                     model=m.outputs["model"],
                     evaluation=e.outputs["evaluation"],
                     decision_record=g.outputs["decision_record"],
+                    figures=e.outputs["figures"],
                 ),
                 "register",
             )

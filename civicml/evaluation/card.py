@@ -386,28 +386,3 @@ def card_data(
     _champion(data, ev)
     _lineage(data, man)
     return CardData(**data)
-
-
-def render_model_card(
-    manifest_like: dict[str, Any],
-    evaluation: dict[str, Any],
-    gate: dict[str, Any] | None,
-    cfg,
-    title: str | None = None,
-    status: Any = None,
-    figures: list | None = None,
-) -> tuple[str, str]:
-    """The card as (HTML, Markdown): `card_data` rendered by `civicml.reporting.card.render_card`.
-
-    Args:
-        figures: The evaluation's figures as drawn by the evaluate step; drawn here only when None
-            (a card rendered outside a pipeline run).
-        Others: as `card_data`.
-    """
-    from civicml.reporting.card import render_card
-
-    if figures is None:
-        from civicml.reporting.plots import card_figures
-
-        figures = card_figures(evaluation)
-    return render_card(card_data(manifest_like, evaluation, gate, cfg, title, status), figures)

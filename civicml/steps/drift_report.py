@@ -11,7 +11,7 @@ def monitor_report(
     config: RunConfig | str, drift_path: str, performance_path: str | None, decision_path: str | None, report_path: str
 ) -> str:
     """Render the HTML drift report (per-feature charts with alt text and tables); returns its path."""
-    from civicml.monitoring.report import render_drift_html
+    from civicml.reporting.drift import render_drift_html
 
     cfg = cfg_of(config)
     drift = DriftReport.read(drift_path).as_dict()

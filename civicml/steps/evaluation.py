@@ -11,13 +11,20 @@ from civicml.steps._io import cfg_of, data_info, load_splits, model_hash, regist
 
 
 def evaluate(
-    config: RunConfig | str, data_dir: str, model_dir: str, evaluation_path: str, report_path: str | None = None
+    config: RunConfig | str,
+    data_dir: str,
+    model_dir: str,
+    evaluation_path: str,
+    report_path: str | None = None,
+    figures_dir: str | None = None,
 ) -> dict[str, Any]:
     """Score the test split and audit it (`evaluation_done`).
 
     The document holds metrics with 95% bootstrap CIs, curves (ROC, PR, calibration,
     confusion matrix) or residuals, fairness per sensitive attribute, feature importance
     and the champion comparison; see `civicml.evaluation.evaluate.evaluate_model`.
+    The model card's figures are drawn here, once, for the report and into `figures_dir`;
+    register stores them with the version and the card reuses them (issue 18 item 2).
 
     Returns:
         The evaluation document (also written to `evaluation_path`).
@@ -35,12 +42,23 @@ def evaluate(
     evaluation = Evaluation.stamp(evaluation, where="the evaluation")
     write_json(evaluation_path, evaluation)
     AuditLog(registry.store).append("evaluation_done", _audit_payload(evaluation))
-    if report_path:
-        from civicml.evaluation.report import render_evaluation_html
-
-        title = f"{cfg.card.title or cfg.name}: evaluation"
-        write_text(report_path, render_evaluation_html(title, evaluation, cfg=cfg))
+    if report_path or figures_dir:
+        _figures_and_report(cfg, evaluation, report_path, figures_dir)
     return evaluation
+
+
+def _figures_and_report(cfg: RunConfig, evaluation: dict[str, Any], report_path: str | None, figures_dir: str | None):
+    """Draw the card's figures once; write them to `figures_dir` and the evaluation report with them."""
+    from civicml.evaluation.report import render_evaluation_html
+    from civicml.reporting.model import save_figures
+    from civicml.reporting.plots import card_figures
+
+    figures = card_figures(evaluation)
+    if figures_dir:
+        save_figures(figures, figures_dir)
+    if report_path:
+        title = f"{cfg.card.title or cfg.name}: evaluation"
+        write_text(report_path, render_evaluation_html(title, evaluation, cfg=cfg, figures=figures))
 
 
 def _audit_payload(evaluation: dict[str, Any]) -> dict[str, Any]:

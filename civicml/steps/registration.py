@@ -27,17 +27,19 @@ def register(
     extra_files: dict[str, str] | None = None,
     card_html_path: str | None = None,
     card_md_path: str | None = None,
+    figures_dir: str | None = None,
 ) -> dict[str, Any]:
     """Stage every artifact of the run, then commit the version by writing its manifest last.
 
     The model card (HTML and Markdown) is rendered here, where the evaluation, the gate
     decision and the lineage are all known; it is written to `card_*_path` for the KFP UI
-    and stored with the version.
+    and stored with the version. Its figures are the ones evaluate drew (`figures_dir`, stored
+    as `figures/...`); they are drawn here only when no directory is given (a direct call).
 
     Returns:
         The committed manifest.
     """
-    from civicml.evaluation.card import render_model_card
+    from civicml.evaluation.report import render_model_card
     from civicml.governance.trust import commit_version
 
     cfg = cfg_of(config)
@@ -48,8 +50,14 @@ def register(
     decision = GateDecision.read(gate_path).as_dict()
     files = {"evaluation.json": evaluation_path, "gate.json": gate_path, "tuning.json": params_path}
     artifacts = _stage(registry, version, model_dir, data_dir, files, report_path, extra_files)
+    figures = None
+    if figures_dir:
+        from civicml.reporting.model import load_figures
+
+        figures = load_figures(figures_dir)
+        artifacts.update(registry.upload_dir(version, "figures", figures_dir))
     meta = _manifest_meta(cfg, info, evaluation, decision, artifacts["evaluation.json"]["sha256"])
-    card_html, card_md = render_model_card({"version": version, **meta}, evaluation, decision, cfg)
+    card_html, card_md = render_model_card({"version": version, **meta}, evaluation, decision, cfg, figures=figures)
     artifacts["model_card.html"] = registry.upload(version, "model_card.html", card_html.encode())
     artifacts["model_card.md"] = registry.upload(version, "model_card.md", card_md.encode())
     write_text(card_html_path, card_html)
@@ -124,8 +132,9 @@ def current_card(registry: Registry, version: str) -> tuple[str, str]:
     Returns:
         (html, markdown).
     """
-    from civicml.evaluation.card import render_model_card
+    from civicml.evaluation.report import render_model_card
     from civicml.governance.approval import version_status
+    from civicml.reporting.model import FIGURES_INDEX, load_figures
 
     man = registry.manifest(version)
     evaluation = Evaluation.parse(json.loads(registry.read_artifact(man["version"], "evaluation.json"))).as_dict()
@@ -133,4 +142,7 @@ def current_card(registry: Registry, version: str) -> tuple[str, str]:
     if "gate.json" in man["artifacts"]:
         gate = GateDecision.parse(json.loads(registry.read_artifact(man["version"], "gate.json"))).as_dict()
     cfg = RunConfig.model_validate(man.get("lineage", {}).get("config") or {})
-    return render_model_card(man, evaluation, gate, cfg, status=version_status(registry, man))
+    figures = None
+    if f"figures/{FIGURES_INDEX}" in man["artifacts"]:  # versions registered before figures were stored redraw
+        figures = load_figures(lambda name: registry.read_artifact(man["version"], f"figures/{name}"))
+    return render_model_card(man, evaluation, gate, cfg, status=version_status(registry, man), figures=figures)

@@ -40,7 +40,7 @@ def tune(
     result = TuningResult.stamp(_search(cfg, data_dir, on_trial), where="the tuning result")
     write_json(params_path, result)
     AuditLog(open_store(cfg.storage.uri)).append("tuning_done", _audit_payload(data_info(data_dir)["version"], result))
-    from civicml.tuning.report import trials_html, trials_markdown
+    from civicml.reporting.trials import trials_html, trials_markdown
 
     for path, render in ((trials_html_path, trials_html), (trials_md_path, trials_markdown)):
         if path:

@@ -40,7 +40,7 @@ def test_out_of_contract_values_warn_or_stop_and_every_column_is_reported():
 def test_validate_data_shows_warnings_and_the_card_lists_them(tmp_path, capsys):
     from civicml import steps
     from civicml.data.demo import generate_benefits
-    from civicml.evaluation.card import render_model_card
+    from civicml.evaluation.report import render_model_card
 
     df = generate_benefits(rows=600, seed=1)
     df.loc[0, "monthly_income"] = -5.0

@@ -20,7 +20,7 @@ from civicml.monitoring.drift import (
     window_from_predictions,
 )
 from civicml.monitoring.performance import join_feedback, live_performance
-from civicml.monitoring.report import render_drift_html
+from civicml.reporting.drift import render_drift_html
 from civicml.storage.store import LocalStore
 
 POLICY = MonitoringConfig()

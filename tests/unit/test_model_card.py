@@ -11,8 +11,9 @@ from html_checks import StructureError, check_structure, parse_strict
 
 from civicml.config import RunConfig
 from civicml.data.demo import CATEGORICAL, NUMERIC, TARGET, generate_benefits
-from civicml.evaluation.card import card_data, render_model_card
+from civicml.evaluation.card import card_data
 from civicml.evaluation.evaluate import evaluate_model
+from civicml.evaluation.report import render_model_card
 from civicml.governance.policy import decide
 from civicml.modeling.estimators import fit_model
 from civicml.modeling.preprocessing import FeatureSpec
@@ -209,7 +210,7 @@ def test_regression_card_and_evaluation_only_report():
 
 def test_card_shows_the_projects_own_text_and_no_missing_note():
     """Issue 13 item 11: written card text is shown as written; nothing is said to be missing."""
-    from civicml.evaluation.card import render_model_card
+    from civicml.evaluation.report import render_model_card
 
     cfg = RunConfig.model_validate(
         {
