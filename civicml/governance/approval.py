@@ -35,133 +35,30 @@ its record; `approval_recorded` follows once it is stored.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
-
-from pydantic import BaseModel
+from typing import Any
 
 from civicml.governance.audit import AuditLog
+
+# The status half of approvals, re-exported: callers import it from here.
+from civicml.governance.status import (  # noqa: F401
+    APPROVALS_PREFIX,
+    Decision,
+    HumanDecision,
+    VersionStatus,
+    approval_key,
+    effective_status,
+    get_decision,
+    newest_approved,
+    version_status,
+)
 from civicml.storage.base import StoreConflict
 from civicml.storage.registry import IntegrityError, Registry, RegistryError, sha256_bytes, utcnow
 
-APPROVALS_PREFIX = "approvals/"
 SIGNOFFS_PREFIX = "approvals/signoffs/"
-Decision = Literal["approved", "rejected"]
 
 
 class ApprovalError(RegistryError):
     """An approval or rejection was refused; the message says why and what to do."""
-
-
-def approval_key(version: str) -> str:
-    """Object key of a version's approval record."""
-    return f"{APPROVALS_PREFIX}{version}.json"
-
-
-def get_decision(registry: Registry, version: str) -> dict[str, Any] | None:
-    """The recorded human decision for `version`, or None."""
-    try:
-        return json.loads(registry.store.get_bytes(approval_key(version)))
-    except FileNotFoundError:
-        return None
-
-
-class HumanDecision(BaseModel):
-    """A recorded approval or rejection, as shown wherever a version's status is shown."""
-
-    decision: Decision
-    by: str
-    role: str
-    reason: str
-    at: str
-    model_sha256: str | None = None
-    evaluation_sha256: str | None = None
-
-
-class VersionStatus(BaseModel):
-    """The effective status of a version: the one answer to "may this version serve anyone?".
-
-    `status` is `approved`, `rejected` or `pending_approval` (`unknown` for a manifest without a
-    gate). It combines the gate decision frozen in the manifest with the human decision recorded
-    afterwards. A human decision counts only when it is bound to the hashes the manifest records;
-    otherwise it is ignored and `problem` says why.
-    """
-
-    version: str
-    status: str
-    recorded_status: str | None = None
-    gate_decision: str | None = None
-    gate_reason: str | None = None
-    decided_by: Literal["gate", "person"] | None = None
-    human: HumanDecision | None = None
-    problem: str | None = None
-
-    def describe(self) -> str:
-        """One line for people: the status and who decided it, when and why."""
-        if self.human is not None and self.problem is None:
-            h = self.human
-            return (
-                f"{self.status} by {h.by} ({h.role}) at {h.at}: {h.reason} "
-                f"[model {str(h.model_sha256)[:16]}…, evaluation {str(h.evaluation_sha256)[:16]}…]"
-            )
-        if self.decided_by == "gate":
-            return f"{self.status} by the gate: {self.gate_reason or ''}".rstrip(": ")
-        text = f"{self.status}: {self.gate_reason or ''}".rstrip(": ")
-        return f"{text} ({self.problem})" if self.problem else text
-
-
-_GATE_STATUS = {"deploy": "approved", "reject": "rejected", "pending_approval": "pending_approval"}
-
-
-def version_status(registry: Registry, version: str | dict[str, Any]) -> VersionStatus:
-    """The effective status of a version (gate decision, then any bound human decision).
-
-    Args:
-        registry: The registry.
-        version: Version id, alias, or an already-read manifest (saves a read when listing).
-
-    Returns:
-        The `VersionStatus`. `deploy`, `models list/show`, the model card, the review console and
-        the server all decide from this one function.
-    """
-    man = version if isinstance(version, dict) else registry.manifest(version)
-    gate = man.get("gate") or {}
-    recorded = man.get("status")
-    gate_status = _GATE_STATUS.get(gate.get("decision", ""), recorded or "unknown")
-    out = VersionStatus(
-        version=man["version"],
-        status=gate_status,
-        recorded_status=recorded,
-        gate_decision=gate.get("decision"),
-        gate_reason=gate.get("reason"),
-        decided_by="gate" if gate_status in ("approved", "rejected") else None,
-    )
-    raw = get_decision(registry, man["version"])
-    if raw is None:
-        return out
-    human = HumanDecision.model_validate({k: raw.get(k) for k in HumanDecision.model_fields})
-    if gate_status != "pending_approval":
-        return out.model_copy(
-            update={"human": human, "problem": f"a {human.decision} record exists but the gate decided {gate_status}"}
-        )
-    if human.model_sha256 != man.get("model_sha256") or human.evaluation_sha256 != man.get("evaluation_sha256"):
-        return out.model_copy(
-            update={
-                "human": human,
-                "problem": "the recorded decision is bound to other hashes than this version's; it does not count",
-            }
-        )
-    return out.model_copy(update={"status": human.decision, "decided_by": "person", "human": human})
-
-
-def effective_status(registry: Registry, version: str) -> str:
-    """The version's status after any human decision: `approved`, `rejected` or `pending_approval`."""
-    return version_status(registry, version).status
-
-
-def newest_approved(registry: Registry) -> str | None:
-    """The newest version whose effective status is `approved` (the default for `civicml deploy`)."""
-    approved = [m["version"] for m in registry.versions() if version_status(registry, m).status == "approved"]
-    return approved[-1] if approved else None
 
 
 def stored_model_hash(registry: Registry, version: str) -> str:
@@ -173,6 +70,24 @@ def stored_model_hash(registry: Registry, version: str) -> str:
     if not names:
         raise ApprovalError(f"version {version} has no stored model files; it cannot be approved")
     return model_hash_from_files({name[len("model/") :]: registry.read_artifact(version, name) for name in names})
+
+
+def _check_reviewed(
+    version: str, model_sha: str, eval_sha: str, expected_model: str | None, expected_evaluation: str | None
+) -> None:
+    """Refuse when the hashes the person reviewed are not the version's (see `check_bindings`)."""
+    if expected_model is not None:
+        exp = expected_model.strip().lower()
+        if len(exp) < 12 or not model_sha.startswith(exp):
+            raise ApprovalError(
+                f"refusing: you reviewed model {exp[:16]}…, but version {version} is model {model_sha[:16]}… — "
+                "re-read the model card of this version (use at least 12 hex digits of model_sha256)"
+            )
+    if expected_evaluation is not None and expected_evaluation.strip().lower() != eval_sha:
+        raise ApprovalError(
+            f"refusing: you were shown evaluation {expected_evaluation.strip()[:16]}…, but version {version} "
+            f"now records {eval_sha[:16]}… — reload the page and review again"
+        )
 
 
 def check_bindings(
@@ -223,18 +138,7 @@ def check_bindings(
             f"refusing: the evaluation report of {version} describes model "
             f"{str(evaluation.get('model_sha256'))[:16]}…, not the stored model {model_sha[:16]}…"
         )
-    if expected_model_sha256 is not None:
-        exp = expected_model_sha256.strip().lower()
-        if len(exp) < 12 or not model_sha.startswith(exp):
-            raise ApprovalError(
-                f"refusing: you reviewed model {exp[:16]}…, but version {version} is model {model_sha[:16]}… — "
-                "re-read the model card of this version (use at least 12 hex digits of model_sha256)"
-            )
-    if expected_evaluation_sha256 is not None and expected_evaluation_sha256.strip().lower() != eval_sha:
-        raise ApprovalError(
-            f"refusing: you were shown evaluation {expected_evaluation_sha256.strip()[:16]}…, but version {version} "
-            f"now records {eval_sha[:16]}… — reload the page and review again"
-        )
+    _check_reviewed(version, model_sha, eval_sha, expected_model_sha256, expected_evaluation_sha256)
     gate = json.loads(registry.read_artifact(version, "gate.json")) if "gate.json" in man["artifacts"] else {}
     return {"model_sha256": model_sha, "evaluation_sha256": eval_sha, "gate": gate}
 
@@ -325,6 +229,87 @@ def _check_duties(registry: Registry, version: str, decision: str, by: str, earl
             )
 
 
+def _admissible(
+    registry: Registry, version: str, decision: str, by: str, role: str, reason: str
+) -> tuple[str, list[dict[str, Any]]]:
+    """(the version id, its sign-offs so far) when this person may decide it now; else why not.
+
+    Raises:
+        ApprovalError: a bad decision or empty field, a version not pending or already decided, or
+            separation of duties. RegistryError: no such version (in this project).
+    """
+    if decision not in ("approved", "rejected"):
+        raise ApprovalError(f"decision must be 'approved' or 'rejected', got {decision!r}")
+    fields = {"--by": by, "--role": role, "--reason": reason}
+    empty = [k for k, v in fields.items() if not (v or "").strip()]
+    if empty:
+        raise ApprovalError(
+            f"{', '.join(empty)} must not be empty: an approval names who decided, in what role "
+            "and why (e.g. --by 'A. Jones' --role 'service owner' --reason 'fairness reviewed')"
+        )
+    man = registry.manifest(version)
+    version = man["version"]
+    status = man.get("status")
+    if status != "pending_approval":
+        raise ApprovalError(
+            f"refusing: version {version} is not awaiting approval (its status is {status!r}; "
+            "only versions the gate sent to pending_approval can be approved or rejected)"
+        )
+    earlier = get_decision(registry, version)
+    if earlier is not None:
+        raise ApprovalError(
+            f"refusing: version {version} was already {earlier['decision']} by {earlier['by']} "
+            f"({earlier['role']}) at {earlier['at']}; a decision is final — retrain for a new "
+            "version"
+        )
+    signed = signoffs(registry, version)
+    _check_duties(registry, version, decision, by, signed)
+    return version, signed
+
+
+def _store_decision(
+    registry: Registry,
+    audit: AuditLog,
+    version: str,
+    decision: str,
+    by: str,
+    role: str,
+    reason: str,
+    signed: list[dict[str, Any]],
+    bound: dict[str, Any],
+) -> dict[str, Any]:
+    """Create the sign-off or the final decision (intent audited first) and audit it; return the record."""
+    record = {
+        "version": version,
+        "decision": decision,
+        "by": by.strip(),
+        "role": role.strip(),
+        "reason": reason.strip(),
+        "at": utcnow(),
+        "model_sha256": bound["model_sha256"],
+        "evaluation_sha256": bound["evaluation_sha256"],
+        "gate_decision": bound["gate"].get("decision"),
+        "gate_reason": bound["gate"].get("reason"),
+        "started_by": started_by(registry, version),
+    }
+    needed = required_approvals(bound["gate"])
+    if decision == "approved" and len(signed) + 1 < needed:
+        record.update(decision="signoff", n=len(signed) + 1, needed=needed)
+        sha = _create_once(
+            registry, audit, f"{SIGNOFFS_PREFIX}{version}/{record['n']:03d}.json", record, "this sign-off"
+        )
+        entry = audit.append("approval_signoff", {**record, "record_sha256": sha}, actor=record["by"])
+        record["audit_hash"] = entry["hash"]
+        return record
+    if decision == "approved" and needed > 1:
+        record["approvers"] = [*({k: s[k] for k in ("by", "role", "reason", "at")} for s in signed)]
+        record["approvers"].append({k: record[k] for k in ("by", "role", "reason", "at")})
+    sha = _create_once(registry, audit, approval_key(version), record, "a decision on this version")
+    entry = audit.append("approval_recorded", {**record, "record_sha256": sha}, actor=record["by"])
+    record["audit_hash"] = entry["hash"]
+    return record
+
+
 def record_decision(
     registry: Registry,
     version: str,
@@ -358,32 +343,7 @@ def record_decision(
     """
     audit = AuditLog(registry.store)
     try:
-        if decision not in ("approved", "rejected"):
-            raise ApprovalError(f"decision must be 'approved' or 'rejected', got {decision!r}")
-        fields = {"--by": by, "--role": role, "--reason": reason}
-        empty = [k for k, v in fields.items() if not (v or "").strip()]
-        if empty:
-            raise ApprovalError(
-                f"{', '.join(empty)} must not be empty: an approval names who decided, in what role "
-                "and why (e.g. --by 'A. Jones' --role 'service owner' --reason 'fairness reviewed')"
-            )
-        man = registry.manifest(version)
-        version = man["version"]
-        status = man.get("status")
-        if status != "pending_approval":
-            raise ApprovalError(
-                f"refusing: version {version} is not awaiting approval (its status is {status!r}; "
-                "only versions the gate sent to pending_approval can be approved or rejected)"
-            )
-        earlier = get_decision(registry, version)
-        if earlier is not None:
-            raise ApprovalError(
-                f"refusing: version {version} was already {earlier['decision']} by {earlier['by']} "
-                f"({earlier['role']}) at {earlier['at']}; a decision is final — retrain for a new "
-                "version"
-            )
-        signed = signoffs(registry, version)
-        _check_duties(registry, version, decision, by, signed)
+        version, signed = _admissible(registry, version, decision, by, role, reason)
         bound = check_bindings(registry, version, expected_model_sha256, expected_evaluation_sha256)
     except RegistryError as err:  # includes ApprovalError and unknown versions
         audit.append(
@@ -392,32 +352,4 @@ def record_decision(
             actor=by or None,
         )
         raise
-    record = {
-        "version": version,
-        "decision": decision,
-        "by": by.strip(),
-        "role": role.strip(),
-        "reason": reason.strip(),
-        "at": utcnow(),
-        "model_sha256": bound["model_sha256"],
-        "evaluation_sha256": bound["evaluation_sha256"],
-        "gate_decision": bound["gate"].get("decision"),
-        "gate_reason": bound["gate"].get("reason"),
-        "started_by": started_by(registry, version),
-    }
-    needed = required_approvals(bound["gate"])
-    if decision == "approved" and len(signed) + 1 < needed:
-        record.update(decision="signoff", n=len(signed) + 1, needed=needed)
-        sha = _create_once(
-            registry, audit, f"{SIGNOFFS_PREFIX}{version}/{record['n']:03d}.json", record, "this sign-off"
-        )
-        entry = audit.append("approval_signoff", {**record, "record_sha256": sha}, actor=record["by"])
-        record["audit_hash"] = entry["hash"]
-        return record
-    if decision == "approved" and needed > 1:
-        record["approvers"] = [*({k: s[k] for k in ("by", "role", "reason", "at")} for s in signed)]
-        record["approvers"].append({k: record[k] for k in ("by", "role", "reason", "at")})
-    sha = _create_once(registry, audit, approval_key(version), record, "a decision on this version")
-    entry = audit.append("approval_recorded", {**record, "record_sha256": sha}, actor=record["by"])
-    record["audit_hash"] = entry["hash"]
-    return record
+    return _store_decision(registry, audit, version, decision, by, role, reason, signed, bound)

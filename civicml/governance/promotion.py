@@ -64,6 +64,38 @@ def check_promotable(registry: Registry, version: str, audit: AuditLog) -> None:
         raise PromotionError(f"refusing to promote {version}: " + "; ".join(problems))
 
 
+def _move_aliases(
+    registry: Registry,
+    audit: AuditLog,
+    version: str,
+    role: str,
+    share: float,
+    current: tuple[str | None, str | None],
+    by: str,
+    reason: str,
+    expected_champion: Any,
+) -> dict[str, Any]:
+    """Move the alias (and end or start the A/B test it implies); return the alias move.
+
+    `current` is (champion, challenger) as read before the promotion started.
+    """
+    champion, challenger = current
+    from civicml.serving.routing import set_weights, stored_share
+
+    if role == CHAMPION:
+        move = _move(registry, audit, CHAMPION, version, by, reason, expected=expected_champion)
+        if challenger is not None:
+            _move(registry, audit, CHALLENGER, None, by, f"{version} replaced the champion")
+            audit.append("ab_ended", {"champion": version, "challenger": challenger, "reason": reason}, actor=by)
+        if challenger is not None or stored_share(registry) > 0:
+            set_weights(registry, 0.0, by=by, reason=f"{version} deployed as champion")
+    else:
+        move = _move(registry, audit, CHALLENGER, version, by, reason)
+        set_weights(registry, share, by=by, reason=f"challenger {version} deployed")
+        audit.append("ab_started", {"champion": champion, "challenger": version, "share": share}, actor=by)
+    return move
+
+
 def promote(
     registry: Registry,
     version: str,
@@ -98,7 +130,7 @@ def promote(
             or a challenger has no other champion to be compared with.
         AliasConflict: the champion moved since `expected_champion` was read.
     """
-    from civicml.serving.routing import Routing, set_weights, stored_share
+    from civicml.serving.routing import Routing
 
     if role not in (CHAMPION, CHALLENGER):
         raise PromotionError(f"unknown role {role!r}; use champion or challenger")
@@ -127,17 +159,7 @@ def promote(
     intent = {"version": version, "role": role, "champion": champion, "challenger": challenger, "share": share}
     audit.append("promotion_started", {**intent, "target": target, "reason": reason}, actor=by)
     detail = deployer(routing) if deployer is not None else None
-    if role == CHAMPION:
-        move = _move(registry, audit, CHAMPION, version, by, reason, expected=expected_champion)
-        if challenger is not None:
-            _move(registry, audit, CHALLENGER, None, by, f"{version} replaced the champion")
-            audit.append("ab_ended", {"champion": version, "challenger": challenger, "reason": reason}, actor=by)
-        if challenger is not None or stored_share(registry) > 0:
-            set_weights(registry, 0.0, by=by, reason=f"{version} deployed as champion")
-    else:
-        move = _move(registry, audit, CHALLENGER, version, by, reason)
-        set_weights(registry, share, by=by, reason=f"challenger {version} deployed")
-        audit.append("ab_started", {"champion": champion, "challenger": version, "share": share}, actor=by)
+    move = _move_aliases(registry, audit, version, role, share, (champion, challenger), by, reason, expected_champion)
     result = {
         "target": target,
         "alias": role,
