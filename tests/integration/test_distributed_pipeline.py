@@ -5,6 +5,7 @@ identical bytes."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -114,11 +115,29 @@ def test_two_workers_through_kfp_local_gate_serve_and_reproduce(tmp_path, monkey
     assert not [d for d in result["differences"] if d["input"] in {"training shards", "data fingerprint"}]
 
 
+def _parent(pid: int) -> int:
+    try:
+        # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after ")".
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _descends_from_this_test(pid: int) -> bool:
+    """True for this test's own processes: other sessions on the machine run workers too."""
+    me = os.getpid()
+    while pid > 1:
+        pid = _parent(pid)
+        if pid == me:
+            return True
+    return False
+
+
 def _workers(rank: int) -> list[tuple[int, Path]]:
-    """(pid, log) of running distributed workers of this rank, found through /proc."""
+    """(pid, log) of running distributed workers of this rank started by this test, found through /proc."""
     out = []
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
+        if not proc.name.isdigit() or not _descends_from_this_test(int(proc.name)):
             continue
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
