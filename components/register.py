@@ -15,6 +15,7 @@ def register(
     figures: Input[Artifact],
     model_card: Output[HTML],
     model_card_md: Output[Markdown],
+    started_by: str = "",
 ) -> str:
     """Stage every artifact of the run, publish the model card, and commit the version.
 
@@ -29,6 +30,8 @@ def register(
         evaluation: The evaluation document written by `evaluate`.
         decision_record: The gate decision written by `gate`.
         figures: The model card's figures drawn by `evaluate` (stored with the version, not redrawn).
+        started_by: Who started the run (`civicml submit`/`schedule` pass the submitting person);
+            recorded in the lineage for separation of duties. Empty: the step's own user.
 
     Returns:
         model_card: The model card as an HTML page.
@@ -47,6 +50,7 @@ def register(
         card_html_path=model_card.path,
         card_md_path=model_card_md.path,
         figures_dir=figures.path,
+        started_by=started_by,
     )
     return manifest["version"]
 

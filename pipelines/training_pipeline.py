@@ -33,7 +33,7 @@ def build_training_pipeline(image: str, default_config_json: str, secret_name=No
     prepare = task_preparer(secret_name, default_config_json)
 
     @dsl.pipeline(name=PIPELINE_NAME, description="civicml: validate, tune, train, evaluate, gate and deploy a model")
-    def training_pipeline(config_json: str = default_config_json, version: str = ""):
+    def training_pipeline(config_json: str = default_config_json, version: str = "", started_by: str = ""):
         v = prepare(c_validate(config_json=config_json, version=version), "validate-data")
         with dsl.If(v.outputs["Output"] == "ok", name="new-data"):
             t = prepare(c_tune(config_json=config_json, data=v.outputs["data"]), "tune")
@@ -53,6 +53,7 @@ def build_training_pipeline(image: str, default_config_json: str, secret_name=No
                     evaluation=e.outputs["evaluation"],
                     decision_record=g.outputs["decision_record"],
                     figures=e.outputs["figures"],
+                    started_by=started_by,
                 ),
                 "register",
             )

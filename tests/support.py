@@ -78,7 +78,7 @@ def train_through_gate(cfg, work: Path, report: bool = False) -> None:
     steps.gate(cfg, f"{w}/eval.json", f"{w}/gate.json")
 
 
-def register_trained(cfg, work: Path, version: str | None = None) -> dict[str, Any]:
+def register_trained(cfg, work: Path, version: str | None = None, started_by: str = "") -> dict[str, Any]:
     """Run the register step on train_through_gate's files under `work`; the committed manifest.
 
     With `version`, the same trained files are registered under another version id: a cheap
@@ -94,7 +94,14 @@ def register_trained(cfg, work: Path, version: str | None = None) -> dict[str, A
         info_path.write_text(json.dumps(info))
     report = f"{w}/report.html" if (work / "report.html").is_file() else None
     return steps.register(
-        cfg, f"{w}/data", f"{w}/params.json", f"{w}/model", f"{w}/eval.json", f"{w}/gate.json", report
+        cfg,
+        f"{w}/data",
+        f"{w}/params.json",
+        f"{w}/model",
+        f"{w}/eval.json",
+        f"{w}/gate.json",
+        report,
+        started_by=started_by,
     )
 
 

@@ -155,3 +155,26 @@ def friendly_errors(fn: Callable) -> Callable:
             sys.exit(1)
 
     return wrapper
+
+
+StartedByOpt = typer.Option(
+    None,
+    "--started-by",
+    help="Who starts this run (recorded in the lineage and audit log; that person cannot approve the "
+    "version). Default: CIVICML_ACTOR, else your OS user name.",
+)
+
+
+def apply_started_by(started_by: str | None) -> None:
+    """Make `started_by` the acting person for this command (CIVICML_ACTOR).
+
+    Local steps (kfp.local subprocesses) inherit the environment; `submit`/`schedule` send it
+    as the pipeline's `started_by` parameter, since a cluster's step pods cannot see it.
+    """
+    import os
+
+    if started_by is None:
+        return
+    if not started_by.strip():
+        raise typer.BadParameter("must not be empty (e.g. --started-by 'A. Jones')", param_hint="--started-by")
+    os.environ["CIVICML_ACTOR"] = started_by.strip()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from civicml.cli.common import console, err_console, friendly_errors, load_cfg
+from civicml.cli.common import StartedByOpt, apply_started_by, console, err_console, friendly_errors, load_cfg
 from civicml.reporting.numbers import number
 
 STEPS = ["validate-data", "tune", "train", "evaluate", "gate", "register", "deploy"]
@@ -39,12 +38,7 @@ def run(
     set_: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set data.demo.month=3."),
     month: int | None = typer.Option(None, help="Shortcut for --set data.demo.month=M (demo data)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-    started_by: str | None = typer.Option(
-        None,
-        "--started-by",
-        help="Who starts this run (recorded in the lineage and audit log; that person cannot approve the "
-        "version). Default: CIVICML_ACTOR, else your OS user name.",
-    ),
+    started_by: str | None = StartedByOpt,
     keep_run_data: bool = typer.Option(
         False, "--keep-run-data", help="Debugging: keep the steps' outputs (the data splits: personal data)."
     ),
@@ -52,11 +46,7 @@ def run(
     """Compile the training pipeline and run it locally through kfp.local."""
     from civicml.orchestration.local import failure_detail, read_manifest, run_pipeline
 
-    if started_by is not None:
-        if not started_by.strip():
-            raise typer.BadParameter("must not be empty (e.g. --started-by 'A. Jones')", param_hint="--started-by")
-        # The steps run as kfp.local subprocesses, which inherit the environment.
-        os.environ["CIVICML_ACTOR"] = started_by.strip()
+    apply_started_by(started_by)
 
     overrides = _parse_sets(set_)
     if month is not None:

@@ -11,7 +11,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from civicml.cli.common import console, err_console, friendly_errors, load_cfg, warn_if_store_is_local
+from civicml.cli.common import (
+    StartedByOpt,
+    apply_started_by,
+    console,
+    err_console,
+    friendly_errors,
+    load_cfg,
+    warn_if_store_is_local,
+)
 from civicml.reporting.numbers import number, signed
 
 DEFAULT_IMAGE = "ghcr.io/civicml/civicml:0.1.0"
@@ -214,8 +222,10 @@ def schedule(
     image: str = ImageOpt,
     config: Path | None = RunConfigOpt,
     namespace: str | None = NamespaceOpt,
+    started_by: str | None = StartedByOpt,
 ) -> None:
     """Create a KFP recurring run (one run at a time, no backfill) of the training or monitoring pipeline."""
+    apply_started_by(started_by)
     from civicml.orchestration.kfp_client import (
         build_experiment_request,
         build_recurring_run_request,
@@ -267,8 +277,10 @@ def submit(
     image: str = ImageOpt,
     config: Path | None = RunConfigOpt,
     namespace: str | None = NamespaceOpt,
+    started_by: str | None = StartedByOpt,
 ) -> None:
     """Submit one run of the training or monitoring pipeline to a KFP cluster."""
+    apply_started_by(started_by)
     from civicml.orchestration.kfp_client import (
         build_experiment_request,
         build_run_request,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from civicml.config import RunConfig
+from civicml.governance.audit import default_actor
 
 # Re-exported: the CLI and tests import the schedule check from here.
 from civicml.orchestration.cron import Cron, CronError, parse_cron  # noqa: F401
@@ -90,7 +91,12 @@ def pipeline_parameters(spec: dict[str, Any]) -> set[str]:
 
 
 def run_parameters(cfg: RunConfig, spec: dict[str, Any], version: str = "") -> dict[str, Any]:
-    """Runtime parameters: the config as JSON (never secrets) and, when the pipeline takes it, a version.
+    """Runtime parameters: the config as JSON (never secrets) and, when the pipeline takes them, a
+    version and who started the run.
+
+    `started_by` is the person submitting or scheduling (`CIVICML_ACTOR`, set by `--started-by`,
+    else the OS user): on the cluster the step pods run as the pipeline's ServiceAccount, so
+    without it separation of duties would see the pod's user, not the person.
 
     Raises:
         SubmitError: the pipeline does not take `config_json`.
@@ -101,6 +107,8 @@ def run_parameters(cfg: RunConfig, spec: dict[str, Any], version: str = "") -> d
     params: dict[str, Any] = {"config_json": cfg.to_json()}
     if "version" in names:
         params["version"] = version
+    if "started_by" in names:
+        params["started_by"] = default_actor()
     return params
 
 

@@ -28,6 +28,7 @@ def register(
     card_html_path: str | None = None,
     card_md_path: str | None = None,
     figures_dir: str | None = None,
+    started_by: str = "",
 ) -> dict[str, Any]:
     """Stage every artifact of the run, then commit the version by writing its manifest last.
 
@@ -35,6 +36,9 @@ def register(
     decision and the lineage are all known; it is written to `card_*_path` for the KFP UI
     and stored with the version. Its figures are the ones evaluate drew (`figures_dir`, stored
     as `figures/...`); they are drawn here only when no directory is given (a direct call).
+    `started_by` is who started the run (a cluster run's submitter, passed as a pipeline
+    parameter because the step pod's own user is the pipeline's ServiceAccount); empty means
+    the acting user here (`CIVICML_ACTOR`, else the OS user).
 
     Returns:
         The committed manifest.
@@ -57,6 +61,7 @@ def register(
         figures = load_figures(figures_dir)
         artifacts.update(registry.upload_dir(version, "figures", figures_dir))
     meta = _manifest_meta(cfg, info, evaluation, decision, artifacts["evaluation.json"]["sha256"])
+    meta["lineage"]["started_by"] = started_by.strip() or meta["lineage"]["started_by"]
     card_html, card_md = render_model_card({"version": version, **meta}, evaluation, decision, cfg, figures=figures)
     artifacts["model_card.html"] = registry.upload(version, "model_card.html", card_html.encode())
     artifacts["model_card.md"] = registry.upload(version, "model_card.md", card_md.encode())

@@ -148,3 +148,17 @@ def test_reproduce_refuses_a_version_whose_model_file_was_replaced(trained, stor
         assert res.exit_code == 1 and "fails verification" in res.output and "model/model.json" in res.output
     finally:
         reg.store.put_bytes(key, original)
+
+
+def test_register_records_the_submitter_passed_by_the_pipeline(trained, store, monkeypatch):
+    """Issue 19: on a cluster the step pod runs as the pipeline's ServiceAccount, so `civicml submit`
+    passes the person as the `started_by` parameter; the lineage records that person, not the pod."""
+    monkeypatch.setenv("CIVICML_ACTOR", "system:serviceaccount:team:pipeline-runner")
+    _, man, csv = trained
+    cfg = load_config(None, {**FAST, "storage.uri": str(store), "data.source": str(csv)})
+    run_dir = store.parent / "run"
+    shutil.copytree(trained[0].parent / "run", run_dir)
+    submitted = register_trained(cfg, run_dir, version="v-submitted", started_by="A. Jones")
+    assert submitted["lineage"]["started_by"] == "A. Jones"
+    local = register_trained(cfg, run_dir, version="v-local")
+    assert local["lineage"]["started_by"] == "system:serviceaccount:team:pipeline-runner"

@@ -97,7 +97,7 @@ def test_recurring_run_request(compiled):
     assert data["max_concurrency"] == "1" and data["no_catchup"] is True and data["mode"] == "ENABLE"
     assert data["service_account"] == "civicml-pipeline-runner" and data["experiment_id"] == "exp-1"
     params = data["runtime_config"]["parameters"]
-    assert set(params) == {"config_json", "version"} and RunConfig.from_json(params["config_json"]) == cfg
+    assert set(params) == {"config_json", "version", "started_by"} and RunConfig.from_json(params["config_json"]) == cfg
     spec = data["pipeline_spec"]
     assert spec["pipeline_spec"]["pipelineInfo"]["name"] == "civicml-training"
     # The Secret is referenced by name for env injection, never inlined as a value.
@@ -379,3 +379,40 @@ def test_cluster_commands_warn_that_a_local_store_is_unreachable_from_pods(cli, 
     monkeypatch.setenv("CIVICML_STORE_URI", "s3://civicml/registry")
     res = cli("submit", "--dry-run")
     assert res.exit_code == 0 and "local directory" not in res.output
+
+
+def _tasks(node):
+    """Every (name, task) in a compiled pipeline spec, nested DAGs (dsl.If) included."""
+    if isinstance(node, dict):
+        yield from (node.get("tasks") or {}).items()
+        for value in node.values():
+            yield from _tasks(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _tasks(value)
+
+
+def test_the_training_pipeline_carries_who_started_the_run_to_register(compiled):
+    """Issue 19: separation of duties needs the submitting person on a cluster (pods run as a ServiceAccount)."""
+    spec = pipeline_spec_from_yaml(compiled["training"])
+    spec = spec.get("pipeline_spec", spec)  # with a platform spec (Secret env), the two come wrapped
+    assert spec["root"]["inputDefinitions"]["parameters"]["started_by"]["parameterType"] == "STRING"
+    register = [task for name, task in _tasks(spec) if name == "register"]
+    assert len(register) == 1
+    assert register[0]["inputs"]["parameters"]["started_by"] == {
+        "componentInputParameter": "pipelinechannel--started_by"
+    }
+
+
+def test_submit_and_schedule_send_the_person_who_started_the_run(cli, monkeypatch):
+    monkeypatch.setenv("CIVICML_ACTOR", "someone-else")
+    res = cli("submit", "--dry-run", "--started-by", "A. Jones")
+    assert res.exit_code == 0, res.output
+    params = json.loads(res.stdout[res.stdout.index("{") :])["run"]["runtime_config"]["parameters"]
+    assert params["started_by"] == "A. Jones"
+    res = cli("schedule", "--pipeline", "training", "--cron", "0 0 2 * * *", "--dry-run", "--started-by", "B. Lee")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout[res.stdout.index("{") :])
+    assert out["recurring_run"]["runtime_config"]["parameters"]["started_by"] == "B. Lee"
+    res = cli("submit", "--dry-run", "--started-by", "  ")
+    assert res.exit_code != 0 and "--started-by" in res.output
