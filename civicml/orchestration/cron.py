@@ -17,7 +17,7 @@ class CronError(ValueError):
 
 
 # name, min, max, aliases (robfig/cron: months JAN-DEC, weekdays SUN-SAT, Sunday = 0)
-_FIELDS = (
+_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("seconds", 0, 59, {}),
     ("minutes", 0, 59, {}),
     ("hours", 0, 23, {}),
