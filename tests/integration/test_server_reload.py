@@ -72,7 +72,7 @@ def built(tmp_path_factory):
     cfg = RunConfig.model_validate(raw)
     steps.validate_data(cfg, str(root / "data"))
     train = steps.load_splits(root / "data")["train"]
-    spec = steps._spec(cfg, root / "data", train)
+    spec = steps.feature_spec(cfg, root / "data", train)
     contract = (root / "data" / "contract.json").read_bytes()
     reg = Registry(LocalStore(root / "store"))
     versions = []

@@ -53,9 +53,8 @@ def _build(root: Path) -> tuple[Path, Path, str]:
     data_dir = root / "data"
     steps.validate_data(cfg, str(data_dir))
     train = steps.load_splits(data_dir)["train"]
-    model = fit_model(
-        "xgboost", steps._spec(cfg, data_dir, train), build_params("xgboost", {"n_estimators": 20}, {}), train, 42, 1
-    )
+    spec = steps.feature_spec(cfg, data_dir, train)
+    model = fit_model("xgboost", spec, build_params("xgboost", {"n_estimators": 20}, {}), train, 42, 1)
     save_model(model, root / "model")
     reg = Registry(LocalStore(store))
     version = new_version_id()
