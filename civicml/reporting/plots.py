@@ -144,13 +144,8 @@ def calibration(ev: dict[str, Any]) -> Figure | None:
         markersize=6,
         label=f"model (ECE {cal['ece']:.3f})",
     )
-    ax.set(
-        xlabel="Mean predicted probability",
-        ylabel="Observed positive rate",
-        title="Calibration (reliability)",
-        xlim=(0, 1),
-        ylim=(0, 1),
-    )
+    labels = {"xlabel": "Mean predicted probability", "ylabel": "Observed positive rate"}
+    ax.set(**labels, title="Calibration (reliability)", xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="upper left")
     gaps = [abs(o - p) for o, p in zip(cal["observed"], cal["predicted"])]
     w = max(range(len(gaps)), key=gaps.__getitem__)
