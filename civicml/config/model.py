@@ -53,15 +53,22 @@ class ParamSpec(_Strict):
         check_param_spec(self)
         return self
 
+    def bounds(self) -> tuple[float, float]:
+        """`(min, max)` of a numeric parameter; validation has made sure both are set."""
+        if self.min is None or self.max is None:
+            raise ValueError(f"a {self.type} parameter has no min/max bounds")
+        return self.min, self.max
+
     def grid_size(self) -> int | None:
         """How many points this parameter contributes to a grid (None: not griddable, i.e. double without step)."""
         if self.type == "categorical":
             return len(self.values or [])
+        lo, hi = self.bounds()
         if self.type == "int":
-            return int((int(self.max) - int(self.min)) // int(self.step or 1)) + 1
+            return int((int(hi) - int(lo)) // int(self.step or 1)) + 1
         if self.step is None:
             return None
-        return int((self.max - self.min) / self.step + 1e-9) + 1
+        return int((hi - lo) / self.step + 1e-9) + 1
 
 
 class EarlyStopping(_Strict):

@@ -10,6 +10,8 @@ traceback for a missing or unreachable cluster.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 #: Pod Security admission's namespace label (k8s.io/pod-security-admission api/constants.go).
@@ -132,3 +134,63 @@ def require_cluster(client: Any = None, timeout: float = 10.0) -> str:
             raise ClusterError(explain(err, "reach the Kubernetes API server")) from None
         raise
     return info.git_version
+
+
+def true_conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """An object's status conditions that hold (`status: "True"`), by type."""
+    return {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+
+
+@dataclass(frozen=True)
+class CustomObject:
+    """One namespaced custom object (a Katib Experiment, a Trainer TrainJob) and the calls civicml makes on it.
+
+    Each call turns the API's refusal into the caller's own error with `error(action, err)`, `action`
+    being "create", "read" or "delete".
+
+    Args:
+        api: A `kubernetes.client.CustomObjectsApi` (or a stand-in with the same methods).
+        group, version, plural: The resource.
+        namespace, name: The object.
+        error: `(action, ApiException) -> Exception` to raise.
+    """
+
+    api: Any
+    group: str
+    version: str
+    plural: str
+    namespace: str
+    name: str
+    error: Callable[[str, Exception], Exception]
+
+    def create(self, body: dict[str, Any], on_conflict: Callable[[Exception], None] | None = None) -> None:
+        """Create the object from `body`; on HTTP 409 call `on_conflict(err)` instead of failing, when given."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.api.create_namespaced_custom_object(self.group, self.version, self.namespace, self.plural, body)
+        except ApiException as err:
+            if on_conflict is None or getattr(err, "status", None) != 409:
+                raise self.error("create", err) from None
+            on_conflict(err)
+
+    def read(self) -> dict[str, Any]:
+        """The object as the API server has it now."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.api.get_namespaced_custom_object(
+                self.group, self.version, self.namespace, self.plural, self.name
+            )
+        except ApiException as err:
+            raise self.error("read", err) from None
+
+    def delete(self) -> None:
+        """Delete the object; one that is already gone (404) is fine."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.api.delete_namespaced_custom_object(self.group, self.version, self.namespace, self.plural, self.name)
+        except ApiException as err:
+            if getattr(err, "status", None) != 404:
+                raise self.error("delete", err) from None

@@ -116,38 +116,49 @@ def deploy_version(
     from civicml.governance.promotion import check_promotable, promote
 
     mode = mode or cfg.deploy.mode
-    problems = registry.verify(version)
-    if problems:
-        raise RegistryError(f"refusing to deploy {version}: " + "; ".join(problems))
-    routing, alias = _target_routing(cfg, registry, version, mode)
-    uri = resolve_store_uri(cfg.storage.uri)
-    objects = build_objects(cfg, routing, uri)
+    routing, alias, uri, objects = _plan(cfg, registry, version, mode)
     if dry_run:
         return {"target": "kubernetes", "dry_run": True, "alias": alias, "version": version, "objects": objects}
-    if not uri.startswith("s3://"):
-        raise DeployError(
-            f"the model server pods cannot read the store {uri!r}: a Kubernetes deploy needs an object store "
-            "(storage.uri or CIVICML_STORE_URI = s3://bucket/prefix)"
-        )
+    _require_object_store(uri)
     check_promotable(registry, version, AuditLog(registry.store))  # before touching the cluster
     client = client or KubeClient()
-    ns, name = cfg.deploy.namespace, cfg.deploy.name
     rollout = _rollout(cfg, registry, client, objects, version, alias, by, sleep, clock)
     result = promote(
         registry,
         version,
         by=by,
-        reason=f"{reason or 'deploy'}; kubernetes rollout of {ns}/{name}",
+        reason=f"{reason or 'deploy'}; kubernetes rollout of {cfg.deploy.namespace}/{cfg.deploy.name}",
         role=alias,
         share=routing.challenger_share,
         expected_champion=expected_champion,
         deployer=rollout,
         target="kubernetes",
     )
-    payload = {"namespace": ns, "name": name, "version": version, "alias": alias}
-    payload.update(challenger_share=routing.effective_share, rollout=result["rollout"])
+    payload: dict[str, Any] = {"namespace": cfg.deploy.namespace, "name": cfg.deploy.name, "version": version}
+    payload.update(alias=alias, challenger_share=routing.effective_share, rollout=result["rollout"])
     AuditLog(registry.store).append("k8s_deployed", payload, actor=by)
     return {**result, "objects": objects}
+
+
+def _plan(
+    cfg: RunConfig, registry: Registry, version: str, mode: str
+) -> tuple[Routing, str, str, list[dict[str, Any]]]:
+    """Check `version`'s integrity and build the objects of the routing it goes to: (routing, alias, store, objects)."""
+    problems = registry.verify(version)
+    if problems:
+        raise RegistryError(f"refusing to deploy {version}: " + "; ".join(problems))
+    routing, alias = _target_routing(cfg, registry, version, mode)
+    uri = resolve_store_uri(cfg.storage.uri)
+    return routing, alias, uri, build_objects(cfg, routing, uri)
+
+
+def _require_object_store(uri: str) -> None:
+    """The model server pods read the store themselves: a local directory is out of their reach."""
+    if not uri.startswith("s3://"):
+        raise DeployError(
+            f"the model server pods cannot read the store {uri!r}: a Kubernetes deploy needs an object store "
+            "(storage.uri or CIVICML_STORE_URI = s3://bucket/prefix)"
+        )
 
 
 def _rollout(

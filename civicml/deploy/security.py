@@ -197,7 +197,16 @@ def restricted_violations(pod_spec: Mapping[str, Any]) -> list[str]:
     """
     out: list[str] = []
     pod_ctx: Mapping[str, Any] = pod_spec.get("securityContext") or {}
+    _check_pod(pod_spec, pod_ctx, out)
+    if not pod_spec.get("containers"):
+        out.append("pod: has no containers")
+    for where, container in _containers(pod_spec):
+        _check_container(where, container, pod_ctx, out)
+    return out
 
+
+def _check_pod(pod_spec: Mapping[str, Any], pod_ctx: Mapping[str, Any], out: list[str]) -> None:
+    """Pod-level controls: host namespaces, volume types, the pod security context and its sysctls."""
     for field in ("hostNetwork", "hostPID", "hostIPC"):
         if pod_spec.get(field):
             out.append(f"pod: {field} must not be true")
@@ -216,46 +225,41 @@ def restricted_violations(pod_spec: Mapping[str, Any]) -> list[str]:
         if sysctl.get("name") not in _SAFE_SYSCTLS:
             out.append(f"pod: sysctl {sysctl.get('name')!r} is not in the safe set")
 
+
+def _check_container(where: str, container: Mapping[str, Any], pod_ctx: Mapping[str, Any], out: list[str]) -> None:
+    """Container-level controls; `pod_ctx` supplies what a container may inherit (non-root, seccomp)."""
+    ctx: Mapping[str, Any] = container.get("securityContext") or {}
+    _check_baseline_context(where, ctx, out)
+
+    if ctx.get("privileged"):
+        out.append(f"{where}: privileged must not be true")
+    if ctx.get("procMount", "Default") != "Default":
+        out.append(f"{where}: procMount must be Default")
+    for port in container.get("ports") or []:
+        if port.get("hostPort"):
+            out.append(f"{where}: hostPort {port['hostPort']} is not allowed")
+
+    # restricted: privilege escalation must be explicitly disabled.
+    if ctx.get("allowPrivilegeEscalation") is not False:
+        out.append(f"{where}: allowPrivilegeEscalation must be false")
+
+    # restricted: non-root, either inherited from the pod or set here, and
+    # a container may not opt back out of a pod-level guarantee.
+    container_non_root = ctx.get("runAsNonRoot")
     pod_non_root = pod_ctx.get("runAsNonRoot") is True
-    pod_seccomp_ok = _seccomp_type(pod_ctx) in ALLOWED_SECCOMP_TYPES
+    if container_non_root is False or not (container_non_root is True or pod_non_root):
+        out.append(f"{where}: runAsNonRoot must be true (in the pod or container securityContext)")
 
-    containers = list(_containers(pod_spec))
-    if not pod_spec.get("containers"):
-        out.append("pod: has no containers")
-    for where, container in containers:
-        ctx: Mapping[str, Any] = container.get("securityContext") or {}
-        _check_baseline_context(where, ctx, out)
+    seccomp = _seccomp_type(ctx)
+    if seccomp is None and _seccomp_type(pod_ctx) not in ALLOWED_SECCOMP_TYPES:
+        out.append(f"{where}: seccompProfile.type must be RuntimeDefault or Localhost")
+    elif seccomp is not None and seccomp not in ALLOWED_SECCOMP_TYPES and seccomp != "Unconfined":
+        # Unconfined was already reported by the baseline check.
+        out.append(f"{where}: seccompProfile.type {seccomp!r} is not allowed")
 
-        if ctx.get("privileged"):
-            out.append(f"{where}: privileged must not be true")
-        if ctx.get("procMount", "Default") != "Default":
-            out.append(f"{where}: procMount must be Default")
-        for port in container.get("ports") or []:
-            if port.get("hostPort"):
-                out.append(f"{where}: hostPort {port['hostPort']} is not allowed")
-
-        # restricted: privilege escalation must be explicitly disabled.
-        if ctx.get("allowPrivilegeEscalation") is not False:
-            out.append(f"{where}: allowPrivilegeEscalation must be false")
-
-        # restricted: non-root, either inherited from the pod or set here, and
-        # a container may not opt back out of a pod-level guarantee.
-        container_non_root = ctx.get("runAsNonRoot")
-        if container_non_root is False or not (container_non_root is True or pod_non_root):
-            out.append(f"{where}: runAsNonRoot must be true (in the pod or container securityContext)")
-
-        seccomp = _seccomp_type(ctx)
-        if seccomp is None and not pod_seccomp_ok:
-            out.append(f"{where}: seccompProfile.type must be RuntimeDefault or Localhost")
-        elif seccomp is not None and seccomp not in ALLOWED_SECCOMP_TYPES and seccomp != "Unconfined":
-            # Unconfined was already reported by the baseline check.
-            out.append(f"{where}: seccompProfile.type {seccomp!r} is not allowed")
-
-        capabilities = ctx.get("capabilities") or {}
-        if "ALL" not in (capabilities.get("drop") or []):
-            out.append(f"{where}: capabilities.drop must include ALL")
-        added = sorted(set(capabilities.get("add") or []) - ALLOWED_ADDED_CAPABILITIES)
-        if added:
-            out.append(f"{where}: capabilities.add may only contain NET_BIND_SERVICE, found {', '.join(added)}")
-
-    return out
+    capabilities = ctx.get("capabilities") or {}
+    if "ALL" not in (capabilities.get("drop") or []):
+        out.append(f"{where}: capabilities.drop must include ALL")
+    added = sorted(set(capabilities.get("add") or []) - ALLOWED_ADDED_CAPABILITIES)
+    if added:
+        out.append(f"{where}: capabilities.add may only contain NET_BIND_SERVICE, found {', '.join(added)}")

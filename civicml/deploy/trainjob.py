@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from civicml.config import RunConfig
+from civicml.deploy.cluster import CustomObject, true_conditions
 from civicml.deploy.security import restricted_container_security_context, restricted_pod_security_context
 from civicml.modeling.distributed import (
     ENV_NUM_WORKER,
@@ -168,10 +169,6 @@ def trainjob_body(trainjob) -> dict[str, Any]:
     return trainjob.to_dict()
 
 
-def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
-
-
 def _api_error(action: str, namespace: str, name: str, err: Exception) -> TrainJobError:
     status = getattr(err, "status", None)
     hint = {
@@ -204,7 +201,7 @@ def pod_logs(core: Any, namespace: str, name: str, lines: int = LOG_LINES) -> di
 
 
 def _failed(obj: dict[str, Any], namespace: str, name: str, logs: dict[str, list[str]]) -> TrainJobError:
-    c = _conditions(obj).get("Failed", {})
+    c = true_conditions(obj).get("Failed", {})
     parts = [f"TrainJob {namespace}/{name} failed: {c.get('reason', '?')}: {c.get('message', '')}".rstrip()]
     for pod, lines in sorted(logs.items()):
         parts.append(f"  last lines of pod {pod}:")
@@ -234,29 +231,20 @@ def submit_and_wait(
     Raises:
         TrainJobError: refused, failed (with the pods' last log lines), or timed out.
     """
-    from kubernetes.client.exceptions import ApiException
-
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
-    try:
-        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-    except ApiException as err:
-        raise _api_error("create", namespace, name, err) from None
+    job = CustomObject(
+        api, GROUP, VERSION, PLURAL, namespace, name, lambda action, err: _api_error(action, namespace, name, err)
+    )
+    job.create(body)
     start = clock()
     while True:
-        try:
-            obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        except ApiException as err:
-            raise _api_error("read", namespace, name, err) from None
-        conditions = _conditions(obj)
+        obj = job.read()
+        conditions = true_conditions(obj)
         if "Failed" in conditions:
             raise _failed(obj, namespace, name, pod_logs(core, namespace, name))
         if "Complete" in conditions:
             logs = pod_logs(core, namespace, name, lines=3)
-            try:
-                api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-            except ApiException as err:
-                if getattr(err, "status", None) != 404:
-                    raise _api_error("delete", namespace, name, err) from None
+            job.delete()
             reports = [
                 json.loads(x[len(REPORT_PREFIX) :]) for v in logs.values() for x in v if x.startswith(REPORT_PREFIX)
             ]

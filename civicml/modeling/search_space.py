@@ -52,14 +52,16 @@ def grid_values(space: dict[str, ParamSpec]) -> dict[str, list[Any]]:
         if p.type == "categorical":
             grid[name] = list(p.values or [])
         elif p.type == "int":
-            grid[name] = list(range(int(p.min), int(p.max) + 1, int(p.step or 1)))
+            lo, hi = p.bounds()
+            grid[name] = list(range(int(lo), int(hi) + 1, int(p.step or 1)))
         else:
             if p.step is None:
                 raise ConfigError(f"invalid config: tuning.search_space.{name}: grid search needs 'step'")
             n = p.grid_size() or 0
             # Round to the step's precision so 0.1 + 2*0.1 prints (and matches Katib) as 0.3.
             digits = max(0, -math.floor(math.log10(p.step))) + 6
-            grid[name] = [round(p.min + i * p.step, digits) for i in range(n)]
+            lo = p.bounds()[0]
+            grid[name] = [round(lo + i * p.step, digits) for i in range(n)]
     return grid
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from civicml.config import RunConfig
-from civicml.deploy.cluster import ENFORCE_LABEL, api_client, namespace_labels
+from civicml.deploy.cluster import ENFORCE_LABEL, CustomObject, api_client, namespace_labels, true_conditions
 from civicml.modeling.search_space import coerce_params, space_for
 from civicml.storage.store import resolve_store_uri
 from civicml.tuning.katib_objects import (  # noqa: F401  (re-exported: callers import the builders from here)
@@ -75,10 +75,6 @@ def require_shared_store(uri: str) -> None:
         )
 
 
-def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
-
-
 def _api_error(action: str, namespace: str, name: str, err: Exception) -> KatibError:
     status = getattr(err, "status", None)
     reason = getattr(err, "reason", "") or type(err).__name__
@@ -95,7 +91,7 @@ def _api_error(action: str, namespace: str, name: str, err: Exception) -> KatibE
 def _finished(obj: dict[str, Any], namespace: str, name: str, elapsed: float, timeout_seconds: float) -> bool:
     """True when the Experiment succeeded; KatibError when it failed or ran out of time; else False."""
     status = obj.get("status") or {}
-    conditions = _conditions(obj)
+    conditions = true_conditions(obj)
     if "Failed" in conditions:
         c = conditions["Failed"]
         raise KatibError(
@@ -145,23 +141,13 @@ def submit_and_wait(
     Raises:
         KatibError: the API refused the Experiment, the Experiment failed, or it timed out.
     """
-    from kubernetes.client.exceptions import ApiException
-
-    name = body["metadata"]["name"]
-    namespace = body["metadata"]["namespace"]
-    try:
-        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-    except ApiException as err:
-        if getattr(err, "status", None) != 409:
-            raise _api_error("create", namespace, name, err) from None
-        _adopt_existing(api, body, err)
+    experiment = _experiment(api, body)
+    experiment.create(body, on_conflict=lambda err: _adopt_existing(experiment, body))
+    namespace, name = experiment.namespace, experiment.name
     try:
         start = clock()
         while True:
-            try:
-                obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-            except ApiException as err:
-                raise _api_error("read", namespace, name, err) from None
+            obj = experiment.read()
             status = obj.get("status") or {}
             if on_poll:
                 on_poll(status)
@@ -170,14 +156,19 @@ def submit_and_wait(
             sleep(poll_seconds)
     finally:
         if not retain:
-            try:
-                api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-            except ApiException as err:
-                if getattr(err, "status", None) != 404:
-                    raise _api_error("delete", namespace, name, err) from None
+            experiment.delete()
 
 
-def _adopt_existing(api: Any, body: dict[str, Any], conflict: Exception) -> None:
+def _experiment(api: Any, body: dict[str, Any]) -> CustomObject:
+    """The Experiment `body` describes, on `api`, with its refusals as `KatibError`s."""
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    return CustomObject(
+        api, GROUP, VERSION, PLURAL, namespace, name, lambda action, err: _api_error(action, namespace, name, err)
+    )
+
+
+def _adopt_existing(experiment: CustomObject, body: dict[str, Any]) -> None:
     """On 409, resume polling the Experiment if it is this run's own (a retried tune pod).
 
     It is ours when it carries the same civicml version label and spec hash; anything else
@@ -188,14 +179,9 @@ def _adopt_existing(api: Any, body: dict[str, Any], conflict: Exception) -> None
     Raises:
         KatibError: the existing Experiment cannot be read or is not this run's.
     """
-    from kubernetes.client.exceptions import ApiException
-
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
-    try:
-        existing = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-    except ApiException as err:
-        raise _api_error("read", namespace, name, err) from None
+    existing = experiment.read()
     their = existing.get("metadata") or {}
     same_version = (their.get("labels") or {}).get(VERSION_LABEL) == meta["labels"][VERSION_LABEL]
     same_spec = (their.get("annotations") or {}).get(SPEC_ANNOTATION) == meta["annotations"][SPEC_ANNOTATION]

@@ -67,14 +67,15 @@ def _metric_names(cfg: RunConfig) -> list[str]:
     return [m for m in headline if m != cfg.tuning.objective_metric]
 
 
-def _bound(spec: ParamSpec, value: float | None) -> str:
+def _bound(spec: ParamSpec, value: float) -> str:
     return str(int(value)) if spec.type == "int" else repr(float(value))
 
 
 def _feasible_space(spec: ParamSpec) -> dict[str, Any]:
     if spec.type == "categorical":
         return {"list": [str(v) for v in spec.values or []]}
-    out: dict[str, Any] = {"min": _bound(spec, spec.min), "max": _bound(spec, spec.max)}
+    lo, hi = spec.bounds()
+    out: dict[str, Any] = {"min": _bound(spec, lo), "max": _bound(spec, hi)}
     if spec.step is not None:
         out["step"] = _bound(spec, spec.step)
     if spec.log:

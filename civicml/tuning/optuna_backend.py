@@ -69,9 +69,11 @@ def suggest(trial, space: dict[str, ParamSpec]) -> dict[str, Any]:
         if p.type == "categorical":
             params[name] = trial.suggest_categorical(name, p.values)
         elif p.type == "int":
-            params[name] = trial.suggest_int(name, int(p.min), int(p.max), log=p.log, step=int(p.step or 1))
+            lo, hi = p.bounds()
+            params[name] = trial.suggest_int(name, int(lo), int(hi), log=p.log, step=int(p.step or 1))
         else:
-            params[name] = trial.suggest_float(name, p.min, p.max, log=p.log, step=None if p.log else p.step)
+            lo, hi = p.bounds()
+            params[name] = trial.suggest_float(name, lo, hi, log=p.log, step=None if p.log else p.step)
     return params
 
 
