@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from civicml.cli.common import ProjectOpt, console, err_console, friendly_errors, load_cfg, open_registry, print_table
+
+if TYPE_CHECKING:
+    from civicml.governance.approval import Decision
 
 audit_app = typer.Typer(name="audit", help="The hash-chained audit log: show it, verify it.", no_args_is_help=True)
 
@@ -27,7 +30,7 @@ def _cfg_and_registry(config: Path | None, store: str | None, project: str | Non
 
 
 def _decide(
-    decision: str,
+    decision: Decision,
     version: str,
     by: str,
     role: str,
@@ -111,6 +114,7 @@ def _summary(payload: dict[str, Any], width: int = 400) -> str:
 
 
 @audit_app.command("show")
+@friendly_errors
 def audit_show(
     as_json: bool = typer.Option(False, "--json", help="Print the records as JSON lines."),
     limit: int = typer.Option(20, "--limit", "-n", min=0, help="Show the last N records (0 = all)."),
@@ -120,108 +124,88 @@ def audit_show(
     all_projects: bool = typer.Option(False, "--all-projects", help="Every project's records (the whole chain)."),
 ) -> None:
     """Show the latest audit records of the project (who did what, when); `verify` checks the whole chain."""
+    from civicml.governance.audit import AuditLog
+    from civicml.governance.audit_views import project_records
 
-    @friendly_errors
-    def body() -> None:
-        from civicml.governance.audit import AuditLog
-        from civicml.governance.audit_views import project_records
-
-        _, registry = _cfg_and_registry(config, store, project)
-        registry = registry.for_project(None) if all_projects else registry
-        records = project_records(AuditLog(registry.store).records(), registry)
-        shown = records[-limit:] if limit else records
-        if as_json:
-            for r in shown:
-                sys.stdout.write(json.dumps(r, sort_keys=True, default=str) + "\n")
-            return
-        table = Table(title=f"audit log of {registry.describe()} ({len(shown)} of {len(records)} records)")
-        for col in ("seq", "at", "event", "actor", "details"):
-            table.add_column(col)
+    _, registry = _cfg_and_registry(config, store, project)
+    registry = registry.for_project(None) if all_projects else registry
+    records = project_records(AuditLog(registry.store).records(), registry)
+    shown = records[-limit:] if limit else records
+    if as_json:
         for r in shown:
-            table.add_row(
-                str(r.get("seq")),
-                str(r.get("at")),
-                str(r.get("event")),
-                str(r.get("actor")),
-                _summary(r.get("payload") or {}),
-            )
-        print_table(table)
-
-    body()
+            sys.stdout.write(json.dumps(r, sort_keys=True, default=str) + "\n")
+        return
+    table = Table(title=f"audit log of {registry.describe()} ({len(shown)} of {len(records)} records)")
+    for col in ("seq", "at", "event", "actor", "details"):
+        table.add_column(col)
+    for r in shown:
+        table.add_row(
+            str(r.get("seq")),
+            str(r.get("at")),
+            str(r.get("event")),
+            str(r.get("actor")),
+            _summary(r.get("payload") or {}),
+        )
+    print_table(table)
 
 
 @audit_app.command("verify")
+@friendly_errors
 def audit_verify(config: Path | None = ConfigOpt, store: str | None = StoreOpt) -> None:
     """Check the hash chain; exit 1 naming the first bad record when any was edited, deleted, inserted or moved."""
+    from civicml.governance.audit import AuditLog
 
-    @friendly_errors
-    def body() -> None:
-        from civicml.governance.audit import AuditLog
-
-        cfg, registry = _cfg_and_registry(config, store)
-        result = AuditLog(registry.store, pinned_keys=cfg.audit.public_keys).check()
-        if not result["ok"]:
-            err_console.print(f"[bold red]audit log TAMPERED:[/] {result['message']}", highlight=False, soft_wrap=True)
-            sys.exit(1)
-        console.print(f"[green]OK[/] {result['message']}", highlight=False, soft_wrap=True)
-        if result["head_hash"]:
-            console.print(
-                f"head hash (keep a copy elsewhere to detect a full rewrite): {result['head_hash']}",
-                highlight=False,
-                soft_wrap=True,
-            )
-
-    body()
+    cfg, registry = _cfg_and_registry(config, store)
+    result = AuditLog(registry.store, pinned_keys=cfg.audit.public_keys).check()
+    if not result["ok"]:
+        err_console.print(f"[bold red]audit log TAMPERED:[/] {result['message']}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    console.print(f"[green]OK[/] {result['message']}", highlight=False, soft_wrap=True)
+    if result["head_hash"]:
+        keep = "head hash (keep a copy elsewhere to detect a full rewrite)"
+        console.print(f"{keep}: {result['head_hash']}", highlight=False, soft_wrap=True)
 
 
 @audit_app.command("migrate")
+@friendly_errors
 def audit_migrate(config: Path | None = ConfigOpt, store: str | None = StoreOpt) -> None:
     """Move the old single-file audit log into one object per record (once; the migration is audited)."""
+    from civicml.governance.audit import AuditLog, migrate_legacy
 
-    @friendly_errors
-    def body() -> None:
-        from civicml.governance.audit import AuditLog, migrate_legacy
-
-        _, registry = _cfg_and_registry(config, store)
-        record = migrate_legacy(AuditLog(registry.store))
-        p = record["payload"]
-        console.print(
-            f"migrated {p['legacy_records']} records (old head {str(p['legacy_head'])[:16]}…); the old file is kept "
-            f"at {p['archived_at']}; recorded as seq {record['seq']}",
-            highlight=False,
-        )
-
-    body()
+    _, registry = _cfg_and_registry(config, store)
+    record = migrate_legacy(AuditLog(registry.store))
+    p = record["payload"]
+    console.print(
+        f"migrated {p['legacy_records']} records (old head {str(p['legacy_head'])[:16]}…); the old file is kept "
+        f"at {p['archived_at']}; recorded as seq {record['seq']}",
+        highlight=False,
+    )
 
 
 @audit_app.command("keygen")
+@friendly_errors
 def audit_keygen(
     out: Path = typer.Option(..., "--out", help="Where to write the private key (PEM); put it in a Kubernetes Secret."),
 ) -> None:
     """Create an Ed25519 signing key: the private key goes to --out, the public key to pin is printed."""
+    import os
 
-    @friendly_errors
-    def body() -> None:
-        import os
+    from civicml.governance.signing import generate_ed25519
 
-        from civicml.governance.signing import generate_ed25519
-
-        if out.exists():
-            raise typer.BadParameter(f"{out} exists; refusing to overwrite a signing key", param_hint="--out")
-        pem, public = generate_ed25519()
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(pem)
-        console.print(f"private key written to {out} (mode 0600). Create the Secret with:", highlight=False)
-        console.print(
-            f"  kubectl create secret generic civicml-audit-signing-key --from-file=signing-key.pem={out}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        console.print("and pin the public key in civicml.yaml (keep old keys listed after a rotation):")
-        sys.stdout.write(f"audit:\n  public_keys:\n    - {public}\n")
-
-    body()
+    if out.exists():
+        raise typer.BadParameter(f"{out} exists; refusing to overwrite a signing key", param_hint="--out")
+    pem, public = generate_ed25519()
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(pem)
+    console.print(f"private key written to {out} (mode 0600). Create the Secret with:", highlight=False)
+    console.print(
+        f"  kubectl create secret generic civicml-audit-signing-key --from-file=signing-key.pem={out}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print("and pin the public key in civicml.yaml (keep old keys listed after a rotation):")
+    sys.stdout.write(f"audit:\n  public_keys:\n    - {public}\n")
 
 
 def register(app: typer.Typer) -> None:

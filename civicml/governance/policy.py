@@ -109,7 +109,7 @@ def _metric_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict
     ]:
         op = ">=" if is_min else "<="
         label = f"{name} {op} {bound}"
-        extra = {"metric": name, "point_estimate": _num(metrics.get(name))}
+        extra: dict[str, Any] = {"metric": name, "point_estimate": _num(metrics.get(name))}
         if name not in metrics:
             rules.append(
                 _rule(
@@ -150,6 +150,63 @@ def _not_measured(fr: Any, detail: str) -> dict[str, Any]:
     return {**r, "passed": fr.optional, "optional": fr.optional, "detail": detail}
 
 
+def _attribute_bound_rules(policy: PolicyConfig, fr: Any, attr: str, rep: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rules of one fairness requirement on one sensitive attribute (one per bound, min and/or max)."""
+    value = _num(rep.get(fr.metric))
+    suppressed = rep.get("suppressed_groups") or []
+    missing = (
+        f"fewer than two groups of {attr} have >= {rep.get('min_group_count')} test rows (suppressed: {suppressed})"
+    )
+    rules = []
+    for bound, is_min in ((fr.min, True), (fr.max, False)):
+        if bound is None:
+            continue
+        r = _compare(
+            f"{fr.metric}[{attr}] {'>=' if is_min else '<='} {bound}",
+            "fairness",
+            value,
+            bound,
+            is_min,
+            policy,
+            missing,
+            metric=fr.metric,
+            attribute=attr,
+            suppressed_groups=suppressed,
+        )
+        if r["verdict"] != NOT_ASSESSABLE:
+            _explain_fairness(r, fr.metric, rep, suppressed)
+        rules.append(r)
+    return rules
+
+
+def _add_detail(r: dict[str, Any], text: str) -> None:
+    r["detail"] = f"{r['detail']}; {text}" if r["detail"] else text
+
+
+def _explain_fairness(r: dict[str, Any], metric: str, rep: dict[str, Any], suppressed: list[Any]) -> None:
+    """Context for the reviewer of an assessed fairness rule: the extreme groups, the CI, small groups."""
+    per_group = _GROUP_VALUE.get(metric.rsplit("_", 1)[0])
+    rates = {
+        g: v[per_group] for g, v in (rep.get("groups") or {}).items() if per_group and v.get(per_group) is not None
+    }
+    if per_group and rates:
+        lo, hi = min(rates, key=lambda g: rates[g]), max(rates, key=lambda g: rates[g])
+        what = per_group.replace("_", " ")
+        r["detail"] = f"{what} lowest in {lo} ({rates[lo]:.3f}), highest in {hi} ({rates[hi]:.3f})"
+    ci = (rep.get("confidence_intervals") or {}).get(metric)
+    if ci:
+        # The verdict stays on the point value (the rule's definition).
+        r["ci"] = {"low": ci["low"], "high": ci["high"]}
+        _add_detail(r, f"95% CI {ci['low']:.3f} to {ci['high']:.3f}")
+    if suppressed and r["verdict"] == PASS:
+        r["borderline"] = True
+        _add_detail(
+            r,
+            f"groups {suppressed} have fewer than {rep.get('min_group_count')} test rows and are "
+            "excluded from this measure; a person should review them",
+        )
+
+
 def _fairness_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     fairness = evaluation.get("fairness") or {}
     task = evaluation.get("task", "binary_classification")
@@ -174,52 +231,7 @@ def _fairness_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[di
             )
             continue
         for attr in attrs:
-            rep = fairness[attr]
-            value = _num(rep.get(fr.metric))
-            suppressed = rep.get("suppressed_groups") or []
-            missing = (
-                f"fewer than two groups of {attr} have >= {rep.get('min_group_count')} test rows "
-                f"(suppressed: {suppressed})"
-            )
-            for bound, is_min in ((fr.min, True), (fr.max, False)):
-                if bound is None:
-                    continue
-                r = _compare(
-                    f"{fr.metric}[{attr}] {'>=' if is_min else '<='} {bound}",
-                    "fairness",
-                    value,
-                    bound,
-                    is_min,
-                    policy,
-                    missing,
-                    metric=fr.metric,
-                    attribute=attr,
-                    suppressed_groups=suppressed,
-                )
-                per_group = _GROUP_VALUE.get(fr.metric.rsplit("_", 1)[0])
-                rates = {
-                    g: v.get(per_group)
-                    for g, v in (rep.get("groups") or {}).items()
-                    if per_group and v.get(per_group) is not None
-                }
-                if rates and r["verdict"] != NOT_ASSESSABLE:
-                    lo, hi = min(rates, key=rates.get), max(rates, key=rates.get)
-                    what = per_group.replace("_", " ")
-                    r["detail"] = f"{what} lowest in {lo} ({rates[lo]:.3f}), highest in {hi} ({rates[hi]:.3f})"
-                ci = (rep.get("confidence_intervals") or {}).get(fr.metric)
-                if ci and r["verdict"] != NOT_ASSESSABLE:
-                    # Context for the reviewer; the verdict stays on the point value (the rule's definition).
-                    text = f"95% CI {ci['low']:.3f} to {ci['high']:.3f}"
-                    r["ci"] = {"low": ci["low"], "high": ci["high"]}
-                    r["detail"] = f"{r['detail']}; {text}" if r["detail"] else text
-                if suppressed and r["verdict"] == PASS:
-                    r["borderline"] = True
-                    note = (
-                        f"groups {suppressed} have fewer than {rep.get('min_group_count')} test rows and are "
-                        "excluded from this measure; a person should review them"
-                    )
-                    r["detail"] = f"{r['detail']}; {note}" if r["detail"] else note
-                rules.append(r)
+            rules.extend(_attribute_bound_rules(policy, fr, attr, fairness[attr]))
     return rules
 
 
@@ -234,7 +246,7 @@ def _skill_rule(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict[s
     m = (base.get("margins") or {}).get(metric)
     on_ci = rule.use_ci_lower_bound
     label = f"{metric} margin over the no-skill baseline{' (95% CI lower bound)' if on_ci else ''} >= {bound}"
-    extra = {"metric": metric, "baseline": base.get("strategy")}
+    extra: dict[str, Any] = {"metric": metric, "baseline": base.get("strategy")}
     if m is None:
         detail = (
             f"no baseline margin for {metric} in the evaluation (computed: {sorted(base.get('margins') or {})}); "
@@ -251,6 +263,12 @@ def _skill_rule(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict[s
     return [r]
 
 
+def _champion_not_assessable(champ: Any, margin: float, detail: str) -> dict[str, Any]:
+    """The champion rule when the comparison was skipped or is undefined: a person must judge it."""
+    label = f"no significant regression vs champion {champ}"
+    return _rule(label, "champion", -margin, None, NOT_ASSESSABLE, detail=detail, champion_version=champ)
+
+
 def _champion_rule(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     comp = evaluation.get("champion_comparison")
     if not comp:
@@ -258,17 +276,7 @@ def _champion_rule(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dic
     margin = policy.non_inferiority_margin
     champ = comp.get("champion_version")
     if comp.get("skipped"):
-        return [
-            _rule(
-                f"no significant regression vs champion {champ}",
-                "champion",
-                -margin,
-                None,
-                NOT_ASSESSABLE,
-                detail=f"comparison skipped: {comp['skipped']}",
-                champion_version=champ,
-            )
-        ]
+        return [_champion_not_assessable(champ, margin, f"comparison skipped: {comp['skipped']}")]
     label = (
         f"no significant regression vs champion {champ}: {comp['metric']} improvement 95% CI upper bound >= -{margin}"
     )
@@ -278,14 +286,8 @@ def _champion_rule(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dic
     inconclusive = lo is not None and lo < -margin and not worse
     if hi is None or lo is None:
         return [
-            _rule(
-                f"no significant regression vs champion {champ}",
-                "champion",
-                -margin,
-                None,
-                NOT_ASSESSABLE,
-                detail=f"the {comp.get('metric')} difference is undefined on the test rows",
-                champion_version=champ,
+            _champion_not_assessable(
+                champ, margin, f"the {comp.get('metric')} difference is undefined on the test rows"
             )
         ]
     detail = (

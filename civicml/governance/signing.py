@@ -114,8 +114,8 @@ def load_signer() -> Signer | None:
         except OSError as err:
             raise SigningError(f"{ENV_KEY_FILE}={path}: cannot read the signing key ({err.strerror})") from None
         return parse_signing_key(text, f"{ENV_KEY_FILE}={path}")
-    text = os.environ.get(ENV_KEY)
-    return parse_signing_key(text, ENV_KEY) if text else None
+    inline = os.environ.get(ENV_KEY)
+    return parse_signing_key(inline, ENV_KEY) if inline else None
 
 
 def generate_ed25519() -> tuple[str, str]:
@@ -153,6 +153,12 @@ class PublicKey:
         except InvalidSignature:
             return False
         return True
+
+
+def trusted_key(keys: dict[str, PublicKey], sig: Any) -> PublicKey | None:
+    """The trusted key a stored signature (`{"key_id", "value"}`) names; None for an unknown key or a non-signature."""
+    key_id = sig.get("key_id") if isinstance(sig, dict) else None
+    return keys.get(key_id) if isinstance(key_id, str) else None
 
 
 def parse_public_key(text: str, where: str) -> PublicKey:

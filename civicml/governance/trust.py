@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from civicml.governance.audit import AuditLog
+from civicml.governance.signing import trusted_key
 from civicml.storage.registry import Registry, RegistryError, manifest_signing_bytes, sha256_bytes
 
 COMMIT_EVENTS = ("version_commit_intent", "version_committed")
@@ -108,8 +109,8 @@ def _check_signature(audit: AuditLog, man: dict[str, Any]) -> None:
     if sig is None:
         return  # anchored by the commit record's manifest hash (and that record's signature)
     keys, _ = audit.trusted_keys()
-    key = keys.get(sig.get("key_id")) if isinstance(sig, dict) else None
-    if key is None or not key.verify(manifest_signing_bytes(man), sig.get("value", "")):
+    key = trusted_key(keys, sig)
+    if key is None or not isinstance(sig, dict) or not key.verify(manifest_signing_bytes(man), sig.get("value", "")):
         raise TrustError(f"refusing {man['version']}: its manifest signature does not verify — it was forged or edited")
 
 

@@ -92,8 +92,8 @@ class Doctor:
     def run(self) -> Iterator[Check]:
         """Every check, in order; stops after the first when the API server cannot be reached."""
         reach = self._guard("API server", self.check_api)
-        yield reach
-        if not reach.ok:
+        yield from reach
+        if not all(check.ok for check in reach):
             return
         for fn in (
             self.check_crds,
@@ -108,16 +108,17 @@ class Doctor:
             self.check_api_egress,
             self.check_store,
         ):
-            result = self._guard(fn.__name__.removeprefix("check_").replace("_", " "), fn)
-            yield from result if isinstance(result, list) else [result]
+            yield from self._guard(fn.__name__.removeprefix("check_").replace("_", " "), fn)
 
-    def _guard(self, name: str, fn: Callable[[], Check | list[Check]]) -> Check | list[Check]:
+    def _guard(self, name: str, fn: Callable[[], Check | list[Check]]) -> list[Check]:
+        """The checks `fn` makes, or one failed check saying why the cluster could not answer."""
         try:
-            return fn()
+            result = fn()
         except Exception as err:
             if not is_cluster_failure(err):
                 raise
-            return Check(False, name, explain(err, f"check {name}"), "run as a cluster admin; see the message")
+            return [Check(False, name, explain(err, f"check {name}"), "run as a cluster admin; see the message")]
+        return result if isinstance(result, list) else [result]
 
     def _read(self, fn: Callable[..., Any], *args: Any) -> Any | None:
         from kubernetes.client.exceptions import ApiException
