@@ -21,6 +21,8 @@ from civicml.evaluation.metrics import classification_metrics, metric_statistic,
 
 # Margins computed for every evaluation (cheap); the policy's skill metric is added when it is another.
 MARGIN_METRICS = {"binary_classification": ("balanced_accuracy", "accuracy"), "regression": ("rmse", "mae")}
+# The baseline's label is its majority class, whatever threshold the model uses.
+BASELINE_THRESHOLD = 0.5
 
 
 def baseline_scores(task: str, y_train: np.ndarray, n_test: int) -> tuple[np.ndarray, str]:
@@ -34,6 +36,17 @@ def baseline_scores(task: str, y_train: np.ndarray, n_test: int) -> tuple[np.nda
     dummy = DummyRegressor(strategy="mean").fit(x_train, np.asarray(y_train, dtype="float64"))
     pred = dummy.predict(np.zeros((n_test, 1)))
     return pred, f"training mean {pred[0]:.4f}"
+
+
+def _point_metrics(
+    task: str, y_test: np.ndarray, score: np.ndarray, base: np.ndarray, threshold: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The model's and the baseline's metrics on the test rows."""
+    if task == "binary_classification":
+        return classification_metrics(y_test, score, threshold), classification_metrics(
+            y_test, base, BASELINE_THRESHOLD
+        )
+    return regression_metrics(y_test, score), regression_metrics(y_test, base)
 
 
 def no_skill_baseline(
@@ -69,20 +82,14 @@ def no_skill_baseline(
     y_test = np.asarray(y_test)
     base, strategy = baseline_scores(task, y_train, len(y_test))
     which = tuple(metrics or MARGIN_METRICS[task])
-    # The baseline's label is its majority class, whatever threshold the model uses.
-    base_threshold = 0.5
-    if task == "binary_classification":
-        model_m = classification_metrics(y_test, score, threshold)
-        base_m = classification_metrics(y_test, base, base_threshold)
-    else:
-        model_m, base_m = regression_metrics(y_test, score), regression_metrics(y_test, base)
+    model_m, base_m = _point_metrics(task, y_test, score, base, threshold)
     sign = {m: (-1.0 if m in LOWER_IS_BETTER else 1.0) for m in which}
     margins = {
         m: {"model": model_m[m], "baseline": base_m[m], "margin": sign[m] * (model_m[m] - base_m[m])} for m in which
     }
     if n_resamples > 0 or boot is not None:
         model_stat = metric_statistic(task, y_test, score, threshold, which)
-        base_stat = metric_statistic(task, y_test, base, base_threshold, which)
+        base_stat = metric_statistic(task, y_test, base, BASELINE_THRESHOLD, which)
 
         def margin(W: np.ndarray) -> dict[str, np.ndarray]:
             a, b = model_stat(W), base_stat(W)

@@ -98,22 +98,8 @@ def paired_comparison(
     def difference(W: np.ndarray) -> dict[str, np.ndarray]:
         return {"difference": sign * (chal_stat(W)[name] - champ_stat(W)[name])}
 
-    def attach(draws: dict[str, np.ndarray]) -> None:
-        # An interval only when the metric is defined in at least half the resamples (not for one class only).
-        d = draws["difference"]
-        found = percentile_intervals(draws, own.n_resamples, own.level).get("difference")
-        lo, hi = (found["low"], found["high"]) if found else (None, None)
-        out.update(
-            ci_low=lo,
-            ci_high=hi,
-            level=own.level,
-            n_resamples=int(np.isfinite(d).sum()),
-            significantly_worse=hi is not None and hi < -margin,
-            non_inferior=lo is not None and lo >= -margin,
-        )
-
     own = boot or Bootstrap(n_resamples, seed, level)
-    own.add(len(y), difference, then=attach)
+    own.add(len(y), difference, then=lambda draws: out.update(_interval_fields(draws["difference"], own, margin)))
     if boot is None:
         own.run()
     if task == "binary_classification":
@@ -124,6 +110,21 @@ def paired_comparison(
             champion_only_correct=m["b_only_correct"],
         )
     return out
+
+
+def _interval_fields(d: np.ndarray, boot: Bootstrap, margin: float) -> dict[str, Any]:
+    """The interval of the difference's draws `d` and the verdicts the gate reads from it."""
+    # An interval only when the metric is defined in at least half the resamples (not for one class only).
+    found = percentile_intervals({"difference": d}, boot.n_resamples, boot.level).get("difference")
+    lo, hi = (found["low"], found["high"]) if found else (None, None)
+    return {
+        "ci_low": lo,
+        "ci_high": hi,
+        "level": boot.level,
+        "n_resamples": int(np.isfinite(d).sum()),
+        "significantly_worse": hi is not None and hi < -margin,
+        "non_inferior": lo is not None and lo >= -margin,
+    }
 
 
 def incompatibility(challenger: TrainedModel, champion: TrainedModel, test: pd.DataFrame) -> str | None:
@@ -138,6 +139,28 @@ def incompatibility(challenger: TrainedModel, champion: TrainedModel, test: pd.D
     if missing:
         return f"champion needs feature column(s) {missing} that the test data does not have"
     return None
+
+
+def _champion_score(
+    challenger: TrainedModel, test: pd.DataFrame, registry, version: str
+) -> tuple[np.ndarray | None, str | None]:
+    """The champion `version`'s scores on the test rows, or (None, why it cannot give them)."""
+    from civicml.modeling.persistence import ModelLoadError, load_model
+    from civicml.storage.registry import RegistryError
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="civicml-champion-") as tmp:
+            registry.fetch_prefix(version, "model", tmp)
+            champion = load_model(tmp)
+    except (RegistryError, ModelLoadError, OSError, ValueError, KeyError) as err:
+        return None, f"champion could not be loaded: {err}"
+    why = incompatibility(challenger, champion, test)
+    if why:
+        return None, why
+    try:
+        return champion.score(test), None
+    except (ValueError, TypeError, KeyError) as err:
+        return None, f"champion could not score the test rows: {err}"
 
 
 def compare_with_champion(
@@ -167,25 +190,12 @@ def compare_with_champion(
         cannot be loaded or is not compatible with the test data (never raises for that);
         otherwise `{champion_version, **paired_comparison(...)}`.
     """
-    from civicml.modeling.persistence import ModelLoadError, load_model
-    from civicml.storage.registry import RegistryError
-
     version = registry.get_alias("champion")
     if version is None:
         return None
-    try:
-        with tempfile.TemporaryDirectory(prefix="civicml-champion-") as tmp:
-            registry.fetch_prefix(version, "model", tmp)
-            champion = load_model(tmp)
-    except (RegistryError, ModelLoadError, OSError, ValueError, KeyError) as err:
-        return {"champion_version": version, "skipped": f"champion could not be loaded: {err}"}
-    why = incompatibility(challenger, champion, test)
-    if why:
+    champ_score, why = _champion_score(challenger, test, registry, version)
+    if champ_score is None:
         return {"champion_version": version, "skipped": why}
-    try:
-        champ_score = champion.score(test)
-    except (ValueError, TypeError, KeyError) as err:
-        return {"champion_version": version, "skipped": f"champion could not score the test rows: {err}"}
     y = challenger.spec.encode_target(test[challenger.spec.target])
     result = paired_comparison(
         challenger.task,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from civicml.catalog import DEFAULT_THRESHOLD
@@ -48,6 +49,7 @@ def evaluate_model(
     spec = model.spec
     seed = cfg.split.seed
     threshold = model.threshold if cfg.task == "binary_classification" else None
+    cut = threshold or THRESHOLD  # what the metrics cut at (regression metrics ignore it)
     y = spec.encode_target(test[spec.target])
     score = model.score(test)
     doc: dict[str, Any] = {
@@ -60,52 +62,76 @@ def evaluate_model(
     # One bootstrap for every interval below: the weights are drawn once per chunk and shared by the
     # metrics, the baseline margins, every attribute's disparities and the champion comparison.
     boot = Bootstrap(n_resamples, seed=seed) if n_resamples > 0 else None
-    doc.update(
-        evaluate_predictions(cfg.task, y, score, threshold or THRESHOLD, n_resamples=n_resamples, seed=seed, boot=boot)
-    )
-    y_base = spec.encode_target(train[spec.target]) if train is not None else y
-    skill_metric = cfg.policy.skill.resolved(cfg.task)[0]
-    doc["baseline"] = no_skill_baseline(
-        cfg.task,
-        y_base,
-        y,
-        score,
-        threshold or THRESHOLD,
-        metrics=tuple(dict.fromkeys((*MARGIN_METRICS[cfg.task], skill_metric))),
-        n_resamples=n_resamples,
-        seed=seed,
-        boot=boot,
-    )
-    if train is None:
-        doc["baseline"]["fitted_on"] = "test (no training rows given)"
-    attrs = [a for a in cfg.data.sensitive_attributes if a in test.columns]
-    if cfg.task == "binary_classification" and attrs:
-        y_pred = (score >= threshold).astype(int)
-        doc["fairness"] = fairness_report(
-            y,
-            y_pred,
-            test[attrs],
-            min_group_count=cfg.policy.min_group_count,
-            n_resamples=n_resamples,
-            seed=seed,
-            boot=boot,
-        )
-    elif attrs:
-        doc["fairness"] = regression_fairness_report(y, score, test[attrs], min_group_count=cfg.policy.min_group_count)
+    doc.update(evaluate_predictions(cfg.task, y, score, cut, n_resamples=n_resamples, seed=seed, boot=boot))
+    doc["baseline"] = _baseline(cfg, model, train, y, score, cut, n_resamples, boot)
+    fairness = _fairness(cfg, test, y, score, threshold, n_resamples, boot)
+    if fairness is not None:
+        doc["fairness"] = fairness
     doc["feature_importance"] = global_importance(model, test, seed=seed)
     if registry is not None:
+        margin = cfg.policy.non_inferiority_margin
         comparison = compare_with_champion(
-            model,
-            test,
-            registry,
-            cfg.policy.non_inferiority_margin,
-            n_resamples=n_resamples,
-            seed=seed,
-            threshold=threshold or THRESHOLD,
-            boot=boot,
+            model, test, registry, margin, n_resamples=n_resamples, seed=seed, threshold=cut, boot=boot
         )
         if comparison is not None:
             doc["champion_comparison"] = comparison
     if boot is not None:
         boot.run()  # fills the intervals of every document above
     return doc
+
+
+def _baseline(
+    cfg: RunConfig,
+    model: TrainedModel,
+    train: pd.DataFrame | None,
+    y: np.ndarray,
+    score: np.ndarray,
+    threshold: float,
+    n_resamples: int,
+    boot: Bootstrap | None,
+) -> dict[str, Any]:
+    """The no-skill baseline, fitted on the training labels (the test labels when there are none)."""
+    spec = model.spec
+    y_base = spec.encode_target(train[spec.target]) if train is not None else y
+    skill_metric = cfg.policy.skill.resolved(cfg.task)[0]
+    baseline = no_skill_baseline(
+        cfg.task,
+        y_base,
+        y,
+        score,
+        threshold,
+        metrics=tuple(dict.fromkeys((*MARGIN_METRICS[cfg.task], skill_metric))),
+        n_resamples=n_resamples,
+        seed=cfg.split.seed,
+        boot=boot,
+    )
+    if train is None:
+        baseline["fitted_on"] = "test (no training rows given)"
+    return baseline
+
+
+def _fairness(
+    cfg: RunConfig,
+    test: pd.DataFrame,
+    y: np.ndarray,
+    score: np.ndarray,
+    threshold: float | None,
+    n_resamples: int,
+    boot: Bootstrap | None,
+) -> dict[str, Any] | None:
+    """Fairness by each sensitive attribute present in the test rows; None when there is none."""
+    attrs = [a for a in cfg.data.sensitive_attributes if a in test.columns]
+    if not attrs:
+        return None
+    if cfg.task != "binary_classification":
+        return regression_fairness_report(y, score, test[attrs], min_group_count=cfg.policy.min_group_count)
+    y_pred = (score >= threshold).astype(int)
+    return fairness_report(
+        y,
+        y_pred,
+        test[attrs],
+        min_group_count=cfg.policy.min_group_count,
+        n_resamples=n_resamples,
+        seed=cfg.split.seed,
+        boot=boot,
+    )

@@ -191,6 +191,20 @@ def group_labels(column: pd.Series) -> np.ndarray:
     return labels[codes]
 
 
+def _per_group(mf: MetricFrame, rates: tuple[str, ...], min_group_count: int) -> dict[str, dict[str, Any]]:
+    """Each group's row count and `rates`; a group under `min_group_count` rows is suppressed (rates None)."""
+    per_group: dict[str, dict[str, Any]] = {}
+    for g, row in mf.by_group.iterrows():
+        n = int(row["count"])
+        suppressed = n < min_group_count
+        per_group[str(g)] = {
+            "count": n,
+            "suppressed": suppressed,
+            **{k: None if suppressed else float(row[k]) for k in rates},
+        }
+    return per_group
+
+
 def fairness_report(
     y_true: np.ndarray,
     y_pred: np.ndarray,
@@ -224,15 +238,7 @@ def fairness_report(
         codes, labels = group_codes(sensitive[attr])
         groups = labels[codes]
         mf = _frame(y_true, y_pred, groups, attr)
-        per_group: dict[str, dict[str, Any]] = {}
-        for g, row in mf.by_group.iterrows():
-            n = int(row["count"])
-            suppressed = n < min_group_count
-            per_group[str(g)] = {
-                "count": n,
-                "suppressed": suppressed,
-                **{k: (None if suppressed else float(row[k])) for k in RATES},
-            }
+        per_group = _per_group(mf, RATES, min_group_count)
         suppressed_groups = sorted(g for g, v in per_group.items() if v["suppressed"])
         reportable = sorted(g for g, v in per_group.items() if not v["suppressed"])
         everyone = _disparities(mf)
@@ -298,14 +304,7 @@ def regression_fairness_report(
     for attr in sensitive.columns:
         groups = group_labels(sensitive[attr])
         mf = MetricFrame(metrics=metrics, y_true=y_true, y_pred=y_pred, sensitive_features=pd.Series(groups, name=attr))
-        per_group = {
-            str(g): {
-                "count": int(row["count"]),
-                "suppressed": int(row["count"]) < min_group_count,
-                **{k: (None if int(row["count"]) < min_group_count else float(row[k])) for k in REGRESSION_RATES},
-            }
-            for g, row in mf.by_group.iterrows()
-        }
+        per_group = _per_group(mf, REGRESSION_RATES, min_group_count)
         reportable = sorted(g for g, v in per_group.items() if not v["suppressed"])
         disparities: dict[str, float | None] = {k: None for k in REGRESSION_DISPARITIES}
         if len(reportable) >= 2:
