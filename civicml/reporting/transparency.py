@@ -31,88 +31,85 @@ from civicml.storage.registry import Registry, RegistryError
 STANDARD_VERSION = "3.0"
 NOT_FILLED = "Not filled in"
 
+# The standard's sections, in its order.
+_META = "Metadata"
+_TITLE = "Title Information"
+_TIER1 = "Tier 1 Information"
+_OWNER = "Owner and Responsibility"
+_RATIONALE = "Description and Rationale"
+_DECISION = "Decision-making Process"
+_TOOL = "Tool Specification"
+_MODEL = "Model Specification"
+_DATA = "Data Specification"
+_RISKS = "Risks, mitigations and impact assessments"
 # (reference, attribute, name, tier, section, required) exactly as in the v3.0 template table.
 ATRS_FIELDS: tuple[tuple[str, str, str, str, str, bool], ...] = (
-    ("0.2", "standard_version", "Standard version", "N/A", "Metadata", True),
-    ("0.3", "organisation_type", "Organisation type", "N/A", "Metadata", True),
-    ("0.4", "function", "Function", "N/A", "Metadata", True),
-    ("0.6", "task", "Task", "N/A", "Metadata", True),
-    ("0.11", "title", "Title", "N/A", "Title Information", True),
-    ("0.12", "organisation_name", "Organisation name", "N/A", "Title Information", True),
-    ("0.13", "phase", "Phase", "N/A", "Title Information", True),
-    ("0.14", "region", "Region", "N/A", "Title Information", True),
-    ("0.15", "one_sentence_description", "One sentence description", "N/A", "Title Information", True),
-    ("1.1", "name", "Name", "1", "Tier 1 Information", True),
-    ("1.2", "description", "Description", "1", "Tier 1 Information", True),
-    ("1.3", "website_url", "Website URL", "1", "Tier 1 Information", True),
-    ("1.4", "contact_email", "Contact email", "1", "Tier 1 Information", True),
-    ("2.1.1", "organisation_or_department", "Organisation or department", "2", "Owner and Responsibility", True),
-    ("2.1.2", "team", "Team", "2", "Owner and Responsibility", True),
-    ("2.1.3", "senior_responsible_owner", "Senior responsible owner", "2", "Owner and Responsibility", True),
-    (
-        "2.1.4",
-        "external_supplier_involvement",
-        "External supplier involvement",
-        "2",
-        "Owner and Responsibility",
-        True,
-    ),
-    ("2.1.4.1", "external_supplier", "External supplier", "2", "Owner and Responsibility", False),
-    ("2.1.4.2", "companies_house_number", "Companies House Number", "2", "Owner and Responsibility", False),
-    ("2.1.4.3", "external_supplier_role", "External supplier role", "2", "Owner and Responsibility", False),
-    ("2.1.4.4", "procurement_procedure_type", "Procurement procedure type", "2", "Owner and Responsibility", False),
-    ("2.1.4.5", "data_access_terms", "Data access terms", "2", "Owner and Responsibility", False),
-    ("2.2.1", "detailed_description", "Detailed description", "2", "Description and Rationale", False),
-    ("2.2.2", "scope", "Scope", "2", "Description and Rationale", True),
-    ("2.2.3", "benefit", "Benefit", "2", "Description and Rationale", True),
-    ("2.2.4", "previous_process", "Previous process", "2", "Description and Rationale", False),
-    ("2.2.5", "alternatives_considered", "Alternatives considered", "2", "Description and Rationale", False),
-    ("2.3.1", "process_integration", "Process integration", "2", "Decision-making Process", True),
-    ("2.3.2", "provided_information", "Provided information", "2", "Decision-making Process", True),
-    ("2.3.3", "frequency_and_scale_of_usage", "Frequency and scale of usage", "2", "Decision-making Process", True),
-    ("2.3.4", "human_decisions_and_review", "Human decisions and review", "2", "Decision-making Process", True),
-    ("2.3.5", "required_training", "Required training", "2", "Decision-making Process", True),
-    ("2.3.6", "appeals_and_review", "Appeals and review", "2", "Decision-making Process", False),
-    ("2.4.1.1", "system_architecture", "System architecture", "2", "Tool Specification", True),
-    ("2.4.1.2", "phase", "Phase", "2", "Tool Specification", True),
-    ("2.4.1.3", "maintenance", "Maintenance", "2", "Tool Specification", True),
-    ("2.4.1.4", "models", "Models", "2", "Tool Specification", True),
-    ("2.4.2.1", "model_name", "Model name", "2", "Model Specification", True),
-    ("2.4.2.2", "model_version", "Model version", "2", "Model Specification", True),
-    ("2.4.2.3", "model_task", "Model task", "2", "Model Specification", True),
-    ("2.4.2.4", "model_input", "Model input", "2", "Model Specification", True),
-    ("2.4.2.5", "model_output", "Model output", "2", "Model Specification", True),
-    ("2.4.2.6", "model_architecture", "Model architecture", "2", "Model Specification", True),
-    ("2.4.2.7", "model_performance", "Model performance", "2", "Model Specification", True),
-    ("2.4.2.8", "datasets", "Datasets", "2", "Model Specification", True),
-    ("2.4.2.9", "dataset_purposes", "Dataset purposes", "2", "Model Specification", True),
-    ("2.4.3.1", "source_data_name", "Source data name", "2", "Data Specification", True),
-    ("2.4.3.2", "data_modality", "Data modality", "2", "Data Specification", True),
-    ("2.4.3.3", "data_description", "Data description", "2", "Data Specification", True),
-    ("2.4.3.4", "data_quantities", "Data quantities", "2", "Data Specification", True),
-    ("2.4.3.5", "sensitive_attributes", "Sensitive attributes", "2", "Data Specification", True),
+    ("0.2", "standard_version", "Standard version", "N/A", _META, True),
+    ("0.3", "organisation_type", "Organisation type", "N/A", _META, True),
+    ("0.4", "function", "Function", "N/A", _META, True),
+    ("0.6", "task", "Task", "N/A", _META, True),
+    ("0.11", "title", "Title", "N/A", _TITLE, True),
+    ("0.12", "organisation_name", "Organisation name", "N/A", _TITLE, True),
+    ("0.13", "phase", "Phase", "N/A", _TITLE, True),
+    ("0.14", "region", "Region", "N/A", _TITLE, True),
+    ("0.15", "one_sentence_description", "One sentence description", "N/A", _TITLE, True),
+    ("1.1", "name", "Name", "1", _TIER1, True),
+    ("1.2", "description", "Description", "1", _TIER1, True),
+    ("1.3", "website_url", "Website URL", "1", _TIER1, True),
+    ("1.4", "contact_email", "Contact email", "1", _TIER1, True),
+    ("2.1.1", "organisation_or_department", "Organisation or department", "2", _OWNER, True),
+    ("2.1.2", "team", "Team", "2", _OWNER, True),
+    ("2.1.3", "senior_responsible_owner", "Senior responsible owner", "2", _OWNER, True),
+    ("2.1.4", "external_supplier_involvement", "External supplier involvement", "2", _OWNER, True),
+    ("2.1.4.1", "external_supplier", "External supplier", "2", _OWNER, False),
+    ("2.1.4.2", "companies_house_number", "Companies House Number", "2", _OWNER, False),
+    ("2.1.4.3", "external_supplier_role", "External supplier role", "2", _OWNER, False),
+    ("2.1.4.4", "procurement_procedure_type", "Procurement procedure type", "2", _OWNER, False),
+    ("2.1.4.5", "data_access_terms", "Data access terms", "2", _OWNER, False),
+    ("2.2.1", "detailed_description", "Detailed description", "2", _RATIONALE, False),
+    ("2.2.2", "scope", "Scope", "2", _RATIONALE, True),
+    ("2.2.3", "benefit", "Benefit", "2", _RATIONALE, True),
+    ("2.2.4", "previous_process", "Previous process", "2", _RATIONALE, False),
+    ("2.2.5", "alternatives_considered", "Alternatives considered", "2", _RATIONALE, False),
+    ("2.3.1", "process_integration", "Process integration", "2", _DECISION, True),
+    ("2.3.2", "provided_information", "Provided information", "2", _DECISION, True),
+    ("2.3.3", "frequency_and_scale_of_usage", "Frequency and scale of usage", "2", _DECISION, True),
+    ("2.3.4", "human_decisions_and_review", "Human decisions and review", "2", _DECISION, True),
+    ("2.3.5", "required_training", "Required training", "2", _DECISION, True),
+    ("2.3.6", "appeals_and_review", "Appeals and review", "2", _DECISION, False),
+    ("2.4.1.1", "system_architecture", "System architecture", "2", _TOOL, True),
+    ("2.4.1.2", "phase", "Phase", "2", _TOOL, True),
+    ("2.4.1.3", "maintenance", "Maintenance", "2", _TOOL, True),
+    ("2.4.1.4", "models", "Models", "2", _TOOL, True),
+    ("2.4.2.1", "model_name", "Model name", "2", _MODEL, True),
+    ("2.4.2.2", "model_version", "Model version", "2", _MODEL, True),
+    ("2.4.2.3", "model_task", "Model task", "2", _MODEL, True),
+    ("2.4.2.4", "model_input", "Model input", "2", _MODEL, True),
+    ("2.4.2.5", "model_output", "Model output", "2", _MODEL, True),
+    ("2.4.2.6", "model_architecture", "Model architecture", "2", _MODEL, True),
+    ("2.4.2.7", "model_performance", "Model performance", "2", _MODEL, True),
+    ("2.4.2.8", "datasets", "Datasets", "2", _MODEL, True),
+    ("2.4.2.9", "dataset_purposes", "Dataset purposes", "2", _MODEL, True),
+    ("2.4.3.1", "source_data_name", "Source data name", "2", _DATA, True),
+    ("2.4.3.2", "data_modality", "Data modality", "2", _DATA, True),
+    ("2.4.3.3", "data_description", "Data description", "2", _DATA, True),
+    ("2.4.3.4", "data_quantities", "Data quantities", "2", _DATA, True),
+    ("2.4.3.5", "sensitive_attributes", "Sensitive attributes", "2", _DATA, True),
     (
         "2.4.3.6",
         "data_completeness_and_representativeness",
         "Data completeness and representativeness",
         "2",
-        "Data Specification",
+        _DATA,
         True,
     ),
-    ("2.4.3.7", "source_data_url", "Source data URL", "2", "Data Specification", True),
-    ("2.4.3.8", "data_collection", "Data collection", "2", "Data Specification", True),
-    ("2.4.3.9", "data_cleaning", "Data cleaning", "2", "Data Specification", False),
-    ("2.4.3.10", "data_sharing_agreements", "Data sharing agreements", "2", "Data Specification", True),
-    ("2.4.3.11", "data_access_and_storage", "Data access and storage", "2", "Data Specification", True),
-    ("2.5.1", "impact_assessment", "Impact assessment", "2", "Risks, mitigations and impact assessments", True),
-    (
-        "2.5.2",
-        "risks_and_mitigations",
-        "Risks and mitigations",
-        "2",
-        "Risks, mitigations and impact assessments",
-        True,
-    ),
+    ("2.4.3.7", "source_data_url", "Source data URL", "2", _DATA, True),
+    ("2.4.3.8", "data_collection", "Data collection", "2", _DATA, True),
+    ("2.4.3.9", "data_cleaning", "Data cleaning", "2", _DATA, False),
+    ("2.4.3.10", "data_sharing_agreements", "Data sharing agreements", "2", _DATA, True),
+    ("2.4.3.11", "data_access_and_storage", "Data access and storage", "2", _DATA, True),
+    ("2.5.1", "impact_assessment", "Impact assessment", "2", _RISKS, True),
+    ("2.5.2", "risks_and_mitigations", "Risks and mitigations", "2", _RISKS, True),
 )
 # ATRS attributes whose people-written value lives under another `transparency:` key.
 CONFIG_KEY = {"organisation_or_department": "organisation_name"}
@@ -196,19 +193,40 @@ def _approval_lines(registry: Registry, version: str) -> list[str]:
 
 
 def _evidence(registry: Registry, man: dict[str, Any], ev: dict[str, Any], gate: dict[str, Any]) -> dict[str, list]:
-    lineage = man.get("lineage", {})
-    cfg = lineage.get("config", {})
-    data = cfg.get("data", {})
-    rows = lineage.get("rows") or {}
-    metrics = ev.get("metrics") or man.get("metrics") or {}
-    cis = ev.get("confidence_intervals") or {}
-    features = ev.get("features") or []
-    params = (cfg.get("model") or {}).get("params") or {}
+    """What the version's evidence says, by ATRS attribute."""
+    cfg = man.get("lineage", {}).get("config", {})
+    monitoring = cfg.get("monitoring") or {}
+    return {
+        "standard_version": [STANDARD_VERSION],
+        "task": [man.get("task")] if man.get("task") else [],
+        "models": [f"{man.get('name', 'model')} {man['version']} ({man.get('family')})"],
+        **_model_evidence(man, ev),
+        **_data_evidence(man, ev),
+        "human_decisions_and_review": _human_review(registry, man, gate),
+        "risks_and_mitigations": [
+            "Risk of unequal treatment of groups: fairness is measured on the test rows for every sensitive "
+            "attribute and the gate's fairness rules must pass before the model is used.",
+            *_fairness_lines(ev),
+        ]
+        if ev.get("fairness")
+        else [],
+        "maintenance": [
+            f"drift monitoring: retraining is considered when any feature PSI reaches "
+            f"{monitoring.get('psi_threshold')} or the live metric falls more than "
+            f"{monitoring.get('max_metric_drop')} below the test value"
+        ]
+        if cfg.get("monitoring")
+        else [],
+        "phase": [],
+    }
+
+
+def _human_review(registry: Registry, man: dict[str, Any], gate: dict[str, Any]) -> list[str]:
+    """The gate's decision and rules, the approval rule, the sign-offs and who started the run."""
     rules = [
         f"{r.get('rule')}: threshold {_num(r.get('threshold'))}, measured {_num(r.get('value'))}, {r.get('verdict')}"
         for r in gate.get("rules", [])
     ]
-    who = started_by(registry, man["version"])
     human = [
         f"The automated gate decided '{gate.get('decision', man.get('gate', {}).get('decision'))}': "
         f"{gate.get('reason', man.get('gate', {}).get('reason'))}",
@@ -217,25 +235,31 @@ def _evidence(registry: Registry, man: dict[str, Any], ev: dict[str, Any], gate:
         "review console or with `civicml approve`; the person who started the training run cannot approve it.",
         *_approval_lines(registry, man["version"]),
     ]
+    who = started_by(registry, man["version"])
     if who:
         human.append(f"The training run was started by {who}.")
-    pii = data.get("pii_columns") or []
-    sensitive = data.get("sensitive_attributes") or []
+    return human
+
+
+def _model_evidence(man: dict[str, Any], ev: dict[str, Any]) -> dict[str, list]:
+    """The Model Specification fields: name, version, task, input, output, architecture, performance."""
+    lineage = man.get("lineage", {})
+    cfg = lineage.get("config", {})
+    target = cfg.get("data", {}).get("target")
+    rows = lineage.get("rows") or {}
+    metrics = ev.get("metrics") or man.get("metrics") or {}
+    cis = ev.get("confidence_intervals") or {}
+    features = ev.get("features") or []
+    params = (cfg.get("model") or {}).get("params") or {}
     return {
-        "standard_version": [STANDARD_VERSION],
-        "task": [man.get("task")] if man.get("task") else [],
-        "models": [f"{man.get('name', 'model')} {man['version']} ({man.get('family')})"],
         "model_name": [man.get("name")] if man.get("name") else [],
         "model_version": [f"{man['version']} (model sha256 {man.get('model_sha256')})"],
         "model_task": [man.get("task")] if man.get("task") else [],
         "model_input": [f"{len(features)} features: {', '.join(features)}"] if features else [],
         "model_output": (
-            [
-                f"a score between 0 and 1 for '{data.get('target')}'; "
-                f"a score of {ev.get('threshold')} or more flags the case"
-            ]
+            [f"a score between 0 and 1 for '{target}'; a score of {ev.get('threshold')} or more flags the case"]
             if man.get("task") == "binary_classification"
-            else ([f"a predicted value of '{data.get('target')}'"] if data.get("target") else [])
+            else ([f"a predicted value of '{target}'"] if target else [])
         ),
         "model_architecture": [
             f"{man.get('family')} with parameters {json.dumps(params, sort_keys=True)}; code revision "
@@ -246,6 +270,18 @@ def _evidence(registry: Registry, man: dict[str, Any], ev: dict[str, Any], gate:
             for k, v in metrics.items()
         ]
         + _fairness_lines(ev),
+    }
+
+
+def _data_evidence(man: dict[str, Any], ev: dict[str, Any]) -> dict[str, list]:
+    """The Data Specification fields: data sets, their purposes and sizes, sensitive attributes, cleaning."""
+    lineage = man.get("lineage", {})
+    data = lineage.get("config", {}).get("data", {})
+    rows = lineage.get("rows") or {}
+    features = ev.get("features") or []
+    pii = data.get("pii_columns") or []
+    sensitive = data.get("sensitive_attributes") or []
+    return {
         "datasets": [f"{lineage.get('data_source')} (fingerprint {lineage.get('data_fingerprint')})"]
         if lineage.get("data_source")
         else [],
@@ -261,22 +297,6 @@ def _evidence(registry: Registry, man: dict[str, Any], ev: dict[str, Any], gate:
         if sensitive
         else [],
         "data_cleaning": [f"personal data columns dropped before anything else: {', '.join(pii)}"] if pii else [],
-        "human_decisions_and_review": human,
-        "risks_and_mitigations": [
-            "Risk of unequal treatment of groups: fairness is measured on the test rows for every sensitive "
-            "attribute and the gate's fairness rules must pass before the model is used.",
-            *_fairness_lines(ev),
-        ]
-        if ev.get("fairness")
-        else [],
-        "maintenance": [
-            f"drift monitoring: retraining is considered when any feature PSI reaches "
-            f"{(cfg.get('monitoring') or {}).get('psi_threshold')} or the live metric falls more than "
-            f"{(cfg.get('monitoring') or {}).get('max_metric_drop')} below the test value"
-        ]
-        if cfg.get("monitoring")
-        else [],
-        "phase": [],
     }
 
 
@@ -285,6 +305,24 @@ def _load(registry: Registry, version: str, name: str) -> dict[str, Any]:
     if name not in man["artifacts"]:
         return {}
     return json.loads(registry.read_artifact(version, name))
+
+
+def _people(man: dict[str, Any], cfg: RunConfig | None) -> tuple[TransparencyConfig, str]:
+    """What people wrote for the version (the `transparency:` section) and where it was read from."""
+    recorded = (man.get("lineage", {}).get("config") or {}).get("transparency") or {}
+    try:
+        people = TransparencyConfig.model_validate(recorded)
+    except ValueError as err:
+        raise RegistryError(f"the transparency section recorded with {man['version']} is not valid: {err}") from None
+    if cfg is None:
+        return people, "the transparency section recorded with the version and its evidence"
+    # What people write can change after training (phase, contact): the current config wins
+    # field by field; a field it leaves empty keeps what was recorded with the version.
+    current = cfg.transparency.model_dump(exclude_none=True)
+    return (
+        people.model_copy(update=current),
+        "the current config's transparency section (else the one recorded with the version) and its evidence",
+    )
 
 
 def build_record(registry: Registry, version: str, cfg: RunConfig | None = None) -> TransparencyRecord:
@@ -304,18 +342,7 @@ def build_record(registry: Registry, version: str, cfg: RunConfig | None = None)
     man = registry.manifest(version)
     version = man["version"]
     ev, gate = _load(registry, version, "evaluation.json"), _load(registry, version, "gate.json")
-    recorded = (man.get("lineage", {}).get("config") or {}).get("transparency") or {}
-    try:
-        people = TransparencyConfig.model_validate(recorded)
-    except ValueError as err:
-        raise RegistryError(f"the transparency section recorded with {version} is not valid: {err}") from None
-    source = "the transparency section recorded with the version and its evidence"
-    if cfg is not None:
-        # What people write can change after training (phase, contact): the current config wins
-        # field by field; a field it leaves empty keeps what was recorded with the version.
-        current = cfg.transparency.model_dump(exclude_none=True)
-        people = people.model_copy(update=current)
-        source = "the current config's transparency section (else the one recorded with the version) and its evidence"
+    people, source = _people(man, cfg)
     card = (man.get("lineage", {}).get("config") or {}).get("card") or {}
     evidence = _evidence(registry, man, ev, gate)
     fields = []
