@@ -20,12 +20,15 @@ The pipeline's deploy step, `civicml deploy`, a Kubernetes rollout, `civicml ab 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from civicml.governance.approval import effective_status
 from civicml.governance.audit import AuditLog
 from civicml.governance.trust import check_version
 from civicml.storage.registry import ANY, Registry, RegistryError
+
+if TYPE_CHECKING:
+    from civicml.serving.routing import Routing
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -96,6 +99,31 @@ def _move_aliases(
     return move
 
 
+def _check_role(version: str, role: str, champion: str | None, expected_champion: Any) -> None:
+    """Refuse a champion promotion decided against another champion, and a challenger with no champion."""
+    if role == CHAMPION and expected_champion is not ANY and champion != expected_champion:
+        from civicml.storage.registry import AliasConflict
+
+        raise AliasConflict(
+            f"refusing to make {version} the champion: it was compared with champion {expected_champion}, but the "
+            f"champion is {champion} now — another run was promoted meanwhile; run the pipeline again so that "
+            f"{version}'s successor is compared with {champion}"
+        )
+    if role == CHALLENGER and champion in (None, version):
+        raise PromotionError(
+            f"{version} cannot be a challenger: there is no other champion ({champion}) to test against"
+        )
+
+
+def _routing(version: str, role: str, champion: str | None, share: float) -> Routing:
+    """The traffic split the promotion leads to (what a deployer rolls out)."""
+    from civicml.serving.routing import Routing
+
+    if role == CHALLENGER:
+        return Routing(champion=champion, challenger=version, challenger_share=share)
+    return Routing(champion=version, challenger=None, challenger_share=0.0)
+
+
 def promote(
     registry: Registry,
     version: str,
@@ -130,8 +158,6 @@ def promote(
             or a challenger has no other champion to be compared with.
         AliasConflict: the champion moved since `expected_champion` was read.
     """
-    from civicml.serving.routing import Routing
-
     if role not in (CHAMPION, CHALLENGER):
         raise PromotionError(f"unknown role {role!r}; use champion or challenger")
     if registry.project is None:
@@ -140,22 +166,8 @@ def promote(
     audit = AuditLog(registry.store)
     check_promotable(registry, version, audit)
     champion, challenger = registry.get_alias(CHAMPION), registry.get_alias(CHALLENGER)
-    if role == CHAMPION and expected_champion is not ANY and champion != expected_champion:
-        from civicml.storage.registry import AliasConflict
-
-        raise AliasConflict(
-            f"refusing to make {version} the champion: it was compared with champion {expected_champion}, but the "
-            f"champion is {champion} now — another run was promoted meanwhile; run the pipeline again so that "
-            f"{version}'s successor is compared with {champion}"
-        )
-    if role == CHALLENGER and champion in (None, version):
-        raise PromotionError(
-            f"{version} cannot be a challenger: there is no other champion ({champion}) to test against"
-        )
-    routing = Routing(
-        champion=champion if role == CHALLENGER else version, challenger=version if role == CHALLENGER else None
-    )
-    routing.challenger_share = share if role == CHALLENGER else 0.0
+    _check_role(version, role, champion, expected_champion)
+    routing = _routing(version, role, champion, share)
     intent = {"version": version, "role": role, "champion": champion, "challenger": challenger, "share": share}
     audit.append("promotion_started", {**intent, "target": target, "reason": reason}, actor=by)
     detail = deployer(routing) if deployer is not None else None

@@ -178,6 +178,61 @@ def feature_drift(
     return out
 
 
+def _not_compared(name: str, ref: dict[str, Any], status: str) -> dict[str, Any]:
+    """The entry of a feature that could not be compared (`missing` from the window, or an `empty` window)."""
+    return {
+        "feature": name,
+        "kind": ref.get("kind"),
+        "status": status,
+        "drifted": False,
+        "psi": None,
+        "psi_band": None,
+        "test": None,
+        "p_value": None,
+        "statistic": None,
+    }
+
+
+def _summary(compared: list[dict[str, Any]], missing: list[str]) -> dict[str, Any]:
+    """The report's `summary`: how many of the compared features drifted, and the largest PSI."""
+    drifted = [f["feature"] for f in compared if f["drifted"]]
+    top = max(compared, key=lambda f: f["psi"], default=None)
+    return {
+        "n_features": len(compared),
+        "n_drifted": len(drifted),
+        "drift_share": (len(drifted) / len(compared)) if compared else 0.0,
+        "drifted": drifted,
+        "max_psi": top["psi"] if top else None,
+        "max_psi_feature": top["feature"] if top else None,
+        "missing_features": missing,
+    }
+
+
+def _window_messages(missing: list[str], status: str, source: str) -> list[str]:
+    """What the reader should check about the window itself: absent columns, no rows."""
+    messages = []
+    if missing:
+        messages.append(
+            f"window lacks {len(missing)} profiled feature column(s) {missing}; they are reported as "
+            "missing and left out of the drift share. Check the upstream data or the serving request "
+            "schema"
+        )
+    if status == "empty":
+        messages.append(
+            f"window from {source or 'the given source'} has 0 rows; nothing to compare. Check the "
+            "source or widen monitoring.window_days"
+        )
+    return messages
+
+
+def _unseen_messages(compared: list[dict[str, Any]]) -> list[str]:
+    """A note naming the categories the window has and training never saw (none: no note)."""
+    unseen = {f["feature"]: f["unseen_categories"] for f in compared if f.get("unseen_categories")}
+    if not unseen:
+        return []
+    return ["categories never seen in training: " + "; ".join(f"{k}: {sorted(v)[:5]}" for k, v in unseen.items())]
+
+
 def compute_drift(
     profile: dict[str, Any], window: pd.DataFrame, policy: MonitoringConfig, source: str = ""
 ) -> dict[str, Any]:
@@ -206,73 +261,24 @@ def compute_drift(
             "model version by civicml (civicml.data.profile.build_profile)"
         )
     ref_rows = int(profile.get("rows") or 0)
-    features: dict[str, Any] = {}
-    messages: list[str] = []
     # An empty window has no columns to speak of: report it as empty, not as every column missing.
     missing = [name for name in profile["features"] if name not in window.columns] if len(window) else []
-    if missing:
-        messages.append(
-            f"window lacks {len(missing)} profiled feature column(s) {missing}; they are reported as "
-            "missing and left out of the drift share. Check the upstream data or the serving request "
-            "schema"
-        )
-    status = "ok"
-    if len(window) == 0:
-        status = "empty"
-        messages.append(
-            f"window from {source or 'the given source'} has 0 rows; nothing to compare. Check the "
-            "source or widen monitoring.window_days"
-        )
+    status = "ok" if len(window) else "empty"
+    features: dict[str, Any] = {}
     for name, ref in profile["features"].items():
-        if name in missing:
-            features[name] = {
-                "feature": name,
-                "kind": ref.get("kind"),
-                "status": "missing",
-                "drifted": False,
-                "psi": None,
-                "psi_band": None,
-                "test": None,
-                "p_value": None,
-                "statistic": None,
-            }
-        elif status == "empty":
-            features[name] = {
-                "feature": name,
-                "kind": ref.get("kind"),
-                "status": "empty",
-                "drifted": False,
-                "psi": None,
-                "psi_band": None,
-                "test": None,
-                "p_value": None,
-                "statistic": None,
-            }
+        if name in missing or status == "empty":
+            features[name] = _not_compared(name, ref, "missing" if name in missing else "empty")
         else:
             features[name] = feature_drift(name, ref, window[name], ref_rows, policy)
     compared = [f for f in features.values() if f["status"] == "ok"]
-    drifted = [f["feature"] for f in compared if f["drifted"]]
-    top = max(compared, key=lambda f: f["psi"], default=None)
-    unseen = {f["feature"]: f["unseen_categories"] for f in compared if f.get("unseen_categories")}
-    if unseen:
-        messages.append(
-            "categories never seen in training: " + "; ".join(f"{k}: {sorted(v)[:5]}" for k, v in unseen.items())
-        )
+    messages = _window_messages(missing, status, source) + _unseen_messages(compared)
     return {
         "status": status,
         "source": source,
         "window_rows": len(window),
         "reference_rows": ref_rows,
         "features": features,
-        "summary": {
-            "n_features": len(compared),
-            "n_drifted": len(drifted),
-            "drift_share": (len(drifted) / len(compared)) if compared else 0.0,
-            "drifted": drifted,
-            "max_psi": top["psi"] if top else None,
-            "max_psi_feature": top["feature"] if top else None,
-            "missing_features": missing,
-        },
+        "summary": _summary(compared, missing),
         "messages": messages,
         "thresholds": {
             "p_value": policy.p_value,

@@ -105,12 +105,7 @@ def live_performance(
     else:
         metrics = regression_metrics(y.astype("float64"), s)
     cis = bootstrap_intervals(task, y, s, n_resamples=n_resamples, seed=seed) if n_resamples > 0 else {}
-    drop: dict[str, float] = {}
-    for name, live in metrics.items():
-        ref = reference_metrics.get(name)
-        if ref is None or not np.isfinite(live) or not np.isfinite(ref):
-            continue
-        drop[name] = float(live - ref) if name in LOWER_IS_BETTER else float(ref - live)
+    drop = metric_drops(metrics, reference_metrics)
     return {
         **base,
         "status": "ok",
@@ -120,3 +115,17 @@ def live_performance(
         "watched_drop": drop.get(metric),
         "by_arm": {str(k): int(v) for k, v in joined["arm"].fillna("unknown").value_counts().items()},
     }
+
+
+def metric_drops(live: dict[str, float], reference: dict[str, float]) -> dict[str, float]:
+    """How much worse than `reference` each live metric is (positive = worse), by its direction.
+
+    Metrics missing from the reference or not finite on either side are left out.
+    """
+    drop: dict[str, float] = {}
+    for name, value in live.items():
+        ref = reference.get(name)
+        if ref is None or not np.isfinite(value) or not np.isfinite(ref):
+            continue
+        drop[name] = float(value - ref) if name in LOWER_IS_BETTER else float(ref - value)
+    return drop

@@ -48,9 +48,27 @@ def decide_retrain(
     Returns:
         `{"decision", "reason", "rules": [...], "triggers": [...], "blocked_by": [...]}`.
     """
-    rules: list[dict[str, Any]] = []
+    rules = [
+        *_guard_rules(policy, drift, new_fingerprint, champion_fingerprint),
+        *_drift_rules(policy, drift),
+        *_performance_rules(policy, performance),
+    ]
+    blocked = [r["rule"] for r in rules if r["kind"] == "guard" and r["fired"]]
+    triggers = [r["rule"] for r in rules if r["kind"] == "trigger" and r["fired"]]
+    decision = RETRAIN if triggers and not blocked else NO_RETRAIN
+    reason = _reason(rules, blocked, triggers)
+    return {"decision": decision, "reason": reason, "rules": rules, "triggers": triggers, "blocked_by": blocked}
+
+
+def _guard_rules(
+    policy: MonitoringConfig,
+    drift: dict[str, Any] | None,
+    new_fingerprint: str | None,
+    champion_fingerprint: str | None,
+) -> list[dict[str, Any]]:
+    """Enough rows in the window; a new batch that is not the champion's own training data."""
     rows = int(drift["window_rows"]) if drift else 0
-    rules.append(
+    rules = [
         _rule(
             "min_new_rows",
             "guard",
@@ -59,7 +77,7 @@ def decide_retrain(
             rows < policy.min_new_rows,
             "too few rows in the window to act on",
         )
-    )
+    ]
     if new_fingerprint is not None:
         same = champion_fingerprint is not None and new_fingerprint == champion_fingerprint
         rules.append(
@@ -72,71 +90,71 @@ def decide_retrain(
                 "the batch is exactly the data the champion was trained on" if same else "",
             )
         )
-    if drift and drift.get("status") == "ok":
-        s = drift["summary"]
-        rules.append(
-            _rule(
-                "max_drift_share",
-                "trigger",
-                policy.max_drift_share,
-                round(s["drift_share"], 4),
-                s["drift_share"] >= policy.max_drift_share,
-                f"drifted: {', '.join(s['drifted']) or 'none'}",
-            )
+    return rules
+
+
+def _drift_rules(policy: MonitoringConfig, drift: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The drifted share and the largest PSI against their limits (none when drift was not measured)."""
+    if not drift or drift.get("status") != "ok":
+        return []
+    s = drift["summary"]
+    max_psi = s["max_psi"] if s["max_psi"] is not None else 0.0
+    return [
+        _rule(
+            "max_drift_share",
+            "trigger",
+            policy.max_drift_share,
+            round(s["drift_share"], 4),
+            s["drift_share"] >= policy.max_drift_share,
+            f"drifted: {', '.join(s['drifted']) or 'none'}",
+        ),
+        _rule(
+            "psi_threshold",
+            "trigger",
+            policy.psi_threshold,
+            round(max_psi, 4),
+            max_psi >= policy.psi_threshold,
+            f"largest PSI on {s['max_psi_feature']}",
+        ),
+    ]
+
+
+def _performance_rules(policy: MonitoringConfig, performance: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The watched live metric's drop against its limit; not fired (with why) when it was not judged."""
+    if performance is None:
+        return []
+    if performance.get("status") != "ok" or performance.get("watched_drop") is None:
+        note = performance.get("message", "live performance not measured")
+        return [_rule("max_metric_drop", "trigger", policy.max_metric_drop, None, False, note)]
+    d = performance["watched_drop"]
+    metric = performance["metric"]
+    return [
+        _rule(
+            "max_metric_drop",
+            "trigger",
+            policy.max_metric_drop,
+            round(d, 4),
+            d > policy.max_metric_drop,
+            f"{metric}: live {performance['metrics'][metric]:.4f} vs test {performance['reference'].get(metric)}",
         )
-        max_psi = s["max_psi"] if s["max_psi"] is not None else 0.0
-        rules.append(
-            _rule(
-                "psi_threshold",
-                "trigger",
-                policy.psi_threshold,
-                round(max_psi, 4),
-                max_psi >= policy.psi_threshold,
-                f"largest PSI on {s['max_psi_feature']}",
-            )
-        )
-    if performance and performance.get("status") == "ok" and performance.get("watched_drop") is not None:
-        d = performance["watched_drop"]
-        rules.append(
-            _rule(
-                "max_metric_drop",
-                "trigger",
-                policy.max_metric_drop,
-                round(d, 4),
-                d > policy.max_metric_drop,
-                f"{performance['metric']}: live {performance['metrics'][performance['metric']]:.4f} vs "
-                f"test {performance['reference'].get(performance['metric'])}",
-            )
-        )
-    elif performance is not None:
-        rules.append(
-            _rule(
-                "max_metric_drop",
-                "trigger",
-                policy.max_metric_drop,
-                None,
-                False,
-                performance.get("message", "live performance not measured"),
-            )
-        )
-    blocked = [r["rule"] for r in rules if r["kind"] == "guard" and r["fired"]]
-    triggers = [r["rule"] for r in rules if r["kind"] == "trigger" and r["fired"]]
-    decision = RETRAIN if triggers and not blocked else NO_RETRAIN
+    ]
+
+
+def _reason(rules: list[dict[str, Any]], blocked: list[str], triggers: list[str]) -> str:
+    """One sentence: which guards blocked, else which triggers fired, else that none did."""
     if blocked:
-        reason = "not retraining: " + "; ".join(
+        return "not retraining: " + "; ".join(
             f"{r['rule']}: {r['note']}" + (f" ({r['value']} < {r['threshold']})" if r["rule"] == "min_new_rows" else "")
             for r in rules
             if r["rule"] in blocked
         )
-    elif triggers:
-        reason = "retraining: " + "; ".join(
+    if triggers:
+        return "retraining: " + "; ".join(
             f"{r['rule']}: measured {r['value']} crosses the limit {r['threshold']} ({r['note']})"
             for r in rules
             if r["rule"] in triggers
         )
-    else:
-        reason = "no trigger fired: drift and live performance are within the policy"
-    return {"decision": decision, "reason": reason, "rules": rules, "triggers": triggers, "blocked_by": blocked}
+    return "no trigger fired: drift and live performance are within the policy"
 
 
 def record_decision(
