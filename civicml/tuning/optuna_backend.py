@@ -107,15 +107,70 @@ def run_optuna(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t = cfg.tuning
     space = space_for(cfg.model.family, t.search_space, t.algorithm, t.max_trials)
-    round_metric = per_round_metric(cfg)
     study = optuna.create_study(
         direction=t.direction, sampler=make_sampler(t.algorithm, t.seed, space), pruner=make_pruner(cfg)
     )
     failures: list[str] = []
+    after_trial = _after_trial(t.max_failed_trials, t.max_trials, failures, on_trial)
+    # n_jobs=1 on purpose: see the module docstring (reproducibility over wall time).
+    objective = _objective(cfg, spec, train, valid, space)
+    study.optimize(objective, n_trials=t.max_trials, n_jobs=1, callbacks=[after_trial], catch=(ValueError,))
+    if len(failures) > t.max_failed_trials:
+        raise TuningError(
+            f"{len(failures)} tuning trials failed (tuning.max_failed_trials = {t.max_failed_trials}); "
+            f"first: {failures[0]}"
+        )
+    if not any(tr.state == optuna.trial.TrialState.COMPLETE for tr in study.trials):
+        raise TuningError(f"all {len(study.trials)} tuning trials failed or were pruned; see the trials table")
+    rows, rounds_run, rounds_full = _trials_table(cfg, study)
+    return {
+        "backend": "optuna",
+        "algorithm": t.algorithm,
+        "objective_metric": t.objective_metric,
+        "direction": t.direction,
+        "seed": t.seed,
+        "best_params": study.best_params,
+        "best_value": study.best_value,
+        "best_trial": study.best_trial.number,
+        "trials": rows,
+        "pruned": sum(1 for r in rows if r["state"] == "PRUNED"),
+        "rounds_run": rounds_run,
+        "rounds_full": rounds_full,
+    }
+
+
+def _after_trial(
+    max_failed: int, max_trials: int, failures: list[str], on_trial: Callable[[int, int], None] | None
+) -> Callable[[Any, Any], None]:
+    """The study's callback: collect failures in `failures`, stop past `max_failed`, report progress."""
+    import optuna
+
+    def after_trial(study, trial) -> None:
+        if trial.state == optuna.trial.TrialState.FAIL:
+            failures.append(f"trial {trial.number}: {trial.user_attrs.get('error', 'failed')}")
+            if len(failures) > max_failed:
+                study.stop()
+        if on_trial:
+            on_trial(len(study.trials), max_trials)
+
+    return after_trial
+
+
+def _objective(
+    cfg: RunConfig, spec: FeatureSpec, train: pd.DataFrame, valid: pd.DataFrame, space: dict[str, ParamSpec]
+) -> Callable[[Any], float]:
+    """Optuna's objective: draw a parameter set, train, score on `valid`; report rounds for pruning.
+
+    A trial that fails with ValueError keeps its message in the `error` user attribute (Optuna records
+    it as FAIL); every metric of a completed trial is kept as a user attribute.
+    """
+    import optuna
+
+    t = cfg.tuning
+    round_metric = per_round_metric(cfg)
 
     def objective(trial) -> float:
         params = suggest(trial, space)
-        callbacks = None
         observer = None
         if round_metric is not None:
 
@@ -125,9 +180,10 @@ def run_optuna(
                     raise optuna.TrialPruned(f"pruned at round {step + 1}")
 
             observer = make_round_observer(round_metric, on_round)
-            callbacks = [observer]
         try:
-            metrics = train_and_score(cfg, spec, params, train, valid, callbacks=callbacks)
+            metrics = train_and_score(
+                cfg, spec, params, train, valid, callbacks=None if observer is None else [observer]
+            )
             if t.objective_metric not in metrics:
                 raise ValueError(
                     f"objective metric {t.objective_metric!r} (tuning.objective_metric) is not among the "
@@ -144,24 +200,13 @@ def run_optuna(
             trial.set_user_attr(name, value)
         return metrics[t.objective_metric]
 
-    def after_trial(study, trial) -> None:
-        if trial.state == optuna.trial.TrialState.FAIL:
-            failures.append(f"trial {trial.number}: {trial.user_attrs.get('error', 'failed')}")
-            if len(failures) > t.max_failed_trials:
-                study.stop()
-        if on_trial:
-            on_trial(len(study.trials), t.max_trials)
+    return objective
 
-    # n_jobs=1 on purpose: see the module docstring (reproducibility over wall time).
-    study.optimize(objective, n_trials=t.max_trials, n_jobs=1, callbacks=[after_trial], catch=(ValueError,))
-    if len(failures) > t.max_failed_trials:
-        raise TuningError(
-            f"{len(failures)} tuning trials failed (tuning.max_failed_trials = {t.max_failed_trials}); "
-            f"first: {failures[0]}"
-        )
-    completed = [tr for tr in study.trials if tr.state == optuna.trial.TrialState.COMPLETE]
-    if not completed:
-        raise TuningError(f"all {len(study.trials)} tuning trials failed or were pruned; see the trials table")
+
+def _trials_table(cfg: RunConfig, study) -> tuple[list[dict[str, Any]], int, int]:
+    """One row per trial (number, state, value, rounds, params), rounds run and rounds without pruning."""
+    import optuna
+
     rows = []
     rounds_run = rounds_full = 0
     for tr in study.trials:
@@ -175,17 +220,4 @@ def run_optuna(
             rounds_run += rounds
             rounds_full += n_rounds(cfg, tr.params)
         rows.append({**row, **tr.params})
-    return {
-        "backend": "optuna",
-        "algorithm": t.algorithm,
-        "objective_metric": t.objective_metric,
-        "direction": t.direction,
-        "seed": t.seed,
-        "best_params": study.best_params,
-        "best_value": study.best_value,
-        "best_trial": study.best_trial.number,
-        "trials": rows,
-        "pruned": sum(1 for r in rows if r["state"] == "PRUNED"),
-        "rounds_run": rounds_run,
-        "rounds_full": rounds_full,
-    }
+    return rows, rounds_run, rounds_full

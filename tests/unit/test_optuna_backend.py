@@ -36,6 +36,18 @@ def data():
     return spec, splits["train"], splits["valid"]
 
 
+def grid_cfg():
+    """A 2 x 2 grid: max_depth 2..3, subsample 0.8..1.0 in steps of 0.2."""
+    return make_cfg(
+        algorithm="grid",
+        max_trials=4,
+        search_space={
+            "max_depth": {"type": "int", "min": 2, "max": 3},
+            "subsample": {"type": "double", "min": 0.8, "max": 1.0, "step": 0.2},
+        },
+    )
+
+
 def test_katib_algorithm_names_map_to_optuna_samplers():
     space = space_for("xgboost", {})
     assert type(make_sampler("random", 1, space)) is optuna.samplers.RandomSampler
@@ -44,15 +56,7 @@ def test_katib_algorithm_names_map_to_optuna_samplers():
     mtpe = make_sampler("multivariate-tpe", 1, space)
     assert type(mtpe) is optuna.samplers.TPESampler and mtpe._multivariate
     assert type(make_sampler("cmaes", 1, space)) is optuna.samplers.CmaEsSampler
-    grid_cfg = make_cfg(
-        algorithm="grid",
-        max_trials=4,
-        search_space={
-            "max_depth": {"type": "int", "min": 2, "max": 3},
-            "subsample": {"type": "double", "min": 0.8, "max": 1.0, "step": 0.2},
-        },
-    )
-    assert type(make_sampler("grid", 1, grid_cfg.tuning.search_space)) is optuna.samplers.GridSampler
+    assert type(make_sampler("grid", 1, grid_cfg().tuning.search_space)) is optuna.samplers.GridSampler
     with pytest.raises(ValueError, match="unknown algorithm"):
         make_sampler("hyperband", 1, space)
 
@@ -93,15 +97,7 @@ def test_median_pruning_really_prunes(data):
 
 def test_grid_search_visits_the_grid(data):
     spec, train, valid = data
-    cfg = make_cfg(
-        algorithm="grid",
-        max_trials=4,
-        search_space={
-            "max_depth": {"type": "int", "min": 2, "max": 3},
-            "subsample": {"type": "double", "min": 0.8, "max": 1.0, "step": 0.2},
-        },
-    )
-    result = run_optuna(cfg, spec, train, valid)
+    result = run_optuna(grid_cfg(), spec, train, valid)
     seen = {(t["max_depth"], t["subsample"]) for t in result["trials"]}
     assert seen == {(2, 0.8), (2, 1.0), (3, 0.8), (3, 1.0)}
 
