@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: machine facts, subprocess timing, statistics, configs.
+"""Helpers shared by the benchmark scripts: machine facts, subprocess timing, statistics, configs, servers.
 
 The benchmark scripts are run as files (`python benchmarks/<name>.py`), so this module is
 importable from them as `_common` (Python puts the script's directory on the path).
@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -56,6 +57,17 @@ def bench_config(dest_dir: Path, rows: int, trials: int, base: Path = REPO / "ci
     return path
 
 
+# The server benchmarks measure serving, not the gate: under this policy the trained model always deploys.
+ALWAYS_DEPLOY = {"min_metrics": {"roc_auc": 0.5}, "fairness": [], "require_approval": "never"}
+
+
+def train_served_model(dest_dir: Path, train_rows: int) -> Path:
+    """`civicml run` (2 trials) on `train_rows` demo rows into a store in `dest_dir`, deployed; return the config."""
+    cfg = bench_config(dest_dir, train_rows, 2, policy=ALWAYS_DEPLOY)
+    timed_run([CIVICML, "run", "--json", "-c", str(cfg)], cwd=dest_dir)
+    return cfg
+
+
 def timed_run(
     cmd: list[str], cwd: Path | None = None, timeout: float = 3600, env: dict | None = None
 ) -> tuple[float, str]:
@@ -79,6 +91,15 @@ def last_json(stdout: str) -> Any:
         except json.JSONDecodeError:
             continue
     raise ValueError(f"no JSON found in output: {text[-500:]!r}")
+
+
+def emit(result: Any, out: Path | None) -> None:
+    """A script's result as indented JSON: written to `out`, or printed when there is none."""
+    text = json.dumps(result, indent=2, default=str)
+    if out:
+        out.write_text(text)
+    else:
+        print(text)
 
 
 def summary(values: list[float]) -> dict[str, Any]:
@@ -185,3 +206,49 @@ def fresh_dir(prefix: str) -> Path:
 def rmtree(path: Path) -> None:
     """Remove a temp directory, ignoring what is already gone."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (bound and released; the server binds it right after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def demo_records(n: int, seed: int = 11) -> list[dict[str, Any]]:
+    """`n` demo records with the model's features only (numbers as floats, as the request schema is strict)."""
+    from civicml.data.demo import CATEGORICAL, NUMERIC, generate_benefits
+
+    df = generate_benefits(rows=n, seed=seed)
+    return [
+        {**{c: float(r[c]) for c in NUMERIC}, **{c: str(r[c]) for c in CATEGORICAL}}
+        for r in df.to_dict(orient="records")
+    ]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    """Poll `url` until it answers 200; raise if the server process exits first or `timeout` passes."""
+    import httpx
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited {proc.returncode}: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server not ready within {timeout} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate a server process (kill it if it has not exited 30 s later)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -36,18 +36,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-# XGBoost defaults of civicml's estimator, overridden by model.params then by tuned values
-# (build_params' order). Kept literal here: the equivalence check in pipeline_overhead.py
-# fails loudly if they ever drift apart.
-XGB_DEFAULTS = {
-    "n_estimators": 200,
-    "max_depth": 5,
-    "learning_rate": 0.1,
-    "subsample": 1.0,
-    "colsample_bytree": 1.0,
-    "min_child_weight": 1.0,
-    "reg_lambda": 1.0,
-}
+from civicml.catalog import FAMILY_DEFAULTS
+
+# The XGBoost parameters civicml's estimator starts from, before model.params and then the tuned values
+# override them (build_params' order). They are knobs like the YAML's, so they come from the one place
+# civicml keeps them (`civicml.catalog`, standard library only) rather than a copy that could drift.
+XGB_DEFAULTS = FAMILY_DEFAULTS["xgboost"]
 N_RESAMPLES = 1000
 SHAP_ROWS = 5000
 THRESHOLD = 0.5
@@ -153,16 +147,7 @@ def run(
 
     import optuna
     import xgboost as xgb
-    from fairlearn.metrics import (
-        MetricFrame,
-        count,
-        demographic_parity_difference,
-        demographic_parity_ratio,
-        equalized_odds_difference,
-        false_positive_rate,
-        selection_rate,
-        true_positive_rate,
-    )
+    from fairlearn import metrics as flm
     from sklearn import metrics as skm
     from sklearn.calibration import calibration_curve
     from sklearn.model_selection import train_test_split
@@ -291,12 +276,12 @@ def run(
     fairness = {}
     for attr in sensitive:
         groups = test[attr].astype(str).to_numpy()
-        mf = MetricFrame(
+        mf = flm.MetricFrame(
             metrics={
-                "selection_rate": selection_rate,
-                "tpr": true_positive_rate,
-                "fpr": false_positive_rate,
-                "count": count,
+                "selection_rate": flm.selection_rate,
+                "tpr": flm.true_positive_rate,
+                "fpr": flm.false_positive_rate,
+                "count": flm.count,
             },
             y_true=yte,
             y_pred=yp,
@@ -304,9 +289,10 @@ def run(
         )
         fairness[attr] = {
             "groups": json.loads(mf.by_group.to_json(orient="index")),
-            "demographic_parity_difference": float(demographic_parity_difference(yte, yp, sensitive_features=groups)),
-            "demographic_parity_ratio": float(demographic_parity_ratio(yte, yp, sensitive_features=groups)),
-            "equalized_odds_difference": float(equalized_odds_difference(yte, yp, sensitive_features=groups)),
+            **{
+                name: float(getattr(flm, name)(yte, yp, sensitive_features=groups))
+                for name in ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference")
+            },
             "confidence_intervals": disparity_cis(yte, yp, groups, seed=sp["seed"]),
         }
     evaluation["fairness"] = fairness

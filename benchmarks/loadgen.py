@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -81,33 +82,84 @@ def stats(lat: list[float], errors: int, seconds: float, **extra) -> dict:
     }
 
 
-async def closed(host: str, port: int, reqs: list[bytes], connections: int, max_requests: int, seconds: float) -> dict:
-    """`connections` back-to-back senders; throughput and latency per request."""
+async def paced(
+    rate: float, n: int, one: Callable[[int, float], Awaitable[None]], drain: float
+) -> tuple[list[float], float]:
+    """Start `one(i, scheduled)` for `i < n` at a fixed `rate`, each at its scheduled time, whatever the answers.
+
+    A server slower than `rate` builds a queue; it gets `drain` seconds after the last send to empty
+    it, then what is left is cancelled and counted at its latency so far (a lower bound) rather than
+    waited for without limit.
+
+    Returns:
+        The latencies (seconds) of the cancelled requests, and the seconds from the first send to the cutoff.
+    """
+    t0 = time.perf_counter()
+    tasks = {}
+    for i in range(n):
+        scheduled = t0 + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks[asyncio.create_task(one(i, scheduled))] = scheduled
+    _, pending = await asyncio.wait(tasks, timeout=drain)
+    now = time.perf_counter()
+    for task in pending:
+        task.cancel()
+    return [now - tasks[task] for task in pending], now - t0
+
+
+async def back_to_back(
+    senders: list[Callable[[int], Awaitable[bool]]], max_requests: int, seconds: float
+) -> tuple[list[float], int, float]:
+    """One worker per sender, each sending the next request as soon as its last one is answered.
+
+    Args:
+        senders: `send(i)` sends request number `i` and returns whether it was answered 200.
+        max_requests: Requests at most, over all workers.
+        seconds: No request is started after this many seconds.
+
+    Returns:
+        The latencies (seconds) of the answered requests, the count of the others, the elapsed seconds.
+    """
     lat: list[float] = []
     errors = 0
     sent = 0
     t0 = time.perf_counter()
     deadline = t0 + seconds
 
-    async def worker() -> None:
+    async def worker(send: Callable[[int], Awaitable[bool]]) -> None:
         nonlocal sent, errors
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            while sent < max_requests and time.perf_counter() < deadline:
-                i = sent
-                sent += 1
-                s = time.perf_counter()
-                writer.write(reqs[i % len(reqs)])
-                status = await _answer(reader)
-                if status == 200:
-                    lat.append(time.perf_counter() - s)
-                else:
-                    errors += 1
-        finally:
-            writer.close()
+        while sent < max_requests and time.perf_counter() < deadline:
+            i = sent
+            sent += 1
+            s = time.perf_counter()
+            if await send(i):
+                lat.append(time.perf_counter() - s)
+            else:
+                errors += 1
 
-    await asyncio.gather(*(worker() for _ in range(connections)))
-    return stats(lat, errors, time.perf_counter() - t0, connections=connections)
+    await asyncio.gather(*(worker(send) for send in senders))
+    return lat, errors, time.perf_counter() - t0
+
+
+async def closed(host: str, port: int, reqs: list[bytes], connections: int, max_requests: int, seconds: float) -> dict:
+    """`connections` back-to-back senders, one connection each; throughput and latency per request."""
+    conns = [await asyncio.open_connection(host, port) for _ in range(connections)]
+
+    def sender(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Callable[[int], Awaitable[bool]]:
+        async def send(i: int) -> bool:
+            writer.write(reqs[i % len(reqs)])
+            return await _answer(reader) == 200
+
+        return send
+
+    try:
+        lat, errors, elapsed = await back_to_back([sender(*c) for c in conns], max_requests, seconds)
+    finally:
+        for _, writer in conns:
+            writer.close()
+    return stats(lat, errors, elapsed, connections=connections)
 
 
 async def open_loop(host: str, port: int, reqs: list[bytes], rate: float, connections: int, seconds: float) -> dict:
@@ -118,7 +170,6 @@ async def open_loop(host: str, port: int, reqs: list[bytes], rate: float, connec
     pool: asyncio.Queue = asyncio.Queue()
     for _ in range(connections):
         pool.put_nowait(await asyncio.open_connection(host, port))
-    t0 = time.perf_counter()
 
     async def one(i: int, scheduled: float) -> None:
         nonlocal errors
@@ -133,21 +184,11 @@ async def open_loop(host: str, port: int, reqs: list[bytes], rate: float, connec
         else:
             errors += 1
 
-    tasks = {}
-    for i in range(n):
-        scheduled = t0 + i / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks[asyncio.create_task(one(i, scheduled))] = scheduled
-    _, pending = await asyncio.wait(tasks, timeout=DRAIN_SECONDS)
-    now = time.perf_counter()
-    for task in pending:
-        task.cancel()
-        lat.append(now - tasks[task])
+    unfinished, elapsed = await paced(rate, n, one, DRAIN_SECONDS)
+    lat += unfinished
     while not pool.empty():
         pool.get_nowait()[1].close()
-    return stats(lat, errors, now - t0, target_rps=rate, connections=connections, unfinished=len(pending))
+    return stats(lat, errors, elapsed, target_rps=rate, connections=connections, unfinished=len(unfinished))
 
 
 def main() -> None:

@@ -206,11 +206,9 @@ def main() -> None:
         print(json.dumps(_child(a.child, a.config, a.work)))
         return
     res = scaling(a.sizes, a.trials, log=lambda m: print(m, file=sys.stderr))
-    text = json.dumps(res, indent=2)
-    if a.out:
-        a.out.write_text(text)
-    else:
-        print(text)
+    from _common import emit  # the parent's only: a child imports nothing it does not measure
+
+    emit(res, a.out)
 
 
 if __name__ == "__main__":

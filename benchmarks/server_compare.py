@@ -27,7 +27,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import BENCH, CIVICML, PY, bench_config, clean_env, fresh_dir, load_average, rmtree, timed_run
+from _common import (
+    BENCH,
+    CIVICML,
+    PY,
+    clean_env,
+    demo_records,
+    free_port,
+    fresh_dir,
+    load_average,
+    rmtree,
+    stop,
+    train_served_model,
+    wait_ready,
+)
 
 CONNECTIONS = 8
 RATE = 200.0
@@ -35,40 +48,6 @@ GOALS = {
     "server_throughput": "server throughput >= 50% of the bare floor's at 8 connections (single row)",
     "p99": "server p99 <= 10 ms for single rows at 200 requests/s (open loop)",
 }
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _records(n: int) -> list[dict[str, Any]]:
-    from civicml.data.demo import CATEGORICAL, NUMERIC, generate_benefits
-
-    df = generate_benefits(rows=n, seed=11)
-    return [
-        {**{c: float(r[c]) for c in NUMERIC}, **{c: str(r[c]) for c in CATEGORICAL}}
-        for r in df.to_dict(orient="records")
-    ]
-
-
-def _ready(port: int, proc: subprocess.Popen, path: str, timeout: float = 90) -> None:
-    import httpx
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited {proc.returncode}: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"server not ready within {timeout} s")
 
 
 def _start(kind: str, cfg: Path, model_dir: Path, cwd: Path, port: int) -> subprocess.Popen:
@@ -79,18 +58,8 @@ def _start(kind: str, cfg: Path, model_dir: Path, cwd: Path, port: int) -> subpr
         cmd = [PY, str(BENCH / "bare_server.py"), str(model_dir), "--port", str(port)]
         ready = "/openapi.json"
     proc = subprocess.Popen(cmd, cwd=cwd, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _ready(port, proc, ready)
+    wait_ready(f"http://127.0.0.1:{port}{ready}", proc)
     return proc
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _load(url: str, bodies: Path, seconds: float, *mode: str) -> dict[str, Any]:
@@ -103,7 +72,7 @@ def _load(url: str, bodies: Path, seconds: float, *mode: str) -> dict[str, Any]:
 
 def measure(kind: str, cfg: Path, model_dir: Path, cwd: Path, bodies: Path, seconds: float) -> dict[str, Any]:
     """One run of one server: start it, warm it, closed loop, open loop, stop it."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/predict"
     proc = _start(kind, cfg, model_dir, cwd, port)
     try:
@@ -111,7 +80,7 @@ def measure(kind: str, cfg: Path, model_dir: Path, cwd: Path, bodies: Path, seco
         closed = _load(url, bodies, seconds, "closed", "--connections", str(CONNECTIONS))
         opened = _load(url, bodies, seconds, "open", "--rate", str(RATE))
     finally:
-        _stop(proc)
+        stop(proc)
     return {"closed": closed, "open": opened}
 
 
@@ -126,15 +95,12 @@ def compare(pairs: int = 3, seconds: float = 10.0, train_rows: int = 20_000, log
 
     d = fresh_dir("serve-compare")
     try:
-        cfg = bench_config(
-            d, train_rows, 2, policy={"min_metrics": {"roc_auc": 0.5}, "fairness": [], "require_approval": "never"}
-        )
-        timed_run([CIVICML, "run", "--json", "-c", str(cfg)], cwd=d)
+        cfg = train_served_model(d, train_rows)
         reg = Registry(LocalStore(d / ".civicml"))
         version = reg.get_alias("champion")
         model_dir = reg.fetch_prefix(version, "model", d / "model")
         bodies = d / "bodies.jsonl"
-        bodies.write_text("\n".join(json.dumps({"records": [r]}) for r in _records(2000)) + "\n")
+        bodies.write_text("\n".join(json.dumps({"records": [r]}) for r in demo_records(2000)) + "\n")
         runs: dict[str, list[dict[str, Any]]] = {"civicml": [], "floor": []}
         load_start = load_average()
         for i in range(pairs):

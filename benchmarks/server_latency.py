@@ -26,36 +26,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import CIVICML, bench_config, clean_env, fresh_dir, rmtree, timed_run
+from _common import (
+    CIVICML,
+    clean_env,
+    demo_records,
+    emit,
+    free_port,
+    fresh_dir,
+    rmtree,
+    stop,
+    train_served_model,
+    wait_ready,
+)
+from loadgen import back_to_back, paced, stats
 
 MAX_IN_FLIGHT = 256
 DRAIN_SECONDS = 15.0
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (bound and released; the server binds it right after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def sample_records(n: int, seed: int = 11) -> list[dict[str, Any]]:
-    """`n` demo records with the model's features only (numbers as floats, as the schema is strict)."""
-    from civicml.data.demo import CATEGORICAL, NUMERIC, generate_benefits
-
-    df = generate_benefits(rows=n, seed=seed)
-    return [
-        {**{c: float(r[c]) for c in NUMERIC}, **{c: str(r[c]) for c in CATEGORICAL}}
-        for r in df.to_dict(orient="records")
-    ]
 
 
 def v2_body(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -75,26 +67,9 @@ def v2_body(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _pct(values: list[float], q: float) -> float:
-    v = sorted(values)
-    return v[min(len(v) - 1, int(round(q / 100 * (len(v) - 1))))] if v else float("nan")
-
-
 def _stats(lat: list[float], errors: int, elapsed: float, rows_per_request: int, **extra: Any) -> dict[str, Any]:
-    ms = [x * 1000 for x in lat]
-    return {
-        "requests": len(lat),
-        "errors": errors,
-        "seconds": elapsed,
-        "throughput_rps": len(lat) / elapsed if elapsed else 0.0,
-        "rows_per_s": len(lat) * rows_per_request / elapsed if elapsed else 0.0,
-        "p50_ms": _pct(ms, 50),
-        "p90_ms": _pct(ms, 90),
-        "p99_ms": _pct(ms, 99),
-        "max_ms": max(ms, default=0.0),
-        "rows_per_request": rows_per_request,
-        **extra,
-    }
+    rows_per_s = len(lat) * rows_per_request / elapsed if elapsed else 0.0
+    return stats(lat, errors, elapsed, rows_per_s=rows_per_s, rows_per_request=rows_per_request, **extra)
 
 
 async def open_loop(client, url: str, bodies: list[dict], rate: float, max_requests: int, max_seconds: float):
@@ -117,50 +92,21 @@ async def open_loop(client, url: str, bodies: list[dict], rate: float, max_reque
         else:
             errors += 1
 
-    t0 = time.perf_counter()
-    tasks = {}
-    for i in range(n):
-        scheduled = t0 + i / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks[asyncio.create_task(one(i, scheduled))] = scheduled
-    # A server slower than `rate` builds a queue; give it a bounded time to drain, then count
-    # what is left at its latency so far (a lower bound) rather than waiting without limit.
-    _, pending = await asyncio.wait(tasks, timeout=DRAIN_SECONDS)
-    now = time.perf_counter()
-    for task in pending:
-        task.cancel()
-        lat.append(now - tasks[task])
-    return lat, errors, now - t0, len(pending)
+    unfinished, elapsed = await paced(rate, n, one, DRAIN_SECONDS)
+    return lat + unfinished, errors, elapsed, len(unfinished)
 
 
 async def closed_loop(client, url: str, bodies: list[dict], concurrency: int, max_requests: int, max_seconds: float):
     """`concurrency` workers, each sending the next request as soon as the last one returns."""
-    lat: list[float] = []
-    errors = 0
-    sent = 0
-    t0 = time.perf_counter()
-    deadline = t0 + max_seconds
 
-    async def worker() -> None:
-        nonlocal errors, sent
-        while sent < max_requests and time.perf_counter() < deadline:
-            i = sent
-            sent += 1
-            s = time.perf_counter()
-            try:
-                r = await client.post(url, json=bodies[i % len(bodies)])
-                ok = r.status_code == 200
-            except Exception:  # noqa: BLE001 - counted, see open_loop
-                ok = False
-            if ok:
-                lat.append(time.perf_counter() - s)
-            else:
-                errors += 1
+    async def send(i: int) -> bool:
+        try:
+            r = await client.post(url, json=bodies[i % len(bodies)])
+        except Exception:  # noqa: BLE001 - counted, see open_loop
+            return False
+        return r.status_code == 200
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return lat, errors, time.perf_counter() - t0
+    return await back_to_back([send] * concurrency, max_requests, max_seconds)
 
 
 async def _phases(base: str, name: str, records: list[dict], args) -> dict[str, Any]:
@@ -185,24 +131,6 @@ async def _phases(base: str, name: str, records: list[dict], args) -> dict[str, 
         )
         out["v2_single_closed"] = _stats(lat, err, sec, 1, concurrency=args.concurrency)
     return out
-
-
-def _wait_ready(base: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    import httpx
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"civicml serve exited {proc.returncode}: {proc.stderr.read()[-2000:] if proc.stderr else ''}"
-            )
-        try:
-            if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"civicml serve not ready within {timeout} s")
 
 
 def _env(overrides: dict | None) -> dict[str, str]:
@@ -236,10 +164,7 @@ def server_latency(
     d = fresh_dir("serve")
     proc = None
     try:
-        cfg = bench_config(
-            d, train_rows, 2, policy={"min_metrics": {"roc_auc": 0.5}, "fairness": [], "require_approval": "never"}
-        )
-        timed_run([CIVICML, "run", "--json", "-c", str(cfg)], cwd=d)
+        cfg = train_served_model(d, train_rows)
         name = yaml.safe_load(cfg.read_text())["name"]
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -252,9 +177,9 @@ def server_latency(
             text=True,
         )
         t0 = time.perf_counter()
-        _wait_ready(base, proc)
+        wait_ready(f"{base}/v2/health/ready", proc)
         startup = time.perf_counter() - t0
-        res = asyncio.run(_phases(base, name, sample_records(2000), args))
+        res = asyncio.run(_phases(base, name, demo_records(2000), args))
         res["server_startup_s"] = startup
         res["server_env"] = server_env or {}
         res["settings"] = {
@@ -273,13 +198,8 @@ def server_latency(
                 )
         return res
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop(proc)
         rmtree(d)
 
 
@@ -294,11 +214,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     res = server_latency(a.requests, a.seconds, a.rate, a.concurrency, a.batch, log=lambda m: print(m, file=sys.stderr))
-    text = json.dumps(res, indent=2)
-    if a.out:
-        a.out.write_text(text)
-    else:
-        print(text)
+    emit(res, a.out)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from civicml.config import RunConfig, load_config
 from civicml.data.demo import CATEGORICAL, NUMERIC, TARGET, generate_benefits
 from civicml.governance.trust import commit_version
 from civicml.modeling.estimators import fit_model
@@ -18,6 +19,16 @@ from civicml.steps import model_hash
 from civicml.storage.registry import Registry, sha256_bytes
 
 T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def demo_config(store: Path, rows: int, trials: int, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """The repo's civicml.yaml on `rows` demo rows and `trials` tuning trials, its store at `store`.
+
+    `overrides` are further dotted keys, as `load_config` takes them.
+    """
+    base = {"storage.uri": str(store), "data.demo.rows": rows, "tuning.max_trials": trials}
+    return load_config(REPO / "civicml.yaml", {**base, **(overrides or {})})
 
 
 def tiny_model_dir(directory: Path, rows: int = 400, seed: int = 3, n_estimators: int = 3) -> Path:

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import uvicorn
 import yaml
+from support import demo_config
 
 from civicml.config import load_config
 from civicml.data.demo import CATEGORICAL, NUMERIC, generate_benefits
@@ -159,12 +160,11 @@ def test_a_worker_killed_inside_the_pipeline_fails_train_and_commits_no_version(
 
     from civicml.orchestration.local import failure_detail, run_pipeline
 
-    cfg = load_config(
-        ROOT / "civicml.yaml",
+    cfg = demo_config(
+        tmp_path / "store",
+        3000,
+        1,
         {
-            "storage.uri": str(tmp_path / "store"),
-            "data.demo.rows": 3000,
-            "tuning.max_trials": 1,
             "tuning.max_failed_trials": 1,
             "model.params": {"n_estimators": 1500, "max_depth": 6},
             "training.workers": 2,

@@ -1,30 +1,18 @@
 """Continuous training without wasted work: the same data twice commits one version, not two."""
 
-from pathlib import Path
-
 import pytest
+from support import demo_config
 
-from civicml.config import load_config
 from civicml.governance.audit import AuditLog
 from civicml.orchestration.local import failure_detail, read_manifest, run_pipeline
 from civicml.storage.registry import Registry
 from civicml.storage.store import LocalStore
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("kfp_local_isolated")]
 
 
 def test_second_run_on_the_same_data_writes_no_version(tmp_path):
-    cfg = load_config(
-        ROOT / "civicml.yaml",
-        {
-            "storage.uri": str(tmp_path / "store"),
-            "data.demo.rows": 2000,
-            "tuning.max_trials": 2,
-            "policy.fairness": [],
-            "policy.min_metrics": {"roc_auc": 0.5},
-        },
-    )
+    cfg = demo_config(tmp_path / "store", 2000, 2, {"policy.fairness": [], "policy.min_metrics": {"roc_auc": 0.5}})
     registry = Registry(LocalStore(cfg.storage.uri))
 
     first = run_pipeline(cfg)
