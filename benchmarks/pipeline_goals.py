@@ -14,15 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
+# Issue 18's must-show goals, in its order (the server's two are `server_compare.GOALS`).
 GOALS = {
     "ratio_1m": "pipeline / bare <= 1.10 at 1M rows",
     "evaluate_1m": "evaluate step / bare evaluate <= 1.5 at 1M rows",
-    "rss": "peak RSS of every step <= 4x the float feature matrix above the import floor (largest size)",
+    "rss": "peak RSS of every step <= 4x the float feature matrix above the import floor at 1M rows",
     "fixed": "fixed cost <= 1.5 s per heavy step at 1k rows (step wall minus the bare stage)",
 }
 RATIO_LIMIT = 1.10
 EVALUATE_LIMIT = 1.5
 RSS_LIMIT = 4.0
+RSS_ROWS = 1_000_000
 FIXED_LIMIT = 1.5
 HEAVY_STEPS = ("validate-data", "tune", "train", "evaluate")
 # What each step needs: anything else it loads is import cost it pays for nothing.
@@ -59,14 +61,35 @@ def evaluate_ratios(run: dict[str, Any]) -> list[float]:
     ]
 
 
-def rss_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per step at the largest size: peak RSS, above the floor, over the matrix."""
-    last = res["scaling"]["runs"][-1]
-    floor, matrix = last["baseline"]["maxrss_mb"], last["feature_matrix_mb"]
+def rss_run(res: dict[str, Any]) -> dict[str, Any] | None:
+    """The scaling run the RSS goal is judged on: 1M rows, else (a smaller run, `--quick`) the largest size."""
+    runs = res.get("scaling", {}).get("runs") or []
+    at = [r for r in runs if r["rows"] == RSS_ROWS]
+    return at[0] if at else (runs[-1] if runs else None)
+
+
+def float_matrix_mb(run: dict[str, Any]) -> float:
+    """The goal's yardstick: the feature matrix as float64, rows x features x 8 bytes (what XGBoost predicts on).
+
+    The scaling phase's `feature_matrix_mb` is pandas' footprint of the same matrix with its
+    categoricals as 1-byte codes, about 0.7 of this; issue 18 states the goal against the float one.
+    """
+    return run["rows"] * run["matrix"]["n_features"] * 8 / 2**20
+
+
+def rss_rows(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per step of a scaling run: peak RSS, above the import floor, over the float feature matrix."""
+    floor, matrix = run["baseline"]["maxrss_mb"], float_matrix_mb(run)
     return [
         {"step": s, "rss": v["maxrss_mb"], "above": v["maxrss_mb"] - floor, "x": (v["maxrss_mb"] - floor) / matrix}
-        for s, v in last["steps"].items()
+        for s, v in run["steps"].items()
     ]
+
+
+def fixed_costs(res: dict[str, Any]) -> dict[str, list[float]]:
+    """Per heavy step, its fixed cost in each 1k-row pair (`pipeline_overhead.fixed_overhead`)."""
+    per_step = res.get("fixed", {}).get("per_step", {})
+    return {s: v.get("overhead_per_pair", [v["overhead"]]) for s, v in per_step.items() if s in HEAVY_STEPS}
 
 
 def goals(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -80,29 +103,37 @@ def goals(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
     ev = evaluate_ratios(big) if big else []
     g["evaluate_1m"] = {
-        "figure": f"{_median(ev):.2f} [{min(ev):.2f}–{max(ev):.2f}] (n={len(ev)})" if ev else "not measured",
+        "figure": _spread(ev) if ev else "not measured",
         "ok": _median(ev) <= EVALUATE_LIMIT if ev else None,
     }
-    if res.get("scaling", {}).get("runs"):
-        rows = rss_rows(res)
+    run = rss_run(res)
+    if run:
+        rows = rss_rows(run)
         worst = max(rows, key=lambda r: r["x"])
-        last = res["scaling"]["runs"][-1]
+        at_goal_size = run["rows"] == RSS_ROWS
         g["rss"] = {
             "figure": f"worst {worst['step']}: {worst['x']:.1f}x ({worst['rss']:.0f} MB, {worst['above']:.0f} MB above "
-            f"the {last['baseline']['maxrss_mb']:.0f} MB floor, matrix {last['feature_matrix_mb']:.0f} MB) at "
-            f"{last['rows']:,} rows",
-            "ok": worst["x"] <= RSS_LIMIT,
+            f"the {run['baseline']['maxrss_mb']:.0f} MB floor, float matrix {float_matrix_mb(run):.0f} MB) at "
+            f"{run['rows']:,} rows (one run per step)" + ("" if at_goal_size else "; not the goal's size"),
+            "ok": worst["x"] <= RSS_LIMIT if at_goal_size else None,
         }
-    fixed = res.get("fixed", {}).get("per_step", {})
-    heavy = {s: v for s, v in fixed.items() if s in HEAVY_STEPS}
-    if heavy:
-        worst_fixed = max(heavy, key=lambda s: heavy[s]["overhead"])
+    else:
+        g["rss"] = {"figure": "not measured", "ok": None}
+    costs = {s: c for s, c in fixed_costs(res).items() if c}
+    if costs:
+        worst_fixed = max(costs, key=lambda s: _median(costs[s]) or 0.0)
         g["fixed"] = {
-            "figure": f"worst {worst_fixed}: {heavy[worst_fixed]['overhead']:.2f} s "
-            f"(step wall {heavy[worst_fixed]['pipeline']:.2f} s)",
-            "ok": all(v["overhead"] <= FIXED_LIMIT for v in heavy.values()),
+            "figure": f"worst {worst_fixed}: {_spread(costs[worst_fixed], ' s')} per pair; "
+            + ", ".join(f"{s} {_median(c):.2f} s" for s, c in costs.items()),
+            "ok": all((_median(c) or 0.0) <= FIXED_LIMIT for c in costs.values()),
         }
+    else:
+        g["fixed"] = {"figure": "not measured", "ok": None}
     return g
+
+
+def _spread(values: list[float], unit: str = "") -> str:
+    return f"{_median(values):.2f}{unit} [{min(values):.2f}–{max(values):.2f}] (n={len(values)})"
 
 
 def _fmt(s: dict[str, Any]) -> str:
@@ -139,15 +170,16 @@ def render(res: dict[str, Any]) -> list[str]:
             ),
             "",
         ]
-    if res.get("scaling", {}).get("runs"):
-        last = res["scaling"]["runs"][-1]
+    run = rss_run(res)
+    if run:
         out += [
-            f"Peak RSS per step at {last['rows']:,} rows above the import floor "
-            f"({last['baseline']['maxrss_mb']:.0f} MB) over the float feature matrix "
-            f"({last['feature_matrix_mb']:.1f} MB); goal <= {RSS_LIMIT:g}x:",
+            f"Peak RSS per step at {run['rows']:,} rows above the import floor "
+            f"({run['baseline']['maxrss_mb']:.0f} MB) over the float feature matrix "
+            f"({run['rows']:,} rows x {run['matrix']['n_features']} features x 8 bytes = "
+            f"{float_matrix_mb(run):.1f} MB); goal <= {RSS_LIMIT:g}x:",
             "",
             *_table(
-                ["step", "peak RSS", "above floor", "x matrix", f"<= {RSS_LIMIT:g}x"],
+                ["step", "peak RSS", "above floor", "x float matrix", f"<= {RSS_LIMIT:g}x"],
                 [
                     [
                         r["step"],
@@ -156,7 +188,7 @@ def render(res: dict[str, Any]) -> list[str]:
                         f"{r['x']:.1f}",
                         "MET" if r["x"] <= RSS_LIMIT else "MISSED",
                     ]
-                    for r in rss_rows(res)
+                    for r in rss_rows(run)
                 ],
             ),
             "",
@@ -173,7 +205,7 @@ def render(res: dict[str, Any]) -> list[str]:
                         ", ".join(v.get("libraries", [])) or "-",
                         ", ".join(sorted(set(v.get("libraries", [])) - NEEDS.get(s, set()) - {"kfp"})) or "-",
                     ]
-                    for s, v in last["steps"].items()
+                    for s, v in run["steps"].items()
                 ],
             ),
             "",

@@ -28,6 +28,7 @@ from _common import (
     CIVICML,
     PY,
     bench_config,
+    emit,
     fmt,
     fresh_dir,
     last_json,
@@ -156,11 +157,16 @@ def alternate(rows: int, trials: int, pairs: int, log=print) -> dict[str, Any]:
         )
         if not ok:
             raise RuntimeError(f"pipeline and bare baseline did different work at {rows} rows: {detail}")
+    return summarise_pairs(rows, trials, runs)
+
+
+def summarise_pairs(rows: int, trials: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Walls, ratios and per-step times of measured pairs, each as a summary, with the pairs themselves."""
     steps = sorted({s for r in runs for s in r["pipeline"]["steps"]}, key=list(STEP_TO_STAGE).index)
     return {
         "rows": rows,
         "trials": trials,
-        "pairs": pairs,
+        "pairs": len(runs),
         "pipeline_wall": summary([r["pipeline"]["wall"] for r in runs]),
         "bare_wall": summary([r["bare"]["wall"] for r in runs]),
         "ratio": summary([r["ratio"] for r in runs]),
@@ -194,9 +200,19 @@ def fixed_overhead(reps: int = 3, rows: int = 1000, trials: int = 1, log=print) 
     for step, stage in STEP_TO_STAGE.items():
         if step not in res["pipeline_steps"]:
             continue
-        pipe = res["pipeline_steps"][step]["median"]
-        bare = res["bare_stages"][stage]["median"] if stage else 0.0
-        per_step[step] = {"pipeline": pipe, "bare": bare, "overhead": pipe - bare, "bare_stage": stage}
+        # The step's fixed cost in each pair (its wall minus the bare stage's); the median of those is the figure.
+        per_pair = [
+            r["pipeline"]["steps"][step] - (r["bare"]["stages"][stage] if stage else 0.0)
+            for r in res["runs"]
+            if step in r["pipeline"]["steps"]
+        ]
+        per_step[step] = {
+            "pipeline": res["pipeline_steps"][step]["median"],
+            "bare": res["bare_stages"][stage]["median"] if stage else 0.0,
+            "overhead": summary(per_pair)["median"],
+            "overhead_per_pair": per_pair,
+            "bare_stage": stage,
+        }
     return {
         "rows": rows,
         "trials": trials,
@@ -223,11 +239,7 @@ def main() -> None:
     }
     for r in result["ratio"]:
         print(f"{r['rows']:,} rows: ratio {fmt(r['ratio'])}")
-    text = json.dumps(result, indent=2, default=str)
-    if a.out:
-        a.out.write_text(text)
-    else:
-        print(text)
+    emit(result, a.out)
 
 
 if __name__ == "__main__":
