@@ -18,44 +18,40 @@ def _x(value: float) -> float:
 
 def bars(items: list[tuple[str, float | None]], title: str) -> dict[str, Any] | None:
     """Bars for `(label, value in 0..1)`; None values are listed as not shown. None when nothing to draw."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for label, value in items:
         if value is None or not 0.0 <= value <= 1.0:
             continue
         y = TOP + len(rows) * ROW
         rows.append({"label": label, "value": value, "y": y, "x2": _x(value), "ty": y + ROW / 2 + 5})
-    if not rows:
-        return None
-    return {
-        "title": title,
-        "rows": rows,
-        "height": TOP * 2 + len(rows) * ROW + 20,
-        "axis": _axis(len(rows)),
-        "left": LEFT,
-        "width": SVG_WIDTH,
-    }
+    return _chart(title, rows)
 
 
 def intervals(items: list[dict[str, Any]], title: str) -> dict[str, Any] | None:
     """Point and 95% interval for each `{name, value, low, high}` whose numbers lie in 0..1."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for item in items:
         v, lo, hi = item.get("value"), item.get("low"), item.get("high")
         if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
             continue
         y = TOP + len(rows) * ROW
-        has_ci = isinstance(lo, (int, float)) and isinstance(hi, (int, float))
+        ci = (lo, hi) if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else None
         rows.append(
             {
                 "label": item["name"],
                 "value": v,
                 "cx": _x(v),
-                "x1": _x(lo) if has_ci else None,
-                "x2": _x(hi) if has_ci else None,
+                "x1": _x(ci[0]) if ci else None,
+                "x2": _x(ci[1]) if ci else None,
                 "cy": y + ROW / 2,
                 "ty": y + ROW / 2 + 5,
             }
         )
+    return _chart(title, rows)
+
+
+def _chart(title: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The chart's frame around its rows (None when there is nothing to draw)."""
     if not rows:
         return None
     return {

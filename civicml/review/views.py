@@ -159,7 +159,7 @@ def audit_page(registry: Registry, version: str | None, event: str | None) -> di
     log = AuditLog(registry.store)
     check = log.check()
     records = project_records(log.records(), registry)
-    events = sorted({r.get("event") for r in records if r.get("event")})
+    events = sorted({e for r in records if (e := r.get("event"))})
     shown = records
     if version:
         shown = events_by_version(records).get(version.strip(), [])

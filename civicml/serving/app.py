@@ -90,7 +90,7 @@ def create_app(state: ServingState) -> FastAPI:
             await pred_log.close()
             await fb_log.close()
 
-    docs = {} if cfg.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    docs: dict[str, Any] = {} if cfg.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(title=f"civicml model server: {state.model_name}", lifespan=lifespan, **docs)
     app.state.serving = state
     app.state.plane = plane

@@ -35,6 +35,7 @@ KEY_HEADER = "X-Civicml-Key"
 RECENT_LIMIT = 100_000
 # Requests of at most this many rows are scored on the event loop (see `DataPlane.score`).
 INLINE_ROWS = 32
+_MISSING = object()
 
 
 def invalid(kind: str, loc: list[Any], msg: str) -> RequestValidationError:
@@ -160,6 +161,49 @@ class DataPlane:
             items = await run_in_threadpool(top_contributions, served.model, frame.iloc[[i]])
             out.append([{k: _finite(v) for k, v in item.items()} for item in items])
         return out
+
+    async def label(self, request: Request, source: str, rid: str, row: int, encoded: Any, observed: Any):
+        """Record one label for a prediction this deployment issued; a second label is recorded as a conflict (409)."""
+        if not self.issuer.issued(rid):
+            raise Refused(
+                404, f"request id {rid!r} was not issued by this deployment; use the request_id of a prediction"
+            )
+        known = self.recent.get(rid)
+        if known is not None:
+            request.state.arm, request.state.version = known[0], known[1]
+            if row >= known[2]:
+                raise Refused(404, f"prediction {rid} has {known[2]} row(s); there is no row {row} to label")
+        first = self.labelled.get((rid, row), _MISSING)
+        record = {
+            "request_id": rid,
+            "row": row,
+            "outcome": encoded,
+            "observed": observed,
+            "ts": utcnow(),
+            "feedback_id": request.state.request_id,
+            "source": source,
+            "relabel": first is not _MISSING,
+        }
+        await self.fb_log.write([record])
+        if first is not _MISSING:
+            self.metrics.feedback.labels("conflict").inc()
+            raise Refused(
+                409,
+                f"prediction {rid} row {row} was labelled already (outcome {first!r}); this second label is recorded "
+                "as a conflict and not counted",
+            )
+        self.labelled[(rid, row)] = encoded
+        while len(self.labelled) > RECENT_LIMIT:
+            self.labelled.popitem(last=False)
+        self.metrics.feedback.labels("accepted").inc()
+        st = request.state
+        return {
+            "request_id": st.request_id,
+            "model_version": getattr(st, "version", None),
+            "arm": getattr(st, "arm", None),
+            "feedback_for": rid,
+            "accepted": True,
+        }
 
     async def ready(self) -> tuple[bool, str]:
         return await asyncio.to_thread(self.health.check)

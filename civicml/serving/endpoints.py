@@ -1,26 +1,26 @@
 """HTTP routes: Open Inference Protocol v2, `/predict`, `/feedback`, health and metrics.
 
-Each route is a few lines over the `DataPlane`; the request and response bodies are documented in
-`/openapi.json` from `civicml.serving.models` (the record type is the champion's contract).
+KServe's shape (kserve/protocol/rest/v2_endpoints.py): `Endpoints` holds the `DataPlane` and each
+route is one small method over it; `register_routes` adds them to the app with their documentation.
+`/predict` is a closure over the plane (`predict_route`) so that its `explain` parameter can name
+the configured limit, with no extra call on the hot path. The request and response bodies are
+documented in `/openapi.json` from `civicml.serving.models` (the record type is the champion's
+contract); the endpoints parse the bodies themselves (bounded, see `limits`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from enum import Enum
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from civicml.serving import models as m
-from civicml.serving.dataplane import (
-    DataPlane,
-    Refused,
-    champion_spec,
-    client_body_id,
-    feedback_outcome,
-    invalid,
-)
+from civicml.serving.dataplane import DataPlane, champion_spec, client_body_id, feedback_outcome, invalid
 from civicml.serving.oip import (
     ProtocolError,
     check_request,
@@ -32,55 +32,90 @@ from civicml.serving.routing import CHAMPION
 from civicml.serving.state import ServedModel
 
 
-def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs: dict[str, Any]) -> None:
-    """Add every route to `app`; `defs` collects the component schemas of the request bodies."""
-    state = plane.state
-    champion = state.models[CHAMPION]
-    record = champion.schema.model
-    spec = champion.model.spec  # documents the start-up champion's classes; checks use the current one
-    predict_body = m.json_body(
-        {
-            "oneOf": [
-                m._schema(m.predict_request(record, plane.cfg.max_rows), defs),
-                m.list_of(record, defs, plane.cfg.max_rows),
-            ]
-        },
-        defs,
-    )
-    feedback_body = m.json_body(
-        m.feedback_request(spec.classes if spec.task == "binary_classification" else None), defs
-    )
-    infer_body = m.json_body(m.InferRequest, defs)
+class Endpoints:
+    """The routes other than `/predict`, each a method over one `DataPlane`.
 
-    @app.get("/v2/health/live", tags=["health"])
-    async def live() -> dict[str, bool]:
+    Args:
+        plane: What the routes work on.
+        flags: `flags["ready"]` is True between the app's start-up and shutdown.
+    """
+
+    def __init__(self, plane: DataPlane, flags: dict[str, bool]):
+        self.plane, self.state, self.flags = plane, plane.state, flags
+
+    async def live(self) -> dict[str, bool]:
+        """The server process is up (`GET /v2/health/live`)."""
         return {"live": True}
 
-    async def not_ready() -> str | None:
-        ok, reason = await plane.ready()
-        if not flags["ready"] or not ok:
-            return reason or "starting or stopping"
-        return None
-
-    # upstream: kserve/kserve docs/predict-api/v2/required_api.md:62-65 "A 200 status code indicates true and a
-    # 4xx status code indicates false." (Kubernetes probes fail on any status >= 400 as well.)
-    @app.get("/v2/health/ready", tags=["health"], responses=m.errors(400))
-    async def ready():
-        reason = await not_ready()
+    async def ready(self):
+        """200 when the models are loaded and the store takes the log, else 400 (`GET /v2/health/ready`)."""
+        reason = await self._not_ready()
         if reason:
             raise ProtocolError(f"not ready: {reason}", status=400)
         return {"ready": True}
 
-    @app.get("/v2", tags=["v2"])
-    async def server_metadata() -> dict[str, Any]:
+    async def server_metadata(self) -> dict[str, Any]:
+        """The v2 server metadata (`GET /v2`): no protocol extensions."""
         return {"name": "civicml", "version": "2", "extensions": []}
 
-    def model(name: str, version: str | None, request: Request) -> ServedModel:
+    async def model_metadata(self, name: str, request: Request):
+        """The champion's v2 model metadata, with the routing in `parameters`."""
+        return self._metadata(name, None, request)
+
+    async def version_metadata(self, name: str, version: str, request: Request):
+        """The v2 metadata of one served version."""
+        return self._metadata(name, version, request)
+
+    async def model_ready(self, name: str, request: Request):
+        """Whether the named model is served and ready."""
+        return await self._model_is_ready(name, None, request)
+
+    async def version_ready(self, name: str, version: str, request: Request):
+        """Whether one served version is ready."""
+        return await self._model_is_ready(name, version, request)
+
+    async def infer(self, name: str, request: Request):
+        """A v2 inference request, routed between champion and challenger."""
+        return await self._infer(name, None, request)
+
+    async def infer_version(self, name: str, version: str, request: Request):
+        """A v2 inference request pinned to one served version."""
+        return await self._infer(name, version, request)
+
+    async def feedback(self, request: Request):
+        """The observed outcome of one row of a prediction this deployment issued."""
+        plane = self.plane
+        caller = plane.authenticate(request, plane.feedback_auth)
+        body = await plane.body(request)
+        if not isinstance(body, dict):
+            raise invalid("dict_type", ["body"], 'send {"request_id": str, "outcome": observed label, "row": 0}')
+        encoded, errors = feedback_outcome(champion_spec(self.state), body)
+        if errors:
+            raise _invalid_records(errors)
+        return await plane.label(
+            request, caller.source, body["request_id"], body.get("row", 0), encoded, body.get("outcome")
+        )
+
+    async def prometheus(self):
+        """The server's Prometheus metrics."""
+        return Response(generate_latest(self.plane.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def _not_ready(self) -> str | None:
+        ok, reason = await self.plane.ready()
+        if not self.flags["ready"] or not ok:
+            return reason or "starting or stopping"
+        return None
+
+    def _served(self, name: str, version: str | None, request: Request) -> ServedModel:
         """The served model a v2 URL names (the champion when no version is given); 404 otherwise."""
+        state = self.state
         served_versions = [x.version for x in state.models.values()]
         if name != state.model_name:
             raise ProtocolError(f"unknown model {name!r}; this server serves {state.model_name!r}", status=404)
-        served = state.models[CHAMPION] if version is None else by_version(version)
+        if version is None:
+            served: ServedModel | None = state.models[CHAMPION]
+        else:
+            served = next((x for x in state.models.values() if x.version == version), None)
         if served is None:
             raise ProtocolError(
                 f"version {version!r} of {name!r} is not served here; served versions: {served_versions} "
@@ -90,12 +125,9 @@ def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs
         request.state.arm, request.state.version = served.arm, served.version
         return served
 
-    def by_version(version: str) -> ServedModel | None:
-        return next((x for x in state.models.values() if x.version == version), None)
-
-    async def metadata(name: str, version: str | None, request: Request) -> dict[str, Any]:
-        served = model(name, version, request)
-        current = state.served
+    def _metadata(self, name: str, version: str | None, request: Request) -> dict[str, Any]:
+        served = self._served(name, version, request)
+        state, current = self.state, self.state.served
         # upstream: kserve/open-inference-protocol specification/protocol/inference_rest.md:150-163 @ d49cc23
         # "versions": the versions that may be requested explicitly (each served arm's version); civicml's
         # `parameters` follow the protocol's $parameter rule (:376): flat string, number or boolean values only.
@@ -119,47 +151,17 @@ def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs
             ),
         }
 
-    async def model_is_ready(name: str, version: str | None, request: Request) -> dict[str, Any]:
-        model(name, version, request)
-        reason = await not_ready()
+    async def _model_is_ready(self, name: str, version: str | None, request: Request) -> dict[str, Any]:
+        self._served(name, version, request)
+        reason = await self._not_ready()
         if reason:
             raise ProtocolError(f"model {name!r} is not ready: {reason}", status=400)
         return {"name": name, "ready": True}
 
-    @app.get("/v2/models/{name}", tags=["v2"], responses=m.errors(404))
-    async def model_metadata(name: str, request: Request):
-        return await metadata(name, None, request)
-
-    @app.get("/v2/models/{name}/versions/{version}", tags=["v2"], responses=m.errors(404))
-    async def version_metadata(name: str, version: str, request: Request):
-        return await metadata(name, version, request)
-
-    @app.get("/v2/models/{name}/ready", tags=["v2"], responses=m.errors(400, 404))
-    async def model_ready(name: str, request: Request):
-        return await model_is_ready(name, None, request)
-
-    @app.get("/v2/models/{name}/versions/{version}/ready", tags=["v2"], responses=m.errors(400, 404))
-    async def version_ready(name: str, version: str, request: Request):
-        return await model_is_ready(name, version, request)
-
-    infer_doc = {
-        "tags": ["v2"],
-        "response_model": m.InferResponse,
-        "responses": m.errors(400, 401, 403, 404, 408, 413, 415, 422, 503),
-        "openapi_extra": {"requestBody": infer_body},
-    }
-
-    @app.post("/v2/models/{name}/infer", **infer_doc)
-    async def infer(name: str, request: Request):
-        return await run_infer(name, None, request)
-
-    @app.post("/v2/models/{name}/versions/{version}/infer", **infer_doc)
-    async def infer_version(name: str, version: str, request: Request):
-        return await run_infer(name, version, request)
-
-    async def run_infer(name: str, version: str | None, request: Request) -> JSONResponse:
+    async def _infer(self, name: str, version: str | None, request: Request) -> JSONResponse:
+        plane = self.plane
         plane.authenticate(request, plane.predict_auth)
-        named = model(name, version, request)  # 404 before the body is read
+        named = self._served(name, version, request)  # 404 before the body is read
         pinned = named if version is not None else None
         refuse_binary(request.headers)
         try:
@@ -175,32 +177,33 @@ def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs
         names = requested_output_names(body, [o["name"] for o in _output_meta(served)])
         records, errors = served.schema.tensors_to_records(body.get("inputs"), loc=("body", "inputs"))
         if errors:
-            raise m_validation(errors)
+            raise _invalid_records(errors)
         plane.check_rows(len(records), explain=False)
         rows, _ = await plane.score(request, served, records)
-        st = request.state
-        outputs = {
-            o["name"]: {**o, "shape": [len(rows)], "data": [r[o["name"]] for r in rows]} for o in _output_meta(served)
-        }
-        # upstream: kserve/kserve docs/predict-api/v2/required_api.md:223-224 the request's id "must be returned".
-        given = body.get("id")
-        return JSONResponse(
-            {
-                "model_name": state.model_name,
-                "model_version": served.version,
-                "id": given if isinstance(given, str) else st.client_id or st.request_id,
-                "parameters": {"arm": served.arm, "request_id": st.request_id},
-                "outputs": [outputs[n] for n in names],
-            }
-        )
+        return JSONResponse(_infer_answer(self.state.model_name, served, request, body.get("id"), rows, names))
 
-    @app.post(
-        "/predict",
-        tags=["predict"],
-        response_model=m.PredictResponse,
-        responses=m.errors(400, 401, 403, 408, 413, 422, 503),
-        openapi_extra={"requestBody": predict_body},
-    )
+
+def _infer_answer(
+    model_name: str, served: ServedModel, request: Request, given: Any, rows: list[dict[str, Any]], names: list[str]
+) -> dict[str, Any]:
+    """The v2 inference response: the outputs asked for, in that order."""
+    st = request.state
+    outputs = {
+        o["name"]: {**o, "shape": [len(rows)], "data": [r[o["name"]] for r in rows]} for o in _output_meta(served)
+    }
+    # upstream: kserve/kserve docs/predict-api/v2/required_api.md:223-224 the request's id "must be returned".
+    return {
+        "model_name": model_name,
+        "model_version": served.version,
+        "id": given if isinstance(given, str) else st.client_id or st.request_id,
+        "parameters": {"arm": served.arm, "request_id": st.request_id},
+        "outputs": [outputs[n] for n in names],
+    }
+
+
+def predict_route(plane: DataPlane) -> Callable[..., Any]:
+    """The `/predict` endpoint over `plane`; its `explain` parameter documents the configured row limit."""
+
     async def predict(
         request: Request,
         explain: bool = Query(
@@ -220,7 +223,7 @@ def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs
             plane.check_rows(len(records), explain)
         clean, errors = served.schema.validate(records, loc)
         if errors:
-            raise m_validation(errors)
+            raise _invalid_records(errors)
         rows, explanations = await plane.score(request, served, clean, explain=explain)
         out = [{"row": r["row"], "score": r["score"], "prediction": r["prediction"]} for r in rows]
         for item, exp in zip(out, explanations or []):
@@ -232,29 +235,82 @@ def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs
             {"request_id": st.request_id, "model_version": st.version, "arm": st.arm, "predictions": out}
         )
 
-    @app.post(
+    return predict
+
+
+def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs: dict[str, Any]) -> None:
+    """Add every route to `app`; `defs` collects the component schemas of the request bodies."""
+    ep = Endpoints(plane, flags)
+    predict_body, feedback_body, infer_body = _bodies(plane, defs)
+
+    def add(path: str, endpoint: Callable[..., Any], tags: list[str | Enum], method: str = "GET", **doc: Any) -> None:
+        # The methods' docstrings are for readers of the code: FastAPI cuts a description at a form
+        # feed, so "\f" keeps them out of /openapi.json (which stays as it was).
+        app.add_api_route(path, endpoint, methods=[method], tags=tags, description="\f", **doc)
+
+    add("/v2/health/live", ep.live, ["health"])
+    # upstream: kserve/kserve docs/predict-api/v2/required_api.md:62-65 "A 200 status code indicates true and a
+    # 4xx status code indicates false." (Kubernetes probes fail on any status >= 400 as well.)
+    add("/v2/health/ready", ep.ready, ["health"], responses=m.errors(400))
+    add("/v2", ep.server_metadata, ["v2"])
+    add("/v2/models/{name}", ep.model_metadata, ["v2"], responses=m.errors(404))
+    add("/v2/models/{name}/versions/{version}", ep.version_metadata, ["v2"], responses=m.errors(404))
+    add("/v2/models/{name}/ready", ep.model_ready, ["v2"], responses=m.errors(400, 404))
+    add("/v2/models/{name}/versions/{version}/ready", ep.version_ready, ["v2"], responses=m.errors(400, 404))
+    infer_errors = m.errors(400, 401, 403, 404, 408, 413, 415, 422, 503)
+    for path, endpoint in (
+        ("/v2/models/{name}/infer", ep.infer),
+        ("/v2/models/{name}/versions/{version}/infer", ep.infer_version),
+    ):
+        add(
+            path,
+            endpoint,
+            ["v2"],
+            "POST",
+            response_model=m.InferResponse,
+            responses=infer_errors,
+            openapi_extra={"requestBody": infer_body},
+        )
+    add(
+        "/predict",
+        predict_route(plane),
+        ["predict"],
+        "POST",
+        response_model=m.PredictResponse,
+        responses=m.errors(400, 401, 403, 408, 413, 422, 503),
+        openapi_extra={"requestBody": predict_body},
+    )
+    add(
         "/feedback",
-        tags=["feedback"],
+        ep.feedback,
+        ["feedback"],
+        "POST",
         response_model=m.FeedbackResponse,
         responses=m.errors(400, 401, 403, 404, 408, 409, 413, 422, 503),
         openapi_extra={"requestBody": feedback_body},
     )
-    async def feedback(request: Request):
-        caller = plane.authenticate(request, plane.feedback_auth)
-        body = await plane.body(request)
-        if not isinstance(body, dict):
-            raise invalid("dict_type", ["body"], 'send {"request_id": str, "outcome": observed label, "row": 0}')
-        encoded, errors = feedback_outcome(champion_spec(state), body)
-        rid, row = body.get("request_id"), body.get("row", 0)
-        if errors:
-            raise m_validation(errors)
-        return await _label(plane, request, caller.source, rid, row, encoded, body.get("outcome"))
+    if plane.state.serving.metrics:
+        add("/metrics", ep.prometheus, ["health"], response_class=Response)
 
-    if state.serving.metrics:
 
-        @app.get("/metrics", tags=["health"], response_class=Response)
-        async def prometheus():
-            return Response(generate_latest(plane.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+def _bodies(plane: DataPlane, defs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """OpenAPI request bodies of `/predict`, `/feedback` and the v2 infer routes (from the start-up champion)."""
+    champion = plane.state.models[CHAMPION]
+    record = champion.schema.model
+    spec = champion.model.spec  # documents the start-up champion's classes; checks use the current one
+    predict_body = m.json_body(
+        {
+            "oneOf": [
+                m._schema(m.predict_request(record, plane.cfg.max_rows), defs),
+                m.list_of(record, defs, plane.cfg.max_rows),
+            ]
+        },
+        defs,
+    )
+    feedback_body = m.json_body(
+        m.feedback_request(spec.classes if spec.task == "binary_classification" else None), defs
+    )
+    return predict_body, feedback_body, m.json_body(m.InferRequest, defs)
 
 
 def _output_meta(served: ServedModel) -> list[dict[str, Any]]:
@@ -264,10 +320,8 @@ def _output_meta(served: ServedModel) -> list[dict[str, Any]]:
     return [{"name": n, "datatype": types[n], "shape": [-1]} for n in m.OUTPUT_NAMES]
 
 
-def m_validation(errors: list[dict[str, Any]]):
+def _invalid_records(errors: list[dict[str, Any]]) -> RequestValidationError:
     """A 422 carrying the validator's problems."""
-    from fastapi.exceptions import RequestValidationError
-
     return RequestValidationError(errors)
 
 
@@ -286,54 +340,3 @@ def _records(body: Any) -> tuple[Any, tuple[Any, ...]]:
     raise invalid(
         "missing", ["body", "records"], 'send {"records": [{feature: value, ...}], "key": optional sticky key}'
     )
-
-
-async def _label(plane: DataPlane, request: Request, source: str, rid: str, row: int, encoded: Any, observed: Any):
-    """Record one label for a prediction this deployment issued; a second label is recorded as a conflict (409)."""
-    if not plane.issuer.issued(rid):
-        raise Refused(404, f"request id {rid!r} was not issued by this deployment; use the request_id of a prediction")
-    known = plane.recent.get(rid)
-    if known is not None:
-        request.state.arm, request.state.version = known[0], known[1]
-        if row >= known[2]:
-            raise Refused(404, f"prediction {rid} has {known[2]} row(s); there is no row {row} to label")
-    first = plane.labelled.get((rid, row), _MISSING)
-    record = {
-        "request_id": rid,
-        "row": row,
-        "outcome": encoded,
-        "observed": observed,
-        "ts": _now(),
-        "feedback_id": request.state.request_id,
-        "source": source,
-        "relabel": first is not _MISSING,
-    }
-    await plane.fb_log.write([record])
-    if first is not _MISSING:
-        plane.metrics.feedback.labels("conflict").inc()
-        raise Refused(
-            409,
-            f"prediction {rid} row {row} was labelled already (outcome {first!r}); this second label is recorded "
-            "as a conflict and not counted",
-        )
-    plane.labelled[(rid, row)] = encoded
-    while len(plane.labelled) > 100_000:
-        plane.labelled.popitem(last=False)
-    plane.metrics.feedback.labels("accepted").inc()
-    st = request.state
-    return {
-        "request_id": st.request_id,
-        "model_version": getattr(st, "version", None),
-        "arm": getattr(st, "arm", None),
-        "feedback_for": rid,
-        "accepted": True,
-    }
-
-
-_MISSING = object()
-
-
-def _now() -> str:
-    from civicml.storage.registry import utcnow
-
-    return utcnow()

@@ -15,6 +15,7 @@ import asyncio
 import json
 from typing import Any
 
+from civicml.serving.asgi import HttpMiddleware
 from civicml.serving.auth import valid_client_id
 from civicml.serving.oip import error_text
 
@@ -71,7 +72,7 @@ async def _send_json(send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-class BodyLimits:
+class BodyLimits(HttpMiddleware):
     """Pure ASGI middleware bounding request bodies and refusing unsafe request-id headers.
 
     Args:
@@ -81,14 +82,11 @@ class BodyLimits:
     """
 
     def __init__(self, app, max_body_bytes: int, body_timeout_seconds: float):
-        self.app = app
+        super().__init__(app)
         self.max = max_body_bytes
         self.timeout = body_timeout_seconds
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope, receive, send):
         headers = dict(scope.get("headers") or [])
         given = headers.get(REQUEST_ID_HEADER)
         if given is not None and not valid_client_id(given.decode("latin-1")):

@@ -14,6 +14,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from civicml.serving.asgi import HttpMiddleware
 from civicml.serving.auth import IdIssuer, valid_client_id
 
 log = logging.getLogger("civicml.serving")
@@ -64,18 +65,15 @@ class ServerMetrics:
         )
 
 
-class RequestContext:
+class RequestContext(HttpMiddleware):
     """Pure ASGI middleware: request ids, response headers, metrics and a JSON 500 for the unexpected."""
 
     def __init__(self, app, metrics: ServerMetrics, issuer: IdIssuer):
-        self.app = app
+        super().__init__(app)
         self.metrics = metrics
         self.issuer = issuer
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope, receive, send):
         state = scope.setdefault("state", {})
         state["request_id"] = self.issuer.issue()
         given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")

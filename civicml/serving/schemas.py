@@ -10,6 +10,7 @@ completely or the request is refused with a 422 naming the field.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -96,8 +97,7 @@ class RecordSchema:
                 obj = self.model.model_validate(rec)
             except ValidationError as err:
                 for e in err.errors(include_url=False, include_context=False):
-                    e["loc"] = [*loc, i, *e["loc"]]
-                    errors.append(_jsonable(e))
+                    errors.append(_jsonable({**e, "loc": [*loc, i, *e["loc"]]}))
                 continue
             clean.append(obj.model_dump())
         return (clean if not errors else []), errors
@@ -112,105 +112,24 @@ class RecordSchema:
     def tensors_to_records(self, inputs: Any, loc: tuple[Any, ...]) -> tuple[list[dict[str, Any]], list[dict]]:
         """Turn v2 input tensors (one per column) into records, checking names, shapes and datatypes."""
         if not isinstance(inputs, list) or not inputs:
-            return [], [
-                {
-                    "type": "list_type",
-                    "loc": list(loc),
-                    "input": None,
-                    "msg": "inputs must be a non-empty list of tensors {name, shape, datatype, data}",
-                }
-            ]
+            msg = "inputs must be a non-empty list of tensors {name, shape, datatype, data}"
+            return [], [_problem("list_type", [*loc], msg, msg_last=True)]
         columns: dict[str, list[Any]] = {}
         errors: list[dict[str, Any]] = []
-        rows: int | None = None
-        for i, t in enumerate(inputs):
-            where = [*loc, i]
-            if not isinstance(t, dict):
-                errors.append({"type": "dict_type", "loc": where, "msg": "tensor must be an object", "input": None})
-                continue
-            name, shape, datatype, data = t.get("name"), t.get("shape"), t.get("datatype"), t.get("data")
-            if not isinstance(name, str):
-                errors.append(
-                    {"type": "missing", "loc": [*where, "name"], "msg": "tensor needs a string name", "input": None}
-                )
-                continue
-            where = [*loc, name]
-            if name not in self.kinds and name not in self.optional:
-                errors.append(
-                    {
-                        "type": "extra_forbidden",
-                        "loc": where,
-                        "input": None,
-                        "msg": f"unknown input {name!r}; expected one of {self.features}",
-                    }
-                )
-                continue
-            if name in columns:
-                errors.append({"type": "value_error", "loc": where, "msg": "input given twice", "input": None})
-                continue
-            if isinstance(data, list) and data and isinstance(data[0], list):
-                data = [v for row in data for v in (row if isinstance(row, list) else [row])]
-            if not isinstance(data, list):
-                errors.append(
-                    {"type": "list_type", "loc": [*where, "data"], "msg": "data must be a list", "input": None}
-                )
-                continue
-            if not (
-                isinstance(shape, list) and shape and all(isinstance(s, int) and not isinstance(s, bool) for s in shape)
-            ):
-                errors.append(
-                    {
-                        "type": "value_error",
-                        "loc": [*where, "shape"],
-                        "input": None,
-                        "msg": "shape must be a list of integers, e.g. [3] or [3, 1]",
-                    }
-                )
-                continue
-            n = 1
-            for s in shape:
-                n *= s
-            if n != len(data) or (len(shape) > 1 and any(s != 1 for s in shape[1:])):
-                errors.append(
-                    {
-                        "type": "value_error",
-                        "loc": [*where, "shape"],
-                        "input": None,
-                        "msg": f"shape {shape} does not match {len(data)} data values (one column: [n] or [n, 1])",
-                    }
-                )
-                continue
-            kind = self.kinds.get(name, "numeric")
-            allowed = NUMERIC_DATATYPES if kind == "numeric" else {BYTES}
-            if datatype not in allowed:
-                errors.append(
-                    {
-                        "type": "value_error",
-                        "loc": [*where, "datatype"],
-                        "input": None,
-                        "msg": f"datatype {datatype!r} is not valid for {kind} input {name!r}; "
-                        f"use {'FP64' if kind == 'numeric' else 'BYTES'}",
-                    }
-                )
-                continue
-            if rows is not None and len(data) != rows:
-                errors.append(
-                    {
-                        "type": "value_error",
-                        "loc": [*where, "shape"],
-                        "input": None,
-                        "msg": f"has {len(data)} rows but other inputs have {rows}",
-                    }
-                )
-                continue
-            rows = len(data)
-            columns[name] = data
+        for i, tensor in enumerate(inputs):
+            rows = len(next(iter(columns.values()))) if columns else None
+            name, data, problem = self._tensor(tensor, loc, i, columns, rows)
+            if problem is not None:
+                errors.append(problem)
+            elif name is not None:
+                columns[name] = data
         for name in self.features:
             if name not in columns and not any(e["loc"][len(loc)] == name for e in errors if len(e["loc"]) > len(loc)):
-                errors.append({"type": "missing", "loc": [*loc, name], "msg": "Field required", "input": None})
+                errors.append(_problem("missing", [*loc, name], "Field required"))
         if errors:
             return [], errors
-        records = [{k: v[r] for k, v in columns.items()} for r in range(rows or 0)]
+        rows = len(next(iter(columns.values()))) if columns else 0
+        records = [{k: v[r] for k, v in columns.items()} for r in range(rows)]
         clean, errs = self.validate(records, loc=(*loc, "rows"))
         for e in errs:
             # Name the column first (loc: inputs/<column>/<row>) so the field is the visible part.
@@ -218,6 +137,69 @@ class RecordSchema:
                 row, col = e["loc"][len(loc) + 1], e["loc"][len(loc) + 2]
                 e["loc"] = [*loc, col, row, *e["loc"][len(loc) + 3 :]]
         return clean, errs
+
+    def _tensor(
+        self, t: Any, loc: tuple[Any, ...], i: int, columns: dict[str, list[Any]], rows: int | None
+    ) -> tuple[str | None, list[Any], dict[str, Any] | None]:
+        """One input tensor as (column name, its values, None) or (name or None, [], the problem with it)."""
+        if not isinstance(t, dict):
+            return None, [], _problem("dict_type", [*loc, i], "tensor must be an object")
+        name, shape, datatype, data = t.get("name"), t.get("shape"), t.get("datatype"), t.get("data")
+        if not isinstance(name, str):
+            return None, [], _problem("missing", [*loc, i, "name"], "tensor needs a string name")
+        where = [*loc, name]
+        if name not in self.kinds and name not in self.optional:
+            return (
+                name,
+                [],
+                _problem(
+                    "extra_forbidden", where, f"unknown input {name!r}; expected one of {self.features}", msg_last=True
+                ),
+            )
+        if name in columns:
+            return name, [], _problem("value_error", where, "input given twice")
+        if isinstance(data, list) and data and isinstance(data[0], list):
+            data = [v for row in data for v in (row if isinstance(row, list) else [row])]
+        if not isinstance(data, list):
+            return name, [], _problem("list_type", [*where, "data"], "data must be a list")
+        problem = self._shape_problem(name, where, shape, datatype, len(data), rows)
+        return name, (data if problem is None else []), problem
+
+    def _shape_problem(
+        self, name: str, where: list[Any], shape: Any, datatype: Any, n_data: int, rows: int | None
+    ) -> dict[str, Any] | None:
+        """What is wrong with a tensor's shape and datatype (one column of `rows` values), or None."""
+        if not (
+            isinstance(shape, list) and shape and all(isinstance(s, int) and not isinstance(s, bool) for s in shape)
+        ):
+            return _problem(
+                "value_error", [*where, "shape"], "shape must be a list of integers, e.g. [3] or [3, 1]", msg_last=True
+            )
+        if math.prod(shape) != n_data or (len(shape) > 1 and any(s != 1 for s in shape[1:])):
+            msg = f"shape {shape} does not match {n_data} data values (one column: [n] or [n, 1])"
+            return _problem("value_error", [*where, "shape"], msg, msg_last=True)
+        kind = self.kinds.get(name, "numeric")
+        if datatype not in (NUMERIC_DATATYPES if kind == "numeric" else {BYTES}):
+            msg = (
+                f"datatype {datatype!r} is not valid for {kind} input {name!r}; "
+                f"use {'FP64' if kind == 'numeric' else 'BYTES'}"
+            )
+            return _problem("value_error", [*where, "datatype"], msg, msg_last=True)
+        if rows is not None and n_data != rows:
+            return _problem(
+                "value_error", [*where, "shape"], f"has {n_data} rows but other inputs have {rows}", msg_last=True
+            )
+        return None
+
+
+def _problem(kind: str, loc: list[Any], msg: str, msg_last: bool = False) -> dict[str, Any]:
+    """One problem in FastAPI's error format.
+
+    The keys' order is part of the answer's bytes: the tensor-shape messages were written with `msg` last.
+    """
+    if msg_last:
+        return {"type": kind, "loc": loc, "input": None, "msg": msg}
+    return {"type": kind, "loc": loc, "msg": msg, "input": None}
 
 
 def _jsonable(e: dict[str, Any]) -> dict[str, Any]:

@@ -85,7 +85,7 @@ def test_session_expires(store, monkeypatch):
     assert client.get("/").status_code == 200
     real = time.time
     # The console's own clock: the session's sign-in time is checked on every request.
-    import civicml.review.app as console
+    import civicml.review.web as console
 
     monkeypatch.setattr(console, "time", type("Clock", (), {"time": staticmethod(lambda: real() + 61)}))
     r = client.get("/", follow_redirects=False)
