@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -129,3 +130,10 @@ def start_real_server(start: Callable[[], T]) -> T:
         return start()
     except ServerError as err:
         pytest.fail(str(err), pytrace=False)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a test server started on it next)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -12,13 +12,12 @@ import shutil
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from test_server_http import ServerThread, _records, build_registry
+from serving_support import ServerThread, build_registry, demo_records, serving_env
 from tritonclient.utils import InferenceServerException
 
 from civicml.config import ServingConfig
 from civicml.data.demo import CATEGORICAL, NUMERIC
 from civicml.serving.app import create_app, load_state
-from civicml.serving.routing import ROUTING_FILE_ENV
 from civicml.storage.registry import Registry
 from civicml.storage.store import LocalStore
 
@@ -29,15 +28,12 @@ DOC = "kserve/kserve docs/predict-api/v2/required_api.md"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.delenv("CIVICML_STORE_URI", raising=False)
-    mp.delenv(ROUTING_FILE_ENV, raising=False)
-    cfg, reg, champion, challenger = build_registry(tmp_path_factory.mktemp("oip"))
-    with ServerThread(create_app(load_state(cfg, reg))) as http:
-        client = triton.InferenceServerClient(url=f"127.0.0.1:{http.base_url.port}", network_timeout=60)
-        yield cfg, champion, challenger, client, http, reg
-        client.close()
-    mp.undo()
+    with serving_env():
+        cfg, reg, champion, challenger = build_registry(tmp_path_factory.mktemp("oip"))
+        with ServerThread(create_app(load_state(cfg, reg))) as http:
+            client = triton.InferenceServerClient(url=f"127.0.0.1:{http.base_url.port}", network_timeout=60)
+            yield cfg, champion, challenger, client, http, reg
+            client.close()
 
 
 def test_not_ready_is_4xx_through_the_client(served, tmp_path):
@@ -62,7 +58,7 @@ def test_not_ready_is_4xx_through_the_client(served, tmp_path):
 
 def _inputs(n: int = 3, binary: bool = False) -> list[triton.InferInput]:
     """One tensor per feature column, JSON tensors unless `binary` (Triton's extension)."""
-    recs, _ = _records(n)
+    recs, _ = demo_records(n)
     out = []
     for col in NUMERIC + CATEGORICAL:
         if col in NUMERIC:

@@ -12,13 +12,13 @@ If Chromium cannot start, these tests FAIL saying why (the Makefile installs it 
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from review_support import CHAMPION, GATE_REJECTED, PENDING, TRAINER, built_store, copy_store, tree_digest
+from support import free_port
 
 from civicml.config import load_config
 from civicml.governance.approval import get_decision
@@ -52,12 +52,6 @@ def browser():
         b.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def console(tmp_path_factory, tmp_path):
     """A console on a real port over a private copy of the store; yields (base_url, store path)."""
@@ -66,7 +60,7 @@ def console(tmp_path_factory, tmp_path):
     store = copy_store(built_store(tmp_path_factory), tmp_path / "store")
     cfg = load_config(None, ROLES)
     app = create_app(cfg, Registry(LocalStore(store)), ConsoleSettings(login_token=TOKEN))
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -11,16 +11,16 @@ import json
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from serving_support import commit_served, demo_config, prepared_data
 
 from civicml import steps
 from civicml.config import RunConfig
 from civicml.data.demo import CATEGORICAL, NUMERIC, generate_benefits
-from civicml.governance.trust import commit_version
 from civicml.modeling.estimators import build_params, fit_model
 from civicml.modeling.persistence import load_model, save_model
 from civicml.serving.app import create_app, load_state
 from civicml.serving.routing import ROUTING_FILE_ENV
-from civicml.storage.registry import Registry, new_version_id
+from civicml.storage.registry import Registry
 from civicml.storage.store import LocalStore
 
 
@@ -28,21 +28,10 @@ def test_served_labels_use_the_stored_threshold(tmp_path, monkeypatch):
     monkeypatch.delenv("CIVICML_STORE_URI", raising=False)
     monkeypatch.delenv(ROUTING_FILE_ENV, raising=False)
     store = tmp_path / "store"
-    cfg = RunConfig.model_validate(
-        {
-            "data": {
-                "demo": {"rows": 2000},
-                "sensitive_attributes": ["sex", "age_band", "region"],
-                "pii_columns": ["claimant_name"],
-            },
-            "storage": {"uri": str(store)},
-        }
-    )
+    cfg = RunConfig.model_validate(demo_config(store, 2000))
     data_dir = tmp_path / "data"
-    steps.validate_data(cfg, str(data_dir))
-    train = steps.load_splits(data_dir)["train"]
-    params = build_params("xgboost", {"n_estimators": 20}, {})
-    model = fit_model("xgboost", steps.feature_spec(cfg, data_dir, train), params, train, 42, 1)
+    train, spec = prepared_data(cfg, data_dir)
+    model = fit_model("xgboost", spec, build_params("xgboost", {"n_estimators": 20}, {}), train, 42, 1)
     rows = generate_benefits(200, seed=5)
     scores = model.score(rows)
     # A threshold well below 0.5, where many rows are labelled differently than at 0.5.
@@ -51,12 +40,7 @@ def test_served_labels_use_the_stored_threshold(tmp_path, monkeypatch):
     save_model(model, tmp_path / "model")
     assert load_model(tmp_path / "model").threshold == pytest.approx(model.threshold)
     reg = Registry(LocalStore(store))
-    version = new_version_id()
-    artifacts = reg.upload_dir(version, "model", tmp_path / "model")
-    artifacts["data/contract.json"] = reg.upload(
-        version, "data/contract.json", (data_dir / "contract.json").read_bytes()
-    )
-    commit_version(reg, version, artifacts, {"name": cfg.name, "status": "approved"})
+    version = commit_served(reg, cfg, tmp_path / "model", (data_dir / "contract.json").read_bytes())
     steps.deploy(cfg, version)
     records = json.loads(rows[NUMERIC + CATEGORICAL + ["sex", "age_band", "region"]].to_json(orient="records"))
     with TestClient(create_app(load_state(cfg, reg))) as client:

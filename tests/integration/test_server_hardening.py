@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_server_http import ServerThread, _records, build_registry
+from serving_support import ServerThread, build_registry, demo_records, serving_env
 
 from civicml.config import ServingConfig
 from civicml.data.demo import CATEGORICAL, NUMERIC
@@ -23,7 +23,6 @@ from civicml.monitoring.ab import ab_report
 from civicml.serving.app import create_app, load_state
 from civicml.serving.logread import read_records
 from civicml.serving.predlog import FEEDBACK, PREDICTIONS
-from civicml.serving.routing import ROUTING_FILE_ENV
 from civicml.storage.registry import Registry
 from civicml.storage.store import LocalStore
 
@@ -36,12 +35,8 @@ LIMITS = {"max_body_bytes": 64 * 1024, "body_timeout_seconds": 1.0, "max_rows": 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.delenv("CIVICML_STORE_URI", raising=False)
-    mp.delenv(ROUTING_FILE_ENV, raising=False)
-    mp.setenv("CIVICML_FEEDBACK_TOKEN", TOKEN)
-    yield build_registry(tmp_path_factory.mktemp("hardening"))
-    mp.undo()
+    with serving_env(TOKEN):
+        yield build_registry(tmp_path_factory.mktemp("hardening"))
 
 
 def _serve(built, tmp_path, **serving):
@@ -54,7 +49,7 @@ def _serve(built, tmp_path, **serving):
 
 
 def _clean(n=1, seed=11):
-    recs, labels = _records(n, seed)
+    recs, labels = demo_records(n, seed)
     return [{k: r[k] for k in NUMERIC + CATEGORICAL} for r in recs], labels
 
 

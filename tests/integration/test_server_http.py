@@ -6,112 +6,31 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import socket
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from serving_support import SHARE, ServerThread, build_registry, demo_records, serving_env
 
-from civicml import steps
-from civicml.config import RunConfig
-from civicml.data.demo import CATEGORICAL, NUMERIC, generate_benefits
-from civicml.governance.trust import commit_version
+from civicml.data.demo import CATEGORICAL, NUMERIC
 from civicml.monitoring.ab import ab_report
 from civicml.serving.app import ServingError, create_app, load_state
-from civicml.serving.routing import CHALLENGER, CHAMPION, ROUTING_FILE_ENV, choose_arm
+from civicml.serving.routing import CHALLENGER, CHAMPION, choose_arm
 from civicml.storage.registry import Registry
 from civicml.storage.store import LocalStore
 
 pytestmark = pytest.mark.slow
 
-SHARE = 0.3
 FEEDBACK_TOKEN = "test-feedback-token-0123456789"
 AUTH = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
 
 
-def build_registry(root: Path) -> tuple[RunConfig, Registry, str, str]:
-    """Two real versions of a model on demo data (validated data, fit, saved, committed with their
-    contract), deployed through `steps.deploy`: the first as champion, the second as challenger at SHARE."""
-    from civicml.modeling.estimators import build_params, fit_model
-    from civicml.modeling.persistence import save_model
-    from civicml.storage.registry import new_version_id
-
-    store = root / "store"
-    cfg = RunConfig.model_validate(
-        {
-            "data": {
-                "demo": {"rows": 3000},
-                "sensitive_attributes": ["sex", "age_band", "region"],
-                "pii_columns": ["claimant_name"],
-            },
-            "storage": {"uri": str(store)},
-            "deploy": {"mode": "challenger", "challenger_traffic": SHARE},
-        }
-    )
-    data_dir = root / "data"
-    steps.validate_data(cfg, str(data_dir))
-    train = steps.load_splits(data_dir)["train"]
-    spec = steps.feature_spec(cfg, data_dir, train)
-    reg = Registry(LocalStore(store))
-    versions = []
-    for i, params in enumerate(({"n_estimators": 40, "max_depth": 4}, {"n_estimators": 20, "max_depth": 2})):
-        model = fit_model("xgboost", spec, build_params("xgboost", params, {}), train, 42, 1)
-        model_dir = root / f"model{i}"
-        save_model(model, model_dir)
-        version = new_version_id()
-        artifacts = reg.upload_dir(version, "model", model_dir)
-        artifacts["data/contract.json"] = reg.upload(
-            version, "data/contract.json", (data_dir / "contract.json").read_bytes()
-        )
-        commit_version(reg, version, artifacts, {"name": cfg.name, "status": "approved"})
-        steps.deploy(cfg, version)
-        versions.append(version)
-    assert reg.get_alias(CHAMPION) == versions[0] and reg.get_alias(CHALLENGER) == versions[1]
-    return cfg, reg, versions[0], versions[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerThread:
-    """uvicorn on a free loopback port in a background thread."""
-
-    def __init__(self, app):
-        self.port = _free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("server thread died during start-up")
-            self.thread.join(0.05)
-        return httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(30)
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.delenv("CIVICML_STORE_URI", raising=False)
-    mp.delenv(ROUTING_FILE_ENV, raising=False)
-    mp.setenv("CIVICML_FEEDBACK_TOKEN", FEEDBACK_TOKEN)
-    root = tmp_path_factory.mktemp("serving")
-    yield build_registry(root)
-    mp.undo()
+    with serving_env(FEEDBACK_TOKEN):
+        yield build_registry(tmp_path_factory.mktemp("serving"))
 
 
 @pytest.fixture(scope="module")
@@ -122,14 +41,9 @@ def client(built):
         yield c
 
 
-def _records(n, seed=11):
-    df = generate_benefits(n, seed=seed)
-    return json.loads(df[NUMERIC + CATEGORICAL + ["region"]].to_json(orient="records")), df["needs_review"].tolist()
-
-
 def test_routing_over_http_follows_the_weights(built, client):
     _, _, champion, challenger = built
-    recs, _ = _records(1)
+    recs, _ = demo_records(1)
     keys = [f"citizen-{i}" for i in range(10_000)]
 
     def one(k):
@@ -152,7 +66,7 @@ def test_routing_over_http_follows_the_weights(built, client):
 
 
 def test_same_key_same_arm(client):
-    recs, _ = _records(1)
+    recs, _ = demo_records(1)
     for k in ("alice", "bob", "case-77", "x"):
         seen = {
             client.post("/predict", json={"records": recs}, headers={"X-Civicml-Key": k}).json()["arm"]
@@ -174,7 +88,7 @@ def test_v2_metadata_and_infer_shape(built, client):
     assert {i["datatype"] for i in meta["inputs"]} == {"FP64", "BYTES"}
     assert client.get("/v2/health/live").status_code == 200
     assert client.get("/v2/health/ready").json() == {"ready": True}
-    recs, _ = _records(3)
+    recs, _ = demo_records(3)
     inputs = [
         {"name": c, "shape": [3], "datatype": "FP64" if c in NUMERIC else "BYTES", "data": [r[c] for r in recs]}
         for c in NUMERIC + CATEGORICAL
@@ -213,7 +127,7 @@ def test_v2_metadata_and_infer_shape(built, client):
     ],
 )
 def test_bad_record_gets_422_naming_the_field(client, change, field):
-    recs, _ = _records(2)
+    recs, _ = demo_records(2)
     change(recs[1])
     r = client.post("/predict", json={"records": recs})
     assert r.status_code == 422
@@ -224,7 +138,7 @@ def test_bad_record_gets_422_naming_the_field(client, change, field):
 
 def test_bad_v2_inputs_get_422_naming_the_field(built, client):
     cfg = built[0]
-    recs, _ = _records(2)
+    recs, _ = demo_records(2)
     inputs = [
         {"name": c, "shape": [2], "datatype": "FP64" if c in NUMERIC else "BYTES", "data": [r[c] for r in recs]}
         for c in NUMERIC + CATEGORICAL
@@ -255,7 +169,7 @@ _json = st.recursive(
 
 @st.composite
 def _mutated_record(draw):
-    recs, _ = _records(1)
+    recs, _ = demo_records(1)
     rec = dict(recs[0])
     for _ in range(draw(st.integers(1, 3))):
         key = draw(st.sampled_from(sorted(rec) + ["extra"]))
@@ -299,7 +213,7 @@ def test_feedback_joined_gives_hand_computed_report(built, tmp_path):
     # A copy of the registry without the other tests' logs: only this test's traffic is analysed.
     shutil.copytree(reg.store.root, tmp_path / "store", ignore=shutil.ignore_patterns("logs"))
     fresh = Registry(LocalStore(tmp_path / "store"))
-    recs, labels = _records(120, seed=23)
+    recs, labels = demo_records(120, seed=23)
     hand = {CHAMPION: [], CHALLENGER: []}
     with ServerThread(create_app(load_state(cfg, fresh, tmp_path / "work"))) as c:
 
@@ -350,7 +264,7 @@ def test_tampered_model_refuses_to_start(built, tmp_path):
 
 
 def test_predict_with_explanations(client):
-    recs, _ = _records(2)
+    recs, _ = demo_records(2)
     r = client.post("/predict?explain=true", json={"records": [{k: x[k] for k in NUMERIC + CATEGORICAL} for x in recs]})
     assert r.status_code == 200, r.text
     for item in r.json()["predictions"]:

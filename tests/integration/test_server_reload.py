@@ -12,25 +12,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 import yaml
+from serving_support import ServerThread, commit_served, demo_config, prepared_data, serving_env
 
 from civicml import steps
 from civicml.config import RunConfig
 from civicml.data.demo import CATEGORICAL, NUMERIC, generate_benefits
-from civicml.governance.trust import commit_version
 from civicml.serving.app import create_app, load_state
 from civicml.serving.routing import CHALLENGER, CHAMPION, ROUTING_FILE_ENV
-from civicml.storage.registry import Registry, new_version_id
+from civicml.storage.registry import Registry
 from civicml.storage.store import LocalStore
 
 pytestmark = pytest.mark.slow
@@ -40,39 +37,21 @@ REFRESH = 0.5
 WAIT = REFRESH + 60
 
 
-def _commit(reg: Registry, cfg: RunConfig, model_dir: Path, contract: bytes) -> str:
-    version = new_version_id()
-    artifacts = reg.upload_dir(version, "model", model_dir)
-    artifacts["data/contract.json"] = reg.upload(version, "data/contract.json", contract)
-    commit_version(reg, version, artifacts, {"name": cfg.name, "status": "approved"})
-    return version
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
+    with serving_env():
+        yield _build(tmp_path_factory.mktemp("reload"))
+
+
+def _build(root: Path) -> tuple[Path, RunConfig, Registry, list[str]]:
     """A champion (deployed), a good second version, one whose model file is not a model, one tampered."""
     from civicml.modeling.estimators import build_params, fit_model
     from civicml.modeling.persistence import save_model
 
-    mp = pytest.MonkeyPatch()
-    mp.delenv("CIVICML_STORE_URI", raising=False)
-    mp.delenv(ROUTING_FILE_ENV, raising=False)
-    root = tmp_path_factory.mktemp("reload")
-    raw = {
-        "data": {
-            "demo": {"rows": 1500},
-            "sensitive_attributes": ["sex", "age_band", "region"],
-            "pii_columns": ["claimant_name"],
-        },
-        "storage": {"uri": str(root / "store")},
-        "deploy": {"challenger_traffic": 0.5},
-        "serving": {"refresh_seconds": REFRESH},
-    }
+    raw = demo_config(root / "store", 1500, deploy={"challenger_traffic": 0.5}, serving={"refresh_seconds": REFRESH})
     (root / "civicml.yaml").write_text(yaml.safe_dump(raw))
     cfg = RunConfig.model_validate(raw)
-    steps.validate_data(cfg, str(root / "data"))
-    train = steps.load_splits(root / "data")["train"]
-    spec = steps.feature_spec(cfg, root / "data", train)
+    train, spec = prepared_data(cfg, root / "data")
     contract = (root / "data" / "contract.json").read_bytes()
     reg = Registry(LocalStore(root / "store"))
     versions = []
@@ -81,45 +60,17 @@ def built(tmp_path_factory):
             "xgboost", spec, build_params("xgboost", {"n_estimators": 15, "max_depth": depth}, {}), train, 42, 1
         )
         save_model(model, root / f"m{i}")
-        versions.append(_commit(reg, cfg, root / f"m{i}", contract))
+        versions.append(commit_served(reg, cfg, root / f"m{i}", contract))
     shutil.copytree(root / "m0", root / "broken")
     (root / "broken" / "model.ubj").write_bytes(b"not a model")  # its sha256 is recorded: it verifies, then fails
-    versions.append(_commit(reg, cfg, root / "broken", contract))
-    tampered = _commit(reg, cfg, root / "m1", contract)
+    versions.append(commit_served(reg, cfg, root / "broken", contract))
+    tampered = commit_served(reg, cfg, root / "m1", contract)
     key = reg.manifest(tampered)["artifacts"]["model/model.ubj"]["key"]
     path = root / "store" / key
     path.write_bytes(path.read_bytes()[:-1] + b"\x00")  # after commit: the integrity check must refuse it
     versions.append(tampered)
     steps.deploy(cfg, versions[0])
-    yield root, cfg, reg, versions
-    mp.undo()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerThread:
-    """uvicorn on a free loopback port in a background thread."""
-
-    def __init__(self, app):
-        self.port = _free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("server thread died during start-up")
-            self.thread.join(0.05)
-        return httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(30)
+    return root, cfg, reg, versions
 
 
 def _cli(root: Path, *args: str) -> None:

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,11 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from serving_support import commit_served, demo_config, prepared_data, serving_env
+from support import free_port
 
 from civicml import steps
 from civicml.config import RunConfig
 from civicml.data.demo import CATEGORICAL, NUMERIC, generate_benefits
-from civicml.governance.trust import commit_version
 from civicml.serving.logread import read_records
 from civicml.serving.predlog import PREDICTIONS
 from civicml.storage.registry import Registry
@@ -36,33 +36,16 @@ def _build(root: Path) -> tuple[Path, Path, str]:
     """One champion trained on demo data; returns (config file, store dir, version)."""
     from civicml.modeling.estimators import build_params, fit_model
     from civicml.modeling.persistence import save_model
-    from civicml.storage.registry import new_version_id
 
     store = root / "store"
-    raw = {
-        "data": {
-            "demo": {"rows": 2000},
-            "sensitive_attributes": ["sex", "age_band", "region"],
-            "pii_columns": ["claimant_name"],
-        },
-        "storage": {"uri": str(store)},
-        # A long linger makes requests pile up in an unwritten batch when SIGTERM arrives.
-        "deploy": {"log_flush_seconds": 0.3, "log_batch_records": 10_000},
-    }
+    # A long linger makes requests pile up in an unwritten batch when SIGTERM arrives.
+    raw = demo_config(store, 2000, deploy={"log_flush_seconds": 0.3, "log_batch_records": 10_000})
     cfg = RunConfig.model_validate(raw)
     data_dir = root / "data"
-    steps.validate_data(cfg, str(data_dir))
-    train = steps.load_splits(data_dir)["train"]
-    spec = steps.feature_spec(cfg, data_dir, train)
+    train, spec = prepared_data(cfg, data_dir)
     model = fit_model("xgboost", spec, build_params("xgboost", {"n_estimators": 20}, {}), train, 42, 1)
     save_model(model, root / "model")
-    reg = Registry(LocalStore(store))
-    version = new_version_id()
-    artifacts = reg.upload_dir(version, "model", root / "model")
-    artifacts["data/contract.json"] = reg.upload(
-        version, "data/contract.json", (data_dir / "contract.json").read_bytes()
-    )
-    commit_version(reg, version, artifacts, {"name": cfg.name, "status": "approved"})
+    version = commit_served(Registry(LocalStore(store)), cfg, root / "model", (data_dir / "contract.json").read_bytes())
     steps.deploy(cfg, version)
     config_file = root / "civicml.yaml"
     config_file.write_text(yaml.safe_dump(raw))
@@ -71,17 +54,8 @@ def _build(root: Path) -> tuple[Path, Path, str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.delenv("CIVICML_STORE_URI", raising=False)
-    mp.delenv("CIVICML_ROUTING_FILE", raising=False)
-    yield _build(tmp_path_factory.mktemp("sigterm"))
-    mp.undo()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    with serving_env():
+        yield _build(tmp_path_factory.mktemp("sigterm"))
 
 
 def _env(store: Path) -> dict[str, str]:
@@ -106,7 +80,7 @@ def _wait_ready(proc: subprocess.Popen, url: str, limit: float = 60.0) -> None:
 
 def test_sigterm_during_traffic_keeps_every_acknowledged_prediction(built, tmp_path):
     config_file, store, version = built
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [*CLI, "serve", "--port", str(port), "--config", str(config_file)],
@@ -183,7 +157,7 @@ def test_tampered_model_exits_nonzero_with_clear_error(built, tmp_path):
     reg = Registry(LocalStore(bad_store))
     key = reg.manifest(version)["artifacts"]["model/model.json"]["key"]
     (bad_store / key).write_text((bad_store / key).read_text().replace('"xgboost"', '"xgboost" '))
-    port = _free_port()
+    port = free_port()
     res = subprocess.run(
         [*CLI, "serve", "--port", str(port), "--config", str(config_file)],
         cwd=tmp_path,
