@@ -22,6 +22,7 @@ from typing import Any
 
 from civicml import steps
 from civicml.config import ColumnSpec, ConfigError, RunConfig, parse_config
+from civicml.data.fingerprint import recorded_version
 from civicml.governance.audit import AuditLog
 from civicml.provenance import code_revision, image, library_versions
 from civicml.storage.registry import IntegrityError, Registry, RegistryError, dict_diff
@@ -102,7 +103,10 @@ def reproduce(registry: Registry, version: str, actor: str | None = None) -> dic
             params_path = work / "tuning.json"
             params_path.write_bytes(registry.read_artifact(version, "tuning.json"))
         with _scratch_store(work / "scratch-store"):
-            info = steps.validate_data(train_cfg, str(work / "data"), version=version)
+            # At the version's recorded fingerprint definition, so its fingerprints compare.
+            info = steps.validate_data(
+                train_cfg, str(work / "data"), version=version, fingerprint_version=recorded_version(lineage)
+            )
             trained = steps.train(
                 train_cfg, str(work / "data"), str(params_path) if params_path else None, str(work / "model")
             )

@@ -47,8 +47,7 @@ def infer_contract(df: pd.DataFrame, cfg: DataConfig) -> list[ColumnSpec]:
         if not numeric and s.notna().any():
             # A column that is almost all numbers is numeric with a few typos ("n/a", "12,5"),
             # not a category per distinct value: call it numeric so the typos are reported.
-            parsed = pd.to_numeric(s.dropna(), errors="coerce")
-            numeric = parsed.notna().mean() >= NUMERIC_SHARE
+            numeric = _numeric_share(s) >= NUMERIC_SHARE
         if col in declared_cat:
             numeric = False
         elif col in declared_num:
@@ -60,6 +59,18 @@ def infer_contract(df: pd.DataFrame, cfg: DataConfig) -> list[ColumnSpec]:
             cats = sorted(str(v) for v in s.dropna().unique())
             specs.append(ColumnSpec(name=col, kind="categorical", nullable=nullable, categories=cats[:MAX_CATEGORIES]))
     return specs
+
+
+def _numeric_share(s: pd.Series) -> float:
+    """Share of the non-missing rows whose value parses as a number.
+
+    Parsed once per distinct value and weighted by its count: a text column of a million rows
+    and a dozen values costs a dozen parses, not a million.
+    """
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    parses = pd.to_numeric(pd.Series(uniques, dtype=object), errors="coerce").notna().to_numpy()
+    return int(counts[parses].sum()) / int(counts.sum())
 
 
 def _inferred_range(s: pd.Series) -> dict[str, float]:
@@ -109,8 +120,8 @@ def enforce_contract(
 ) -> tuple[pd.DataFrame, ContractReport]:
     """Check `df` against the contract and return it with canonical dtypes.
 
-    Numeric columns become float64, categorical columns become strings, so every later
-    step (and XGBoost, which rejects pandas' `str` dtype) sees the same types. Values outside a
+    Numeric columns become float64, categorical columns pandas `category` with text categories,
+    so every later step (and XGBoost, which rejects pandas' `str` dtype) sees the same types. Values outside a
     column's range or categories are warnings, or errors with `out_of_contract="error"`. Every
     failing column is reported at once.
 
@@ -118,7 +129,9 @@ def enforce_contract(
         DataError: naming each failing column, the rule and example bad values.
     """
     report = ContractReport()
-    out = df.copy()
+    # Shallow: every checked column is replaced, never written in place (copy-on-write), so a deep
+    # copy would only double the table at its largest.
+    out = df.copy(deep=False)
     errors: list[str] = []
     for spec in contract:
         try:
@@ -181,7 +194,14 @@ def _enforce_column(out: pd.DataFrame, spec: ColumnSpec, report: ContractReport,
                     mode,
                 )
     else:
-        s = s.astype("string").astype(object).where(s.notna(), None)
+        # Codes plus one string per distinct value (issue 18): a column of a million rows and
+        # five values costs a megabyte, not a Python string per row, in every later step too.
+        # Text is categorised as it is; anything else (numbers as labels) through its text first.
+        s = (
+            s.astype("category")
+            if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object
+            else (s.astype("string").astype("category"))
+        )
         out[col] = s
         if spec.categories is not None:
             unknown = s[s.notna() & ~s.isin(spec.categories)]

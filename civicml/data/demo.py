@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -131,66 +132,87 @@ def write_benefits(
     return written
 
 
-def _block(rng: np.random.Generator, rows: int, month: int, bias: float) -> pd.DataFrame:
+def _text(categories: list[str], codes: np.ndarray) -> pd.Series:
+    """A text column (pandas `str`) built from category codes without a Python string per row.
+
+    Arrow's `take` writes the strings straight into the column's buffer, which pandas wraps
+    without a copy.
+    """
+    import pyarrow as pa
+
+    return pd.Series(pa.array(categories).take(pa.array(codes)), dtype="str")
+
+
+def _features(rng: np.random.Generator, rows: int, month: int) -> dict[str, np.ndarray]:
+    """Category codes and numbers of every feature, drawn in the canonical order of the random stream.
+
+    `rng.choice(array, p=...)` draws exactly the indices `rng.choice(len(array), p=...)` does, so
+    drawing codes keeps the table's values while never holding one Python string per row (codes
+    are kept as int8: a million rows of one column is a megabyte).
+    """
     shift = month - 1
-
-    sex = rng.choice(np.array(["F", "M"]), size=rows, p=[0.52, 0.48])
-    age_band = rng.choice(np.array(AGE_BANDS), size=rows, p=[0.12, 0.22, 0.2, 0.18, 0.16, 0.12])
-    region_idx = rng.choice(len(REGIONS), size=rows, p=[0.2, 0.25, 0.2, 0.2, 0.15])
-    region = np.array(REGIONS)[region_idx]
-    # Four postcode areas per region: a proxy for region that the model can learn.
-    postcode = np.array([f"{r[0]}{i}" for r in REGIONS for i in range(1, 5)])[region_idx * 4 + rng.integers(0, 4, rows)]
-
-    benefit = rng.choice(np.array(BENEFIT_TYPES), size=rows, p=[0.3, 0.2, 0.25, 0.15, 0.1])
-    employment = rng.choice(np.array(EMPLOYMENT), size=rows, p=[0.4, 0.25, 0.15, 0.12, 0.08])
     online = min(0.35 + 0.08 * shift, 0.85)
     rest = (1 - online) / 3
-    channel = rng.choice(np.array(CHANNELS), size=rows, p=[online, rest, rest, rest])
+    f: dict[str, np.ndarray] = {}
+    f["sex"] = rng.choice(2, size=rows, p=[0.52, 0.48]).astype(np.int8)
+    f["age_band"] = rng.choice(len(AGE_BANDS), size=rows, p=[0.12, 0.22, 0.2, 0.18, 0.16, 0.12]).astype(np.int8)
+    f["region"] = rng.choice(len(REGIONS), size=rows, p=[0.2, 0.25, 0.2, 0.2, 0.15]).astype(np.int8)
+    # Four postcode areas per region: a proxy for region that the model can learn.
+    f["postcode_area"] = (f["region"] * 4 + rng.integers(0, 4, rows)).astype(np.int8)
+    f["benefit_type"] = rng.choice(len(BENEFIT_TYPES), size=rows, p=[0.3, 0.2, 0.25, 0.15, 0.1]).astype(np.int8)
+    f["employment_status"] = rng.choice(len(EMPLOYMENT), size=rows, p=[0.4, 0.25, 0.15, 0.12, 0.08]).astype(np.int8)
+    f["application_channel"] = rng.choice(len(CHANNELS), size=rows, p=[online, rest, rest, rest]).astype(np.int8)
+    f["monthly_income"] = rng.lognormal(mean=7.4 + 0.06 * shift, sigma=0.5, size=rows).round(2)
+    f["claim_amount"] = rng.gamma(shape=2.0, scale=400.0 * (1 + 0.12 * shift), size=rows).round(2)
+    f["household_size"] = (rng.poisson(2.2, rows) + 1).astype("int64")
+    f["prior_claims"] = rng.poisson(1.1, rows).astype("int64")
+    f["months_employed"] = np.clip(rng.normal(48, 30, rows), 0, None).round(1)
+    f["documents_missing"] = rng.binomial(5, 0.12, rows).astype("int64")
+    f["days_since_last_claim"] = rng.exponential(200, rows).round(0)
+    f["inconsistency_score"] = rng.beta(2, 8, rows).round(4)
+    return f
 
-    income = rng.lognormal(mean=7.4 + 0.06 * shift, sigma=0.5, size=rows).round(2)
-    claim_amount = rng.gamma(shape=2.0, scale=400.0 * (1 + 0.12 * shift), size=rows).round(2)
-    household = rng.poisson(2.2, rows) + 1
-    prior = rng.poisson(1.1, rows)
-    months_employed = np.clip(rng.normal(48, 30, rows), 0, None).round(1)
-    docs_missing = rng.binomial(5, 0.12, rows)
-    days_since = rng.exponential(200, rows).round(0)
-    inconsistency = rng.beta(2, 8, rows).round(4)
 
+def _label(rng: np.random.Generator, f: dict[str, np.ndarray], bias: float) -> np.ndarray:
+    """The binary target drawn from the logistic model the demo's directional effects come from."""
     logit = (
         -2.2
-        + 0.9 * docs_missing
-        + 4.0 * inconsistency
-        + 0.35 * prior
-        + 0.0009 * (claim_amount - 800)
-        - 0.00025 * (income - 1800)
-        - 0.004 * (days_since - 200) / 10
-        + np.where(benefit == "disability", 0.5, 0.0)
-        + np.where(employment == "self_employed", 0.4, 0.0)
-        + np.where(channel == "mail", 0.3, 0.0)
+        + 0.9 * f["documents_missing"]
+        + 4.0 * f["inconsistency_score"]
+        + 0.35 * f["prior_claims"]
+        + 0.0009 * (f["claim_amount"] - 800)
+        - 0.00025 * (f["monthly_income"] - 1800)
+        - 0.004 * (f["days_since_last_claim"] - 200) / 10
+        + np.where(f["benefit_type"] == BENEFIT_TYPES.index("disability"), 0.5, 0.0)
+        + np.where(f["employment_status"] == EMPLOYMENT.index("self_employed"), 0.4, 0.0)
+        + np.where(f["application_channel"] == CHANNELS.index("mail"), 0.3, 0.0)
     )
-    logit = logit + 2.5 * bias * (region == BIASED_GROUP[1])
+    logit = logit + 2.5 * bias * (f["region"] == REGIONS.index(BIASED_GROUP[1]))
     prob = 1.0 / (1.0 + np.exp(-logit))
-    target = (rng.random(rows) < prob).astype("int64")
+    return (rng.random(len(prob)) < prob).astype("int64")
 
-    names = np.char.add(np.char.add(_FIRST[rng.integers(0, 10, rows)], " "), _LAST[rng.integers(0, 10, rows)])
-    return pd.DataFrame(
-        {
-            "claimant_name": names,
-            "sex": sex,
-            "age_band": age_band,
-            "region": region,
-            "postcode_area": postcode,
-            "benefit_type": benefit,
-            "employment_status": employment,
-            "application_channel": channel,
-            "monthly_income": income,
-            "claim_amount": claim_amount,
-            "household_size": household.astype("int64"),
-            "prior_claims": prior.astype("int64"),
-            "months_employed": months_employed,
-            "documents_missing": docs_missing.astype("int64"),
-            "days_since_last_claim": days_since,
-            "inconsistency_score": inconsistency,
-            TARGET: target,
-        }
-    )
+
+_TEXT = {
+    "sex": ["F", "M"],
+    "age_band": AGE_BANDS,
+    "region": REGIONS,
+    "postcode_area": [f"{r[0]}{i}" for r in REGIONS for i in range(1, 5)],
+    "benefit_type": BENEFIT_TYPES,
+    "employment_status": EMPLOYMENT,
+    "application_channel": CHANNELS,
+}
+_COLUMNS = [
+    "claimant_name", "sex", "age_band", "region", "postcode_area", "benefit_type", "employment_status",
+    "application_channel", *NUMERIC, TARGET,
+]  # fmt: skip
+_NAMES = [f"{first} {last}" for first in _FIRST for last in _LAST]
+
+
+def _block(rng: np.random.Generator, rows: int, month: int, bias: float) -> pd.DataFrame:
+    f = _features(rng, rows, month)
+    target = _label(rng, f, bias)
+    name_codes = rng.integers(0, 10, rows) * 10 + rng.integers(0, 10, rows)
+    cols: dict[str, Any] = {"claimant_name": _text(_NAMES, name_codes)}
+    cols.update((c, _text(_TEXT[c], f[c]) if c in _TEXT else f[c]) for c in _COLUMNS[1:-1])
+    cols[TARGET] = target
+    return pd.DataFrame(cols, columns=_COLUMNS, copy=False)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 SAMPLE_SIZE = 5000
+MISSING = "<missing>"
 BINS = 10
 
 
@@ -38,10 +39,25 @@ def build_profile(df: pd.DataFrame, numeric: list[str], categorical: list[str], 
         }
     for col in categorical:
         s = df[col]
-        freq = s.fillna("<missing>").astype(str).value_counts(normalize=True).sort_index()
         prof["features"][col] = {
             "kind": "categorical",
             "null_rate": float(s.isna().mean()),
-            "frequencies": {str(k): float(v) for k, v in freq.items()},
+            "frequencies": category_frequencies(s),
         }
     return prof
+
+
+def category_frequencies(s: pd.Series) -> dict[str, float]:
+    """Share of rows per value as text (missing as `<missing>`), sorted by text.
+
+    Counted on codes (one `factorize`, one `bincount`), so a `category` column is never turned
+    into a string per row; values whose text coincides (`1` and `"1"`) are one entry.
+    """
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    counts = np.bincount(codes + 1, minlength=len(uniques) + 1)
+    merged: dict[str, int] = {}
+    for text, n in zip([MISSING, *(str(u) for u in uniques)], counts.tolist()):
+        if n:
+            merged[text] = merged.get(text, 0) + n
+    total = sum(merged.values())
+    return {text: merged[text] / total for text in sorted(merged)}

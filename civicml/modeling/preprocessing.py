@@ -28,13 +28,21 @@ def _as_category(s: pd.Series, categories: list[str]) -> pd.Categorical:
     """
     index, dtype = _category_lookup(tuple(categories))
     if isinstance(s.dtype, pd.CategoricalDtype):
-        s = s.astype(object)
-    values = s.to_numpy(dtype=object, na_value=None)
+        # Look up each distinct value once and take the result by code (validate-data writes
+        # categoricals as `category`): no string per row.
+        lookup = _codes_of(index, s.cat.categories.to_numpy(dtype=object))
+        raw = s.cat.codes.to_numpy()
+        codes = np.where(raw >= 0, lookup[raw] if len(lookup) else -1, -1)
+        return pd.Categorical.from_codes(codes, dtype=dtype)
+    return pd.Categorical.from_codes(_codes_of(index, s.to_numpy(dtype=object, na_value=None)), dtype=dtype)
+
+
+def _codes_of(index: pd.Index, values: np.ndarray) -> np.ndarray:
+    """Positions of `values` in the training categories; -1 for missing and unseen values."""
     if len(values) and pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
         # Numbers (or mixed values) used as category labels: compare them as text, as at training time.
         values = np.array([None if v is None else str(v) for v in values], dtype=object)
-    codes = index.get_indexer(values)
-    return pd.Categorical.from_codes(codes, dtype=dtype)
+    return index.get_indexer(values)
 
 
 @dataclass

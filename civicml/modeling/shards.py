@@ -54,15 +54,16 @@ def shard_name(i: int, n: int) -> str:
     return f"part-{i:05d}-of-{n:05d}.parquet"
 
 
-def write_shards(train, out_dir: str | Path, n: int) -> list[ShardRef]:
+def write_shards(train, out_dir: str | Path, n: int, fingerprint_version: int | None = None) -> list[ShardRef]:
     """Cut the (already shuffled) training split into `n` Parquet files, one per worker.
 
     The split comes out of a seeded stratified shuffle, so contiguous slices are random
     samples of it; the same rows and N always give the same files (no Parquet timestamps).
+    `fingerprint_version` is the data fingerprint definition (the current one by default).
     """
     import hashlib
 
-    from civicml.data.fingerprint import fingerprint
+    from civicml.data.fingerprint import FINGERPRINT_VERSION, fingerprint
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +75,10 @@ def write_shards(train, out_dir: str | Path, n: int) -> list[ShardRef]:
         data = path.read_bytes()
         refs.append(
             ShardRef(
-                key=path.name, sha256=hashlib.sha256(data).hexdigest(), rows=len(part), fingerprint=fingerprint(part)
+                key=path.name,
+                sha256=hashlib.sha256(data).hexdigest(),
+                rows=len(part),
+                fingerprint=fingerprint(part, fingerprint_version or FINGERPRINT_VERSION),
             )
         )
     return refs

@@ -88,7 +88,18 @@ def model_hash(model_dir: str | Path) -> str:
     return _model_hash(model_dir)
 
 
-def champion_fingerprint(registry: Registry) -> str | None:
-    """The data fingerprint the current champion was trained on (None: no champion)."""
+def champion_fingerprint(registry: Registry) -> tuple[str | None, int]:
+    """The data fingerprint the current champion was trained on, and its definition's version.
+
+    Returns:
+        `(fingerprint, version)`; `(None, current version)` when there is no champion. Compare a
+        new batch's fingerprint computed at that version (`civicml.data.fingerprint`), never the
+        current one against an older definition's.
+    """
+    from civicml.data.fingerprint import FINGERPRINT_VERSION, recorded_version
+
     champion = registry.get_alias("champion")
-    return registry.manifest(champion).get("lineage", {}).get("data_fingerprint") if champion else None
+    if not champion:
+        return None, FINGERPRINT_VERSION
+    lineage = registry.manifest(champion).get("lineage", {})
+    return lineage.get("data_fingerprint"), recorded_version(lineage)

@@ -5,6 +5,7 @@ Both fingerprint exactly the same rows because both go through `prepare_table`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,10 @@ class PreparedTable:
     numeric: list[str]
     categorical: list[str]
     report: ContractReport
+
+    def without_rows(self) -> PreparedTable:
+        """The same table with no rows: its columns, contract and report, for after the split."""
+        return dataclasses.replace(self, frame=self.frame.iloc[:0])
 
 
 def check_project_name(cfg: RunConfig, registry: Registry, contract: list[ColumnSpec], df: pd.DataFrame) -> None:
@@ -92,6 +97,8 @@ def prepare_table(cfg: RunConfig, registry: Registry, df: pd.DataFrame) -> Prepa
     Raises:
         DataError: a sensitive attribute is missing or the data breaks the contract.
     """
+    import pandas as pd
+
     from civicml.data.checks import check_columns, check_values
     from civicml.data.contract import enforce_contract, feature_lists
     from civicml.data.errors import DataError
@@ -112,22 +119,29 @@ def prepare_table(cfg: RunConfig, registry: Registry, df: pd.DataFrame) -> Prepa
     check_values(df, numeric, categorical)
     keep = [*numeric, *categorical, *[c for c in cfg.data.sensitive_attributes if c not in numeric + categorical]]
     frame = df[[*dict.fromkeys([*keep, cfg.data.target])]]
+    target = frame[cfg.data.target]
+    if isinstance(target.dtype, pd.CategoricalDtype):
+        # Text labels stay text: the split stratifies on them and the models encode them by class.
+        frame = frame.assign(**{cfg.data.target: target.astype(object).where(target.notna(), None)})
     return PreparedTable(frame, contract, origin, numeric, categorical, report)
 
 
-def batch_fingerprint(cfg: RunConfig, registry: Registry, df: pd.DataFrame) -> str | None:
+def batch_fingerprint(cfg: RunConfig, registry: Registry, df: pd.DataFrame, version: int | None = None) -> str | None:
     """The fingerprint `validate_data` would record for this batch, or None when it breaks the contract.
+
+    `version` is the fingerprint definition (`civicml.data.fingerprint`; the current one by
+    default): the champion's, when the result is compared with the champion's fingerprint.
 
     Mirrors validate_data's preparation (PII dropped, contract enforced, model columns kept) so
     the monitor can tell "same data as the champion" without starting a run; the training
     pipeline's own check remains the authority.
     """
     from civicml.data.errors import DataError
-    from civicml.data.fingerprint import fingerprint
+    from civicml.data.fingerprint import FINGERPRINT_VERSION, fingerprint
 
     try:
         frame = prepare_table(cfg, registry, df).frame
     except (DataError, KeyError):
         return None
     # validate_data fingerprints the rows after a stratified split reorders nothing: same frame, same hash.
-    return fingerprint(frame)
+    return fingerprint(frame, version or FINGERPRINT_VERSION)

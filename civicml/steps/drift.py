@@ -74,7 +74,7 @@ def monitor_drift(
     drift = compute_drift(profile, window, cfg.monitoring, source=source)
     drift["messages"] = messages + drift["messages"]
     drift.update(
-        version=version, window_kind=kind, fingerprint=new_fp, champion_fingerprint=champion_fingerprint(registry)
+        version=version, window_kind=kind, fingerprint=new_fp, champion_fingerprint=champion_fingerprint(registry)[0]
     )
     drift = DriftReport.stamp(drift, where="the drift report")
     write_json(drift_path, drift)
@@ -119,7 +119,8 @@ def _batch_window(cfg: RunConfig, registry: Registry, source: str) -> tuple[pd.D
 
     messages: list[str] = []
     window = load_table(source, cfg.data.demo)
-    new_fp = batch_fingerprint(cfg, registry, window)
+    # At the champion's fingerprint definition: the trigger compares the two.
+    new_fp = batch_fingerprint(cfg, registry, window, version=champion_fingerprint(registry)[1])
     if new_fp is None:
         messages.append(
             f"the batch {source} breaks the data contract; a training run on it would stop at validate-data"

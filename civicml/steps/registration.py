@@ -114,6 +114,7 @@ def _manifest_meta(
         "lineage": {
             "data_source": info["source"],
             "data_fingerprint": info["fingerprint"],
+            "data_fingerprint_version": info.get("fingerprint_version", 1),
             "rows": info["rows"],
             "config": json.loads(cfg.to_json()),
             "seeds": {"split": cfg.split.seed, "model": cfg.model.seed, "tuning": cfg.tuning.seed},
