@@ -64,6 +64,45 @@ def recorded_config(manifest: dict[str, Any]) -> RunConfig:
         ) from None
 
 
+def _retrain(registry: Registry, man: dict[str, Any], cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validate and train as the version was, in a scratch directory and store: (data info, train result)."""
+    version = man["version"]
+    train_cfg = cfg.model_copy(deep=True)
+    # The contract the version was validated against, not whatever the project stores today.
+    contract = json.loads(registry.read_artifact(version, "data/contract.json"))
+    train_cfg.data.contract = [ColumnSpec.model_validate(c) for c in contract]
+    with tempfile.TemporaryDirectory(prefix="civicml-reproduce-") as tmp:
+        work = Path(tmp)
+        params_path = None
+        if "tuning.json" in man["artifacts"]:
+            params_path = work / "tuning.json"
+            params_path.write_bytes(registry.read_artifact(version, "tuning.json"))
+        with _scratch_store(work / "scratch-store"):
+            # At the version's recorded fingerprint definition, so its fingerprints compare.
+            info = steps.validate_data(
+                train_cfg,
+                str(work / "data"),
+                version=version,
+                fingerprint_version=recorded_version(man.get("lineage") or {}),
+            )
+            trained = steps.train(
+                train_cfg, str(work / "data"), str(params_path) if params_path else None, str(work / "model")
+            )
+    return info, trained
+
+
+def _verdict(identical: bool, differences: list[dict[str, Any]]) -> str:
+    """One line for the reader: identical, or different and the likely why."""
+    if identical:
+        return "identical: retraining from the recorded lineage gives the same model bytes"
+    if differences:
+        return "different: recorded input(s) differ now: " + ", ".join(dict.fromkeys(d["input"] for d in differences))
+    return (
+        "different, although no recorded input differs: training is not deterministic here "
+        "(check model.n_threads is fixed and the CPU/instruction set is the same)"
+    )
+
+
 def reproduce(registry: Registry, version: str, actor: str | None = None) -> dict[str, Any]:
     """Retrain `version` from its lineage and report whether the model hash is identical.
 
@@ -89,43 +128,13 @@ def reproduce(registry: Registry, version: str, actor: str | None = None) -> dic
         raise IntegrityError(
             f"version {version} fails verification, so it cannot be reproduced: " + "; ".join(problems)
         )
-    lineage = man.get("lineage") or {}
     cfg = recorded_config(man)
-    train_cfg = cfg.model_copy(deep=True)
-    # The contract the version was validated against, not whatever the project stores today.
-    contract = json.loads(registry.read_artifact(version, "data/contract.json"))
-    train_cfg.data.contract = [ColumnSpec.model_validate(c) for c in contract]
-
-    with tempfile.TemporaryDirectory(prefix="civicml-reproduce-") as tmp:
-        work = Path(tmp)
-        params_path = None
-        if "tuning.json" in man["artifacts"]:
-            params_path = work / "tuning.json"
-            params_path.write_bytes(registry.read_artifact(version, "tuning.json"))
-        with _scratch_store(work / "scratch-store"):
-            # At the version's recorded fingerprint definition, so its fingerprints compare.
-            info = steps.validate_data(
-                train_cfg, str(work / "data"), version=version, fingerprint_version=recorded_version(lineage)
-            )
-            trained = steps.train(
-                train_cfg, str(work / "data"), str(params_path) if params_path else None, str(work / "model")
-            )
-
+    info, trained = _retrain(registry, man, cfg)
     recorded_hash = man.get("model_sha256")
     new_hash = trained["model_sha256"]
     identical = recorded_hash == new_hash
-    differences = _differences(lineage, cfg, info)
-    if identical:
-        verdict = "identical: retraining from the recorded lineage gives the same model bytes"
-    elif differences:
-        verdict = "different: recorded input(s) differ now: " + ", ".join(
-            dict.fromkeys(d["input"] for d in differences)
-        )
-    else:
-        verdict = (
-            "different, although no recorded input differs: training is not deterministic here "
-            "(check model.n_threads is fixed and the CPU/instruction set is the same)"
-        )
+    differences = _differences(man.get("lineage") or {}, cfg, info)
+    verdict = _verdict(identical, differences)
     result = {
         "version": version,
         "identical": identical,

@@ -7,7 +7,7 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -23,6 +23,12 @@ console = Console()
 err_console = Console(stderr=True)
 
 DEFAULT_CONFIG = "civicml.yaml"
+
+
+def fail(message: str) -> NoReturn:
+    """Print `error: message` in red on stderr and exit 1 (no traceback)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(1)
 
 
 def warn_if_store_is_local(cfg: Any, what: str) -> None:

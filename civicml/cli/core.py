@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -44,7 +45,7 @@ def run(
     ),
 ) -> None:
     """Compile the training pipeline and run it locally through kfp.local."""
-    from civicml.orchestration.local import failure_detail, read_manifest, run_pipeline
+    from civicml.orchestration.local import failure_detail, read_manifest, version_summary
 
     apply_started_by(started_by)
 
@@ -52,6 +53,43 @@ def run(
     if month is not None:
         overrides["data.demo.month"] = month
     cfg = load_cfg(config, overrides)
+    result, status = _run_with_progress(cfg, as_json, keep_run_data)
+    manifest = read_manifest(cfg, result.version)
+    summary: dict[str, Any] = {
+        "ok": result.ok,
+        "version": result.version,
+        "seconds": round(result.seconds, 1),
+        "log": str(result.log_path),
+        "steps": status,
+    }
+    if result.ok and result.temp_root is not None:
+        # A remote store's run folder is temporary; a failed run keeps its log (no data) for reading.
+        result.cleanup()
+        summary["log"] = None
+    if not result.ok:
+        summary["error"] = failure_detail(result)
+        if as_json:
+            console.print_json(json.dumps(summary))
+        else:
+            err_console.print(f"[bold red]run failed[/] ({summary['seconds']} s): {summary['error']}", soft_wrap=True)
+            err_console.print(f"full log: {result.log_path}; no model version was written")
+        sys.exit(1)
+    if manifest is None:
+        # The validate step decided there was nothing new to learn from.
+        summary["result"] = "no new data: the data fingerprint equals the champion's; no version written"
+        console.print_json(json.dumps(summary)) if as_json else console.print(f"[yellow]{summary['result']}[/]")
+        return
+    summary.update(version_summary(cfg, manifest))
+    if as_json:
+        console.print_json(json.dumps(summary))
+        return
+    _print_run(summary, manifest)
+
+
+def _run_with_progress(cfg: Any, as_json: bool, keep_run_data: bool) -> tuple[Any, dict[str, str]]:
+    """Run the pipeline with a progress bar on stderr (none with --json): (LocalRun, status of each step)."""
+    from civicml.orchestration.local import run_pipeline
+
     status: dict[str, str] = {}
     # Bound to the real stderr now: run_pipeline redirects sys.stdout/stderr into the run log.
     progress_console = Console(file=sys.stderr)
@@ -77,53 +115,12 @@ def run(
 
         result = run_pipeline(cfg, on_event=on_event, keep_outputs=keep_run_data)
         progress.update(bar, completed=len(STEPS), description="done" if result.ok else "[red]failed")
-    manifest = read_manifest(cfg, result.version)
-    summary = {
-        "ok": result.ok,
-        "version": result.version,
-        "seconds": round(result.seconds, 1),
-        "log": str(result.log_path),
-        "steps": status,
-    }
-    if result.ok and result.temp_root is not None:
-        # A remote store's run folder is temporary; a failed run keeps its log (no data) for reading.
-        result.cleanup()
-        summary["log"] = None
-    if not result.ok:
-        summary["error"] = failure_detail(result)
-        if as_json:
-            console.print_json(json.dumps(summary))
-        else:
-            err_console.print(f"[bold red]run failed[/] ({summary['seconds']} s): {summary['error']}", soft_wrap=True)
-            err_console.print(f"full log: {result.log_path}; no model version was written")
-        sys.exit(1)
-    if manifest is None:
-        # The validate step decided there was nothing new to learn from.
-        summary["result"] = "no new data: the data fingerprint equals the champion's; no version written"
-        console.print_json(json.dumps(summary)) if as_json else console.print(f"[yellow]{summary['result']}[/]")
-        return
-    from civicml.storage.registry import Registry
-    from civicml.storage.store import open_store
+    return result, status
 
-    store = open_store(cfg.storage.uri)
-    registry = Registry(store, project=cfg.name)
-    card_key = manifest["artifacts"].get("model_card.html", {}).get("key")
-    card = store.local_path(card_key) if card_key else None
-    summary.update(
-        {
-            "metrics": manifest["metrics"],
-            "decision": manifest["gate"]["decision"],
-            "reason": manifest["gate"]["reason"],
-            "champion": registry.get_alias("champion"),
-            "model_card": str(card) if card else f"{store.describe()}/{card_key}",
-            "store": store.describe(),
-            "data_warnings": manifest.get("data_warnings", []),
-        }
-    )
-    if as_json:
-        console.print_json(json.dumps(summary))
-        return
-    table = Table(title=f"civicml run: version {result.version}", show_header=False)
+
+def _print_run(summary: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """The run's table (data, metrics, gate decision, champion), data warnings and where to look next."""
+    table = Table(title=f"civicml run: version {summary['version']}", show_header=False)
     table.add_row("data", f"{manifest['lineage']['data_source']} ({sum(manifest['lineage']['rows'].values())} rows)")
     table.add_row("fingerprint", manifest["lineage"]["data_fingerprint"][:23] + "…")
     for k, v in manifest["metrics"].items():

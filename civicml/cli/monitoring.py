@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -16,6 +15,7 @@ from civicml.cli.common import (
     apply_started_by,
     console,
     err_console,
+    fail,
     friendly_errors,
     load_cfg,
     warn_if_store_is_local,
@@ -23,11 +23,6 @@ from civicml.cli.common import (
 from civicml.reporting.numbers import number, signed
 
 DEFAULT_IMAGE = "ghcr.io/civicml/civicml:0.1.0"
-
-
-def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    sys.exit(1)
 
 
 @friendly_errors
@@ -53,68 +48,25 @@ def monitor(
     `monitoring/<time>/` in the store; the decision is in the audit log as `retrain_decision`.
     """
     from civicml import steps
-    from civicml.storage.store import open_store
+    from civicml.orchestration.monitor import RetrainFailed, run_monitoring
 
     if data and from_serving_log:
         raise typer.BadParameter("give either --data SOURCE or --from-serving-log, not both")
     cfg = load_cfg(config)
     source = steps.SERVING_LOG if from_serving_log else (data or "")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    with tempfile.TemporaryDirectory(prefix="civicml-monitor-") as tmp:
-        t = Path(tmp)
-        drift = steps.monitor_drift(cfg, version, str(t / "drift.json"), str(t / "performance.json"), source=source)
-        decision = steps.monitor_trigger(
-            cfg, str(t / "drift.json"), str(t / "performance.json"), str(t / "decision.json")
-        )
-        steps.monitor_report(
-            cfg, str(t / "drift.json"), str(t / "performance.json"), str(t / "decision.json"), str(t / "report.html")
-        )
-        store = open_store(cfg.storage.uri)
-        prefix = f"monitoring/{stamp}-{drift['version']}"
-        for name in ("drift.json", "performance.json", "decision.json", "report.html"):
-            store.put_file(f"{prefix}/{name}", t / name)
-        perf = json.loads((t / "performance.json").read_text())
-        report_at = store.local_path(f"{prefix}/report.html") or f"{store.describe()}/{prefix}/report.html"
-        summary = {
-            "version": drift["version"],
-            "source": drift["source"],
-            "window_rows": drift["window_rows"],
-            "drift": {
-                name: {
-                    "psi": f.get("psi"),
-                    "band": f.get("psi_band"),
-                    "p_value": f.get("p_value"),
-                    "drifted": f["drifted"],
-                    "status": f["status"],
-                }
-                for name, f in drift["features"].items()
-            },
-            "drift_share": drift["summary"]["drift_share"],
-            "drifted": drift["summary"]["drifted"],
-            "performance": {
-                "status": perf["status"],
-                "rows": perf["rows"],
-                "metric": perf["metric"],
-                "live": perf["metrics"].get(perf["metric"]),
-                "drop": perf.get("watched_drop"),
-            },
-            "decision": decision["decision"],
-            "reason": decision["reason"],
-            "messages": drift["messages"],
-            "report": str(report_at),
-        }
-        if retrain and decision["decision"] == "retrain":
-            if not as_json:
-                err_console.print(
-                    f"retraining on {drift['source'] if drift['window_kind'] == 'data_batch' else cfg.data.source} …"
-                )
-            try:
-                summary["retrain"] = steps.monitor_retrain(cfg, str(t / "drift.json"))
-            except RuntimeError as err:
-                _fail(f"{err}; the decision and report are stored under {prefix}")
+    announce = None if as_json else err_console.print
+    try:
+        summary = run_monitoring(cfg, version, source, retrain=retrain, announce=announce)
+    except RetrainFailed as err:
+        fail(str(err))
     if as_json:
         console.print_json(json.dumps(summary, default=str))
         return
+    _print_monitor(summary)
+
+
+def _print_monitor(summary: dict[str, Any]) -> None:
+    """The drift table, notes, live performance, the decision and where the report is."""
     table = Table(title=f"drift of {summary['source']} against {summary['version']} ({summary['window_rows']} rows)")
     for col in ("feature", "PSI", "band", "p-value", "drifted"):
         table.add_column(col)
@@ -197,12 +149,24 @@ def _cluster_call(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except (SubmitError, CronError) as err:
         # Our own checks (bad cron, unknown pipeline): the message already says what to fix.
-        _fail(str(err))
+        fail(str(err))
     except Exception as err:  # noqa: BLE001 - kfp/urllib3 raise many types; all mean "the cluster said no"
-        _fail(
+        fail(
             f"the KFP API refused or could not be reached: {type(err).__name__}: {str(err)[:300]} — check --host / "
             "KFP_HOST and KFP_TOKEN"
         )
+
+
+def _print_dry_run(cfg: Any, pipeline: str, path: Path, namespace: str | None, key: str, request: Any) -> None:
+    """Print what --dry-run would send: the experiment, and the run or recurring run as `key`."""
+    from civicml.orchestration.kfp_client import build_experiment_request, run_namespace, validate_request
+
+    experiment = _cluster_call(
+        validate_request, build_experiment_request(cfg, _cluster_call(run_namespace, cfg, namespace))
+    )
+    console.print_json(
+        json.dumps({"pipeline": pipeline, "pipeline_file": str(path), "experiment": experiment, key: request})
+    )
 
 
 PIPELINE_HELP = "Which pipeline: training or monitoring."
@@ -227,10 +191,8 @@ def schedule(
     """Create a KFP recurring run (one run at a time, no backfill) of the training or monitoring pipeline."""
     apply_started_by(started_by)
     from civicml.orchestration.kfp_client import (
-        build_experiment_request,
         build_recurring_run_request,
         default_pipeline_yaml,
-        run_namespace,
         schedule_run,
         validate_request,
     )
@@ -244,20 +206,7 @@ def schedule(
             body, parsed = _cluster_call(build_recurring_run_request, cfg, pipeline, path, cron)
             if parsed.note:
                 err_console.print(f"note: {parsed.note}", highlight=False, soft_wrap=True)
-            request = _cluster_call(validate_request, body)
-            console.print_json(
-                json.dumps(
-                    {
-                        "pipeline": pipeline,
-                        "pipeline_file": str(path),
-                        "experiment": _cluster_call(
-                            validate_request,
-                            build_experiment_request(cfg, _cluster_call(run_namespace, cfg, namespace)),
-                        ),
-                        "recurring_run": request,
-                    }
-                )
-            )
+            _print_dry_run(cfg, pipeline, path, namespace, "recurring_run", _cluster_call(validate_request, body))
             return
         sub = _cluster_call(schedule_run, cfg, pipeline, cron, path, host, namespace)
     # After the cluster answered (a failure stays one line); before, with --dry-run.
@@ -281,14 +230,7 @@ def submit(
 ) -> None:
     """Submit one run of the training or monitoring pipeline to a KFP cluster."""
     apply_started_by(started_by)
-    from civicml.orchestration.kfp_client import (
-        build_experiment_request,
-        build_run_request,
-        default_pipeline_yaml,
-        run_namespace,
-        submit_run,
-        validate_request,
-    )
+    from civicml.orchestration.kfp_client import build_run_request, default_pipeline_yaml, submit_run, validate_request
 
     _cluster_call(default_pipeline_yaml, pipeline)
     cfg = load_cfg(config)
@@ -297,19 +239,7 @@ def submit(
         if dry_run:
             warn_if_store_is_local(cfg, "run this pipeline")
             request = _cluster_call(validate_request, _cluster_call(build_run_request, cfg, pipeline, path))
-            console.print_json(
-                json.dumps(
-                    {
-                        "pipeline": pipeline,
-                        "pipeline_file": str(path),
-                        "experiment": _cluster_call(
-                            validate_request,
-                            build_experiment_request(cfg, _cluster_call(run_namespace, cfg, namespace)),
-                        ),
-                        "run": request,
-                    }
-                )
-            )
+            _print_dry_run(cfg, pipeline, path, namespace, "run", request)
             return
         sub = _cluster_call(submit_run, cfg, pipeline, path, host, namespace=namespace)
     console.print(f"submitted run {sub.id} of the {pipeline} pipeline to {sub.host}")

@@ -10,7 +10,7 @@ import typer
 
 from civicml.cli.common import (
     console,
-    err_console,
+    fail,
     friendly_errors,
     load_cfg,
     print_table,
@@ -21,11 +21,6 @@ from civicml.cli.common import (
 ab_app = typer.Typer(help="Champion/challenger A/B test: weights, report, promotion.", no_args_is_help=True)
 
 _CONFIG = typer.Option(None, "--config", "-c", help="Config file (default: ./civicml.yaml).")
-
-
-def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    sys.exit(1)
 
 
 def _registry(cfg):
@@ -54,7 +49,7 @@ def serve(
     try:
         run_server(cfg, host=host, port=port)
     except ServingError as err:
-        _fail(f"{err}")
+        fail(f"{err}")
 
 
 @friendly_errors
@@ -146,7 +141,7 @@ def promote_cmd(
         decision = check_promotion(ab_report(registry, alpha=alpha, min_samples=min_samples), force, reason)
     except PromotionRefused as err:
         AuditLog(registry.store).append("ab_promotion_refused", {"error": str(err), "force": force}, actor=who)
-        _fail(str(err))
+        fail(str(err))
     challenger = decision["challenger"]
     if cfg.deploy.target == "kubernetes":
         from civicml.deploy.cluster import require_cluster
@@ -162,7 +157,7 @@ def promote_cmd(
             expected_champion=registry.get_alias(CHAMPION),
         )
     except DeployError as err:
-        _fail(str(err))
+        fail(str(err))
     AuditLog(registry.store).append("ab_promoted", decision, actor=who)
     forced = " (forced without a significant result)" if decision["forced"] else ""
     console.print(f"{challenger} is now the champion{forced}; no challenger is set", highlight=False)
@@ -173,7 +168,7 @@ def _default_version(registry) -> str:
 
     version = newest_approved(registry)
     if version is None:
-        _fail("no approved model version to deploy; pass a VERSION or run the pipeline first")
+        fail("no approved model version to deploy; pass a VERSION or run the pipeline first")
     return version
 
 
@@ -191,9 +186,9 @@ def deploy_cmd(
 
     cfg = load_cfg(config)
     if target not in (None, "local", "kubernetes"):
-        _fail(f"--target must be local or kubernetes, got {target!r}")
+        fail(f"--target must be local or kubernetes, got {target!r}")
     if as_ not in (None, "challenger", "champion"):
-        _fail(f"--as must be challenger (or champion), got {as_!r}")
+        fail(f"--as must be challenger (or champion), got {as_!r}")
     updates = {}
     if target:
         updates["target"] = target
@@ -206,12 +201,12 @@ def deploy_cmd(
 
     status = version_status(registry, version)
     if status.status != "approved":
-        _fail(f"version {status.version} cannot be deployed: {status.describe()}")
+        fail(f"version {status.version} cannot be deployed: {status.describe()}")
     if cfg.deploy.target == "kubernetes" and dry_run:
         warn_if_store_is_local(cfg, "serve this model")
     if dry_run:
         if cfg.deploy.target != "kubernetes":
-            _fail("--dry-run prints Kubernetes objects; use it with --target kubernetes")
+            fail("--dry-run prints Kubernetes objects; use it with --target kubernetes")
         result = deploy_version(cfg, registry, version, dry_run=True)
         sys.stdout.write(to_yaml(result["objects"]))
         return
@@ -222,7 +217,7 @@ def deploy_cmd(
     try:
         result = steps.deploy(cfg, version, by=_actor(), expected_champion=registry.get_alias("champion"))
     except DeployError as err:
-        _fail(str(err))
+        fail(str(err))
     result = {k: v for k, v in result.items() if k != "objects"}
     console.print_json(json.dumps(result, default=str))
     if cfg.deploy.target == "kubernetes":
@@ -251,7 +246,7 @@ def rollback_cmd(
         None,
     )
     if current is None or previous is None:
-        _fail(f"nothing to roll back to: the champion alias ({current}) has no earlier version in its history")
+        fail(f"nothing to roll back to: the champion alias ({current}) has no earlier version in its history")
     if cfg.deploy.target == "kubernetes":
         from civicml.deploy.cluster import require_cluster
 
@@ -260,7 +255,7 @@ def rollback_cmd(
     try:
         steps.deploy(cfg, previous, by=_actor(), reason=f"rollback from {current}: {reason}", expected_champion=current)
     except DeployError as err:
-        _fail(str(err))
+        fail(str(err))
     console.print(f"rolled back: champion is {previous} again (was {current})")
 
 

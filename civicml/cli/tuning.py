@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -81,30 +82,13 @@ def tune(
     markdown: Path | None = typer.Option(None, "--markdown", help="Also write the trials table as Markdown."),
 ) -> None:
     """Search hyperparameters: validate the data, run the search, print the best parameters."""
-    from civicml import steps
     from civicml.storage.registry import new_version_id
 
     overrides = {"tuning.backend": backend.value} if backend else None
     cfg = load_cfg(config, overrides)
     version = version or new_version_id()
     if cfg.tuning.backend == "katib" and dry_run:
-        from civicml.storage.store import resolve_store_uri
-        from civicml.tuning.katib_backend import experiment_yaml
-
-        text = experiment_yaml(cfg, version)
-        uri = resolve_store_uri(cfg.storage.uri)
-        if not uri.startswith("s3://"):
-            err_console.print(
-                f"[yellow]warning:[/] trials would read the store {uri!r}, which pods cannot reach; "
-                "set storage.uri or CIVICML_STORE_URI to s3://... before submitting",
-                highlight=False,
-            )
-        if output:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(text)
-            err_console.print(f"wrote Experiment {output}", highlight=False)
-        else:
-            sys.stdout.write(text)
+        _katib_dry_run(cfg, version, output)
         return
     if dry_run:
         raise ValueError("--dry-run applies to --backend katib only (the Optuna search runs locally)")
@@ -113,7 +97,38 @@ def tune(
 
         # Before validating and uploading anything: no kubeconfig or no API server is one line, now.
         require_cluster()
+    result = _search(cfg, version, output, html, markdown)
+    _print_result(result)
+    if output:
+        console.print(f"wrote {output}", highlight=False)
+
+
+def _katib_dry_run(cfg: Any, version: str, output: Path | None) -> None:
+    """Write (or print) the Katib Experiment the search would create; warn when pods cannot reach the store."""
+    from civicml.storage.store import resolve_store_uri
+    from civicml.tuning.katib_backend import experiment_yaml
+
+    text = experiment_yaml(cfg, version)
+    uri = resolve_store_uri(cfg.storage.uri)
+    if not uri.startswith("s3://"):
+        err_console.print(
+            f"[yellow]warning:[/] trials would read the store {uri!r}, which pods cannot reach; "
+            "set storage.uri or CIVICML_STORE_URI to s3://... before submitting",
+            highlight=False,
+        )
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        err_console.print(f"wrote Experiment {output}", highlight=False)
+    else:
+        sys.stdout.write(text)
+
+
+def _search(cfg: Any, version: str, output: Path | None, html: Path | None, markdown: Path | None) -> dict[str, Any]:
+    """Validate the data, then run the search with a progress bar on stderr; the tuning result."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from civicml import steps
 
     with tempfile.TemporaryDirectory(prefix="civicml-tune-") as tmp:
         data_dir = Path(tmp) / "data"
@@ -134,7 +149,7 @@ def tune(
             def on_trial(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            result = steps.tune(
+            return steps.tune(
                 cfg,
                 str(data_dir),
                 str(params_path),
@@ -142,9 +157,6 @@ def tune(
                 on_trial=on_trial,
                 trials_md_path=str(markdown) if markdown else None,
             )
-    _print_result(result)
-    if output:
-        console.print(f"wrote {output}", highlight=False)
 
 
 def trial(
@@ -185,7 +197,7 @@ def trial(
         with tempfile.TemporaryDirectory(prefix="civicml-trial-") as tmp:
             cfg, d = download_tuning_data(store, version, tmp)
             train, valid, info = load_trial_data(d)
-    else:
+    elif data_dir is not None:
         cfg = load_cfg(config)
         train, valid, info = load_trial_data(data_dir)
     run_trial(cfg, train, valid, info, raw, emit=emit, report_rounds=round_metrics)

@@ -96,12 +96,38 @@ def run_pipeline(
     Returns:
         A LocalRun with the version id, success flag, log path and per-step seconds.
     """
-    from kfp import components, local
+    from kfp import components
 
     from civicml.storage.registry import new_version_id
-    from civicml.storage.store import resolve_store_uri
 
     version = version or new_version_id()
+    run_dir, temp_root = _run_dir(cfg, version, workdir)
+    pipeline = components.load_component_from_file(str(_stage_yaml(run_dir, pipeline_yaml)))
+    timer = _StepTimer(on_event)
+    log_path = run_dir / "kfp-local.log"
+    t0 = time.perf_counter()
+    try:
+        error = _execute(pipeline, cfg, version, run_dir, log_path, timer.event)
+    finally:
+        if not keep_outputs:
+            shutil.rmtree(run_dir / "outputs", ignore_errors=True)
+        if temp_root is None and run_dir.parent.name == "runs":
+            prune_runs(run_dir.parent, cfg.storage.runs_keep)
+    return LocalRun(
+        version=version,
+        ok=error is None,
+        log_path=log_path,
+        seconds=time.perf_counter() - t0,
+        step_seconds=timer.seconds,
+        error=error,
+        temp_root=temp_root if not keep_outputs else None,
+    )
+
+
+def _run_dir(cfg: RunConfig, version: str, workdir: str | Path | None) -> tuple[Path, Path | None]:
+    """The run's folder (created) and the temporary root to remove later (None for `<store>/runs`)."""
+    from civicml.storage.store import resolve_store_uri
+
     temp_root = None
     if workdir is None:
         uri = resolve_store_uri(cfg.storage.uri)
@@ -109,33 +135,48 @@ def run_pipeline(
             temp_root = workdir = Path(tempfile.mkdtemp(prefix="civicml-run-"))
         else:
             workdir = Path(uri) / "runs"
-    workdir = Path(workdir).resolve()
-    run_dir = workdir / version
+    run_dir = Path(workdir).resolve() / version
     run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, temp_root
+
+
+def _stage_yaml(run_dir: Path, pipeline_yaml: str | Path | None) -> Path:
+    """Copy the pipeline to run into the run folder, which keeps the YAML that ran beside its log."""
     source = Path(pipeline_yaml or shipped_pipeline("training"))
-    pipeline_yaml = run_dir / "pipeline.yaml"
-    if source.resolve() != pipeline_yaml.resolve():
-        shutil.copyfile(source, pipeline_yaml)  # the run folder keeps the YAML that ran, beside its log
-    pipeline = components.load_component_from_file(str(pipeline_yaml))
+    staged = run_dir / "pipeline.yaml"
+    if source.resolve() != staged.resolve():
+        shutil.copyfile(source, staged)
+    return staged
 
-    starts: dict[str, float] = {}
-    step_seconds: dict[str, float] = {}
 
-    def event(task: str, what: str) -> None:
+class _StepTimer:
+    """Seconds per task from kfp.local's start/end lines, passing each event on to `on_event`."""
+
+    def __init__(self, on_event: Callable[[str, str], None] | None) -> None:
+        self.on_event = on_event
+        self.starts: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    def event(self, task: str, what: str) -> None:
+        """Record `(task, "start" | status)` and forward it."""
         now = time.perf_counter()
         if what == "start":
-            starts[task] = now
-        elif task in starts:
-            step_seconds[task] = now - starts[task]
-        if on_event:
-            on_event(task, what)
+            self.starts[task] = now
+        elif task in self.starts:
+            self.seconds[task] = now - self.starts[task]
+        if self.on_event:
+            self.on_event(task, what)
+
+
+def _execute(
+    pipeline: Any, cfg: RunConfig, version: str, run_dir: Path, log_path: Path, event: Callable[[str, str], None]
+) -> str | None:
+    """Run the loaded pipeline under kfp.local, its output teed to `log_path`; the error, or None on success."""
+    from kfp import local
 
     local.init(
         runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir / "outputs"), raise_on_error=True
     )
-    log_path = run_dir / "kfp-local.log"
-    t0 = time.perf_counter()
-    ok, error = True, None
     with open(log_path, "w") as log:
         tee = _ProgressTee(log, event)
         try:
@@ -145,25 +186,13 @@ def run_pipeline(
                 warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
                 pipeline(config_json=cfg.to_json(), version=version)
         except RuntimeError as err:
-            ok, error = False, _ANSI.sub("", str(err))
+            return _ANSI.sub("", str(err))
         finally:
             # kfp.local keeps global state; reset so a later init in this process starts clean.
             from kfp.local import config as local_config
 
             local_config.LocalExecutionConfig.instance = None
-            if not keep_outputs:
-                shutil.rmtree(run_dir / "outputs", ignore_errors=True)
-            if temp_root is None and workdir.name == "runs":
-                prune_runs(workdir, cfg.storage.runs_keep)
-    return LocalRun(
-        version=version,
-        ok=ok,
-        log_path=log_path,
-        seconds=time.perf_counter() - t0,
-        step_seconds=step_seconds,
-        error=error,
-        temp_root=temp_root if not keep_outputs else None,
-    )
+    return None
 
 
 def prune_runs(runs_dir: str | Path, keep: int) -> list[str]:
@@ -201,3 +230,23 @@ def read_manifest(cfg: RunConfig, version: str) -> dict[str, Any] | None:
         return Registry(open_store(cfg.storage.uri), project=cfg.name).manifest(version)
     except RegistryError:
         return None
+
+
+def version_summary(cfg: RunConfig, manifest: dict[str, Any]) -> dict[str, Any]:
+    """What `civicml run` reports of a committed version: metrics, gate, champion, where its card is."""
+    from civicml.storage.registry import Registry
+    from civicml.storage.store import open_store
+
+    store = open_store(cfg.storage.uri)
+    registry = Registry(store, project=cfg.name)
+    card_key = manifest["artifacts"].get("model_card.html", {}).get("key")
+    card = store.local_path(card_key) if card_key else None
+    return {
+        "metrics": manifest["metrics"],
+        "decision": manifest["gate"]["decision"],
+        "reason": manifest["gate"]["reason"],
+        "champion": registry.get_alias("champion"),
+        "model_card": str(card) if card else f"{store.describe()}/{card_key}",
+        "store": store.describe(),
+        "data_warnings": manifest.get("data_warnings", []),
+    }
