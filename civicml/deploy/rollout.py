@@ -115,14 +115,12 @@ def deploy_version(
     """
     from civicml.governance.promotion import check_promotable, promote
 
-    mode = mode or cfg.deploy.mode
-    routing, alias, uri, objects = _plan(cfg, registry, version, mode)
+    routing, alias, uri, objects = _plan(cfg, registry, version, mode or cfg.deploy.mode)
     if dry_run:
         return {"target": "kubernetes", "dry_run": True, "alias": alias, "version": version, "objects": objects}
     _require_object_store(uri)
     check_promotable(registry, version, AuditLog(registry.store))  # before touching the cluster
-    client = client or KubeClient()
-    rollout = _rollout(cfg, registry, client, objects, version, alias, by, sleep, clock)
+    rollout = _rollout(cfg, registry, client or KubeClient(), objects, version, alias, by, sleep, clock)
     result = promote(
         registry,
         version,
@@ -134,10 +132,17 @@ def deploy_version(
         deployer=rollout,
         target="kubernetes",
     )
-    payload: dict[str, Any] = {"namespace": cfg.deploy.namespace, "name": cfg.deploy.name, "version": version}
-    payload.update(alias=alias, challenger_share=routing.effective_share, rollout=result["rollout"])
-    AuditLog(registry.store).append("k8s_deployed", payload, actor=by)
+    _audit_deployed(cfg, registry, version, alias, routing, result["rollout"], by)
     return {**result, "objects": objects}
+
+
+def _audit_deployed(
+    cfg: RunConfig, registry: Registry, version: str, alias: str, routing: Routing, rollout: Any, by: str
+) -> None:
+    """The `k8s_deployed` audit record of a rollout that succeeded."""
+    payload: dict[str, Any] = {"namespace": cfg.deploy.namespace, "name": cfg.deploy.name, "version": version}
+    payload.update(alias=alias, challenger_share=routing.effective_share, rollout=rollout)
+    AuditLog(registry.store).append("k8s_deployed", payload, actor=by)
 
 
 def _plan(

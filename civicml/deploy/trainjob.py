@@ -170,7 +170,7 @@ def trainjob_body(trainjob) -> dict[str, Any]:
 
 
 def _api_error(action: str, namespace: str, name: str, err: Exception) -> TrainJobError:
-    status = getattr(err, "status", None)
+    status: Any = getattr(err, "status", None)
     hint = {
         403: f"the service account lacks RBAC for {GROUP}/{PLURAL} in {namespace} "
         "(apply manifests/base/trainer-role.yaml)",

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from civicml.catalog import RATES
+from civicml.config import RunConfig
 from civicml.reporting.model import Cell, Table
 from civicml.reporting.numbers import ci_suffix, interval
 
@@ -338,11 +339,19 @@ def _performance(data: dict[str, Any], ev: dict[str, Any], cfg) -> None:
     data["curves"] = ["residuals"] if data["regression"] else ["roc", "pr", "calibration", "confusion"]
 
 
+def _n_resamples(ev: dict[str, Any]) -> Any:
+    """The resamples behind the intervals (those of the first metric), or "no" when there are none."""
+    cis: dict[str, dict[str, Any]] = ev.get("confidence_intervals", {})
+    first: dict[str, Any] = next(iter(cis.values()), {})
+    return first.get("n_resamples", "no")
+
+
 def card_data(
     manifest_like: dict[str, Any],
     evaluation: dict[str, Any],
     gate: dict[str, Any] | None,
-    cfg,
+    cfg: RunConfig,
+    *,
     title: str | None = None,
     status: Any = None,
 ) -> CardData:
@@ -372,7 +381,7 @@ def card_data(
         "missing": card.missing(),
         **{k: getattr(card, k) for k in ("intended_use", "out_of_scope", "limitations", "ethical_considerations")},
         "n_test": ev.get("n_test"),
-        "n_resamples": next(iter(ev.get("confidence_intervals", {}).values()), {}).get("n_resamples", "no"),
+        "n_resamples": _n_resamples(ev),
         "metrics": _metrics_table(ev),
         "regression": ev.get("task") == "regression" or "residuals" in ev,
         "importance": ev.get("feature_importance") or None,

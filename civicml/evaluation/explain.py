@@ -65,7 +65,7 @@ def global_importance(
     if model.family == "xgboost":
         contribs = _booster_contribs(model, df)[:, :-1]  # last column is the bias term
         imp = np.abs(contribs).mean(axis=0)
-        feats = [{"feature": f, "importance": float(v)} for f, v in zip(spec.features, imp)]
+        feats: list[dict[str, Any]] = [{"feature": f, "importance": float(v)} for f, v in zip(spec.features, imp)]
         method = "TreeSHAP mean |contribution| (xgboost pred_contribs)"
         unit = "log-odds" if model.task == "binary_classification" else "target units"
     else:

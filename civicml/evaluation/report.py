@@ -55,4 +55,4 @@ def render_model_card(
         from civicml.reporting.plots import card_figures
 
         figures = card_figures(evaluation)
-    return render_card(card_data(manifest_like, evaluation, gate, cfg, title, status), figures)
+    return render_card(card_data(manifest_like, evaluation, gate, cfg, title=title, status=status), figures)

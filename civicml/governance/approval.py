@@ -166,7 +166,7 @@ def started_by(registry: Registry, version: str) -> str | None:
 def signoffs(registry: Registry, version: str) -> list[dict[str, Any]]:
     """Approvals recorded so far for a version that needs more than one, oldest first."""
     out = []
-    for key in sorted(registry.store.list(f"{SIGNOFFS_PREFIX}{version}/")):
+    for key in sorted(registry.store.list_keys(f"{SIGNOFFS_PREFIX}{version}/")):
         try:
             out.append(json.loads(registry.store.get_bytes(key)))
         except (FileNotFoundError, json.JSONDecodeError):

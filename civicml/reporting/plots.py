@@ -321,7 +321,7 @@ def drift_alt(f: dict[str, Any]) -> str:
     b = f["buckets"]
     i = max(range(len(b["labels"])), key=lambda k: abs(b["current"][k] - b["reference"][k]))
     test = {"ks": "Kolmogorov-Smirnov", "ks+missing": "Kolmogorov-Smirnov and missing-rate"}.get(
-        f.get("test"), "chi-square"
+        f.get("test", ""), "chi-square"
     )
     return (
         f"Bar chart of {f['feature']}: share of rows per bucket, reference versus window. "

@@ -71,7 +71,7 @@ def read_records(store: Store, kind: str, window_days: float = 0.0, now: datetim
     """
     cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=window_days) if window_days > 0 else None
     out = LogRecords()
-    for key in store.list(f"{LOG_PREFIX}/{kind}/"):
+    for key in store.list_keys(f"{LOG_PREFIX}/{kind}/"):
         if not key.endswith(".jsonl") or (cutoff is not None and _day_is_before(key, cutoff)):
             continue
         for n, line in enumerate(store.get_bytes(key).decode(errors="replace").splitlines(), start=1):

@@ -80,7 +80,7 @@ class AliasBook:
             return {}
 
     def _legacy_last(self, alias: str, listed: list[str] | None = None) -> tuple[int, str | None]:
-        keys = self.store.list(self.prefix(None, alias)) if listed is None else listed
+        keys = self.store.list_keys(self.prefix(None, alias)) if listed is None else listed
         if keys:
             move = self._load(keys[-1])
             return move["seq"], move["to"]
@@ -89,7 +89,7 @@ class AliasBook:
 
     def last_move(self, project: str | None, alias: str) -> tuple[int, str | None]:
         """(seq of the newest move, the version `project`'s alias points to)."""
-        keys = self.store.list(self.prefix(project, alias))
+        keys = self.store.list_keys(self.prefix(project, alias))
         if project is None:
             return self._legacy_last(alias, keys)
         if keys:
@@ -104,17 +104,17 @@ class AliasBook:
         """Every recorded move of `project`'s alias, oldest first (older layouts first)."""
         legacy = [
             *self._legacy_object(alias).get("history", []),
-            *(self._load(k) for k in self.store.list(self.prefix(None, alias))),
+            *(self._load(k) for k in self.store.list_keys(self.prefix(None, alias))),
         ]
         if project is None:
             return legacy
         # Of the store-wide history, the moves that touched one of this project's versions.
         mine = [m for m in legacy if {self.project_of(v) for v in (m.get("from"), m.get("to")) if v} & {project, None}]
-        return [*mine, *(self._load(k) for k in self.store.list(self.prefix(project, alias)))]
+        return [*mine, *(self._load(k) for k in self.store.list_keys(self.prefix(project, alias)))]
 
     def projects_with_aliases(self) -> set[str]:
         """Projects that have an alias: their own folder, or the store-wide alias pointing to their version."""
-        names = {k.split("/")[1] for k in self.store.list(PROJECTS_PREFIX) if "/aliases/" in k}
+        names = {k.split("/")[1] for k in self.store.list_keys(PROJECTS_PREFIX) if "/aliases/" in k}
         for alias in ALIASES:
             target = self._legacy_last(alias)[1]
             owner = self.project_of(target) if target else None
@@ -129,6 +129,7 @@ class AliasBook:
         version: str | None,
         by: str,
         reason: str,
+        *,
         expected: Any = ANY,
         before: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
     ) -> dict[str, Any]:

@@ -6,6 +6,7 @@ its project) first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +24,36 @@ def read_entry(store: Store, man: dict[str, Any], name: str) -> bytes:
     entry = man["artifacts"].get(name)
     if entry is None:
         raise RegistryError(f"version {man['version']} has no artifact {name!r}; it has {sorted(man['artifacts'])}")
-    try:
-        data = store.get_bytes(entry["key"])
-    except FileNotFoundError:
-        raise IntegrityError(f"artifact {name!r} of version {man['version']} is missing from the store") from None
-    actual = sha256_bytes(data)
-    if actual != entry["sha256"]:
-        raise IntegrityError(
-            f"artifact {name!r} of version {man['version']} failed its integrity check: manifest sha256 "
+    where = f"artifact {name!r} of version {man['version']}"
+    return get_verified(
+        store,
+        entry["key"],
+        entry["sha256"],
+        missing=lambda: IntegrityError(f"{where} is missing from the store"),
+        modified=lambda actual: IntegrityError(
+            f"{where} failed its integrity check: manifest sha256 "
             f"{entry['sha256'][:16]}…, stored object {actual[:16]}…; it was modified after commit — "
             "refusing to load it (restore it or retrain)"
-        )
+        ),
+    )
+
+
+def get_verified(
+    store: Store, key: str, sha256: str, missing: Callable[[], Exception], modified: Callable[[str], Exception]
+) -> bytes:
+    """The bytes at `key`, checked against the sha256 recorded for them.
+
+    Raises:
+        The exception `missing()` when there is no object at `key`, `modified(actual_sha256)` when
+        its bytes do not match.
+    """
+    try:
+        data = store.get_bytes(key)
+    except FileNotFoundError:
+        raise missing() from None
+    actual = sha256_bytes(data)
+    if actual != sha256:
+        raise modified(actual)
     return data
 
 

@@ -15,7 +15,6 @@ The loser of either race gets `StoreConflict`, never a silent overwrite.
 
 from __future__ import annotations
 
-import builtins
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,10 +93,6 @@ class Store(ABC):
     def list_info(self, prefix: str = "") -> list[ObjectInfo]:
         """Like `list_keys`, with size and modification time (backends override this with one call)."""
         return [ObjectInfo(key, len(self.get_bytes(key)), 0.0) for key in self.list_keys(prefix)]
-
-    def list(self, prefix: str = "") -> builtins.list[str]:
-        """Deprecated name of `list_keys` (it shadowed the builtin in this class); kept while callers move."""
-        return self.list_keys(prefix)
 
     def put_file(self, key: str, path: str | Path) -> None:
         """Upload a local file."""

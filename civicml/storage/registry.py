@@ -136,7 +136,7 @@ class Registry:
             return self.store.get_bytes(scoped)
         except FileNotFoundError:
             project = self._alias_project()
-            if scoped == key or project is None or self.store.list(self._aliases.prefix(project, "champion")):
+            if scoped == key or project is None or self.store.list_keys(self._aliases.prefix(project, "champion")):
                 raise
             legacy = self._aliases.last_move(None, "champion")[1]
             if legacy is None or self.project_of(legacy) not in (project, None):
@@ -242,7 +242,7 @@ class Registry:
         return sorted(out, key=lambda m: (m.get("created_at", ""), m["version"])), damaged
 
     def _manifest_keys(self) -> list[str]:
-        return [k for k in self.store.list("versions/") if k.endswith("/manifest.json") and k.count("/") == 2]
+        return [k for k in self.store.list_keys("versions/") if k.endswith("/manifest.json") and k.count("/") == 2]
 
     def _manifest_at(self, version: str) -> tuple[str, bytes, str]:
         key = f"versions/{version}/manifest.json"
@@ -307,6 +307,7 @@ class Registry:
         self,
         alias: str,
         version: str | None,
+        *,
         by: str,
         reason: str,
         expected: Any = ANY,
@@ -379,6 +380,6 @@ class Registry:
         """Delete staging data of runs that never committed; return the removed version ids."""
         removed = self.abandoned_staging(min_age_seconds)
         for version in removed:
-            for key in self.store.list(f"staging/{version}/"):
+            for key in self.store.list_keys(f"staging/{version}/"):
                 self.store.delete(key)
         return removed

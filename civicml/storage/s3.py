@@ -234,7 +234,7 @@ class S3Store(Store):
         self._check_bucket()
         self._check_conditional()
         name = self._key(key)
-        headers = {"Content-Type": "application/octet-stream", **condition}
+        headers: dict[str, str | list[str] | tuple[str]] = {"Content-Type": "application/octet-stream", **condition}
 
         tries = 0
 
@@ -242,16 +242,22 @@ class S3Store(Store):
             nonlocal tries
             tries += 1
             try:
-                return self.client._put_object(self.bucket, name, data, headers=headers).etag
+                return self._etag(name, self.client._put_object(self.bucket, name, data, headers=headers).etag)
             except S3Error as err:
                 if err.code in CONFLICT_CODES or (err.code == "NoSuchKey" and "If-Match" in condition):
                     if tries > 1 and self._holds(name, data):
                         # Our first attempt was applied but its answer was lost: not a conflict.
-                        return self.client.stat_object(self.bucket, name).etag
+                        return self._etag(name, self.client.stat_object(self.bucket, name).etag)
                     raise StoreConflict(key, lost) from None
                 raise
 
         return self._call(f"write {name}", put)
+
+    def _etag(self, name: str, etag: str | None) -> str:
+        """The etag the server sent for `name`; S3 sends one with every write and stat."""
+        if etag is None:
+            raise StoreError(f"the S3 server sent no ETag for {name!r} in {self.uri}; conditional writes need one")
+        return etag
 
     def _holds(self, name: str, data: bytes) -> bool:
         resp = self.client.get_object(self.bucket, name)

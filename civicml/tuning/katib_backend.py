@@ -76,7 +76,7 @@ def require_shared_store(uri: str) -> None:
 
 
 def _api_error(action: str, namespace: str, name: str, err: Exception) -> KatibError:
-    status = getattr(err, "status", None)
+    status: Any = getattr(err, "status", None)
     reason = getattr(err, "reason", "") or type(err).__name__
     hint = {
         403: f"the service account lacks RBAC for {GROUP}/{PLURAL} in namespace {namespace} "

@@ -58,7 +58,8 @@ def make_round_observer(xgb_metric: str, on_round: Callable[[int, float], None])
         def after_iteration(self, model, epoch: int, evals_log) -> bool:
             self.rounds = epoch + 1
             # With one eval_set XGBoost's sklearn API names it "validation_0".
-            history = next(iter(evals_log.values()), {}).get(xgb_metric)
+            logs: dict[str, list[float]] = next(iter(evals_log.values()), {})
+            history = logs.get(xgb_metric)
             if history:
                 value = float(history[-1])
                 if math.isfinite(value):

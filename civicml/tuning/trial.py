@@ -32,7 +32,8 @@ import pandas as pd
 from civicml.config import RunConfig
 from civicml.modeling.preprocessing import FeatureSpec
 from civicml.modeling.search_space import coerce_params, space_for
-from civicml.storage.registry import Registry, sha256_bytes
+from civicml.storage.artifacts import get_verified
+from civicml.storage.registry import Registry
 from civicml.storage.store import Store
 from civicml.tuning.objective import TuningError, make_round_observer, per_round_metric, train_and_score
 
@@ -102,17 +103,23 @@ def download_tuning_data(store: Store, version: str, dest: str | Path) -> tuple[
         entry = index.get(name)
         if entry is None:
             raise TrialDataError(f"tuning data index of {version} lists no {name}")
-        try:
-            data = store.get_bytes(entry["key"])
-        except FileNotFoundError:
-            raise TrialDataError(f"tuning data file {entry['key']} is missing from {store.describe()}") from None
-        if sha256_bytes(data) != entry["sha256"]:
-            raise TrialDataError(
-                f"tuning data file {entry['key']} does not match its index (sha256 {sha256_bytes(data)[:16]}… vs "
-                f"{entry['sha256'][:16]}…); refusing to train on modified data"
-            )
-        (out / name).write_bytes(data)
+        (out / name).write_bytes(_verified_file(store, entry))
     return RunConfig.from_json((out / "config.json").read_text()), out
+
+
+def _verified_file(store: Store, entry: dict[str, str]) -> bytes:
+    """One file of the tuning data (`{key, sha256}` from its index), checked against its sha256."""
+    key, sha256 = entry["key"], entry["sha256"]
+    return get_verified(
+        store,
+        key,
+        sha256,
+        missing=lambda: TrialDataError(f"tuning data file {key} is missing from {store.describe()}"),
+        modified=lambda actual: TrialDataError(
+            f"tuning data file {key} does not match its index (sha256 {actual[:16]}… vs "
+            f"{sha256[:16]}…); refusing to train on modified data"
+        ),
+    )
 
 
 def load_trial_data(data_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
@@ -155,7 +162,7 @@ def parse_param_args(params_json: str | None, pairs: list[str] | None) -> dict[s
     return raw
 
 
-def format_metric(name: str, value: float, timestamp: str | None = None) -> str | None:
+def format_metric(name: str, value: float | None, timestamp: str | None = None) -> str | None:
     """One `[TIMESTAMP ]name=value` line Katib's collector parses, or None for a non-finite value.
 
     Katib's file collector takes the text before the first space as the observation's

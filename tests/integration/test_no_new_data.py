@@ -29,7 +29,7 @@ def test_second_run_on_the_same_data_writes_no_version(tmp_path):
     assert registry.get_alias("champion") == first.version
     # Only the validation step ran; nothing was tuned, trained or staged.
     assert [t for t, w in events if w == "SUCCESS"] == ["validate-data"]
-    assert not registry.store.list(f"staging/{second.version}/")
+    assert not registry.store.list_keys(f"staging/{second.version}/")
     validated = [r["payload"] for r in AuditLog(registry.store).records() if r["event"] == "data_validated"]
     assert [v["status"] for v in validated] == ["ok", "no_new_data"]
     assert validated[0]["fingerprint"] == validated[1]["fingerprint"]

@@ -70,15 +70,15 @@ def store(trained, tmp_path, monkeypatch) -> Path:
 def test_reproduce_gives_the_identical_model_hash(trained, store):
     _, man, _ = trained
     reg = Registry(open_store(str(store)))
-    keys_before = reg.store.list()
+    keys_before = reg.store.list_keys()
 
     result = reproduce(reg, man["version"], actor="tester")
     assert result["identical"] is True, result
     assert result["reproduced_model_sha256"] == man["model_sha256"]
     assert result["differences"] == []
     # No new version, no staging data, no contract change: only one audit record was added.
-    added = sorted(set(reg.store.list()) - set(keys_before))
-    assert set(keys_before) <= set(reg.store.list())
+    added = sorted(set(reg.store.list_keys()) - set(keys_before))
+    assert set(keys_before) <= set(reg.store.list_keys())
     assert len(added) == 1 and added[0].startswith("audit/records/"), added
     last = AuditLog(reg.store).records()[-1]
     assert (last["event"], last["actor"], last["payload"]["identical"]) == ("reproduce_checked", "tester", True)

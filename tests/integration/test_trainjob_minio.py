@@ -128,7 +128,7 @@ def test_trainjob_backend_stages_on_minio_trains_and_reads_the_model_back(work, 
     store = open_store(s3.uri)
     # The shards and the job went to MinIO; the workers read them there (their env has no local path).
     assert store.exists(tj.job_key(version))
-    assert len(store.list(f"staging/{version}/train-shards/")) == 2
+    assert len(store.list_keys(f"staging/{version}/train-shards/")) == 2
     assert [r["rank"] for r in result["training"]["reports"]] == [0, 1] and trainer.deleted
     # Same N and seed as the local launcher: the same model bytes, whichever backend ran the workers.
     local = steps.train(_cfg(s3.uri, "local"), str(tmp / "data"), None, str(tmp / "local-model"))

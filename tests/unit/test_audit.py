@@ -59,7 +59,7 @@ def test_one_object_per_record_and_intact_log_verifies(log):
     ok, msg = log.verify()
     assert ok and "5 records" in msg
     assert [r["seq"] for r in log.records()] == [1, 2, 3, 4, 5]
-    assert log.store.list("audit/records/") == [record_key(i) for i in range(1, 6)]
+    assert log.store.list_keys("audit/records/") == [record_key(i) for i in range(1, 6)]
     assert log.head()["hash"] == log.records()[-1]["hash"]
 
 
@@ -150,7 +150,7 @@ def test_swapped_public_key_is_detected(signed, keypair):
     """The forger re-signs the whole chain with their own key and puts their public key in the store."""
     forger_pem, forger_public = generate_ed25519()
     forger = parse_signing_key(forger_pem, "forger")
-    for key in signed.store.list("audit/keys/"):
+    for key in signed.store.list_keys("audit/keys/"):
         signed.store.delete(key)
     for seq in range(1, 6):
         rec = _rec(signed, seq)
@@ -164,7 +164,7 @@ def test_swapped_public_key_is_detected(signed, keypair):
     result = signed.check()
     assert not result["ok"] and result["first_bad_seq"] == 1 and "not a trusted key" in result["message"]
     # A stored key file whose content is another key than its id says is caught even without pinning.
-    doc = json.loads(signed.store.get_bytes(signed.store.list("audit/keys/")[0]))
+    doc = json.loads(signed.store.get_bytes(signed.store.list_keys("audit/keys/")[0]))
     doc["key_id"] = parse_signing_key(keypair[0], "k").key_id
     signed.store.put_bytes(f"audit/keys/{doc['key_id'].replace(':', '-')}.json", json.dumps(doc).encode())
     unpinned = AuditLog(signed.store, signer=None).check()

@@ -142,13 +142,13 @@ def test_gc_removes_only_old_abandoned_staging(reg):
     reg.upload("v-abandoned", "evaluation.json", b"y")
     reg.upload("v-running", "model/model.ubj", b"z")
     old = time.time() - 7200
-    for key in reg.store.list("staging/v-abandoned/"):
+    for key in reg.store.list_keys("staging/v-abandoned/"):
         os.utime(reg.store.local_path(key), (old, old))
     assert reg.abandoned_staging(3600) == ["v-abandoned"]
     assert reg.abandoned_staging(0) == ["v-abandoned", "v-running"]
     assert reg.gc_staging(3600) == ["v-abandoned"]
-    assert reg.store.list("staging/v-abandoned/") == []
-    assert reg.store.list("staging/v-running/") == ["staging/v-running/model/model.ubj"]
+    assert reg.store.list_keys("staging/v-abandoned/") == []
+    assert reg.store.list_keys("staging/v-running/") == ["staging/v-running/model/model.ubj"]
     assert reg.verify("v-committed") == []  # committed artifacts untouched
 
 
