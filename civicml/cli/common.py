@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -90,12 +91,17 @@ def load_cfg(config: Path | None, overrides: dict[str, Any] | None = None, resol
     return load_config(config, overrides, resolve_paths=resolve_paths)
 
 
+ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: ./civicml.yaml when present).")
+StoreOpt = typer.Option(
+    None, "--store", help="Store URI (a directory or s3://bucket/prefix); wins over storage.uri and CIVICML_STORE_URI."
+)
 ProjectOpt = typer.Option(
     None,
     "--project",
     help="Which project of the store (a config's name:); default: the config's name. With --store and no "
     "config file, every project's versions (a version names its own project).",
 )
+JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
 def open_registry(config: Path | None, store: str | None = None, project: str | None = None, cfg: Any = None):
@@ -112,6 +118,38 @@ def open_registry(config: Path | None, store: str | None = None, project: str | 
     cfg = cfg if cfg is not None else load_cfg(config)
     name = project or (cfg.name if in_use else None)
     return Registry(open_store(store, explicit=True) if store else open_store(cfg.storage.uri), project=name)
+
+
+def _option(name: str, annotation: Any, option: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=option)
+
+
+_REGISTRY_OPTIONS = (
+    ("config", Path | None, ConfigOpt),
+    ("store", str | None, StoreOpt),
+    ("project", str | None, ProjectOpt),
+)
+
+
+def registry_command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A command over one project's registry: `fn(registry, ...)` gets `--config/--store/--project` opened.
+
+    The shared options are defined here once; typer sees `fn`'s own arguments and options, then
+    `--config`, `--store` and `--project`, then `fn`'s `as_json` (`--json`) when it has one, the
+    order `--help` has always listed them in. The registry is `open_registry(config, store, project)`.
+    """
+    own = inspect.signature(fn, eval_str=True).parameters
+    params = [p for name, p in own.items() if name not in ("registry", "as_json")]
+    params += [_option(name, annotation, option) for name, annotation, option in _REGISTRY_OPTIONS]
+    if "as_json" in own:
+        params.append(_option("as_json", bool, JsonOpt))
+
+    @functools.wraps(fn)
+    def command(*args: Any, config: Path | None, store: str | None, project: str | None, **kwargs: Any) -> Any:
+        return fn(open_registry(config, store, project), *args, **kwargs)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    return command
 
 
 def os_error_message(err: OSError) -> str:

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.table import Table
 
-from civicml.cli.common import ProjectOpt, console, friendly_errors
-from civicml.cli.storage import ConfigOpt, JsonOpt, StoreOpt, VersionArg, _fmt, _print_json, _registry
+from civicml.cli.common import console, friendly_errors, registry_command
+from civicml.cli.storage import VersionArg, _fmt, _print_json
 
 
 @friendly_errors
-def reproduce_cmd(
-    version: str = VersionArg,
-    config: Path | None = ConfigOpt,
-    store: str | None = StoreOpt,
-    project: str | None = ProjectOpt,
-    as_json: bool = JsonOpt,
-) -> None:
+@registry_command
+def reproduce_cmd(registry, version: str = VersionArg, as_json: bool = False) -> None:
     """Retrain a version from its recorded lineage and check the model hash is identical (exit 1 if not)."""
     from civicml.reproduce import reproduce
 
-    registry = _registry(config, store, project)
     man = registry.manifest(version)
     with console.status(f"retraining {man['version']} from its lineage…"):
         result = reproduce(registry, man["version"])

@@ -8,12 +8,8 @@ from pathlib import Path
 
 import typer
 
-from civicml.cli.common import console, err_console, friendly_errors, load_cfg
+from civicml.cli.common import ConfigOpt, StoreOpt, console, err_console, friendly_errors, load_cfg
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: ./civicml.yaml when present).")
-StoreOpt = typer.Option(
-    None, "--store", help="Store URI (a directory or s3://bucket/prefix); wins over storage.uri and CIVICML_STORE_URI."
-)
 TOKEN_ENV = "CIVICML_REVIEW_TOKEN"
 SECRET_ENV = "CIVICML_REVIEW_SECRET"
 

@@ -12,7 +12,18 @@ import typer
 from rich import box
 from rich.table import Table
 
-from civicml.cli.common import ProjectOpt, console, err_console, friendly_errors, load_cfg, open_registry, print_table
+from civicml.cli.common import (
+    ConfigOpt,
+    JsonOpt,
+    StoreOpt,
+    console,
+    err_console,
+    friendly_errors,
+    load_cfg,
+    open_registry,
+    print_table,
+    registry_command,
+)
 
 models_app = typer.Typer(
     name="models",
@@ -20,11 +31,6 @@ models_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: ./civicml.yaml when present).")
-StoreOpt = typer.Option(
-    None, "--store", help="Store URI (a directory or s3://bucket/prefix); wins over storage.uri and CIVICML_STORE_URI."
-)
-JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
 VersionArg = typer.Argument(..., help="Version id, or the alias champion/challenger.")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -41,10 +47,6 @@ def parse_duration(text: str) -> float:
     if not m:
         raise ValueError(f"--older-than {text!r} is not a duration; use e.g. 30m, 6h, 2d or 0 for everything")
     return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def _registry(config: Path | None, store: str | None, project: str | None = None):
-    return open_registry(config, store, project)
 
 
 def _print_json(obj: Any) -> None:
@@ -74,16 +76,11 @@ def _fmt(value: Any) -> str:
 
 @models_app.command("list")
 @friendly_errors
-def list_cmd(
-    config: Path | None = ConfigOpt,
-    store: str | None = StoreOpt,
-    project: str | None = ProjectOpt,
-    as_json: bool = JsonOpt,
-) -> None:
+@registry_command
+def list_cmd(registry, as_json: bool = False) -> None:
     """List committed model versions, oldest first, with status, key metrics and aliases."""
     from civicml.governance.approval import version_status
 
-    registry = _registry(config, store, project)
     good, damaged = registry.scan_versions()
     # The manifest is immutable; a human approval or rejection recorded later changes the status.
     statuses = {m["version"]: version_status(registry, m) for m in good}
@@ -96,29 +93,31 @@ def list_cmd(
             err_console.print(f"[bold red]damaged[/] {d['version']}: {d['problem']}", highlight=False, soft_wrap=True)
     aliases = _aliases_by_version(registry)
     if as_json:
-        _print_json(
-            [
-                {
-                    "version": m["version"],
-                    "created_at": m.get("created_at"),
-                    "name": m.get("name"),
-                    "family": m.get("family"),
-                    "status": m.get("status"),
-                    "decision": (
-                        statuses[m["version"]].model_dump(exclude={"version"}) if m["version"] in statuses else None
-                    ),
-                    "problem": m.get("problem"),
-                    "aliases": aliases.get(m["version"], []),
-                    "model_sha256": m.get("model_sha256"),
-                    "metrics": m.get("metrics", {}),
-                }
-                for m in versions
-            ]
-        )
-        return
-    if not versions:
+        _print_json([_list_entry(m, statuses, aliases) for m in versions])
+    elif not versions:
         console.print(f"no model versions in {registry.describe()} yet; run `civicml run` to train one")
-        return
+    else:
+        _print_versions(registry, versions, aliases)
+
+
+def _list_entry(m: dict[str, Any], statuses: dict[str, Any], aliases: dict[str, list[str]]) -> dict[str, Any]:
+    """One version of `models list --json` (a damaged one has `problem` and no decision)."""
+    return {
+        "version": m["version"],
+        "created_at": m.get("created_at"),
+        "name": m.get("name"),
+        "family": m.get("family"),
+        "status": m.get("status"),
+        "decision": (statuses[m["version"]].model_dump(exclude={"version"}) if m["version"] in statuses else None),
+        "problem": m.get("problem"),
+        "aliases": aliases.get(m["version"], []),
+        "model_sha256": m.get("model_sha256"),
+        "metrics": m.get("metrics", {}),
+    }
+
+
+def _print_versions(registry, versions: list[dict[str, Any]], aliases: dict[str, list[str]]) -> None:
+    """The `models list` table: version, project (store-wide view), created, status, metrics, aliases."""
     metric_names = [k for k in ("roc_auc", "rmse") if any(k in m.get("metrics", {}) for m in versions)]
     table = Table(title=f"model versions of {registry.describe()}", box=box.SIMPLE_HEAD)
     # Version ids are what users copy into other commands: never truncate them.
@@ -144,18 +143,11 @@ def list_cmd(
 
 @models_app.command("show")
 @friendly_errors
-def show_cmd(
-    version: str = VersionArg,
-    config: Path | None = ConfigOpt,
-    store: str | None = StoreOpt,
-    project: str | None = ProjectOpt,
-    as_json: bool = JsonOpt,
-) -> None:
+@registry_command
+def show_cmd(registry, version: str = VersionArg, as_json: bool = False) -> None:
     """Show one version: lineage, metrics, gate decision, artifacts and alias moves."""
     from civicml.governance.approval import version_status
-    from civicml.storage.registry import ALIASES
 
-    registry = _registry(config, store, project)
     man = registry.manifest(version)
     # The manifest is immutable; a human approval or rejection recorded later changes the status.
     status = version_status(registry, man)
@@ -170,7 +162,6 @@ def show_cmd(
         return
     v = man["version"]
     aliases = _aliases_by_version(registry).get(v, [])
-    lin = man.get("lineage", {})
     console.print(
         f"[bold]{v}[/]  {man.get('name', '')}  {man.get('family', '')}  status={man.get('status')}"
         + (f"  aliases={','.join(aliases)}" if aliases else ""),
@@ -180,6 +171,13 @@ def show_cmd(
     gate = man.get("gate", {})
     console.print(f"gate: {gate.get('decision')} — {gate.get('reason', '')}", highlight=False)
     console.print(f"decision: {status.describe()}", highlight=False, soft_wrap=True)
+    _print_version_tables(man)
+    _print_alias_moves(registry, v)
+
+
+def _print_version_tables(man: dict[str, Any]) -> None:
+    """`models show`'s metrics, lineage and artifacts tables."""
+    lin = man.get("lineage", {})
     metrics = Table(title="metrics (test split)")
     metrics.add_column("metric")
     metrics.add_column("value")
@@ -201,6 +199,12 @@ def show_cmd(
     for name, entry in sorted(man["artifacts"].items()):
         arts.add_row(name, str(entry.get("size", "")), entry["sha256"][:16])
     console.print(arts)
+
+
+def _print_alias_moves(registry, v: str) -> None:
+    """Every move of an alias to or from version `v`, alias by alias, oldest first."""
+    from civicml.storage.registry import ALIASES
+
     for alias in ALIASES:
         moves = [mv for mv in registry.alias_history(alias) if v in (mv.get("from"), mv.get("to"))]
         for mv in moves:
@@ -213,17 +217,16 @@ def show_cmd(
 
 @models_app.command("card")
 @friendly_errors
+@registry_command
 def card_cmd(
+    registry,
     version: str = VersionArg,
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the HTML card here (default: print Markdown)."),
-    config: Path | None = ConfigOpt,
-    store: str | None = StoreOpt,
-    project: str | None = ProjectOpt,
 ) -> None:
     """The model card with the current decision (a human approval or rejection recorded after commit)."""
     from civicml import steps
 
-    page, md = steps.current_card(_registry(config, store, project), version)
+    page, md = steps.current_card(registry, version)
     if out is None:
         sys.stdout.write(md)
         return
@@ -234,18 +237,16 @@ def card_cmd(
 
 @models_app.command("diff")
 @friendly_errors
+@registry_command
 def diff_cmd(
+    registry,
     a: str = typer.Argument(..., help="First version (or alias)."),
     b: str = typer.Argument(..., help="Second version (or alias)."),
-    config: Path | None = ConfigOpt,
-    store: str | None = StoreOpt,
-    project: str | None = ProjectOpt,
-    as_json: bool = JsonOpt,
+    as_json: bool = False,
 ) -> None:
     """What differs between two versions: metrics, data, config, code, libraries, artifacts."""
     from civicml.storage.registry import diff_manifests
 
-    registry = _registry(config, store, project)
     diff = diff_manifests(registry.manifest(a), registry.manifest(b))
     if as_json:
         _print_json(diff)
@@ -272,17 +273,15 @@ def diff_cmd(
 
 @models_app.command("verify")
 @friendly_errors
+@registry_command
 def verify_cmd(
+    registry,
     version: str | None = typer.Argument(None, help="One version (or alias); all versions when omitted."),
-    config: Path | None = ConfigOpt,
-    store: str | None = StoreOpt,
-    project: str | None = ProjectOpt,
-    as_json: bool = JsonOpt,
+    as_json: bool = False,
 ) -> None:
     """Check every artifact's sha256 against its manifest; exit 1 on any mismatch."""
     from civicml.governance.trust import audit_mismatches
 
-    registry = _registry(config, store, project)
     if version:
         manifests, damaged = [registry.manifest(version)], []
     else:
@@ -329,7 +328,7 @@ def gc_cmd(
 ) -> None:
     """Remove staging data of runs that never committed (failed or killed runs)."""
     seconds = parse_duration(older_than)
-    registry = _registry(config, store)
+    registry = open_registry(config, store)
     if dry_run:
         found = registry.abandoned_staging(seconds)
     else:
