@@ -226,6 +226,38 @@ def demo_records(n: int, seed: int = 11) -> list[dict[str, Any]]:
     ]
 
 
+def served_records(store_dir: Path, n: int, seed: int = 11) -> tuple[list[dict[str, Any]], int]:
+    """`n` demo records that the champion's request schema accepts, and how many drawn ones it refused.
+
+    Fresh demo rows (another seed than training) now and then fall outside the ranges the data
+    contract inferred from the training rows; the server rightly answers those with a 422. A load
+    test of the prediction path sends only valid bodies, so that every answer is a prediction.
+    """
+    from civicml.config import ColumnSpec
+    from civicml.modeling.persistence import load_model
+    from civicml.serving.schemas import RecordSchema
+    from civicml.storage.registry import Registry
+    from civicml.storage.store import LocalStore
+
+    reg = Registry(LocalStore(store_dir))
+    version = reg.get_alias("champion")
+    model = load_model(reg.fetch_prefix(version, "model", Path(tempfile.mkdtemp(prefix="civicml-bench-model-"))))
+    contract = [ColumnSpec.model_validate(c) for c in json.loads(reg.read_artifact(version, "data/contract.json"))]
+    schema = RecordSchema(model.spec, contract, target=model.spec.target)
+    accepted: list[dict[str, Any]] = []
+    refused = 0
+    for record in demo_records(2 * n, seed=seed):
+        if schema.validate([record], ("body", "records"))[1]:
+            refused += 1
+        elif len(accepted) < n:
+            accepted.append(record)
+        else:
+            break
+    if len(accepted) < n:
+        raise RuntimeError(f"only {len(accepted)} of {2 * n} demo records pass the served schema")
+    return accepted, refused
+
+
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
     """Poll `url` until it answers 200; raise if the server process exits first or `timeout` passes."""
     import httpx

@@ -32,11 +32,11 @@ from _common import (
     CIVICML,
     PY,
     clean_env,
-    demo_records,
     free_port,
     fresh_dir,
     load_average,
     rmtree,
+    served_records,
     stop,
     train_served_model,
     wait_ready,
@@ -100,14 +100,21 @@ def compare(pairs: int = 3, seconds: float = 10.0, train_rows: int = 20_000, log
         version = reg.get_alias("champion")
         model_dir = reg.fetch_prefix(version, "model", d / "model")
         bodies = d / "bodies.jsonl"
-        bodies.write_text("\n".join(json.dumps({"records": [r]}) for r in demo_records(2000)) + "\n")
+        records, refused = served_records(d / ".civicml", 2000)
+        bodies.write_text("\n".join(json.dumps({"records": [r]}) for r in records) + "\n")
         runs: dict[str, list[dict[str, Any]]] = {"civicml": [], "floor": []}
         load_start = load_average()
         for i in range(pairs):
             for kind in ("civicml", "floor"):
                 log(f"  server comparison pair {i + 1}/{pairs}: {kind}")
                 runs[kind].append(measure(kind, cfg, model_dir, d, bodies, seconds))
-        settings = {"pairs": pairs, "seconds": seconds, "train_rows": train_rows, "version": version}
+        settings = {
+            "pairs": pairs,
+            "seconds": seconds,
+            "train_rows": train_rows,
+            "version": version,
+            "bodies_refused_by_schema": refused,
+        }
         return summarise(runs, {**settings, "load_start": load_start, "load_end": load_average()})
     finally:
         rmtree(d)

@@ -35,11 +35,11 @@ from typing import Any
 from _common import (
     CIVICML,
     clean_env,
-    demo_records,
     emit,
     free_port,
     fresh_dir,
     rmtree,
+    served_records,
     stop,
     train_served_model,
     wait_ready,
@@ -179,7 +179,9 @@ def server_latency(
         t0 = time.perf_counter()
         wait_ready(f"{base}/v2/health/ready", proc)
         startup = time.perf_counter() - t0
-        res = asyncio.run(_phases(base, name, demo_records(2000), args))
+        records, refused = served_records(d / ".civicml", 2000)
+        res = asyncio.run(_phases(base, name, records, args))
+        res["bodies_refused_by_schema"] = refused
         res["server_startup_s"] = startup
         res["server_env"] = server_env or {}
         res["settings"] = {

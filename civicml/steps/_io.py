@@ -57,12 +57,24 @@ def write_text(path: str | Path | None, text: str) -> None:
         Path(path).write_text(text)
 
 
-def load_splits(data_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """Read the train/valid/test Parquet files written by `validate_data`."""
+def load_splits(
+    data_dir: str | Path, names: tuple[str, ...] = SPLITS, columns: list[str] | None = None
+) -> dict[str, pd.DataFrame]:
+    """Read split Parquet files written by `validate_data`.
+
+    Args:
+        data_dir: The validated data directory.
+        names: Which splits to read (default all three); a step reads only the ones it uses, because
+            at 1M rows every split it holds counts in its peak memory (issue 18).
+        columns: Read only these columns (default all).
+
+    Returns:
+        The splits by name.
+    """
     import pandas as pd
 
     d = Path(data_dir)
-    return {name: pd.read_parquet(d / f"{name}.parquet") for name in SPLITS}
+    return {name: pd.read_parquet(d / f"{name}.parquet", columns=columns) for name in names}
 
 
 def data_info(data_dir: str | Path) -> dict[str, Any]:

@@ -33,10 +33,12 @@ def evaluate(
     from civicml.modeling.persistence import load_model
 
     cfg = cfg_of(config)
-    splits = load_splits(data_dir)
+    test = load_splits(data_dir, ("test",))["test"]
+    # The no-skill baseline needs only the training labels: reading the other columns would double the peak.
+    train_labels = load_splits(data_dir, ("train",), columns=[cfg.data.target])["train"]
     model = load_model(model_dir)
     registry = registry_of(cfg)
-    evaluation = evaluate_model(cfg, model, splits["test"], registry=registry, train=splits["train"])
+    evaluation = evaluate_model(cfg, model, test, registry=registry, train=train_labels)
     evaluation["version"] = data_info(data_dir)["version"]
     evaluation["model_sha256"] = model_hash(model_dir)
     evaluation = Evaluation.stamp(evaluation, where="the evaluation")

@@ -41,7 +41,7 @@ def _fit_here(cfg: RunConfig, data_dir: str, params: dict[str, Any], model_dir: 
     from civicml.modeling.estimators import fit_model
     from civicml.modeling.persistence import save_model
 
-    splits = load_splits(data_dir)
+    splits = load_splits(data_dir, ("train", "valid"))
     spec = feature_spec(cfg, data_dir, splits["train"])
     model = fit_model(cfg.model.family, spec, params, splits["train"], cfg.model.seed, cfg.model.n_threads)
     choice = _choose_threshold(cfg, splits["valid"], model)
@@ -63,7 +63,7 @@ def _fit_distributed(
     workers = _train_distributed(cfg, data_dir, params, model_dir, audit)
     # The threshold is chosen on the validation split after the fit, whoever fitted.
     model = load_model(model_dir)
-    choice = _choose_threshold(cfg, load_splits(data_dir)["valid"], model)
+    choice = _choose_threshold(cfg, load_splits(data_dir, ("valid",))["valid"], model)
     if choice is not None:
         save_model(model, model_dir)
     result: dict[str, Any] = {"model_sha256": model_hash(model_dir), "params": params, "threshold": choice}

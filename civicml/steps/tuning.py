@@ -50,8 +50,6 @@ def tune(
 
 def _search(cfg: RunConfig, data_dir: str, on_trial: Callable[[int, int], None] | None) -> dict[str, Any]:
     """Run the configured backend: Katib trials on the cluster, or Optuna in this process."""
-    splits = load_splits(data_dir)
-    spec = feature_spec(cfg, data_dir, splits["train"])
     if cfg.tuning.backend == "katib":
         from civicml.tuning.katib_backend import require_shared_store, run_katib
         from civicml.tuning.trial import upload_tuning_data
@@ -63,6 +61,8 @@ def _search(cfg: RunConfig, data_dir: str, on_trial: Callable[[int, int], None] 
         return run_katib(cfg, version)
     from civicml.tuning.optuna_backend import run_optuna
 
+    splits = load_splits(data_dir, ("train", "valid"))
+    spec = feature_spec(cfg, data_dir, splits["train"])
     return run_optuna(cfg, spec, splits["train"], splits["valid"], on_trial=on_trial)
 
 
