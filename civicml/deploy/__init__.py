@@ -1,1 +1,3 @@
-"""Deployment backends (Kubernetes, local) and the pod security rules they share."""
+"""Deployment on Kubernetes: objects as pure builders (objects), the API client (client, cluster),
+rollout with rollback (rollout; kubernetes re-exports the three), the TrainJob builder (trainjob) and
+the Pod Security "restricted" rules every pod shares (security)."""
