@@ -124,7 +124,41 @@ def _option(name: str, annotation: Any, option: Any) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=option)
 
 
-_REGISTRY_OPTIONS = (
+Shared = tuple[tuple[str, Any, Any], ...]
+"""Options several commands take: `(parameter name, annotation, typer.Option(...))` each."""
+
+
+def with_options(
+    fn: Callable[..., Any], into: str, options: Shared, prepare: Callable[..., Any], *, last: Shared = ()
+) -> Callable[..., Any]:
+    """`fn` as a command that also takes `options`, defined once for every command that shares them.
+
+    Typer sees `fn`'s own parameters (but `into`), then `options`, then those of `last` that `fn`
+    has, the order `--help` lists them in. The command passes `prepare(**values of options)` to
+    `fn` as its `into` argument, with `fn`'s own values.
+
+    Args:
+        fn: The command body.
+        into: The parameter of `fn` that `prepare`'s result fills (e.g. `registry`).
+        options: The shared options, passed to `prepare` by name.
+        prepare: Shared option values -> the value of `into` (e.g. the opened registry).
+        last: Options `fn` names as parameters (its default is replaced by the shared option), listed last.
+    """
+    own = inspect.signature(fn, eval_str=True).parameters
+    tail = [_option(*spec) for spec in last if spec[0] in own]
+    params = [p for name, p in own.items() if name != into and name not in {t.name for t in tail}]
+    params += [_option(*spec) for spec in options] + tail
+
+    @functools.wraps(fn)
+    def command(**kwargs: Any) -> Any:
+        shared = {name: kwargs.pop(name) for name, _, _ in options}
+        return fn(**{into: prepare(**shared)}, **kwargs)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    return command
+
+
+_REGISTRY_OPTIONS: Shared = (
     ("config", Path | None, ConfigOpt),
     ("store", str | None, StoreOpt),
     ("project", str | None, ProjectOpt),
@@ -134,22 +168,10 @@ _REGISTRY_OPTIONS = (
 def registry_command(fn: Callable[..., Any]) -> Callable[..., Any]:
     """A command over one project's registry: `fn(registry, ...)` gets `--config/--store/--project` opened.
 
-    The shared options are defined here once; typer sees `fn`'s own arguments and options, then
-    `--config`, `--store` and `--project`, then `fn`'s `as_json` (`--json`) when it has one, the
-    order `--help` has always listed them in. The registry is `open_registry(config, store, project)`.
+    Typer sees `fn`'s own arguments and options, then `--config`, `--store` and `--project`, then
+    `--json` when `fn` has `as_json`. The registry is `open_registry(config, store, project)`.
     """
-    own = inspect.signature(fn, eval_str=True).parameters
-    params = [p for name, p in own.items() if name not in ("registry", "as_json")]
-    params += [_option(name, annotation, option) for name, annotation, option in _REGISTRY_OPTIONS]
-    if "as_json" in own:
-        params.append(_option("as_json", bool, JsonOpt))
-
-    @functools.wraps(fn)
-    def command(*args: Any, config: Path | None, store: str | None, project: str | None, **kwargs: Any) -> Any:
-        return fn(open_registry(config, store, project), *args, **kwargs)
-
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    return command
+    return with_options(fn, "registry", _REGISTRY_OPTIONS, open_registry, last=(("as_json", bool, JsonOpt),))
 
 
 def os_error_message(err: OSError) -> str:

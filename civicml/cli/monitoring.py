@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from civicml.cli.common import (
     friendly_errors,
     load_cfg,
     warn_if_store_is_local,
+    with_options,
 )
 from civicml.reporting.numbers import number, signed
 
@@ -128,7 +131,6 @@ def compile_pipeline(pipeline: str, output: str | Path, cfg, image: str) -> Path
     return compile_fn(output, image=image, default_config_json=cfg.to_json(), secret_name=cfg.storage.secret_name)
 
 
-# Options shared by `schedule` and `submit`.
 HostOpt = typer.Option(None, "--host", help="KFP endpoint (default: env KFP_HOST, then monitoring.kfp_host).")
 PipelineFileOpt = typer.Option(None, "--pipeline-file", help="Compiled pipeline YAML.")
 ImageOpt = typer.Option(DEFAULT_IMAGE, help="Image for compiling when no compiled YAML exists.")
@@ -139,6 +141,38 @@ NamespaceOpt = typer.Option(
     "-n",
     help="Namespace of the KFP experiment and its runs (default: deploy.namespace, then the kube context's).",
 )
+
+
+@dataclass(frozen=True)
+class ClusterTarget:
+    """Where `schedule` and `submit` send a pipeline: their shared options."""
+
+    host: str | None
+    pipeline_file: Path | None
+    image: str
+    config: Path | None
+    namespace: str | None
+
+
+def _cluster_target(started_by: str | None, **where: Any) -> ClusterTarget:
+    apply_started_by(started_by)
+    return ClusterTarget(**where)
+
+
+# Options shared by `schedule` and `submit`, after each one's own.
+_CLUSTER_OPTIONS = (
+    ("host", str | None, HostOpt),
+    ("pipeline_file", Path | None, PipelineFileOpt),
+    ("image", str, ImageOpt),
+    ("config", Path | None, RunConfigOpt),
+    ("namespace", str | None, NamespaceOpt),
+    ("started_by", str | None, StartedByOpt),
+)
+
+
+def cluster_command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn(target, ...)` with the shared cluster options as its `target` (`--started-by` applied first)."""
+    return with_options(fn, "target", _CLUSTER_OPTIONS, _cluster_target)
 
 
 def _cluster_call(fn, *args, **kwargs):
@@ -173,7 +207,9 @@ PIPELINE_HELP = "Which pipeline: training or monitoring."
 
 
 @friendly_errors
+@cluster_command
 def schedule(
+    target: ClusterTarget,
     pipeline: str = typer.Option(..., "--pipeline", help=PIPELINE_HELP),
     cron: str = typer.Option(
         ...,
@@ -181,15 +217,8 @@ def schedule(
         help="When: KFP's 6-field cron 'SEC MIN HOUR DOM MON DOW' (e.g. '0 0 2 * * *'); a 5-field cron is converted.",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the recurring-run request instead of sending it."),
-    host: str | None = HostOpt,
-    pipeline_file: Path | None = PipelineFileOpt,
-    image: str = ImageOpt,
-    config: Path | None = RunConfigOpt,
-    namespace: str | None = NamespaceOpt,
-    started_by: str | None = StartedByOpt,
 ) -> None:
     """Create a KFP recurring run (one run at a time, no backfill) of the training or monitoring pipeline."""
-    apply_started_by(started_by)
     from civicml.orchestration.kfp_client import (
         build_recurring_run_request,
         default_pipeline_yaml,
@@ -198,17 +227,19 @@ def schedule(
     )
 
     _cluster_call(default_pipeline_yaml, pipeline)  # rejects an unknown pipeline name before any work
-    cfg = load_cfg(config)
+    cfg = load_cfg(target.config)
     with tempfile.TemporaryDirectory(prefix="civicml-schedule-") as tmp:
-        path = _pipeline_file(pipeline, pipeline_file, cfg, image, Path(tmp))
+        path = _pipeline_file(pipeline, target.pipeline_file, cfg, target.image, Path(tmp))
         if dry_run:
             warn_if_store_is_local(cfg, "run this schedule")
             body, parsed = _cluster_call(build_recurring_run_request, cfg, pipeline, path, cron)
             if parsed.note:
                 err_console.print(f"note: {parsed.note}", highlight=False, soft_wrap=True)
-            _print_dry_run(cfg, pipeline, path, namespace, "recurring_run", _cluster_call(validate_request, body))
+            _print_dry_run(
+                cfg, pipeline, path, target.namespace, "recurring_run", _cluster_call(validate_request, body)
+            )
             return
-        sub = _cluster_call(schedule_run, cfg, pipeline, cron, path, host, namespace)
+        sub = _cluster_call(schedule_run, cfg, pipeline, cron, path, target.host, target.namespace)
     # After the cluster answered (a failure stays one line); before, with --dry-run.
     warn_if_store_is_local(cfg, "run this schedule")
     console.print(
@@ -218,30 +249,25 @@ def schedule(
 
 
 @friendly_errors
+@cluster_command
 def submit(
+    target: ClusterTarget,
     pipeline: str = typer.Option("training", "--pipeline", help=PIPELINE_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the run request instead of sending it."),
-    host: str | None = HostOpt,
-    pipeline_file: Path | None = PipelineFileOpt,
-    image: str = ImageOpt,
-    config: Path | None = RunConfigOpt,
-    namespace: str | None = NamespaceOpt,
-    started_by: str | None = StartedByOpt,
 ) -> None:
     """Submit one run of the training or monitoring pipeline to a KFP cluster."""
-    apply_started_by(started_by)
     from civicml.orchestration.kfp_client import build_run_request, default_pipeline_yaml, submit_run, validate_request
 
     _cluster_call(default_pipeline_yaml, pipeline)
-    cfg = load_cfg(config)
+    cfg = load_cfg(target.config)
     with tempfile.TemporaryDirectory(prefix="civicml-submit-") as tmp:
-        path = _pipeline_file(pipeline, pipeline_file, cfg, image, Path(tmp))
+        path = _pipeline_file(pipeline, target.pipeline_file, cfg, target.image, Path(tmp))
         if dry_run:
             warn_if_store_is_local(cfg, "run this pipeline")
             request = _cluster_call(validate_request, _cluster_call(build_run_request, cfg, pipeline, path))
-            _print_dry_run(cfg, pipeline, path, namespace, "run", request)
+            _print_dry_run(cfg, pipeline, path, target.namespace, "run", request)
             return
-        sub = _cluster_call(submit_run, cfg, pipeline, path, host, namespace=namespace)
+        sub = _cluster_call(submit_run, cfg, pipeline, path, target.host, namespace=target.namespace)
     console.print(f"submitted run {sub.id} of the {pipeline} pipeline to {sub.host}")
     warn_if_store_is_local(cfg, "run this pipeline")
 
