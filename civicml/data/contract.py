@@ -8,6 +8,7 @@ new data against the same rules.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -86,18 +87,27 @@ def _inferred_range(s: pd.Series) -> dict[str, float]:
     return {"min": floor, "max": hi + pad}
 
 
+def _column(df: pd.DataFrame, name: str, missing: str) -> pd.Series:
+    """`df[name]`; `DataError(missing)` when `df` has no such column."""
+    if name not in df.columns:
+        raise DataError(missing)
+    return df[name]
+
+
+def _missing_rows(s: pd.Series) -> tuple[int, list[Any]]:
+    """How many values of `s` are missing, and the index of the first five of them."""
+    missing = s.isna()
+    return int(missing.sum()), s.index[missing].tolist()[:5]
+
+
 def check_target(df: pd.DataFrame, cfg: DataConfig, task: str) -> None:
     """Check the target column exists, has no missing values, and fits the task."""
     target = cfg.target
-    if target not in df.columns:
-        raise DataError(
-            f"target column {target!r} (data.target) is missing; the data has columns "
-            f"{list(df.columns)[:12]}; set data.target to one of them"
-        )
-    y = df[target]
+    hint = f"the data has columns {list(df.columns)[:12]}; set data.target to one of them"
+    y = _column(df, target, f"target column {target!r} (data.target) is missing; {hint}")
     if y.isna().any():
-        rows = y.index[y.isna()].tolist()[:5]
-        raise DataError(f"target column {target!r} has {int(y.isna().sum())} missing values (e.g. rows {rows})")
+        n, rows = _missing_rows(y)
+        raise DataError(f"target column {target!r} has {n} missing values (e.g. rows {rows})")
     if task == "binary_classification":
         classes = sorted(y.unique().tolist(), key=str)
         if len(classes) < 2:
@@ -155,16 +165,12 @@ def _out_of_contract(message: str, report: ContractReport, mode: str) -> None:
 
 def _enforce_column(out: pd.DataFrame, spec: ColumnSpec, report: ContractReport, mode: str) -> None:
     col = spec.name
-    if col not in out.columns:
-        raise DataError(
-            f"column {col!r} required by the data contract is missing (rule: presence); "
-            f"add it to the data or remove it from data.contract"
-        )
-    s = out[col]
+    where = "add it to the data or remove it from data.contract"
+    s = _column(out, col, f"column {col!r} required by the data contract is missing (rule: presence); {where}")
     if not spec.nullable and s.isna().any():
-        rows = s.index[s.isna()].tolist()[:5]
+        n, rows = _missing_rows(s)
         raise DataError(
-            f"column {col!r} has {int(s.isna().sum())} missing values (rule: not nullable), e.g. rows {rows}; "
+            f"column {col!r} has {n} missing values (rule: not nullable), e.g. rows {rows}; "
             f"fill them or declare nullable: true in data.contract"
         )
     if spec.kind == "numeric":

@@ -85,41 +85,10 @@ def test_cli_approve_deploys_locally_and_reject_does_not(tmp_path, monkeypatch, 
     sha = _version(registry, "v1", model_dir)
     _version(registry, "v2", model_dir)
     runner = CliRunner()
-    wrong = runner.invoke(
-        app,
-        [
-            "approve",
-            "v1",
-            "--by",
-            "A. Jones",
-            "--role",
-            "owner",
-            "--reason",
-            "ok",
-            "--model-sha256",
-            "abcdefabcdef",
-            "--store",
-            store,
-        ],
-    )
+    owner = ["--by", "A. Jones", "--role", "owner", "--store", store]
+    wrong = runner.invoke(app, ["approve", "v1", *owner, "--reason", "ok", "--model-sha256", "abcdefabcdef"])
     assert wrong.exit_code == 1 and "refusing" in wrong.output
-    ok = runner.invoke(
-        app,
-        [
-            "approve",
-            "v1",
-            "--by",
-            "A. Jones",
-            "--role",
-            "owner",
-            "--reason",
-            "reviewed",
-            "--model-sha256",
-            sha[:16],
-            "--store",
-            store,
-        ],
-    )
+    ok = runner.invoke(app, ["approve", "v1", *owner, "--reason", "reviewed", "--model-sha256", sha[:16]])
     assert ok.exit_code == 0, ok.output
     assert registry.get_alias("champion") == "v1"
     assert registry.alias_history("champion")[-1]["by"] == "A. Jones"
