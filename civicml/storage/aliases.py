@@ -21,13 +21,37 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from civicml.storage.base import Store, StoreConflict
 from civicml.storage.manifest import ALIASES, ANY, AliasConflict, RegistryError, utcnow
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 PROJECTS_PREFIX = "projects/"
 LEGACY_PREFIX = "aliases/"
+
+
+class _Who(TypedDict):
+    by: str
+    reason: str
+
+
+class MoveArgs(_Who, total=False):
+    """The keyword arguments of an alias move (`Registry.set_alias`, `AliasBook.move`).
+
+    Keys:
+        by: Who moves it.
+        reason: Why.
+        expected: Compare-and-swap: the version the caller saw; when the alias points elsewhere
+            the move is refused with `AliasConflict`. `ANY` (the default) moves from whatever is current.
+        before: Called with the move before it is written (to audit the intent); may return
+            extra fields to store with the move (e.g. the audit record's seq).
+    """
+
+    expected: Any
+    before: Callable[[dict[str, Any]], dict[str, Any] | None] | None
 
 
 def check_project_name(name: str) -> str:
@@ -122,23 +146,14 @@ class AliasBook:
                 names.add(owner)
         return names
 
-    def move(
-        self,
-        project: str | None,
-        alias: str,
-        version: str | None,
-        by: str,
-        reason: str,
-        *,
-        expected: Any = ANY,
-        before: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
-    ) -> dict[str, Any]:
-        """Create the next move of `project`'s alias (see `Registry.set_alias`).
+    def move(self, project: str | None, alias: str, version: str | None, **how: Unpack[MoveArgs]) -> dict[str, Any]:
+        """Create the next move of `project`'s alias (see `Registry.set_alias`; `how` as `MoveArgs`).
 
         Raises:
             AliasConflict: the alias points elsewhere than `expected`.
             RegistryError: other writers kept winning.
         """
+        expected, before = how.get("expected", ANY), how.get("before")
         for _ in range(1000):
             seq, current = self.last_move(project, alias)
             if expected is not ANY and current != expected:
@@ -149,7 +164,7 @@ class AliasBook:
             move: dict[str, Any] = {"alias": alias, "seq": seq + 1, "from": current, "to": version}
             if project is not None:
                 move["project"] = project
-            move.update(by=by, reason=reason, at=utcnow())
+            move.update(by=how["by"], reason=how["reason"], at=utcnow())
             if before is not None:
                 move.update(before(dict(move)) or {})
             try:

@@ -26,9 +26,9 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from civicml.storage.aliases import AliasBook, check_project_name
+from civicml.storage.aliases import AliasBook, MoveArgs, check_project_name
 from civicml.storage.artifacts import fetch_entries, read_entry, verify_entries
 from civicml.storage.base import Store, StoreConflict
 
@@ -50,6 +50,9 @@ from civicml.storage.manifest import (
     utcnow,
 )
 from civicml.storage.manifest_diff import dict_diff, diff_manifests
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "ALIASES",
@@ -303,16 +306,7 @@ class Registry:
         """Every recorded move of this project's alias, oldest first."""
         return self._aliases.history(self._alias_project(), alias)
 
-    def set_alias(
-        self,
-        alias: str,
-        version: str | None,
-        *,
-        by: str,
-        reason: str,
-        expected: Any = ANY,
-        before: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
-    ) -> dict[str, Any]:
+    def set_alias(self, alias: str, version: str | None, **how: Unpack[MoveArgs]) -> dict[str, Any]:
         """Point this project's `alias` at `version` (None clears it) by creating one move object.
 
         Only `civicml.governance.promotion` calls this (a test checks): every champion change
@@ -322,12 +316,7 @@ class Registry:
         Args:
             alias: `champion` or `challenger`.
             version: Target version, or None to clear the alias.
-            by: Who moves it.
-            reason: Why.
-            expected: Compare-and-swap: the version the caller saw; when the alias points elsewhere
-                the move is refused with `AliasConflict`. `ANY` moves from whatever is current.
-            before: Called with the move before it is written (to audit the intent); may return
-                extra fields to store with the move (e.g. the audit record's seq).
+            **how: `by` and `reason` (required), `expected` (compare-and-swap) and `before`: see `MoveArgs`.
 
         Raises:
             RegistryError: unknown alias or version, or a version of another project.
@@ -341,7 +330,7 @@ class Registry:
             project = project if isinstance(project, str) else None
         else:
             project = self._alias_project()
-        return self._aliases.move(project, alias, version, by, reason, expected=expected, before=before)
+        return self._aliases.move(project, alias, version, **how)
 
     # -- contracts and housekeeping ---------------------------------------------
     def load_contract(self, name: str) -> list[dict[str, Any]] | None:

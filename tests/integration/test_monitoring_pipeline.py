@@ -46,6 +46,16 @@ def _decisions(store: Path) -> list[dict]:
     return [r["payload"] for r in AuditLog(LocalStore(store)).records() if r["event"] == "retrain_decision"]
 
 
+def _monitor(cfg, champion: str, workdir: Path, yaml_path: Path) -> list[tuple[str, str]]:
+    """Run the compiled monitoring pipeline on `cfg`'s window; assert it succeeded; its (task, state) events."""
+    events: list[tuple[str, str]] = []
+    run = run_pipeline(
+        cfg, version=champion, workdir=workdir, pipeline_yaml=yaml_path, on_event=lambda t, w: events.append((t, w))
+    )
+    assert run.ok, failure_detail(run)
+    return events
+
+
 def test_monitoring_pipeline_retrains_on_drift_and_not_without(tmp_path):
     store = tmp_path / "store"
     champion = _train_champion(_cfg(store), tmp_path / "champion")
@@ -56,15 +66,7 @@ def test_monitoring_pipeline_retrains_on_drift_and_not_without(tmp_path):
 
     # A fresh sample of the reference month (other seed): no drift, no retraining, no new version.
     same = _cfg(store, **{"monitoring.window_source": "demo:benefits?seed=99"})
-    events: list[tuple[str, str]] = []
-    run = run_pipeline(
-        same,
-        version=champion,
-        workdir=tmp_path / "mon-same",
-        pipeline_yaml=yaml_path,
-        on_event=lambda t, w: events.append((t, w)),
-    )
-    assert run.ok, failure_detail(run)
+    events = _monitor(same, champion, tmp_path / "mon-same", yaml_path)
     tasks = [t for t, w in events if w == "SUCCESS"]
     assert {"monitor-drift", "monitor-trigger", "monitor-report"} <= set(tasks), events
     assert "monitor-retrain" not in [t for t, _ in events]
@@ -75,15 +77,7 @@ def test_monitoring_pipeline_retrains_on_drift_and_not_without(tmp_path):
 
     # Month 6 (income, claim amounts and channel drifted): the policy fires and training runs on that batch.
     drifted = _cfg(store, **{"monitoring.window_source": "demo:benefits?month=6"})
-    events.clear()
-    run = run_pipeline(
-        drifted,
-        version=champion,
-        workdir=tmp_path / "mon-drift",
-        pipeline_yaml=yaml_path,
-        on_event=lambda t, w: events.append((t, w)),
-    )
-    assert run.ok, failure_detail(run)
+    events = _monitor(drifted, champion, tmp_path / "mon-drift", yaml_path)
     assert ("monitor-retrain", "SUCCESS") in events, events
     decisions = _decisions(store)
     assert [d["decision"] for d in decisions] == ["no_retrain", "retrain"]
