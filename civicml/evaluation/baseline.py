@@ -10,14 +10,17 @@ evaluated on the same resample weights.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from civicml.catalog import LOWER_IS_BETTER
-from civicml.evaluation.bootstrap import Bootstrap, percentile_intervals
+from civicml.evaluation.bootstrap import Bootstrap, Resampling, percentile_intervals
 from civicml.evaluation.metrics import classification_metrics, metric_statistic, regression_metrics
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 # Margins computed for every evaluation (cheap); the policy's skill metric is added when it is another.
 MARGIN_METRICS = {"binary_classification": ("balanced_accuracy", "accuracy"), "regression": ("rmse", "mae")}
@@ -56,10 +59,8 @@ def no_skill_baseline(
     score: np.ndarray,
     threshold: float = 0.5,
     metrics: tuple[str, ...] | None = None,
-    n_resamples: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
     boot: Bootstrap | None = None,
+    **resampling: Unpack[Resampling],
 ) -> dict[str, Any]:
     """Baseline metrics on the test rows and the model's margins over them.
 
@@ -70,11 +71,10 @@ def no_skill_baseline(
         score: The model's test scores (probabilities or predictions).
         threshold: The model's decision threshold (the baseline predicts its majority class).
         metrics: Metrics to compute margins for; default `MARGIN_METRICS[task]`.
-        n_resamples: Paired bootstrap resamples for the margin intervals (0 = none).
-        seed: Bootstrap seed.
-        level: Interval coverage.
-        boot: A shared `Bootstrap` for the margin intervals instead (its resamples, seed and level
-            apply); the margins get their intervals when it runs.
+        boot: A shared `Bootstrap` for the margin intervals (its resamples, seed and level apply);
+            the margins get their intervals when it runs.
+        **resampling: Without `boot`, the own paired bootstrap's settings (`Resampling`: 1000
+            resamples by default; 0 = no intervals).
 
     Returns:
         `{strategy, metrics, margins: {metric: {model, baseline, margin, low, high, level, n_resamples}}}`.
@@ -87,7 +87,7 @@ def no_skill_baseline(
     margins = {
         m: {"model": model_m[m], "baseline": base_m[m], "margin": sign[m] * (model_m[m] - base_m[m])} for m in which
     }
-    if n_resamples > 0 or boot is not None:
+    if resampling.get("n_resamples", 1000) > 0 or boot is not None:
         model_stat = metric_statistic(task, y_test, score, threshold, which)
         base_stat = metric_statistic(task, y_test, base, BASELINE_THRESHOLD, which)
 
@@ -99,7 +99,7 @@ def no_skill_baseline(
             for m, interval in percentile_intervals(draws, own.n_resamples, own.level).items():
                 margins[m].update(interval)
 
-        own = boot or Bootstrap(n_resamples, seed, level)
+        own = boot or Bootstrap(**resampling)
         own.add(len(y_test), margin, then=attach)
         if boot is None:
             own.run()

@@ -26,8 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 Statistic = Callable[[np.ndarray], dict[str, np.ndarray]]
 Draws = dict[str, np.ndarray]
@@ -143,6 +147,33 @@ class Bootstrap:
             if request.then is not None:
                 request.then(draws)
         self._requests = []
+
+
+class Resampling(TypedDict, total=False):
+    """An own bootstrap's settings (`Bootstrap`'s arguments and defaults), for a caller that shares none.
+
+    Keys:
+        n_resamples: Resamples (1000 by default).
+        seed: Seed of the resampling; the same seed gives the same intervals.
+        level: Coverage of the intervals, e.g. 0.95.
+        memory_budget: Bytes a chunk of weights may take (the intervals do not depend on it).
+    """
+
+    n_resamples: int
+    seed: int
+    level: float
+    memory_budget: int
+
+
+def on_bootstrap(
+    boot: Bootstrap | None, n: int, statistic: Statistic, **resampling: Unpack[Resampling]
+) -> dict[str, dict[str, float]]:
+    """Register `statistic` on the shared `boot` (filled when it runs), or run it now on `Bootstrap(**resampling)`."""
+    own = boot or Bootstrap(**resampling)
+    intervals = own.add(n, statistic)
+    if boot is None:
+        own.run()
+    return intervals
 
 
 def run_one(

@@ -20,7 +20,7 @@ fewer than two groups are reportable the disparity is `None` (not assessable).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,10 @@ from fairlearn.metrics import (
 from sklearn.metrics import precision_score
 
 from civicml.catalog import DISPARITIES, RATES, REGRESSION_DISPARITIES
-from civicml.evaluation.bootstrap import MEMORY_BUDGET, Bootstrap
+from civicml.evaluation.bootstrap import Bootstrap, Resampling, on_bootstrap
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 MISSING_GROUP = "<missing>"
 
@@ -146,28 +149,21 @@ def disparity_intervals(
     y_true: np.ndarray,
     y_pred: np.ndarray,
     groups: np.ndarray,
-    n_resamples: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-    memory_budget: int = MEMORY_BUDGET,
     boot: Bootstrap | None = None,
+    **resampling: Unpack[Resampling],
 ) -> dict[str, dict[str, float]]:
     """Percentile bootstrap intervals of the disparities (rows resampled, groups kept as labels).
 
     Shown next to the point values so a reviewer can tell a real disparity from the noise
     of a few hundred rows per group; the gate itself judges the point value (the four-fifths
     rule is defined on it). `groups` may be labels or codes. With a shared `boot` (its resamples,
-    seed and level apply) the returned dict is filled when it runs.
+    seed and level apply) the returned dict is filled when it runs; without, `resampling` sets the
+    own bootstrap (`Resampling`: 1000 resamples by default).
     """
     codes = pd.factorize(groups)[0]
-    if len(codes) == 0 or codes.max() < 1 or (boot is None and n_resamples <= 0):
+    if len(codes) == 0 or codes.max() < 1 or (boot is None and resampling.get("n_resamples", 1000) <= 0):
         return {}
-    own = boot is None
-    boot = boot or Bootstrap(n_resamples, seed, level, memory_budget)
-    intervals = boot.add(len(codes), disparity_statistic(y_true, y_pred, codes))
-    if own:
-        boot.run()
-    return intervals
+    return on_bootstrap(boot, len(codes), disparity_statistic(y_true, y_pred, codes), **resampling)
 
 
 def group_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -210,9 +206,8 @@ def fairness_report(
     y_pred: np.ndarray,
     sensitive: pd.DataFrame,
     min_group_count: int = 30,
-    n_resamples: int = 0,
-    seed: int = 0,
     boot: Bootstrap | None = None,
+    **resampling: Unpack[Resampling],
 ) -> dict[str, Any]:
     """Per-group rates and disparity measures for each sensitive attribute.
 
@@ -221,9 +216,9 @@ def fairness_report(
         y_pred: 0/1 predictions (at the evaluation threshold).
         sensitive: One column per sensitive attribute, aligned with `y_true`.
         min_group_count: Groups with fewer rows are suppressed (see the module docstring).
-        n_resamples: Bootstrap resamples for `confidence_intervals` of the disparities (0 = none).
-        seed: Bootstrap seed.
-        boot: A shared `Bootstrap` for the intervals instead (filled when it runs).
+        boot: A shared `Bootstrap` for `confidence_intervals` of the disparities (filled when it runs).
+        **resampling: Without `boot`, the own bootstrap's settings (`Resampling`); `n_resamples`
+            is 0 (no intervals) unless given.
 
     Returns:
         `{attribute: {groups: {group: {count, suppressed, selection_rate, tpr, fpr, precision}},
@@ -233,6 +228,7 @@ def fairness_report(
     """
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
+    resampling = {"n_resamples": 0, **resampling}
     out: dict[str, Any] = {}
     for attr in sensitive.columns:
         codes, labels = group_codes(sensitive[attr])
@@ -251,9 +247,7 @@ def fairness_report(
             )
         else:
             headline = everyone
-        cis = disparity_intervals(
-            y_true[keep], y_pred[keep], codes[keep], n_resamples=n_resamples, seed=seed, boot=boot
-        )
+        cis = disparity_intervals(y_true[keep], y_pred[keep], codes[keep], boot, **resampling)
         out[attr] = {
             "groups": per_group,
             "suppressed_groups": suppressed_groups,

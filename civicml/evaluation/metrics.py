@@ -13,15 +13,18 @@ each resample's value equals scikit-learn's on the materialised resample.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
 from civicml.catalog import CLASSIFICATION_METRICS, REGRESSION_METRICS
-from civicml.evaluation.bootstrap import MEMORY_BUDGET, Bootstrap
+from civicml.evaluation.bootstrap import Bootstrap, Resampling, on_bootstrap
 from civicml.evaluation.ranking import RankedScores
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 # The metric names and their directions are the catalog's (one definition, issue 15).
 CLASSIFICATION_HEADLINE = CLASSIFICATION_METRICS
@@ -285,12 +288,9 @@ def bootstrap_intervals(
     task: str,
     y_true: np.ndarray,
     score: np.ndarray,
-    n_resamples: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
     threshold: float = 0.5,
-    memory_budget: int = MEMORY_BUDGET,
     boot: Bootstrap | None = None,
+    **resampling: Unpack[Resampling],
 ) -> dict[str, dict[str, float]]:
     """Percentile bootstrap confidence intervals for the headline metrics.
 
@@ -298,24 +298,17 @@ def bootstrap_intervals(
         task: `binary_classification` or `regression`.
         y_true: Labels (0/1) or values.
         score: Probabilities (classification) or predictions (regression).
-        n_resamples: Number of bootstrap resamples (1000 by default).
-        level: Coverage, e.g. 0.95.
-        seed: Seed of the resampling; the same seed gives the same intervals.
         threshold: Classification threshold for the threshold metrics.
-        memory_budget: Bytes a chunk of resamples may take (the intervals do not depend on it).
-        boot: A shared `Bootstrap` to register on instead (its resamples, seed and level apply); the
+        boot: A shared `Bootstrap` to register on (its resamples, seed and level apply); the
             returned dict is filled when it runs.
+        **resampling: Without `boot`, the own bootstrap's `n_resamples` (1000 by default), `seed`,
+            `level` and `memory_budget` (`Resampling`).
 
     Returns:
         `{metric: {"low", "high", "level", "n_resamples"}}`; metrics that are undefined in
         more than half of the resamples (e.g. a single-class test set) are left out.
     """
-    own = boot is None
-    boot = boot or Bootstrap(n_resamples, seed, level, memory_budget)
-    intervals = boot.add(len(y_true), metric_statistic(task, y_true, score, threshold))
-    if own:
-        boot.run()
-    return intervals
+    return on_bootstrap(boot, len(y_true), metric_statistic(task, y_true, score, threshold), **resampling)
 
 
 def evaluate_predictions(
@@ -323,14 +316,13 @@ def evaluate_predictions(
     y_true: np.ndarray,
     score: np.ndarray,
     threshold: float = 0.5,
-    n_resamples: int = 0,
-    seed: int = 0,
     boot: Bootstrap | None = None,
+    **resampling: Unpack[Resampling],
 ) -> dict[str, Any]:
     """All metrics, curves and confidence intervals for one set of predictions.
 
-    `n_resamples` is 0 by default (no CIs) because tuning calls this once per trial and
-    needs only the point metrics; the evaluate step asks for 1000, on its shared `boot`
+    `n_resamples` (of `resampling`) is 0 by default (no CIs) because tuning calls this once per
+    trial and needs only the point metrics; the evaluate step asks for 1000, on its shared `boot`
     (then `confidence_intervals` is filled when `boot` runs).
 
     Returns:
@@ -340,8 +332,8 @@ def evaluate_predictions(
     y_true = np.asarray(y_true)
     score = np.asarray(score, dtype="float64")
     cis = (
-        bootstrap_intervals(task, y_true, score, n_resamples=n_resamples, seed=seed, threshold=threshold, boot=boot)
-        if n_resamples > 0 or boot is not None
+        bootstrap_intervals(task, y_true, score, threshold, boot, **resampling)
+        if resampling.get("n_resamples", 0) > 0 or boot is not None
         else {}
     )
     if task == "binary_classification":
