@@ -175,7 +175,7 @@ def render(res: dict[str, Any] | None) -> list[str]:
         f"on 127.0.0.1 and driven by `benchmarks/loadgen.py` in a third process, {st['seconds']:g} s per phase. "
         "Figures: median [min–max] (n = runs). civicml acknowledges each prediction only after its log record is "
         "fsync'd in the store (the default); the floor logs nothing. Both share the 2 cores with the load generator "
-        "(and with other sessions' work): load average (1/5/15 min) "
+        "(and with any other work on the machine). Load average (1/5/15 min) "
         f"{st.get('load_start')} at the start, {st.get('load_end')} at the end.",
         "",
         "| server | req/s at 8 connections | p99 at 8 connections | p50 at 200 req/s | p99 at 200 req/s | errors |",
