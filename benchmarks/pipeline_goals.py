@@ -17,7 +17,7 @@ from typing import Any
 # Issue 18's must-show goals, in its order (the server's two are `server_compare.GOALS`).
 GOALS = {
     "ratio_1m": "pipeline / bare <= 1.10 at 1M rows",
-    "evaluate_1m": "evaluate step / bare evaluate <= 1.5 at 1M rows",
+    "evaluate_1m": "evaluate step / bare evaluate <= 1.5 at 1M rows (the issue's bare: no intervals, no SHAP)",
     "rss": "peak RSS of every step <= 4x the float feature matrix above the import floor at 1M rows",
     "fixed": "fixed cost <= 1.5 s per heavy step at 1k rows (step wall minus the bare stage)",
 }
@@ -52,12 +52,17 @@ def _big(res: dict[str, Any]) -> dict[str, Any] | None:
     return big[-1] if big else None
 
 
-def evaluate_ratios(run: dict[str, Any]) -> list[float]:
-    """Per pair: the evaluate step's wall over the bare script's evaluate stage."""
+# The bare script's evaluate stages: as the issue defines the bare script (metrics, curves and group metrics;
+# no intervals, no SHAP), and the same work as civicml's evaluate (1000-resample intervals and TreeSHAP too).
+NO_INTERVALS, SAME_WORK = "evaluate_no_intervals", "evaluate"
+
+
+def evaluate_ratios(run: dict[str, Any], stage: str = NO_INTERVALS) -> list[float]:
+    """Per pair: the evaluate step's wall over the bare script's `stage` (results without it are skipped)."""
     return [
-        p["pipeline"]["steps"]["evaluate"] / p["bare"]["stages"]["evaluate"]
+        p["pipeline"]["steps"]["evaluate"] / p["bare"]["stages"][stage]
         for p in run["runs"]
-        if p["pipeline"]["steps"].get("evaluate") and p["bare"]["stages"].get("evaluate")
+        if p["pipeline"]["steps"].get("evaluate") and p["bare"]["stages"].get(stage)
     ]
 
 
@@ -102,8 +107,10 @@ def goals(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "ok": ratio["median"] <= RATIO_LIMIT if ratio else None,
     }
     ev = evaluate_ratios(big) if big else []
+    same = evaluate_ratios(big, SAME_WORK) if big else []
     g["evaluate_1m"] = {
-        "figure": _spread(ev) if ev else "not measured",
+        "figure": (_spread(ev) if ev else "not measured")
+        + (f"; against the bare evaluate that also computes the intervals and SHAP: {_spread(same)}" if same else ""),
         "ok": _median(ev) <= EVALUATE_LIMIT if ev else None,
     }
     run = rss_run(res)
@@ -142,6 +149,14 @@ def _fmt(s: dict[str, Any]) -> str:
     return f"{s['median']:.2f} [{s['min']:.2f}–{s['max']:.2f}] (n={s['n']})"
 
 
+def _evaluate_row(pair: dict[str, Any]) -> list[str]:
+    step, stages = pair["pipeline"]["steps"]["evaluate"], pair["bare"]["stages"]
+    cells = [f"{step:.1f} s"]
+    for stage in (NO_INTERVALS, SAME_WORK):
+        cells += [f"{stages[stage]:.1f} s", f"{step / stages[stage]:.2f}"] if stages.get(stage) else ["-", "-"]
+    return cells
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -154,19 +169,14 @@ def render(res: dict[str, Any]) -> list[str]:
     if big:
         out += [
             f"Evaluate step against the bare script's evaluate stage, {big['rows']:,} rows, per alternating pair "
-            "(step wall from kfp.local's task log, process start-up included):",
+            "(step wall from kfp.local's task log, process start-up included). The bare script times its evaluate "
+            "twice in the same run: up to the point estimates (metrics, curves, fairlearn group metrics: the "
+            "issue's bare script, which the goal is judged on) and in full (plus the 1000-resample intervals of "
+            "the metrics and disparities and TreeSHAP, the same work as civicml's step):",
             "",
             *_table(
-                ["pair", "evaluate step", "bare evaluate", "ratio"],
-                [
-                    [
-                        i + 1,
-                        f"{p['pipeline']['steps']['evaluate']:.1f} s",
-                        f"{p['bare']['stages']['evaluate']:.1f} s",
-                        f"{p['pipeline']['steps']['evaluate'] / p['bare']['stages']['evaluate']:.2f}",
-                    ]
-                    for i, p in enumerate(big["runs"])
-                ],
+                ["pair", "evaluate step", "bare, no intervals", "ratio", "bare, same work", "ratio"],
+                [[i + 1, *_evaluate_row(p)] for i, p in enumerate(big["runs"])],
             ),
             "",
         ]
