@@ -380,6 +380,7 @@ def main() -> None:
     if a.render:
         res = json.loads(a.render.read_text())
         res["noise_note"] = noise_note(res["load_start"], res["load_end"])
+        res["goals"] = evaluate_goals(res)  # verdicts and figures from the stored measurements, as a run makes them
         a.render.with_suffix(".md").write_text(render(res))
         log(f"rendered {a.render.with_suffix('.md')}")
         return

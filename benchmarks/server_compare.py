@@ -151,7 +151,7 @@ def goals(res: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     c = res["civicml"]
     return {
         "server_throughput": {
-            "figure": f"civicml/floor {_fmt(res['throughput_ratio'], digits=2)}; civicml "
+            "figure": f"civicml/floor {_fmt(res['throughput_ratio'], digits=4)}; civicml "
             f"{_fmt(c['throughput_rps'], ' req/s')}, floor {_fmt(res['floor']['throughput_rps'], ' req/s')}",
             "ok": res["throughput_ratio"]["median"] >= 0.5,
         },
