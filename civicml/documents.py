@@ -122,6 +122,7 @@ class Evaluation(Document):
     metrics: dict[str, float] = Field(default_factory=dict)
     confidence_intervals: dict[str, Any] = Field(default_factory=dict)
     fairness: dict[str, Any] | None = None
+    baseline: dict[str, Any] | None = None
     champion_comparison: dict[str, Any] | None = None
 
 

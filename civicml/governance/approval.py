@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from civicml.documents import DocumentError, Evaluation, GateDecision
 from civicml.governance.audit import AuditLog
 
 # The status half of approvals, re-exported: callers import it from here.
@@ -132,14 +133,19 @@ def check_bindings(
             f"refusing: evaluation report of {version} hashes to {eval_sha[:16]}…, the manifest "
             f"records {str(man.get('evaluation_sha256'))[:16]}…"
         )
-    evaluation = json.loads(eval_bytes)
-    if evaluation.get("model_sha256") != model_sha:
+    try:
+        evaluation = Evaluation.parse(json.loads(eval_bytes), where=f"the evaluation report of {version}")
+        gate = json.loads(registry.read_artifact(version, "gate.json")) if "gate.json" in man["artifacts"] else {}
+        if gate:
+            GateDecision.parse(gate, where=f"the gate decision of {version}")
+    except (DocumentError, json.JSONDecodeError) as err:
+        raise ApprovalError(f"refusing: {err}") from None
+    if evaluation.model_sha256 != model_sha:
         raise ApprovalError(
             f"refusing: the evaluation report of {version} describes model "
-            f"{str(evaluation.get('model_sha256'))[:16]}…, not the stored model {model_sha[:16]}…"
+            f"{str(evaluation.model_sha256)[:16]}…, not the stored model {model_sha[:16]}…"
         )
     _check_reviewed(version, model_sha, eval_sha, expected_model_sha256, expected_evaluation_sha256)
-    gate = json.loads(registry.read_artifact(version, "gate.json")) if "gate.json" in man["artifacts"] else {}
     return {"model_sha256": model_sha, "evaluation_sha256": eval_sha, "gate": gate}
 
 

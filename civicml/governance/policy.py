@@ -30,7 +30,10 @@ from typing import Any
 
 from civicml.catalog import FAIRNESS_METRICS_BY_TASK
 from civicml.config import PolicyConfig
+from civicml.documents import Evaluation
 
+# What an evaluation without a `task` was made for (documents written before the field existed).
+DEFAULT_TASK = "binary_classification"
 TASK_DEFAULT_MIN_METRICS = {"binary_classification": {"roc_auc": 0.7}, "regression": {"r2": 0.0}}
 PASS, FAIL, NOT_ASSESSABLE, NOT_MEASURED = "pass", "fail", "not_assessable", "not_measured"
 
@@ -97,10 +100,10 @@ def _compare(
     )
 
 
-def _metric_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
-    task = evaluation.get("task", "binary_classification")
-    metrics = evaluation.get("metrics", {})
-    cis = evaluation.get("confidence_intervals", {})
+def _metric_rules(policy: PolicyConfig, evaluation: Evaluation) -> list[dict[str, Any]]:
+    task = evaluation.task or DEFAULT_TASK
+    metrics = evaluation.metrics
+    cis = evaluation.confidence_intervals
     min_metrics = policy.min_metrics if policy.min_metrics is not None else TASK_DEFAULT_MIN_METRICS.get(task, {})
     rules = []
     for name, bound, is_min in [
@@ -207,9 +210,9 @@ def _explain_fairness(r: dict[str, Any], metric: str, rep: dict[str, Any], suppr
         )
 
 
-def _fairness_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
-    fairness = evaluation.get("fairness") or {}
-    task = evaluation.get("task", "binary_classification")
+def _fairness_rules(policy: PolicyConfig, evaluation: Evaluation) -> list[dict[str, Any]]:
+    fairness = evaluation.fairness or {}
+    task = evaluation.task or DEFAULT_TASK
     rules = []
     for fr in policy.fairness:
         measurable = FAIRNESS_METRICS_BY_TASK.get(task, ())
@@ -235,14 +238,14 @@ def _fairness_rules(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[di
     return rules
 
 
-def _skill_rule(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
+def _skill_rule(policy: PolicyConfig, evaluation: Evaluation) -> list[dict[str, Any]]:
     """The model's margin over the no-skill baseline (majority class / prior; the mean)."""
     rule = policy.skill
     if not rule.enabled:
         return []
-    task = evaluation.get("task", "binary_classification")
+    task = evaluation.task or DEFAULT_TASK
     metric, bound = rule.resolved(task)
-    base = evaluation.get("baseline") or {}
+    base = evaluation.baseline or {}
     m = (base.get("margins") or {}).get(metric)
     on_ci = rule.use_ci_lower_bound
     label = f"{metric} margin over the no-skill baseline{' (95% CI lower bound)' if on_ci else ''} >= {bound}"
@@ -269,8 +272,8 @@ def _champion_not_assessable(champ: Any, margin: float, detail: str) -> dict[str
     return _rule(label, "champion", -margin, None, NOT_ASSESSABLE, detail=detail, champion_version=champ)
 
 
-def _champion_rule(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
-    comp = evaluation.get("champion_comparison")
+def _champion_rule(policy: PolicyConfig, evaluation: Evaluation) -> list[dict[str, Any]]:
+    comp = evaluation.champion_comparison
     if not comp:
         return []
     margin = policy.non_inferiority_margin
@@ -315,16 +318,22 @@ def _champion_rule(policy: PolicyConfig, evaluation: dict[str, Any]) -> list[dic
     ]
 
 
-def decide(policy: PolicyConfig, evaluation: dict[str, Any]) -> dict[str, Any]:
+def decide(policy: PolicyConfig, evaluation: Evaluation | dict[str, Any]) -> dict[str, Any]:
     """Apply every gate rule and return the decision with each rule's threshold, value and verdict.
 
     Args:
         policy: `policy:` section of the config.
-        evaluation: Output of the evaluate step (metrics, CIs, fairness, optional champion comparison).
+        evaluation: Output of the evaluate step (metrics, CIs, fairness, optional champion comparison),
+            as the typed document or its JSON object (validated here).
 
     Returns:
         `{decision, reason, rules, failed, borderline, not_assessable, policy}`; see the module docstring.
+
+    Raises:
+        DocumentError: `evaluation` is not a valid evaluation document.
     """
+    if not isinstance(evaluation, Evaluation):
+        evaluation = Evaluation.parse(evaluation, where="the evaluation")
     rules = [
         *_metric_rules(policy, evaluation),
         *_skill_rule(policy, evaluation),

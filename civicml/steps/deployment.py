@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from civicml.config import RunConfig
+from civicml.documents import Evaluation
 from civicml.steps._io import cfg_of, registry_of
 from civicml.storage.registry import Registry
 
@@ -17,10 +18,10 @@ def compared_champion(registry: Registry, version: str) -> Any:
     from civicml.storage.registry import ANY, RegistryError
 
     try:
-        evaluation = json.loads(registry.read_artifact(version, "evaluation.json"))
+        raw = json.loads(registry.read_artifact(version, "evaluation.json"))
     except RegistryError:
         return ANY
-    comparison = evaluation.get("champion_comparison")
+    comparison = Evaluation.parse(raw, where=f"evaluation.json of {version}").champion_comparison
     if not isinstance(comparison, dict):
         return None
     return comparison.get("champion_version", ANY)

@@ -15,14 +15,14 @@ def gate(config: RunConfig | str, evaluation_path: str, gate_path: str) -> dict[
     from civicml.governance.policy import decide
 
     cfg = cfg_of(config)
-    evaluation = Evaluation.read(evaluation_path).as_dict()
+    evaluation = Evaluation.read(evaluation_path)
     result = GateDecision.stamp(decide(cfg.policy, evaluation), where="the gate decision")
     write_json(gate_path, result)
     AuditLog(registry_of(cfg).store).append(
         "gate_decided",
         {
-            "version": evaluation.get("version"),
-            "model_sha256": evaluation.get("model_sha256"),
+            "version": evaluation.version,
+            "model_sha256": evaluation.model_sha256,
             "decision": result["decision"],
             "reason": result["reason"],
             "rules": [{k: r[k] for k in ("rule", "threshold", "value", "verdict")} for r in result["rules"]],

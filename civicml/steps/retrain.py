@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from civicml.config import RunConfig
+from civicml.documents import DriftReport
 from civicml.governance.audit import AuditLog
 from civicml.orchestration.retrain import retrain_target, run_training_locally, submit_training
-from civicml.steps._io import cfg_of, read_json, registry_of
+from civicml.steps._io import cfg_of, registry_of
 
 
 def monitor_retrain(config: RunConfig | str, drift_path: str) -> dict[str, Any]:
@@ -21,8 +22,8 @@ def monitor_retrain(config: RunConfig | str, drift_path: str) -> dict[str, Any]:
         RuntimeError: the local training run failed (the message has the failing step's error).
     """
     cfg = cfg_of(config)
-    drift = read_json(drift_path)
-    source = drift["source"] if drift.get("window_kind") == "data_batch" else cfg.data.source
+    drift = DriftReport.read(drift_path)
+    source = drift.source if drift.window_kind == "data_batch" and drift.source else cfg.data.source
     train_cfg = RunConfig.model_validate(
         {**cfg.model_dump(mode="json"), "data": {**cfg.data.model_dump(mode="json"), "source": source}}
     )
