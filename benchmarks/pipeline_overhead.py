@@ -28,6 +28,7 @@ from _common import (
     CIVICML,
     PY,
     bench_config,
+    clean_env,
     emit,
     fmt,
     fresh_dir,
@@ -69,12 +70,17 @@ def step_seconds(log_path: str | Path) -> dict[str, float]:
     return out
 
 
-def run_pipeline_once(rows: int, trials: int) -> dict[str, Any]:
-    """`civicml run --json` in a fresh directory with a fresh store; wall time, step times, results."""
+def run_pipeline_once(rows: int, trials: int, host: bool = True) -> dict[str, Any]:
+    """`civicml run --json` in a fresh directory with a fresh store; wall time, step times, results.
+
+    `host=False` runs with CIVICML_STEP_HOST=off: every step imports its libraries in its own process,
+    as it does in a cluster pod.
+    """
     d = fresh_dir("pipe")
     try:
         cfg = bench_config(d, rows, trials)
-        wall, out = timed_run([CIVICML, "run", "--json", "-c", str(cfg)], cwd=d)
+        env = clean_env() if host else clean_env(CIVICML_STEP_HOST="off")
+        wall, out = timed_run([CIVICML, "run", "--json", "-c", str(cfg)], cwd=d, env=env)
         res = last_json(out)
         if not res.get("ok"):
             raise RuntimeError(f"civicml run failed: {res.get('error')}")
@@ -178,19 +184,34 @@ def summarise_pairs(rows: int, trials: int, runs: list[dict[str, Any]]) -> dict[
 
 
 def startup_costs(reps: int = 3) -> dict[str, Any]:
-    """Wall seconds of fresh interpreters importing what a kfp.local step process imports."""
+    """Wall seconds of fresh interpreters importing what a kfp.local step process imports.
+
+    kfp's lightweight-component command sets `_KFP_RUNTIME=true` (kfp/dsl/component_factory.py), which
+    keeps `import kfp` from loading the client; the probes run with it too.
+    """
     probes = {
         "python -c pass": "pass",
-        "import civicml.steps": "import civicml.steps",
-        "import kfp executor + civicml.steps": "import kfp.dsl.executor_main, civicml.steps",
-        "+ pandas/pyarrow/xgboost/sklearn": (
-            "import kfp.dsl.executor_main, civicml.steps, pyarrow.parquet, xgboost, sklearn.metrics"
+        "kfp executor + civicml.steps.host (a step with the warm host)": (
+            "import kfp.dsl.executor_main, civicml.steps.host"
+        ),
+        "+ the steps' libraries (a step in its own process)": (
+            "import kfp.dsl.executor_main, civicml.steps.training, pyarrow.parquet, xgboost, sklearn.metrics"
         ),
     }
+    env = clean_env(_KFP_RUNTIME="true")
     out = {}
     for name, code in probes.items():
-        out[name] = summary([timed_run([PY, "-c", code])[0] for _ in range(reps)])
+        out[name] = summary([timed_run([PY, "-c", code], env=env)[0] for _ in range(reps)])
     return out
+
+
+def own_process_steps(reps: int, rows: int, trials: int, log=print) -> dict[str, Any]:
+    """Per-step walls with CIVICML_STEP_HOST=off (each step imports its own libraries, as in a pod)."""
+    runs = []
+    for i in range(reps):
+        runs.append(run_pipeline_once(rows, trials, host=False)["steps"])
+        log(f"  own-process steps {i + 1}/{reps}: " + ", ".join(f"{k} {v:.2f} s" for k, v in runs[-1].items()))
+    return {s: summary([r[s] for r in runs if s in r]) for s in runs[0]}
 
 
 def fixed_overhead(reps: int = 3, rows: int = 1000, trials: int = 1, log=print) -> dict[str, Any]:
@@ -221,6 +242,7 @@ def fixed_overhead(reps: int = 3, rows: int = 1000, trials: int = 1, log=print) 
         "bare_imports": res["bare_stages"]["imports"],
         "detail": res,
         "startup": startup_costs(),
+        "own_process": own_process_steps(reps, rows, trials, log=log),
     }
 
 

@@ -260,7 +260,19 @@ def render(res: dict[str, Any]) -> str:
             ],
         ),
         "",
-        "Start-up of a fresh interpreter (what every kfp.local step pays before its work):",
+        "Each kfp.local step is a fresh process; it hands its work to the run's warm step host "
+        "(`civicml.steps.host`), which imported the libraries once. The same steps each in their own process "
+        "(CIVICML_STEP_HOST=off, as in a cluster pod), same config:",
+        "",
+        _table(
+            ["step", "own process (median)", "with the host (median)"],
+            [
+                [s, fmt(v, " s"), f"{f['per_step'][s]['pipeline']:.2f} s" if s in f["per_step"] else "-"]
+                for s, v in (f.get("own_process") or {}).items()
+            ],
+        ),
+        "",
+        "Start-up of a fresh interpreter (what a kfp.local step process pays before its work):",
         "",
         _table(["probe", "wall"], [[k, fmt(v, " s")] for k, v in f["startup"].items()]),
         "",

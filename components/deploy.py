@@ -19,9 +19,9 @@ def deploy(config_json: str, version: str) -> str:
     """
     import json
 
-    from civicml import steps
+    from civicml.steps.host import run_step
 
-    return json.dumps(steps.deploy(config_json, version))
+    return json.dumps(run_step("deploy", config_json, version))
 
 
 def component(image: str):

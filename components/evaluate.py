@@ -34,10 +34,11 @@ def evaluate(
         figures: The model card's figures (PNG, alt text, data tables), drawn once here and reused by
             `register`.
     """
-    from civicml import steps
+    from civicml.steps.host import run_step
+    from civicml.steps.kfp_outputs import log_kfp_metrics
 
-    result = steps.evaluate(config_json, data.path, model.path, evaluation.path, report.path, figures.path)
-    steps.log_kfp_metrics(result, metrics, classification)
+    result = run_step("evaluate", config_json, data.path, model.path, evaluation.path, report.path, figures.path)
+    log_kfp_metrics(result, metrics, classification)
 
 
 def component(image: str):

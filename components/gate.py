@@ -19,9 +19,9 @@ def gate(config_json: str, evaluation: Input[Artifact], decision_record: Output[
         decision_record: The decision with every rule (JSON), stored with the version.
         Output: `deploy`, `reject` or `pending_approval`; the pipeline deploys only on `deploy`.
     """
-    from civicml import steps
+    from civicml.steps.host import run_step
 
-    return steps.gate(config_json, evaluation.path, decision_record.path)["decision"]
+    return run_step("gate", config_json, evaluation.path, decision_record.path)["decision"]
 
 
 def component(image: str):

@@ -21,9 +21,9 @@ def monitor_drift(config_json: str, version: str, drift: Output[Artifact], perfo
         performance: Live performance on served predictions that have feedback (JSON).
         Output: The version that was compared.
     """
-    from civicml import steps
+    from civicml.steps.host import run_step
 
-    return steps.monitor_drift(config_json, version, drift.path, performance.path)["version"]
+    return run_step("monitor_drift", config_json, version, drift.path, performance.path)["version"]
 
 
 def component(image: str):

@@ -23,9 +23,9 @@ def monitor_report(
     Returns:
         report: The drift report as an HTML page for the KFP UI.
     """
-    from civicml import steps
+    from civicml.steps.host import run_step
 
-    steps.monitor_report(config_json, drift.path, performance.path, decision_record.path, report.path)
+    run_step("monitor_report", config_json, drift.path, performance.path, decision_record.path, report.path)
 
 
 def component(image: str):

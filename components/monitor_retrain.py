@@ -21,9 +21,9 @@ def monitor_retrain(config_json: str, drift: Input[Artifact]) -> str:
     """
     import json
 
-    from civicml import steps
+    from civicml.steps.host import run_step
 
-    return json.dumps(steps.monitor_retrain(config_json, drift.path))
+    return json.dumps(run_step("monitor_retrain", config_json, drift.path))
 
 
 def component(image: str):

@@ -22,9 +22,9 @@ def monitor_trigger(
         decision_record: The decision with the rules that made it (JSON).
         Output: `retrain` or `no_retrain`; the pipeline retrains only on `retrain`.
     """
-    from civicml import steps
+    from civicml.steps.host import run_step
 
-    return steps.monitor_trigger(config_json, drift.path, performance.path, decision_record.path)["decision"]
+    return run_step("monitor_trigger", config_json, drift.path, performance.path, decision_record.path)["decision"]
 
 
 def component(image: str):

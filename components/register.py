@@ -38,9 +38,10 @@ def register(
         model_card_md: The model card as Markdown.
         Output: The committed version id.
     """
-    from civicml import steps
+    from civicml.steps.host import run_step
 
-    manifest = steps.register(
+    manifest = run_step(
+        "register",
         config_json,
         data.path,
         best_params.path,

@@ -21,9 +21,9 @@ def train(config_json: str, data: Input[Dataset], best_params: Input[Artifact], 
         model: The saved model files and the feature spec (no pickle).
         Output: sha256 over the model's files, in order.
     """
-    from civicml import steps
+    from civicml.steps.host import run_step
 
-    return steps.train(config_json, data.path, best_params.path, model.path)["model_sha256"]
+    return run_step("train", config_json, data.path, best_params.path, model.path)["model_sha256"]
 
 
 def component(image: str):

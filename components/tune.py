@@ -20,9 +20,9 @@ def tune(config_json: str, data: Input[Dataset], best_params: Output[Artifact], 
         trials: The trials table as an HTML page.
         Output: The best objective value.
     """
-    from civicml import steps
+    from civicml.steps.host import run_step
 
-    return steps.tune(config_json, data.path, best_params.path, trials.path)["best_value"]
+    return run_step("tune", config_json, data.path, best_params.path, trials.path)["best_value"]
 
 
 def component(image: str):

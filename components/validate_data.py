@@ -20,9 +20,9 @@ def validate_data(config_json: str, version: str, data: Output[Dataset]) -> str:
         data: train/valid/test Parquet, the contract, the profile and `data_info.json`.
         Output: `ok`, or `no_new_data` when the data is what the champion was trained on.
     """
-    from civicml import steps
+    from civicml.steps.host import run_step
 
-    return steps.validate_data(config_json, data.path, version)["status"]
+    return run_step("validate_data", config_json, data.path, version)["status"]
 
 
 def component(image: str):

@@ -4,7 +4,8 @@ There is no separate local implementation of any step: the same compiled YAML th
 cluster runs (the one that ships with civicml, `civicml.orchestration.compiled`) is loaded
 and executed by `kfp.local.SubprocessRunner(use_venv=False)` in the current environment,
 with the run's config as its `config_json` argument. kfp.local ignores the YAML's image and
-Kubernetes settings.
+Kubernetes settings. Each step process hands its work to a warm host started for the run
+(`civicml.steps.host`; `CIVICML_STEP_HOST=off` opts out), which imported the heavy libraries once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any
 
 from civicml.config import RunConfig
 from civicml.orchestration.compiled import shipped_pipeline
+from civicml.steps import host
+from civicml.steps.host import HOST_LOG
 
 _TASK_START = re.compile(r"Executing task '([\w-]+)'")
 _TASK_END = re.compile(r"Task '([\w-]+)' finished with status (\S+)")
@@ -96,18 +99,20 @@ def run_pipeline(
     Returns:
         A LocalRun with the version id, success flag, log path and per-step seconds.
     """
-    from kfp import components
-
     from civicml.storage.registry import new_version_id
 
     version = version or new_version_id()
     run_dir, temp_root = _run_dir(cfg, version, workdir)
-    pipeline = components.load_component_from_file(str(_stage_yaml(run_dir, pipeline_yaml)))
     timer = _StepTimer(on_event)
     log_path = run_dir / "kfp-local.log"
     t0 = time.perf_counter()
     try:
-        error = _execute(pipeline, cfg, version, run_dir, log_path, timer.event)
+        # Started first: the host imports the steps' libraries while kfp loads and the first steps run.
+        with host.offered(run_dir / HOST_LOG):
+            from kfp import components
+
+            pipeline = components.load_component_from_file(str(_stage_yaml(run_dir, pipeline_yaml)))
+            error = _execute(pipeline, cfg, version, run_dir, log_path, timer.event)
     finally:
         if not keep_outputs:
             shutil.rmtree(run_dir / "outputs", ignore_errors=True)

@@ -22,6 +22,8 @@ from civicml.reporting.numbers import ci_suffix, number, percent
 # Okabe-Ito, by their proper names.
 BLUE, ORANGE, GREEN, VERMILION, GREY = "#0072B2", "#E69F00", "#009E73", "#D55E00", "#555555"
 CURVE_ROWS = 11  # points of a curve listed in its table (the chart has them all)
+# Processes that draw the model card's figures at once (None: the CPUs this process may use, at most 4).
+CARD_WORKERS: int | None = None
 
 
 def _canvas(w: float = 6.0, h: float = 4.2, dpi: int = 100):
@@ -303,17 +305,44 @@ def residuals(ev: dict[str, Any]) -> Figure | None:
     return Figure(key="residuals", title="Residuals", alt=alt, png=_png(fig), table=table)
 
 
-def card_figures(ev: dict[str, Any]) -> list[Figure]:
-    """Every figure of the model card for the evaluation document `ev`, in page order."""
-    out = (
-        [residuals(ev)]
+def card_figures(ev: dict[str, Any], workers: int | None = None) -> list[Figure]:
+    """Every figure of the model card for the evaluation document `ev`, in page order.
+
+    Args:
+        ev: The evaluation document.
+        workers: Processes that draw at once (default `CARD_WORKERS`).
+            matplotlib spends its time laying out text in Python, so the charts are drawn in
+            forked processes, not threads; 1 draws them here, one after another.
+    """
+    jobs: list[tuple[Any, tuple[Any, ...]]] = (
+        [(residuals, (ev,))]
         if ev.get("task") == "regression" or "residuals" in ev
-        else [roc(ev), pr(ev), calibration(ev), confusion(ev)]
+        else [(roc, (ev,)), (pr, (ev,)), (calibration, (ev,)), (confusion, (ev,))]
     )
     if ev.get("task") != "regression":
-        out += [fairness(attr, rep) for attr, rep in (ev.get("fairness") or {}).items()]
-    out.append(importance(ev.get("feature_importance") or {}))
-    return [f for f in out if f is not None]
+        jobs += [(fairness, (attr, rep)) for attr, rep in (ev.get("fairness") or {}).items()]
+    jobs.append((importance, (ev.get("feature_importance") or {},)))
+    return [f for f in _draw(jobs, workers) if f is not None]
+
+
+def _draw(jobs: list[tuple[Any, tuple[Any, ...]]], workers: int | None) -> list[Figure | None]:
+    import multiprocessing
+    import os
+
+    workers = workers if workers is not None else CARD_WORKERS
+    n = min(len(jobs), workers if workers is not None else min(len(os.sched_getaffinity(0)), 4))
+    if n < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [fn(*args) for fn, args in jobs]
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork: the children have matplotlib and the data already; nothing is imported again.
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(_call, jobs))
+
+
+def _call(job: tuple[Any, tuple[Any, ...]]) -> Figure | None:
+    fn, args = job
+    return fn(*args)
 
 
 def drift_alt(f: dict[str, Any]) -> str:

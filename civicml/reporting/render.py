@@ -70,6 +70,19 @@ def environment(html: bool = True) -> Environment:
     return env
 
 
+def warm_templates(prefixes: tuple[str, ...] = ("model_card", "report/")) -> None:
+    """Compile the model card's templates into both environments' caches (the run's warm step host calls this).
+
+    Args:
+        prefixes: Template names to compile by their start; the default is what evaluate and register render.
+    """
+    for html in (True, False):
+        env = environment(html)
+        for name in env.list_templates():
+            if name.startswith(prefixes):
+                env.get_template(name)
+
+
 def render(template: str, **context: Any) -> str:
     """Render `template` (its suffix decides: `.md.j2` is plain text, anything else HTML)."""
     return environment(not template.endswith(".md.j2")).get_template(template).render(**context)

@@ -82,13 +82,3 @@ def _audit_payload(evaluation: dict[str, Any]) -> dict[str, Any]:
             if k in comparison
         },
     }
-
-
-def log_kfp_metrics(evaluation: dict[str, Any], metrics: Any, classification: Any = None) -> None:
-    """Publish the evaluation to KFP UI artifacts (`Metrics`, `ClassificationMetrics`)."""
-    for name, value in evaluation["metrics"].items():
-        metrics.log_metric(name, float(value))
-    if classification is not None and "roc" in evaluation:
-        roc = evaluation["roc"]
-        classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
-        classification.log_confusion_matrix(["0", "1"], evaluation["confusion_matrix"])

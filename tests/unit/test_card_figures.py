@@ -34,6 +34,7 @@ def test_figures_are_drawn_once_in_evaluate_and_reused_by_register(cfg, tmp_path
     steps.train(cfg, d, None, m)
     drawn = []
     real = plots._canvas
+    monkeypatch.setattr(plots, "CARD_WORKERS", 1)  # counted here, not in forked drawers
     monkeypatch.setattr(plots, "_canvas", lambda *a, **k: drawn.append(a) or real(*a, **k))
     steps.evaluate(cfg, d, m, str(tmp_path / "e.json"), str(tmp_path / "report.html"), str(figs))
     # ROC, PR, calibration, confusion, fairness by sex and by region, importance: each drawn once
@@ -63,3 +64,14 @@ def test_figures_are_drawn_once_in_evaluate_and_reused_by_register(cfg, tmp_path
     registry = Registry(LocalStore(cfg.storage.uri))
     html_again, _ = steps.current_card(registry, "v1")
     assert base64.b64encode((figs / pngs[0]).read_bytes()).decode() in html_again
+
+
+def test_figures_drawn_in_parallel_are_the_figures_drawn_one_by_one(cfg, tmp_path):
+    d, m = str(tmp_path / "d"), str(tmp_path / "m")
+    steps.validate_data(cfg, d, "v1")
+    steps.train(cfg, d, None, m)
+    ev = steps.evaluate(cfg, d, m, str(tmp_path / "e.json"))
+    one_by_one = plots.card_figures(ev, workers=1)
+    in_parallel = plots.card_figures(ev, workers=3)
+    assert [f.key for f in in_parallel] == [f.key for f in one_by_one]
+    assert [f.model_dump() for f in in_parallel] == [f.model_dump() for f in one_by_one]
