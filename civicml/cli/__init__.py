@@ -1,11 +1,33 @@
-"""`civicml` command line: one Typer app; each concern registers its commands from its own module."""
+"""`civicml` command line: one Typer app (`civicml.cli.commands`); each concern registers its own commands.
+
+`main` is the console script. `app` is resolved on first use (PEP 562), so that `civicml run` can
+start its warm step host (`civicml.steps.host`) before the commands and their libraries are
+imported: the host has seconds of imports of its own to do, and the first steps need them.
+"""
 
 from __future__ import annotations
 
-from civicml.cli import cluster, core, governance, monitoring, reproduce, review, serving, storage, tuning
-from civicml.cli.common import app
+import sys
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
-for _module in (core, storage, reproduce, tuning, governance, serving, monitoring, cluster, review):
-    _module.register(app)
 
-__all__ = ["app"]
+def main() -> None:
+    """The `civicml` command."""
+    context: AbstractContextManager[Any] = nullcontext()
+    if sys.argv[1:2] == ["run"]:
+        from civicml.steps import host
+
+        context = host.offered()  # `run` finds it offered and uses it
+    with context:
+        from civicml.cli.commands import app
+
+        app()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from civicml.cli.commands import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

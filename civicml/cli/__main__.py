@@ -1,5 +1,5 @@
 """`python -m civicml.cli` runs the CLI."""
 
-from civicml.cli import app
+from civicml.cli import main
 
-app()
+main()

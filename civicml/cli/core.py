@@ -45,16 +45,16 @@ def run(
     ),
 ) -> None:
     """Compile the training pipeline and run it locally through kfp.local."""
-    from civicml.orchestration.local import failure_detail, read_manifest, version_summary
     from civicml.steps import host
 
     apply_started_by(started_by)
-
     overrides = _parse_sets(set_)
     if month is not None:
         overrides["data.demo.month"] = month
-    # The warm step host starts before the config is read: it has seconds of imports to do.
+    # The warm step host starts first, before the config is read: it has seconds of imports to do.
     with host.offered():
+        from civicml.orchestration.local import failure_detail, read_manifest, version_summary
+
         cfg = load_cfg(config, overrides)
         result, status = _run_with_progress(cfg, as_json, keep_run_data)
     manifest = read_manifest(cfg, result.version)

@@ -7,6 +7,7 @@ SOCKET` runs. The host never starts a thread, so each fork holds the import stat
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -58,7 +59,7 @@ NEEDS: dict[str, str] = {
     "register": "civicml.reporting.card",
 }
 # What the standby imports for the run's first request (validate-data, or monitor-drift).
-FIRST: tuple[str, ...] = ("civicml.steps.validate", "civicml.steps.drift")
+FIRST: tuple[str, ...] = ("civicml.config", "civicml.steps.validate", "civicml.steps.drift")
 
 
 def serve(
@@ -89,11 +90,13 @@ def serve(
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the kernel
     for entry in shared:
         _preload(entry)
-    retire_r, retire_w = os.pipe()
+    retire_r, retire_write = os.pipe()
+    gc.freeze()
     if os.fork() == 0:
-        os.close(retire_w)
+        os.close(retire_write)
         _standby(listener, retire_r, first, step)
     os.close(retire_r)
+    retire_w: int | None = retire_write
     done = 0  # entries of `preload` imported so far, in order
     waiting: list[tuple[socket.socket, dict[str, Any], list[int]]] = []
     while True:
@@ -107,13 +110,21 @@ def serve(
             request, fds = _request(conn) if conn is not None else (None, [])
             if conn is not None and request is not None:
                 waiting.append((conn, request, fds))
+                retire_w = _retire(retire_w)  # the host took the first request: the standby is not needed
             elif conn is not None:
                 conn.close()
         elif done < len(preload):
             _preload(preload[done])
             done += 1
             if done == len(preload):
-                os.close(retire_w)  # the standby, if still idle, goes: the host is warmer now
+                retire_w = _retire(retire_w)  # the standby, if still idle, goes: the host is warmer now
+
+
+def _retire(retire_w: int | None) -> int | None:
+    """Tell the standby to go (EOF on its pipe), once; the descriptor left (none)."""
+    if retire_w is not None:
+        os.close(retire_w)
+    return None
 
 
 def _needs(step: Any, preload: Sequence[str]) -> int:
@@ -200,6 +211,9 @@ def _fork(
 ) -> None:
     """Fork the worker of one request; the host keeps none of its descriptors."""
     _say(f"serving {request.get('step')}")
+    # What is imported so far is left out of the worker's garbage collections: a collection writes to
+    # every object it visits, which would copy the host's pages into the worker one by one.
+    gc.freeze()
     if os.fork() == 0:  # the worker
         listener.close()
         _work(conn, request, fds, step)
