@@ -58,6 +58,7 @@ NEEDS: dict[str, str] = {
     "evaluate": "civicml.steps.evaluation",
     "register": "civicml.reporting.card",
 }
+_ORPHAN_CHECK_SECONDS = 1.0
 # What the standby imports for the run's first request (validate-data, or monitor-drift).
 FIRST: tuple[str, ...] = ("civicml.config", "civicml.steps.validate", "civicml.steps.drift")
 
@@ -84,6 +85,7 @@ def serve(
         step: Runs a step in a worker, `(name, args, kwargs) -> result` (tests pass their own).
     """
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    parent = os.getppid()  # a run killed outright cannot stop its host: the host notices instead
     listener.bind(address)
     os.chmod(address, 0o600)
     listener.listen(16)
@@ -104,7 +106,10 @@ def serve(
             waiting.remove(item)
             with item[0]:
                 _fork(listener, *item, step)
-        ready, _, _ = select.select([listener], [], [], 0 if done < len(preload) else None)
+        ready, _, _ = select.select([listener], [], [], 0 if done < len(preload) else _ORPHAN_CHECK_SECONDS)
+        if os.getppid() != parent:
+            _say("its run is gone (the parent process ended); stopping")
+            os._exit(0)
         if ready:
             conn = _accept(listener)
             request, fds = _request(conn) if conn is not None else (None, [])

@@ -162,6 +162,27 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
+def test_a_host_whose_run_was_killed_stops(tmp_path):
+    address = str(tmp_path / "s.sock")
+    code = (
+        "import subprocess, sys, time; "
+        f"p = subprocess.Popen([sys.executable, '-m', 'civicml.steps.host_server', {address!r}]); "
+        "print(p.pid, flush=True); time.sleep(120)"
+    )
+    run = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    host_pid = int(run.stdout.readline())
+    deadline = time.monotonic() + 30
+    while not os.path.exists(address):
+        assert time.monotonic() < deadline, "the host never bound its socket"
+        time.sleep(0.05)
+    run.kill()  # SIGKILL: the run cannot stop its host
+    run.wait(10)
+    deadline = time.monotonic() + 30
+    while _alive(host_pid):
+        assert time.monotonic() < deadline, f"host {host_pid} still runs after its run was killed"
+        time.sleep(0.1)
+
+
 def test_an_unreachable_host_runs_the_step_here(tmp_path, monkeypatch, capfd):
     (tmp_path / "data_info.json").write_text(json.dumps({"version": "v1", "rows": 3}))
     monkeypatch.setenv(HOST_ENV, str(tmp_path / "nobody-listens.sock"))
