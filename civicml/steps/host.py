@@ -172,12 +172,11 @@ def offered(log_path: Path | None = None) -> Iterator[str | None]:
     folder = tempfile.mkdtemp(prefix="civicml-host-")  # 0700; short, for the 108-byte socket path limit
     address = os.path.join(folder, "steps.sock")
     with open(os.path.join(folder, HOST_LOG), "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "civicml.steps.host_server", address],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-        )
+        command = [sys.executable, "-m", "civicml.steps.host_server", address]
+        # As the image sets it (Dockerfile): spinning OpenMP threads would fight the host's own imports
+        # on the other core. libgomp reads it when XGBoost loads, in the host, so the workers have it too.
+        env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
     os.environ[HOST_ENV] = address
     try:
         yield address
