@@ -1,8 +1,9 @@
 """HTTP model server: wires state, data plane, routes, metrics and limits into one FastAPI app.
 
 `load_state` (in `state`) loads and verifies the models before the port is bound; `create_app`
-builds the app: pure ASGI middlewares for request ids/metrics (`metrics.RequestContext`) and body
-limits (`limits.BodyLimits`), the routes (`endpoints`) over a `DataPlane`, and an OpenAPI document
+builds the app: pure ASGI middlewares for request ids/metrics (`metrics.RequestContext`), body
+limits (`limits.BodyLimits`) and the direct way to `/predict` (`direct.DirectRoutes`, past FastAPI's
+router), the routes (`endpoints`) over a `DataPlane`, and an OpenAPI document
 that describes every request body and 4xx answer. `/metrics` and `/docs` follow `serving.metrics`
 and `serving.docs` in the config.
 """
@@ -21,6 +22,7 @@ from fastapi.openapi.utils import get_openapi
 
 from civicml.config import RunConfig
 from civicml.serving.dataplane import DataPlane, register_errors
+from civicml.serving.direct import DirectRoutes
 from civicml.serving.endpoints import register_routes
 from civicml.serving.limits import BodyLimits
 from civicml.serving.metrics import RequestContext, ServerMetrics
@@ -97,13 +99,14 @@ def create_app(state: ServingState) -> FastAPI:
     app.state.logs = {PREDICTIONS: pred_log, FEEDBACK: fb_log}
     app.state.metrics = metrics
     app.state.reloader = reloader
-    # add_middleware puts the last one outermost: request context wraps the limits.
-    app.add_middleware(BodyLimits, max_body_bytes=cfg.max_body_bytes, body_timeout_seconds=cfg.body_timeout_seconds)
-    app.add_middleware(RequestContext, metrics=metrics, issuer=plane.issuer)
     register_errors(app, plane, _json_safe)
     defs: dict[str, Any] = {}
-    register_routes(app, plane, flags, defs)
+    direct = register_routes(app, plane, flags, defs)
     _document(app, defs)
+    # add_middleware puts the last one outermost: request context wraps the limits, which wrap the direct routes.
+    app.add_middleware(DirectRoutes, owner=app, handlers=direct)
+    app.add_middleware(BodyLimits, max_body_bytes=cfg.max_body_bytes, body_timeout_seconds=cfg.body_timeout_seconds)
+    app.add_middleware(RequestContext, metrics=metrics, issuer=plane.issuer)
     return app
 
 

@@ -10,7 +10,8 @@ contract); the endpoints parse the bodies themselves (bounded, see `limits`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Any
 
@@ -238,9 +239,16 @@ def predict_route(plane: DataPlane) -> Callable[..., Any]:
     return predict
 
 
-def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs: dict[str, Any]) -> None:
-    """Add every route to `app`; `defs` collects the component schemas of the request bodies."""
+def register_routes(
+    app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs: dict[str, Any]
+) -> dict[str, Callable[[Request], Awaitable[Response]]]:
+    """Add every route to `app`; `defs` collects the component schemas of the request bodies.
+
+    Returns:
+        The routes `direct.DirectRoutes` answers: path -> endpoint with its query parameters' defaults.
+    """
     ep = Endpoints(plane, flags)
+    predict = predict_route(plane)
     predict_body, feedback_body, infer_body = _bodies(plane, defs)
 
     def add(path: str, endpoint: Callable[..., Any], tags: list[str | Enum], method: str = "GET", **doc: Any) -> None:
@@ -273,7 +281,7 @@ def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs
         )
     add(
         "/predict",
-        predict_route(plane),
+        predict,
         ["predict"],
         "POST",
         response_model=m.PredictResponse,
@@ -291,6 +299,7 @@ def register_routes(app: FastAPI, plane: DataPlane, flags: dict[str, bool], defs
     )
     if plane.state.serving.metrics:
         add("/metrics", ep.prometheus, ["health"], response_class=Response)
+    return {"/predict": functools.partial(predict, explain=False)}
 
 
 def _bodies(plane: DataPlane, defs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
