@@ -17,10 +17,17 @@ thread (requests are concurrent already) over the iteration range the scikit-lea
 use (the best iteration when training stopped early). `tests/unit/test_fastpath.py` checks the
 scores equal `TrainedModel.score` on mixed numeric, categorical, missing and unseen values.
 Other families (scikit-learn pipelines) keep the frame path.
+
+`DensePredict` calls XGBoost's C function `XGBoosterPredictFromDense` (what `inplace_predict`
+calls for a numpy array) with the arguments `inplace_predict` would send, made once per loaded
+version: for one row, `inplace_predict`'s Python side (type checks over every input kind, JSON
+encoding of its arguments, a class defined per call to read the output) cost about 60% of the
+call (measured: 233 µs against 95 µs for the same row and model).
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -67,6 +74,49 @@ class RowEncoder:
         return out
 
 
+_DENSE_F8 = b'{"data": [%d, false], "strides": null, "descr": [["", "<f8"]], "typestr": "<f8", "shape": [%d, %d], '
+_DENSE_F8 += b'"version": 3}'
+
+
+class DensePredict:
+    """`booster.inplace_predict(x, iteration_range=..., validate_features=False)` for C-ordered float64 `x`.
+
+    The same C call with the same arguments: `iteration_range`, `missing` NaN, value (not margin)
+    predictions, no base margin. Returns a float64 copy of the (rows,) output (the library's
+    buffer is reused by the next call on this thread).
+    """
+
+    def __init__(self, booster: Any, iteration_range: tuple[int, int]) -> None:
+        from xgboost import core
+
+        self.core, self.handle = core, booster.handle
+        self.call = core._LIB.XGBoosterPredictFromDense
+        # Exactly what `Booster.inplace_predict` builds for these parameters (xgboost core.py).
+        self.args = core.make_jcargs(
+            type=0,
+            training=False,
+            iteration_begin=int(iteration_range[0]),
+            iteration_end=int(iteration_range[1]),
+            missing=NAN,
+            strict_shape=False,
+            cache_id=0,
+        )
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Scores of the rows of `x` (C-contiguous float64, one column per feature)."""
+        c = self.core
+        shape, dims, preds = ctypes.POINTER(c.c_bst_ulong)(), c.c_bst_ulong(), ctypes.POINTER(ctypes.c_float)()
+        # The array interface `xgboost._data_utils.array_interface` writes for such an array.
+        rows, cols = x.shape
+        view = _DENSE_F8 % (x.ctypes.data, rows, cols)
+        null = ctypes.c_void_p()
+        c._check_call(self.call(self.handle, view, self.args, null, *map(ctypes.byref, (shape, dims, preds))))
+        size = math.prod(shape[i] for i in range(dims.value))
+        if size != rows:
+            raise ValueError(f"the model returned {size} values for {rows} rows; one score per row was expected")
+        return np.ctypeslib.as_array(preds, (size,)).astype(np.float64)
+
+
 class Scorer:
     """Scores records for one loaded version: the fast path for XGBoost, the frame path otherwise."""
 
@@ -74,6 +124,7 @@ class Scorer:
         self.model = model
         self.encoder = RowEncoder(model.spec)
         self.booster = None
+        self.predict: DensePredict | None = None
         self.iteration_range = (0, 0)
         if model.family == "xgboost":
             self.booster = model.estimator.get_booster()
@@ -81,15 +132,14 @@ class Scorer:
             best = self.booster.attr("best_iteration")
             # The scikit-learn wrapper's own rule (xgboost sklearn.py `_get_iteration_range`).
             self.iteration_range = (0, int(best) + 1) if best is not None else (0, 0)
+            self.predict = DensePredict(self.booster, self.iteration_range)
 
     def score(self, records: Sequence[dict[str, Any]]) -> np.ndarray:
         """Probability of the positive class (classification) or the value (regression), float64."""
-        if self.booster is None:
+        if self.predict is None:
             frame = pd.DataFrame.from_records(list(records), columns=self.model.spec.features)
             return np.asarray(self.model.score(frame), dtype="float64")
-        x = self.encoder.encode(records)
-        out = self.booster.inplace_predict(x, iteration_range=self.iteration_range, validate_features=False)
-        return np.asarray(out, dtype="float64").reshape(len(records))
+        return self.predict(self.encoder.encode(records))
 
     def labels(self, score: np.ndarray) -> np.ndarray:
         """0/1 at the model's own threshold (classification) or the score itself (regression)."""

@@ -91,3 +91,28 @@ def test_encoder_codes_follow_the_training_categories():
     )
     expected = np.column_stack([want["a"].to_numpy(dtype="float64"), want["c"].cat.codes.replace(-1, np.nan)])
     np.testing.assert_array_equal(x, expected)
+
+
+@pytest.mark.parametrize("early", [False, True])
+def test_dense_predict_is_inplace_predict(tmp_path, early):
+    """The direct C call gives inplace_predict's numbers for one row and for many, missing values included."""
+    model = _model(tmp_path, "binary_classification", early)
+    fast = Scorer(model)
+    assert fast.predict is not None
+    x = fast.encoder.encode(_records(300, seed=3))
+    for rows in (x[:1], x[1:2], x):
+        want = fast.booster.inplace_predict(rows, iteration_range=fast.iteration_range, validate_features=False)
+        got = fast.predict(rows)
+        assert got.dtype == np.float64 and got.shape == (len(rows),)
+        np.testing.assert_array_equal(got, np.asarray(want, dtype="float64"))
+    before = fast.predict(x[:1])
+    fast.predict(x[1:])  # the library reuses its output buffer: earlier answers must be copies
+    np.testing.assert_array_equal(before, fast.predict(x[:1]))
+
+
+def test_dense_predict_reports_the_library_error(tmp_path):
+    from xgboost.core import XGBoostError
+
+    fast = Scorer(_model(tmp_path, "binary_classification", False))
+    with pytest.raises(XGBoostError):
+        fast.predict(np.zeros((1, fast.encoder.width + 3)))
