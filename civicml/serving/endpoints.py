@@ -299,7 +299,13 @@ def register_routes(
     )
     if plane.state.serving.metrics:
         add("/metrics", ep.prometheus, ["health"], response_class=Response)
-    return {"/predict": functools.partial(predict, explain=False)}
+    return {
+        "/predict": functools.partial(predict, explain=False),
+        "/v2/models/{name}/infer": lambda request: ep.infer(request.path_params["name"], request),
+        "/v2/models/{name}/versions/{version}/infer": lambda request: ep.infer_version(
+            request.path_params["name"], request.path_params["version"], request
+        ),
+    }
 
 
 def _bodies(plane: DataPlane, defs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

@@ -186,3 +186,54 @@ def test_log_failure_and_unexpected_errors_are_identical(built, tmp_path, monkey
             for served in state.models.values():
                 m.setattr(served.scorer, "score", lambda records: 1 / 0)
             assert pair.same("POST", "/predict", json=body).status_code == 500
+
+
+def _infer_body(recs: list[dict], **extra) -> dict:
+    """A v2 inference request with one tensor per feature column."""
+    inputs = [
+        {"name": c, "shape": [len(recs)], "datatype": "FP64" if c in NUMERIC else "BYTES", "data": [r[c] for r in recs]}
+        for c in NUMERIC + CATEGORICAL
+    ]
+    return {"inputs": inputs, **extra}
+
+
+def test_v2_infer_answers_are_identical_and_direct(built, tmp_path, router_calls):
+    direct, routed = _apps(built, tmp_path)
+    recs = _records(3)
+    name, champion, challenger = built[0].name, built[2], built[3]
+    good = _infer_body(recs)
+    with Pair(direct, routed) as pair:
+        for url in (
+            f"/v2/models/{name}/infer",
+            f"/v2/models/{name}/versions/{champion}/infer",
+            f"/v2/models/{name}/versions/{challenger}/infer",
+        ):
+            assert pair.same("POST", url, json=good).json()["outputs"]
+        url = f"/v2/models/{name}/infer"
+        assert pair.same("POST", url, json=_infer_body(recs[:1], id="case-9", outputs=[{"name": "score"}])).json()
+        pair.same("POST", url, json=_infer_body(recs[:1], parameters={"key": "case-3"}))
+        bad = [
+            ("POST", "/v2/models/nosuch/infer", {"json": good}),
+            ("POST", f"/v2/models/{name}/versions/v0/infer", {"json": good}),
+            ("POST", url, {"json": [good]}),
+            ("POST", url, {"json": {"inputs": []}}),
+            ("POST", url, {"json": _infer_body(recs, id="has space")}),
+            ("POST", url, {"json": _infer_body(recs, outputs=[{"name": "nope"}])}),
+            ("POST", url, {"json": _infer_body(recs * 2)}),  # more rows than max_rows
+            ("POST", url, {"json": {"inputs": [{**good["inputs"][0], "datatype": "BYTES"}]}}),
+            ("POST", url, {"json": good, "headers": {"Inference-Header-Content-Length": "10"}}),
+            ("POST", url, {"content": b"{", "headers": {"content-type": "application/json"}}),
+        ]
+        for method, where, kw in bad:
+            assert 400 <= pair.same(method, where, **kw).status_code < 500, (where, kw)
+        assert router_calls.get(id(direct.router), 0) == 0
+        assert pair.same("POST", f"{url}?x=1", json=good).status_code == 200  # left to FastAPI
+        assert pair.same("GET", url).status_code == 405
+        assert router_calls[id(direct.router)] == 2
+        counts = [
+            sorted(
+                ln for ln in c.get("/metrics").text.splitlines() if ln.startswith("civicml_request") and "_total{" in ln
+            )
+            for c in pair.clients
+        ]
+        assert counts[0] == counts[1] and any('route="/v2/models/{name}/infer"' in ln for ln in counts[0])
