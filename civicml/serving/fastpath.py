@@ -28,8 +28,9 @@ call (measured: 233 µs against 95 µs for the same row and model).
 from __future__ import annotations
 
 import ctypes
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ import pandas as pd
 from civicml.modeling.estimators import TrainedModel
 
 NAN = float("nan")
+log = logging.getLogger("civicml.serving")
 
 
 def _number(value: Any) -> float:
@@ -90,6 +92,7 @@ class DensePredict:
         from xgboost import core
 
         self.core, self.handle = core, booster.handle
+        self.iteration_range = iteration_range
         self.call = core._LIB.XGBoosterPredictFromDense
         # Exactly what `Booster.inplace_predict` builds for these parameters (xgboost core.py).
         self.args = core.make_jcargs(
@@ -117,6 +120,30 @@ class DensePredict:
         return np.ctypeslib.as_array(preds, (size,)).astype(np.float64)
 
 
+def _checked(direct: DensePredict, booster: Any, encoder: RowEncoder) -> Callable[[np.ndarray], np.ndarray]:
+    """`direct` if it scores a probe row as `inplace_predict` does, else `inplace_predict` itself.
+
+    DensePredict reaches into xgboost's private `core` (pinned in constraints.txt); a different
+    xgboost may change what it relies on. The check runs once per loaded version.
+    """
+
+    def inplace(x: np.ndarray) -> np.ndarray:
+        out = booster.inplace_predict(x, iteration_range=direct.iteration_range, validate_features=False)
+        return np.asarray(out, dtype="float64").reshape(len(x))
+
+    probe = encoder.encode([{}])  # every feature missing: a valid row for any model
+    expected = inplace(probe)
+    try:
+        got = direct(probe)
+    except Exception as err:  # noqa: BLE001  (any failure of the private path means: do not use it)
+        log.warning("xgboost's direct predict call is not usable here (%s); using inplace_predict", err)
+        return inplace
+    if not np.array_equal(got, expected):
+        log.warning("xgboost's direct predict call disagrees with inplace_predict; using inplace_predict")
+        return inplace
+    return direct
+
+
 class Scorer:
     """Scores records for one loaded version: the fast path for XGBoost, the frame path otherwise."""
 
@@ -124,7 +151,7 @@ class Scorer:
         self.model = model
         self.encoder = RowEncoder(model.spec)
         self.booster = None
-        self.predict: DensePredict | None = None
+        self.predict: Callable[[np.ndarray], np.ndarray] | None = None
         self.iteration_range = (0, 0)
         if model.family == "xgboost":
             self.booster = model.estimator.get_booster()
@@ -132,7 +159,7 @@ class Scorer:
             best = self.booster.attr("best_iteration")
             # The scikit-learn wrapper's own rule (xgboost sklearn.py `_get_iteration_range`).
             self.iteration_range = (0, int(best) + 1) if best is not None else (0, 0)
-            self.predict = DensePredict(self.booster, self.iteration_range)
+            self.predict = _checked(DensePredict(self.booster, self.iteration_range), self.booster, self.encoder)
 
     def score(self, records: Sequence[dict[str, Any]]) -> np.ndarray:
         """Probability of the positive class (classification) or the value (regression), float64."""

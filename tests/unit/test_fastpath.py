@@ -116,3 +116,22 @@ def test_dense_predict_reports_the_library_error(tmp_path):
     fast = Scorer(_model(tmp_path, "binary_classification", False))
     with pytest.raises(XGBoostError):
         fast.predict(np.zeros((1, fast.encoder.width + 3)))
+
+
+@pytest.mark.parametrize("fault", ["raises", "disagrees"])
+def test_a_direct_call_that_fails_its_check_falls_back_to_inplace_predict(tmp_path, monkeypatch, fault):
+    from civicml.serving import fastpath
+
+    model = _model(tmp_path, "binary_classification", early=False)
+
+    def broken(self, x):
+        if fault == "raises":
+            raise AttributeError("module 'xgboost.core' has no attribute '_LIB'")
+        return np.full(len(x), 0.123)
+
+    monkeypatch.setattr(fastpath.DensePredict, "__call__", broken)
+    scorer = Scorer(model)
+    assert scorer.predict is not None and not isinstance(scorer.predict, fastpath.DensePredict)
+    recs = _records(50, seed=5)
+    frame = pd.DataFrame.from_records(recs, columns=model.spec.features)
+    assert np.array_equal(scorer.score(recs), np.asarray(model.score(frame), dtype="float64"))
