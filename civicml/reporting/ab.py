@@ -61,7 +61,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 
 def render_ab(report: dict[str, Any], fmt: str = "html", title: str = "A/B test: champion and challenger") -> str:
     """The A/B report as a self-contained HTML page (`fmt="html"`) or Markdown (`"md"`)."""
-    from civicml.reporting.plots import ab_arms
+    from civicml.reporting.monitor_plots import ab_arms
 
     return render_report(
         "ab.j2",

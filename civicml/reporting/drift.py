@@ -1,7 +1,7 @@
 """The drift report: one self-contained, accessible HTML page (Jinja2 template `drift.j2`).
 
 Each compared feature gets a bar chart of reference against window share per bucket
-(`civicml.reporting.plots.drift_feature`). A chart is never the only carrier of its numbers: its
+(`civicml.reporting.monitor_plots.drift_feature`). A chart is never the only carrier of its numbers: its
 alt text states the PSI, the band, the test result and the largest change, and the table of the
 same figures is beside it.
 """
@@ -101,7 +101,7 @@ def render_drift_html(
     Returns:
         The HTML page.
     """
-    from civicml.reporting.plots import drift_feature
+    from civicml.reporting.monitor_plots import drift_feature
 
     figures = [drift_feature(f) for f in drift["features"].values() if f["status"] == "ok"]
     return render_report(

@@ -100,7 +100,7 @@ def test_ab_report_html_is_well_formed_with_its_chart_and_table():
 
 
 def test_figures_are_stored_and_read_back_unchanged(tmp_path):
-    from civicml.reporting.plots import ab_arms
+    from civicml.reporting.monitor_plots import ab_arms
 
     fig = ab_arms(_ab_report())
     save_figures([fig], tmp_path / "figs")
