@@ -284,3 +284,64 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _cpu_idle_share(interval: float) -> float:
+    """Share of all cores' time spent idle (or in iowait) over `interval` seconds, from /proc/stat."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]
+
+    total0, idle0 = sample()
+    time.sleep(interval)
+    total1, idle1 = sample()
+    return (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def _dirty_mb() -> float:
+    """Page cache waiting to be written back (Dirty + Writeback), MB."""
+    kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith(("Dirty:", "Writeback:")):
+            kb += int(line.split()[1])
+    return kb / 1024
+
+
+def cpu_speed(seconds: float = 0.3) -> float:
+    """Million iterations per second of a pure-Python loop: how fast one core is right now.
+
+    Why: this is a shared VM whose cores run at different speeds from hour to hour (the floor
+    server's throughput ranged 670-1930 req/s across one day's runs); recording this next to each
+    run says which runs were slowed by the machine rather than by the code.
+    """
+    n, end = 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        n += 1
+    return round(n / seconds / 1e6, 2)
+
+
+def settle(min_idle: float = 0.9, max_dirty_mb: float = 32.0, limit: float = 60.0) -> dict[str, Any]:
+    """Flush the page cache and wait until the machine is quiet; return what was waited for.
+
+    Why: a latency phase that starts while the previous phase's gigabyte of files is still being
+    written back (or its processes are still exiting) measures the writeback, not the server. The
+    wait ends at `limit` regardless: the result says so, and the figures then carry that noise.
+    The result also carries `cpu_speed()` measured once the machine is quiet.
+    """
+    if not Path("/proc/stat").is_file():
+        return {"waited_s": 0.0, "settled": None}
+    t0 = time.monotonic()
+    os.sync()
+    idle, dirty = 0.0, _dirty_mb()
+    while time.monotonic() - t0 < limit:
+        idle, dirty = _cpu_idle_share(1.0), _dirty_mb()
+        if idle >= min_idle and dirty <= max_dirty_mb:
+            break
+    return {
+        "waited_s": round(time.monotonic() - t0, 1),
+        "settled": idle >= min_idle and dirty <= max_dirty_mb,
+        "idle": round(idle, 3),
+        "dirty_mb": round(dirty, 1),
+        "cpu_mloops_s": cpu_speed(),
+    }

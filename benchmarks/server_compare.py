@@ -37,6 +37,7 @@ from _common import (
     load_average,
     rmtree,
     served_records,
+    settle,
     stop,
     train_served_model,
     wait_ready,
@@ -71,7 +72,8 @@ def _load(url: str, bodies: Path, seconds: float, *mode: str) -> dict[str, Any]:
 
 
 def measure(kind: str, cfg: Path, model_dir: Path, cwd: Path, bodies: Path, seconds: float) -> dict[str, Any]:
-    """One run of one server: start it, warm it, closed loop, open loop, stop it."""
+    """One run of one server: wait for a quiet machine, start it, warm it, closed loop, open loop, stop it."""
+    quiet = settle()
     port = free_port()
     url = f"http://127.0.0.1:{port}/predict"
     proc = _start(kind, cfg, model_dir, cwd, port)
@@ -81,7 +83,7 @@ def measure(kind: str, cfg: Path, model_dir: Path, cwd: Path, bodies: Path, seco
         opened = _load(url, bodies, seconds, "open", "--rate", str(RATE))
     finally:
         stop(proc)
-    return {"closed": closed, "open": opened}
+    return {"closed": closed, "open": opened, "settle": quiet}
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -143,6 +145,22 @@ def _fmt(s: dict[str, float], unit: str = "", digits: int = 0) -> str:
     return f"{s['median']:.{digits}f}{unit} [{s['min']:.{digits}f}–{s['max']:.{digits}f}] (n={s['n']})"
 
 
+def _settle_line(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """How long the runs waited for a quiet machine (`_common.settle`), if they did."""
+    waits = [r["settle"] for rs in runs.values() for r in rs if "settle" in r]
+    if not waits:
+        return []
+    loud = sum(1 for w in waits if w.get("settled") is False)
+    return [
+        f"Before each server run the harness flushed the page cache and waited for >= 90% idle cores and <= 32 MB "
+        f"of dirty pages: {max(w['waited_s'] for w in waits):.0f} s at most; {loud} of {len(waits)} runs started "
+        "without reaching that (after 60 s). Core speed then (`_common.cpu_speed`, M loop iterations/s): "
+        + ", ".join(f"{k} {'/'.join(str(r['settle'].get('cpu_mloops_s', '?')) for r in rs)}" for k, rs in runs.items())
+        + ".",
+        "",
+    ]
+
+
 def goals(res: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     """The two server goals with their figures and verdicts (None: not measured)."""
     if not res or "error" in res:
@@ -188,6 +206,7 @@ def render(res: dict[str, Any] | None) -> list[str]:
             f"{_fmt(r['open_p50_ms'], ' ms', 1)} | {_fmt(r['open_p99_ms'], ' ms', 1)} | {r['errors']} |"
         )
     out += ["", f"Throughput ratio civicml / floor, per pair: {_fmt(res['throughput_ratio'], digits=2)}.", ""]
+    out += _settle_line(res["runs"])
     for key, g in goals(res).items():
         verdict = "MET" if g["ok"] else ("MISSED" if g["ok"] is False else "not measured")
         out.append(f"- {GOALS[key]}: {g['figure']} — **{verdict}**")

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
+import logging.config
 import math
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from civicml.serving.endpoints import register_routes
 from civicml.serving.limits import BodyLimits
 from civicml.serving.metrics import RequestContext, ServerMetrics
 from civicml.serving.predlog import FEEDBACK, PREDICTIONS, BatchLog
-from civicml.serving.reload import Reloader, describe
+from civicml.serving.reload import Reloader, describe, freeze_heap
 from civicml.serving.state import ServedModel, ServingError, ServingState, load_state
 from civicml.storage.registry import Registry
 
@@ -125,6 +127,21 @@ def _document(app: FastAPI, defs: dict[str, Any]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def server_log_config() -> dict[str, Any]:
+    """uvicorn's own logging config, with the `civicml` loggers on its stderr handler at INFO.
+
+    Why: uvicorn configures only its own loggers, so without this the reload, routing and
+    prediction-log lines of a running server are never shown (warnings only, unformatted, through
+    logging's last-resort handler). One format for both keeps `kubectl logs` readable.
+    """
+    # upstream: encode/uvicorn uvicorn/config.py:83-113 (LOGGING_CONFIG), :387-426 (configure_logging) @ 0.54.0
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["civicml"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
 def run_server(cfg: RunConfig, host: str = "127.0.0.1", port: int = 8080, workdir: str | Path | None = None) -> None:
     """Load the models (refusing on any integrity problem), then serve until SIGTERM/SIGINT.
 
@@ -135,6 +152,11 @@ def run_server(cfg: RunConfig, host: str = "127.0.0.1", port: int = 8080, workdi
 
     from civicml.storage.store import open_store
 
+    log_config = server_log_config()
+    # Before loading, so what `load_state` says about the models is shown; uvicorn applies it again.
+    logging.config.dictConfig(log_config)
     state = load_state(cfg, Registry(open_store(cfg.storage.uri), project=cfg.name), workdir)
     app = create_app(state)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=20)
+    # A server process, not an app in a test: the heap it has now lives as long as it does.
+    log.info("%d start-up objects frozen out of the cyclic collector", freeze_heap())
+    uvicorn.run(app, host=host, port=port, log_config=log_config, log_level="info", timeout_graceful_shutdown=20)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -137,6 +138,9 @@ def test_sigterm_during_traffic_keeps_every_acknowledged_prediction(built, tmp_p
     # uvicorn re-raises the signal after its graceful shutdown, so -SIGTERM is a clean exit too.
     assert rc in (0, -signal.SIGTERM), err[-2000:]
     assert "Application shutdown complete" in err
+    # civicml's own lines reach the server log, in uvicorn's format (not only its warnings, bare).
+    assert re.search(rf"INFO: +serving \S+: champion {version};", err), err[-2000:]
+    assert "start-up objects frozen out of the cyclic collector" in err
     assert set(refused) <= {503}, refused
     logged = read_records(LocalStore(store), PREDICTIONS).records
     logged_ids = {r["request_id"] for r in logged}
