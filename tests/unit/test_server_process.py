@@ -18,7 +18,9 @@ def test_log_config_keeps_uvicorns_loggers_and_adds_civicmls(capsys):
     from uvicorn.config import LOGGING_CONFIG
 
     assert "civicml" not in LOGGING_CONFIG["loggers"], "uvicorn's module-level default must not be changed"
-    saved = logging.getLogger("civicml").handlers[:], logging.getLogger("civicml").propagate
+    # dictConfig changes process-wide loggers: put every one it touches back afterwards.
+    touched = [logging.getLogger(name) for name in config["loggers"]]
+    saved = [(lg, lg.handlers[:], lg.propagate, lg.level) for lg in touched]
     try:
         logging.config.dictConfig(config)
         logging.getLogger("civicml.serving.reload").info("switched: now serving champion v2")
@@ -26,9 +28,10 @@ def test_log_config_keeps_uvicorns_loggers_and_adds_civicmls(capsys):
         logging.getLogger("civicml.serving.reload").debug("not shown")
         assert "not shown" not in capsys.readouterr().err
     finally:
-        lg = logging.getLogger("civicml")
-        lg.handlers[:], lg.propagate = saved
-        lg.setLevel(logging.NOTSET)
+        for lg, handlers, propagate, level in saved:
+            lg.handlers[:] = handlers
+            lg.propagate = propagate
+            lg.setLevel(level)
 
 
 def test_freeze_heap_moves_live_objects_out_of_collection():
