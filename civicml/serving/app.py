@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import gc
 import logging
 import logging.config
 import math
@@ -29,7 +30,7 @@ from civicml.serving.endpoints import register_routes
 from civicml.serving.limits import BodyLimits
 from civicml.serving.metrics import RequestContext, ServerMetrics
 from civicml.serving.predlog import FEEDBACK, PREDICTIONS, BatchLog
-from civicml.serving.reload import Reloader, describe, freeze_heap
+from civicml.serving.reload import Reloader, describe
 from civicml.serving.state import ServedModel, ServingError, ServingState, load_state
 from civicml.storage.registry import Registry
 
@@ -140,6 +141,22 @@ def server_log_config() -> dict[str, Any]:
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["civicml"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     return config
+
+
+def freeze_heap() -> int:
+    """Collect, then move every object alive now out of the cyclic collector's reach; return how many.
+
+    Why: the server process holds ~170k long-lived container objects (FastAPI, pydantic, pandas,
+    XGBoost and the loaded models). A full collection walks all of them: ~100 ms on this machine's
+    cores with the event loop stopped (measured with `gc.callbacks` in `civicml serve`). Full
+    collections are rare once traffic runs (none in a 22 s benchmark run), but each one that comes
+    in a long-lived server holds every request in flight; frozen, the same collection takes well
+    under 1 ms. Frozen objects are still freed by reference counting; only reference cycles among
+    them are never collected. A model set loaded later by a routing switch is not frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def run_server(cfg: RunConfig, host: str = "127.0.0.1", port: int = 8080, workdir: str | Path | None = None) -> None:

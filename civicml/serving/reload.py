@@ -17,7 +17,6 @@ So a `civicml deploy V --as challenger`, `civicml ab set-weights`, `civicml ab p
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 
 from civicml.serving.metrics import ServerMetrics
@@ -30,25 +29,6 @@ log = logging.getLogger("civicml.serving")
 
 def _versions(routing: Routing) -> tuple[str | None, str | None]:
     return routing.champion, routing.challenger
-
-
-def freeze_heap(collect: bool = True) -> int:
-    """Move every object alive now out of the cyclic collector's reach; return how many are frozen.
-
-    Why: the server process holds ~170k long-lived container objects (FastAPI, pydantic, pandas,
-    XGBoost and the loaded models). A full collection walks all of them: ~100 ms on this machine's
-    cores with the event loop stopped (measured with `gc.callbacks` in `civicml serve`). Full
-    collections are rare once traffic runs (none in a 22 s benchmark run), but each one that comes
-    in a long-lived server holds every request in flight; frozen, the same collection takes well
-    under 1 ms. Frozen objects are still freed by reference counting; only cycles among them are
-    never collected (the start-up heap and a loaded model set have none worth collecting). A model
-    set loaded later by a switch is not frozen: it is small beside the start-up heap. `collect`
-    first clears start-up garbage so it is not frozen.
-    """
-    if collect:
-        gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()
 
 
 def describe(served: ServedSet) -> str:

@@ -6,8 +6,7 @@ import gc
 import logging
 import logging.config
 
-from civicml.serving.app import server_log_config
-from civicml.serving.reload import freeze_heap
+from civicml.serving.app import freeze_heap, server_log_config
 
 
 def test_log_config_keeps_uvicorns_loggers_and_adds_civicmls(capsys):
